@@ -1,0 +1,34 @@
+"""perfjax: see, run and cost tensor programs written in JAX.
+
+Example:
+  >>> import jax.numpy as jnp, perfjax
+  >>> f = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))
+  >>> perfjax.analyze(f, (jnp.ones((4, 8)), jnp.ones((8, 2)))).flops
+  136.0
+"""
+
+from perfjax import ops
+from perfjax._errors import StableHLOParseError, UnsupportedOpError, UnsupportedProgramError
+from perfjax.executor import RunResult, TimeStats, materialize, run
+from perfjax.lowering import Graph, Op, Program, TensorType, analyze, register_cost_rule, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph",
+    "Op",
+    "Program",
+    "RunResult",
+    "StableHLOParseError",
+    "TensorType",
+    "TimeStats",
+    "UnsupportedOpError",
+    "UnsupportedProgramError",
+    "__version__",
+    "analyze",
+    "materialize",
+    "ops",
+    "register_cost_rule",
+    "run",
+    "trace",
+]

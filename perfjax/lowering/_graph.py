@@ -1,0 +1,581 @@
+"""Walking a StableHLO module into a costed :class:`Graph` of ops."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
+from perfjax.lowering import _rules
+from perfjax.lowering._program import Program, parse_module, trace
+from perfjax.lowering._rules import Cost
+from perfjax.lowering._types import TensorType
+
+# Ops the walker handles itself: calls are inlined, loops and branches walked with their regions.
+_STRUCTURAL = {"func.call", "stablehlo.while", "stablehlo.case", "stablehlo.if", "stablehlo.composite", "call"}
+_TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
+_FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")
+_LOC_NAME_RE = re.compile(r'loc\((?:callsite\()?"([^"]*)"')
+_LOC_FILE_RE = re.compile(r'"([^"]+\.py)":(\d+)')
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One StableHLO op with its counts (per execution) and where it came from."""
+
+    index: int
+    #: StableHLO op name, e.g. ``stablehlo.dot_general``.
+    name: str
+    operands: tuple[TensorType, ...]
+    results: tuple[TensorType, ...]
+    #: Indices of the ops producing this op's operands (graph inputs are not ops).
+    inputs: tuple[int, ...]
+    #: The Flash op this op belongs to (``flash.matmul``), or ``None``.
+    origin: str | None
+    #: JAX name scope from the source location (``jit(f)/dot_general``), or the call path.
+    scope: str
+    #: ``file.py:line`` of the Python source, when the module carries locations.
+    source: str
+    #: How many times the op runs per program execution (loop trip counts; 0 = untaken branch).
+    executions: int
+    flops: float
+    transcendentals: float
+    bytes_read: float
+    bytes_written: float
+    features: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    #: False when no cost rule exists (only with ``on_unsupported="warn"``); counts are then 0.
+    modeled: bool = True
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, flops per byte moved (unfused)."""
+        return self.flops / self.bytes if self.bytes else math.inf if self.flops else 0.0
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """The costed op graph of a program. Totals include loop trip counts.
+
+    Example:
+      >>> import jax.numpy as jnp, perfjax
+      >>> g = perfjax.analyze(lambda a, b: perfjax.ops.matmul(a, b), (jnp.ones((4, 8)), jnp.ones((8, 2))))
+      >>> g.flops  # 2·M·N·K
+      128.0
+    """
+
+    name: str
+    ops: tuple[Op, ...]
+    in_types: tuple[TensorType, ...]
+    out_types: tuple[TensorType, ...]
+    #: Producer op index of each program output (``-1`` when an output is an input).
+    outputs: tuple[int, ...]
+    #: ``(op name, location)`` of ops without a cost rule (only with ``on_unsupported="warn"``).
+    unmodeled_ops: tuple[tuple[str, str], ...] = ()
+    #: Things the reader must know about the counts (e.g. a loop whose trip count is unknown).
+    notes: tuple[str, ...] = ()
+
+    # ---- totals ---------------------------------------------------------------------------
+
+    def _total(self, field: str) -> float:
+        return float(sum(getattr(o, field) * o.executions for o in self.ops))
+
+    @property
+    def flops(self) -> float:
+        return self._total("flops")
+
+    @property
+    def transcendentals(self) -> float:
+        return self._total("transcendentals")
+
+    @property
+    def bytes_read(self) -> float:
+        return self._total("bytes_read")
+
+    @property
+    def bytes_written(self) -> float:
+        return self._total("bytes_written")
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Flops per byte, unfused (a lower bound on what a fusing compiler achieves)."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(t.nbytes for t in self.in_types)
+
+    # ---- structure ------------------------------------------------------------------------
+
+    def levels(self) -> tuple[int, ...]:
+        """ASAP level of each op: 0 for ops that depend only on inputs."""
+        level: list[int] = []
+        for op in self.ops:
+            level.append(1 + max((level[i] for i in op.inputs), default=-1))
+        return tuple(level)
+
+    def stages(self) -> list[list[int]]:
+        """Ops grouped by ASAP level: ops in one stage have no dependency between them."""
+        groups: dict[int, list[int]] = collections.defaultdict(list)
+        for i, lv in enumerate(self.levels()):
+            groups[lv].append(i)
+        return [groups[k] for k in sorted(groups)]
+
+    def critical_path(self, weight: str | Callable[[Op], float] = "flops") -> list[int]:
+        """The heaviest dependency chain, as op indices.
+
+        Args:
+          weight: ``"flops"`` (flops + transcendentals), ``"bytes"``, ``"ops"`` (each op counts 1)
+            or a function of an :class:`Op`.
+        """
+        if callable(weight):
+            w = weight
+        elif weight == "flops":
+            w = lambda o: (o.flops + o.transcendentals) * o.executions  # noqa: E731
+        elif weight == "bytes":
+            w = lambda o: o.bytes * o.executions  # noqa: E731
+        elif weight == "ops":
+            w = lambda o: 1.0  # noqa: E731
+        else:
+            raise ValueError(f"unknown weight {weight!r}; expected one of 'flops', 'bytes', 'ops' or a callable.")
+        best: list[float] = []
+        prev: list[int] = []
+        for op in self.ops:
+            p = max(op.inputs, key=lambda i: best[i], default=-1)
+            best.append(w(op) + (best[p] if p >= 0 else 0.0))
+            prev.append(p)
+        if not best:
+            return []
+        i = max(range(len(best)), key=best.__getitem__)
+        path = []
+        while i >= 0:
+            path.append(i)
+            i = prev[i]
+        return path[::-1]
+
+    def by_origin(self) -> dict[str, Cost]:
+        """Totals per Flash op (``"(other)"`` for ops outside Flash ops)."""
+        out: dict[str, Cost] = collections.defaultdict(Cost)
+        for o in self.ops:
+            c = Cost(o.flops, o.transcendentals, o.bytes_read, o.bytes_written).scale(o.executions)
+            out[o.origin or "(other)"] = out[o.origin or "(other)"] + c
+        return dict(out)
+
+    # ---- conversions ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            name=self.name,
+            flops=self.flops,
+            transcendentals=self.transcendentals,
+            bytes_read=self.bytes_read,
+            bytes_written=self.bytes_written,
+            intensity_flops_per_byte=self.intensity,
+            num_ops=len(self.ops),
+            num_stages=len(self.stages()),
+            critical_path_ops=len(self.critical_path()),
+            unmodeled_ops=[list(u) for u in self.unmodeled_ops],
+            notes=list(self.notes),
+        )
+
+    def to_dataframe(self):
+        """One row per op: name, origin, shapes, executions and counts (needs pandas)."""
+        import pandas as pd
+
+        levels = self.levels()
+        rows = [
+            dict(
+                index=o.index,
+                op=o.short_name,
+                origin=o.origin or "",
+                scope=o.scope,
+                stage=levels[o.index],
+                operands=" ".join(map(str, o.operands)),
+                results=" ".join(map(str, o.results)),
+                executions=o.executions,
+                flops=o.flops * o.executions,
+                transcendentals=o.transcendentals * o.executions,
+                bytes_read=o.bytes_read * o.executions,
+                bytes_written=o.bytes_written * o.executions,
+                intensity=o.intensity,
+                modeled=o.modeled,
+            )
+            for o in self.ops
+        ]
+        return pd.DataFrame(rows).set_index("index") if rows else pd.DataFrame()
+
+    def table(self, max_rows: int = 40):
+        """A ``rich`` table: totals per Flash op, then the heaviest ops."""
+        from perfjax._display import graph_tables
+
+        return graph_tables(self, max_rows=max_rows)
+
+    def __str__(self) -> str:
+        from perfjax._display import render
+
+        return render(self.table())
+
+    def __repr__(self) -> str:
+        return (
+            f"Graph({self.name!r}, ops={len(self.ops)}, flops={self.flops:.4g}, "
+            f"transcendentals={self.transcendentals:.4g}, bytes={self.bytes:.4g})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# the walker
+# ---------------------------------------------------------------------------------------------
+
+
+class _View:
+    """An :class:`perfjax.lowering._rules.OpView` over an MLIR operation."""
+
+    __slots__ = ("_op", "location", "name", "operands", "results")
+
+    def __init__(self, op, name: str, location: str):
+        self._op = op
+        self.name = name
+        self.location = location
+        self.operands = tuple(TensorType.parse(str(v.type)) for v in op.operands)
+        self.results = tuple(TensorType.parse(str(v.type)) for v in op.results)
+
+    def attr(self, name: str) -> Any:
+        attrs = self._op.attributes
+        return attrs[name] if name in attrs else None
+
+    def attr_str(self, name: str) -> str | None:
+        a = self.attr(name)
+        return None if a is None else str(a)
+
+    def io_bytes(self) -> dict[str, float]:
+        return dict(
+            bytes_read=float(sum(t.nbytes for t in self.operands)),
+            bytes_written=float(sum(t.nbytes for t in self.results)),
+        )
+
+    def region_cost(self, index: int) -> Cost:
+        regions = self._op.regions
+        if index >= len(regions):
+            raise ValueError(f"{self.name} at {self.location} has no region {index}")
+        total = Cost()
+        for block in regions[index].blocks:
+            for inner in block.operations:
+                name = inner.operation.name
+                if name in _TERMINATORS:
+                    continue
+                rule = _rules.lookup(name)
+                if rule is None:
+                    raise UnsupportedOpError(
+                        f"no cost rule for {name!r} inside the body of {self.name} at {self.location}",
+                        [(name, self.location)],
+                    )
+                c = rule(_View(inner.operation, name, self.location))
+                total = total + Cost(c.flops, c.transcendentals)
+        return total
+
+
+def _location(op) -> tuple[str, str]:
+    text = str(op.location)
+    m = _LOC_NAME_RE.search(text)
+    scope = m.group(1) if m else ""
+    f = _LOC_FILE_RE.search(text)
+    source = f"{f.group(1).rsplit('/', 1)[-1]}:{f.group(2)}" if f else ""
+    return scope, source
+
+
+def _int_constant(op) -> int | None:
+    if op is None or op.name != "stablehlo.constant":
+        return None
+    vals = _rules._ints(str(op.attributes["value"]))
+    return vals[0] if len(vals) == 1 else None
+
+
+class _Walker:
+    def __init__(self, module, on_unsupported: str, count_loop_trips: bool):
+        from jax._src.lib.mlir import ir
+
+        self.ir = ir
+        self.funcs: dict[str, Any] = {}
+        for op in module.body.operations:
+            if op.operation.name == "func.func":
+                self.funcs[ir.StringAttr(op.attributes["sym_name"]).value] = op
+        self.on_unsupported = on_unsupported
+        self.count_loop_trips = count_loop_trips
+        self.ops: list[Op] = []
+        self.unsupported: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+        self.call_depth = 0
+
+    # Values are mapped to the index of the op producing them (-1: a program input).
+    def walk_block(self, block, env: collections.ChainMap, origin: str | None, path: str, executions: int) -> list[int]:
+        """Walks the ops of ``block``; returns the producers of its terminator's operands."""
+        for op in block.operations:
+            name = op.operation.name
+            if name in _TERMINATORS:
+                return [env.get(v, -1) for v in op.operands]
+            if name in ("func.call", "call"):
+                self._call(op, env, origin, path, executions)
+            elif name == "stablehlo.composite":
+                self._composite(op, env, origin, path, executions)
+            elif name == "stablehlo.while":
+                self._while(op, env, origin, path, executions)
+            elif name in ("stablehlo.case", "stablehlo.if"):
+                self._case(op, env, origin, path, executions)
+            else:
+                self._leaf(op, env, origin, path, executions)
+        return []
+
+    def _leaf(self, op, env, origin, path, executions) -> None:
+        name = op.operation.name
+        scope, source = _location(op)
+        view = _View(op.operation, name, source or scope or path)
+        key = name
+        if name == "stablehlo.custom_call":
+            target = str(op.attributes["call_target_name"]).strip('"')
+            key = f"{name}@{target}"
+        rule = _rules.lookup(key)
+        modeled = rule is not None
+        if rule is None:
+            self.unsupported.append((key, source or scope or path))
+            cost = Cost()
+        else:
+            try:
+                cost = rule(view)
+            except UnsupportedOpError as e:
+                self.unsupported.extend(e.ops)
+                cost, modeled = Cost(), False
+            except (ValueError, KeyError, IndexError, ZeroDivisionError) as e:
+                raise UnsupportedProgramError(f"cost rule for {key} failed at {source or scope}: {e}") from e
+        inputs = tuple(dict.fromkeys(i for i in (env.get(v, -1) for v in op.operands) if i >= 0))
+        index = len(self.ops)
+        self.ops.append(
+            Op(
+                index=index,
+                name=key,
+                operands=view.operands,
+                results=view.results,
+                inputs=inputs,
+                origin=origin,
+                scope=scope or path,
+                source=source,
+                executions=executions,
+                flops=cost.flops,
+                transcendentals=cost.transcendentals,
+                bytes_read=cost.bytes_read,
+                bytes_written=cost.bytes_written,
+                features=dict(cost.features),
+                modeled=modeled,
+            )
+        )
+        for r in op.results:
+            env[r] = index
+
+    def _enter(self, callee: str, env, op, origin, path, executions) -> list[int]:
+        if callee not in self.funcs:
+            raise UnsupportedProgramError(f"call to unknown function @{callee}")
+        self.call_depth += 1
+        if self.call_depth > 200:
+            raise UnsupportedProgramError(f"calls nested deeper than 200 (recursion through @{callee}?)")
+        fn = self.funcs[callee]
+        block = fn.regions[0].blocks[0]
+        inner = collections.ChainMap({a: env.get(v, -1) for a, v in zip(block.arguments, op.operands, strict=True)})
+        m = _FLASH_RE.match(callee)
+        new_origin = origin or (m.group(1) if m else None)
+        if new_origin and re.search(r"_\d+$", new_origin):
+            new_origin = re.sub(r"_\d+$", "", new_origin)
+        outs = self.walk_block(block, inner, new_origin, f"{path}/{callee}", executions)
+        self.call_depth -= 1
+        for r, producer in zip(op.results, outs, strict=False):
+            env[r] = producer
+        return outs
+
+    def _call(self, op, env, origin, path, executions) -> None:
+        callee = self.ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+        self._enter(callee, env, op, origin, path, executions)
+
+    def _composite(self, op, env, origin, path, executions) -> None:
+        callee = self.ir.FlatSymbolRefAttr(op.attributes["decomposition"]).value
+        self._enter(callee, env, op, origin, path, executions)
+
+    def _while(self, op, env, origin, path, executions) -> None:
+        cond, body = op.regions[0].blocks[0], op.regions[1].blocks[0]
+        trips = self._trip_count(op, env)
+        scope, source = _location(op)
+        if trips is None:
+            self.notes.append(
+                f"while loop at {source or scope or path}: trip count not static; its body is counted once"
+            )
+            trips = 1
+        if not self.count_loop_trips:
+            trips = 1
+        cond_env = env.new_child({a: env.get(v, -1) for a, v in zip(cond.arguments, op.operands, strict=True)})
+        self.walk_block(cond, cond_env, origin, f"{path}/while.cond", executions * (trips + 1 if self.count_loop_trips else 1))
+        body_env = env.new_child({a: env.get(v, -1) for a, v in zip(body.arguments, op.operands, strict=True)})
+        outs = self.walk_block(body, body_env, origin, f"{path}/while.body", executions * trips)
+        for r, producer in zip(op.results, outs, strict=False):
+            env[r] = producer
+
+    def _trip_count(self, op, env) -> int | None:
+        """Static trip count of a counted loop (``for i in range(a, b, step)``), else ``None``."""
+        ir = self.ir
+        try:
+            cond, body = op.regions[0].blocks[0], op.regions[1].blocks[0]
+            term = list(cond.operations)[-1]
+            cmp = term.operands[0].owner
+            if cmp.name != "stablehlo.compare":
+                return None
+            direction = re.search(r"comparison_direction\s+(\w+)", str(cmp.attributes["comparison_direction"])).group(1)
+            cond_args = list(cond.arguments)
+
+            def resolve(v, region_args, depth=0) -> int | None:
+                if depth > 5:
+                    return None
+                owner = v.owner
+                if isinstance(owner, ir.Block) or not hasattr(owner, "name"):
+                    # A block argument of the loop region: the loop operand at that position, if the
+                    # body passes it through unchanged.
+                    for k, a in enumerate(region_args):
+                        if a == v:
+                            body_ret = list(body.operations)[-1].operands[k]
+                            if body_ret != list(body.arguments)[k]:
+                                return None
+                            return resolve(op.operands[k], [], depth + 1)
+                    return None
+                return _int_constant(owner)
+
+            lhs, rhs = cmp.operands
+            idx = next((k for k, a in enumerate(cond_args) if a == lhs), None)
+            if idx is None:
+                return None
+            limit = resolve(rhs, cond_args)
+            start = resolve(op.operands[idx], [])
+            step_op = list(body.operations)[-1].operands[idx].owner
+            if start is None or limit is None or not hasattr(step_op, "name") or step_op.name != "stablehlo.add":
+                return None
+            a, b = step_op.operands
+            counter = list(body.arguments)[idx]
+            other = b if a == counter else a if b == counter else None
+            if other is None or isinstance(other.owner, ir.Block):
+                return None
+            step = _int_constant(other.owner)
+            if not step:
+                return None
+            span = limit - start
+            if direction == "LT" and step > 0:
+                return max(0, -(-span // step))
+            if direction == "LE" and step > 0:
+                return max(0, span // step + 1)
+            if direction == "GT" and step < 0:
+                return max(0, -(-span // step))
+            if direction == "NE" and span % step == 0:
+                return max(0, span // step)
+            return None
+        except Exception:  # any unexpected shape of loop: unknown trip count, reported in notes
+            return None
+
+    def _case(self, op, env, origin, path, executions) -> None:
+        # XLA costs a conditional as its most expensive branch; the others are kept with 0 executions.
+        spans, outs_per_branch = [], []
+        for k, region in enumerate(op.regions):
+            start = len(self.ops)
+            outs = self.walk_block(region.blocks[0], env.new_child(), origin, f"{path}/branch{k}", executions)
+            spans.append((start, len(self.ops)))
+            outs_per_branch.append(outs)
+
+        def weight(span):
+            ops = self.ops[span[0] : span[1]]
+            return (sum(o.flops + o.transcendentals for o in ops), sum(o.bytes for o in ops))
+
+        best = max(range(len(spans)), key=lambda k: weight(spans[k]))
+        for k, (s, e) in enumerate(spans):
+            if k != best:
+                for i in range(s, e):
+                    self.ops[i] = dataclasses.replace(self.ops[i], executions=0)
+        for r, producer in zip(op.results, outs_per_branch[best], strict=False):
+            env[r] = producer
+
+
+def build_graph(
+    program: Program, *, on_unsupported: str = "error", count_loop_trips: bool = True
+) -> Graph:
+    """Walks ``program``'s StableHLO into a :class:`Graph` (see :func:`analyze`)."""
+    if on_unsupported not in ("error", "warn"):
+        raise ValueError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
+    ctx, module = parse_module(program.stablehlo_debug or program.stablehlo)
+    with ctx:
+        walker = _Walker(module, on_unsupported, count_loop_trips)
+        entry = "main" if "main" in walker.funcs else next(iter(walker.funcs))
+        block = walker.funcs[entry].regions[0].blocks[0]
+        env: collections.ChainMap = collections.ChainMap({a: -1 for a in block.arguments})
+        outs = walker.walk_block(block, env, None, entry, 1)
+    if walker.unsupported:
+        counts = collections.Counter(n for n, _ in walker.unsupported)
+        first = {}
+        for n, loc in walker.unsupported:
+            first.setdefault(n, loc)
+        listing = "; ".join(f"{n} (x{c}, first at {first[n] or '?'})" for n, c in counts.items())
+        if on_unsupported == "error":
+            raise UnsupportedOpError(
+                f"no cost rule for {len(counts)} StableHLO op kind(s): {listing}. Register one with "
+                "perfjax.lowering.register_cost_rule, or pass on_unsupported='warn' to list them "
+                "in Graph.unmodeled_ops instead (their counts are then missing from the totals).",
+                walker.unsupported,
+            )
+        warnings.warn(f"ops without a cost rule (not counted): {listing}", stacklevel=3)
+    return Graph(
+        name=program.name,
+        ops=tuple(walker.ops),
+        in_types=program.in_types,
+        out_types=program.out_types,
+        outputs=tuple(outs),
+        unmodeled_ops=tuple(walker.unsupported),
+        notes=tuple(walker.notes),
+    )
+
+
+def analyze(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    *,
+    on_unsupported: str = "error",
+    count_loop_trips: bool = True,
+) -> Graph:
+    """Exact operation counts of a program: per op, per Flash op, and in total.
+
+    Args:
+      fn_or_program: a JAX function, a :class:`Program`, or StableHLO text / a ``.mlir`` path.
+      inputs: positional arguments (arrays or ``jax.ShapeDtypeStruct``) when a function is given.
+      on_unsupported: ``"error"`` (default) raises :class:`UnsupportedOpError` listing ops that
+        have no cost rule; ``"warn"`` warns and lists them in ``Graph.unmodeled_ops``.
+      count_loop_trips: multiply loop bodies by their static trip count (``False`` counts each
+        body once, as XLA's ``cost_analysis`` does).
+
+    Example:
+      >>> import jax.numpy as jnp, perfjax
+      >>> g = perfjax.analyze(lambda x: jnp.exp(x) + 1, (jnp.ones((10, 10)),))
+      >>> g.flops, g.transcendentals
+      (100.0, 100.0)
+    """
+    if isinstance(fn_or_program, str):
+        program = Program.from_stablehlo(fn_or_program)
+    elif isinstance(fn_or_program, Program):
+        program = fn_or_program
+    else:
+        program = trace(fn_or_program, inputs)
+    return build_graph(program, on_unsupported=on_unsupported, count_loop_trips=count_loop_trips)

@@ -1,0 +1,117 @@
+"""Tensor types as they appear in StableHLO text (``tensor<2x8xf32>``), with sizes in bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from perfjax._errors import UnsupportedProgramError
+
+# StableHLO element type -> NumPy-style name. Bit widths come from the name.
+_ELEMENT_NAMES = {
+    "f64": "float64",
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "tf32": "tensorfloat32",
+    "i1": "bool",
+    "i2": "int2",
+    "i4": "int4",
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "ui2": "uint2",
+    "ui4": "uint4",
+    "ui8": "uint8",
+    "ui16": "uint16",
+    "ui32": "uint32",
+    "ui64": "uint64",
+    "complex<f32>": "complex64",
+    "complex<f64>": "complex128",
+}
+_BITS = {
+    "float64": 64,
+    "float32": 32,
+    "float16": 16,
+    "bfloat16": 16,
+    "tensorfloat32": 32,
+    # XLA stores a predicate in one byte.
+    "bool": 8,
+    "complex64": 64,
+    "complex128": 128,
+}
+
+_TENSOR_RE = re.compile(r"^tensor<(?P<body>.*)>$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorType:
+    """Shape and element type of one value; ``dtype`` uses NumPy names (``float32``, ``bfloat16``).
+
+    Example:
+      >>> TensorType.parse("tensor<2x8xbf16>").nbytes
+      32
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def bits(self) -> int:
+        if self.dtype in _BITS:
+            return _BITS[self.dtype]
+        m = re.search(r"(\d+)", self.dtype)
+        return int(m.group(1)) if m else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in memory; sub-byte types are packed, as XLA stores int4."""
+        return (self.size * self.bits + 7) // 8
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.startswith(("float", "bfloat", "tensorfloat")) or self.dtype.startswith("f8")
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{','.join(map(str, self.shape))}]"
+
+    @staticmethod
+    def parse(text: str) -> TensorType:
+        """Parses an MLIR type; tokens and other non-tensor types become a 0-byte ``token``."""
+        text = text.strip()
+        m = _TENSOR_RE.match(text)
+        if not m:
+            return TensorType((), "token")
+        body = m.group("body")
+        # Drop an encoding such as `tensor<4xf32, #stablehlo.bounds<...>>`.
+        depth = 0
+        for i, ch in enumerate(body):
+            depth += ch in "<("
+            depth -= ch in ">)"
+            if ch == "," and depth == 0:
+                body = body[:i]
+                break
+        parts = body.split("x")
+        # Element types never contain 'x' except complex<...>, handled by rejoining the tail.
+        dims: list[int] = []
+        for i, part in enumerate(parts):
+            if part.isdigit():
+                dims.append(int(part))
+            elif part == "?":
+                raise UnsupportedProgramError(
+                    f"dynamic shape {text}: perfjax costs static shapes only; export the program "
+                    "with concrete input shapes."
+                )
+            else:
+                element = "x".join(parts[i:])
+                break
+        else:
+            element = ""
+        return TensorType(tuple(dims), _ELEMENT_NAMES.get(element, element))

@@ -186,10 +186,12 @@ def _program_callable(program: Program, inputs: tuple[Any, ...]) -> tuple[Callab
     compile_s = 0.0 if cached else time.perf_counter() - t0
     device = jax.devices("cpu")[0]
 
-    def call(*args):
-        arrays = [jax.device_put(a, device) for a in args]
-        out = exe.execute_sharded(arrays).disassemble_into_single_device_arrays()
-        return [o[0] for o in out]
+    execute = exe.execute_sharded
+
+    def call(*arrays):
+        return [o[0] for o in execute(list(arrays)).disassemble_into_single_device_arrays()]
+
+    del device
 
     return call, compile_s, cached
 
@@ -263,7 +265,8 @@ def run(
         fn_or_program = fn_or_program.fn
     if isinstance(fn_or_program, Program):
         call, compile_s, cached = _program_callable(fn_or_program, inputs)
-        args = tuple(jax.tree_util.tree_leaves(inputs))
+        device = jax.devices("cpu")[0]
+        args = tuple(jax.device_put(a, device) for a in jax.tree_util.tree_leaves(inputs))
         lower_s, name = 0.0, fn_or_program.name
     elif callable(fn_or_program):
         call, compile_s, lower_s, cached = _compile_fn(fn_or_program, inputs)

@@ -362,8 +362,8 @@ def layernorm(
 
     Example:
       >>> import jax.numpy as jnp, perfjax.ops as F
-      >>> F.layernorm(jnp.array([[1.0, 3.0]])).round(3).tolist()
-      [[-1.0, 1.0]]
+      >>> [round(v, 3) for v in F.layernorm(jnp.array([1.0, 3.0])).tolist()]
+      [-1.0, 1.0]
     """
     x = C.as_array("layernorm", "x", x)
     C.check_float("layernorm", "x", x)
@@ -386,8 +386,8 @@ def rmsnorm(x: jax.Array, gamma: jax.Array | None = None, *, eps: float = 1e-6) 
 
     Example:
       >>> import jax.numpy as jnp, perfjax.ops as F
-      >>> F.rmsnorm(jnp.array([[3.0, 4.0]]), eps=0.0).round(3).tolist()
-      [[0.849, 1.131]]
+      >>> [round(v, 3) for v in F.rmsnorm(jnp.array([3.0, 4.0]), eps=0.0).tolist()]
+      [0.849, 1.131]
     """
     x = C.as_array("rmsnorm", "x", x)
     C.check_float("rmsnorm", "x", x)

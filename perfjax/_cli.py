@@ -1,0 +1,574 @@
+"""The ``perfjax`` command line: ``run``, ``trace`` and ``analyze`` a function or a ``.mlir`` file.
+
+Examples::
+
+  perfjax analyze examples/mlp.py:mlp -i 'f32[64,784]' -i 'f32[784,128]' -i 'f32[128,10]'
+  perfjax trace mypkg.models:block -i 'bf16[8,512]' --stage stablehlo
+  perfjax run exported.mlir --max-time 0.5 --json
+
+Mistakes a user can make (a bad target or input spec, a program perfjax cannot read or cost, a
+function that rejects its inputs) print one line ``perfjax: error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import perfjax
+from perfjax._display import fmt_time, render
+from perfjax.executor import program_inputs
+from perfjax.lowering import Program
+
+EXIT_USAGE = 2
+
+_DTYPE_ALIASES = {
+    "f64": "float64",
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "u8": "uint8",
+    "u16": "uint16",
+    "u32": "uint32",
+    "u64": "uint64",
+    "c64": "complex64",
+    "c128": "complex128",
+    "bool": "bool",
+    "pred": "bool",
+}
+_SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*\[([^\[\]]*)\]\s*$")
+
+
+class CLIError(Exception):
+    """A mistake the user can fix: reported as one ``perfjax: error:`` line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# input specs
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_spec(spec: str) -> jax.ShapeDtypeStruct:
+    """Parses ``f32[128,784]`` (dtype alias or NumPy name, then the shape) into a ShapeDtypeStruct.
+
+    Example:
+      >>> parse_spec("bf16[4,8]")
+      ShapeDtypeStruct(shape=(4, 8), dtype=bfloat16)
+      >>> parse_spec("f32[]").shape
+      ()
+    """
+    m = _SPEC_RE.match(spec)
+    if m is None:
+        raise CLIError(
+            f"bad input spec {spec!r}: expected DTYPE[DIM,...] such as f32[128,784], i32[16] or f32[] "
+            "(a scalar); quote it in the shell: -i 'f32[128,784]'."
+        )
+    name, dims = m.group(1), m.group(2).strip()
+    dtype = _parse_dtype(name, spec)
+    shape: tuple[int, ...] = ()
+    if dims:
+        parts = [p.strip() for p in dims.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise CLIError(
+                f"bad input spec {spec!r}: dimensions must be non-negative integers separated by commas, "
+                f"got [{m.group(2)}]."
+            )
+        shape = tuple(int(p) for p in parts)
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _parse_dtype(name: str, spec: str) -> np.dtype:
+    full = _DTYPE_ALIASES.get(name.lower(), name)
+    try:
+        dtype = jnp.dtype(full)
+    except TypeError:
+        dtype = None
+    # Full names only (float32, not "f" or "float"), and only numbers and booleans.
+    if dtype is None or dtype.name != full or not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+        raise CLIError(
+            f"unknown dtype {name!r} in input spec {spec!r}; use one of "
+            f"{', '.join(a for a in _DTYPE_ALIASES if a != 'pred')} or a NumPy name such as float32 or uint16."
+        )
+    return dtype
+
+
+def _fmt_type(shape: Sequence[int], dtype: Any) -> str:
+    return f"{np.dtype(dtype).name}[{','.join(map(str, shape))}]"
+
+
+def _needs_x64(dtypes: Sequence[Any]) -> bool:
+    """True when a 64-bit type is asked for and JAX would silently narrow it to 32 bits."""
+    return any(jax.dtypes.canonicalize_dtype(np.dtype(d)) != np.dtype(d) for d in dtypes)
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if len(text) > 2000:
+        text = text[:2000] + " ..."
+    return text or type(e).__name__
+
+
+def _where_in(e: BaseException, path: str | None) -> str:
+    """``file.py:line`` of the innermost frame of ``e`` in ``path`` (the user's file), if any."""
+    if isinstance(e, SyntaxError) and e.filename:
+        return f" ({pathlib.Path(e.filename).name}:{e.lineno})"
+    frames = traceback.extract_tb(e.__traceback__)
+    if path is not None:
+        frames = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
+    return f" ({pathlib.Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _load_file(path_str: str) -> Any:
+    path = pathlib.Path(path_str)
+    if not path.exists():
+        raise CLIError(f"no such file: {path_str!r}.")
+    if not path.is_file():
+        raise CLIError(f"{path_str!r} is not a file.")
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"_perfjax_target_{stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot load {path_str!r} as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(name, None)
+        raise CLIError(
+            f"importing {path_str!r} failed: {type(e).__name__}: {_one_line(e)}{_where_in(e, str(path))}"
+        ) from e
+    return module
+
+
+def _import_module(dotted: str) -> Any:
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", dotted):
+        raise CLIError(f"bad module name {dotted!r} in the target; expected dotted.module:function.")
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as e:
+        if e.name and (dotted == e.name or dotted.startswith(e.name + ".")):
+            raise CLIError(
+                f"no module named {e.name!r} (importable from the current directory or sys.path); "
+                "for a file write path/to/file.py:function."
+            ) from e
+        raise CLIError(f"importing {dotted!r} failed: {type(e).__name__}: {_one_line(e)}") from e
+    except Exception as e:
+        raise CLIError(f"importing {dotted!r} failed: {type(e).__name__}: {_one_line(e)}{_where_in(e, None)}") from e
+
+
+def _functions_in(module: Any) -> list[str]:
+    names = [
+        n for n, v in vars(module).items()
+        if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == module.__name__
+    ]
+    return sorted(names)[:12]
+
+
+def load_target(target: str) -> Callable | Program:
+    """``file.py:function``, ``dotted.module:function`` or a ``.mlir`` StableHLO file."""
+    if target.endswith(".mlir"):
+        if not pathlib.Path(target).is_file():
+            raise CLIError(f"no such file: {target!r}.")
+        return Program.from_stablehlo(pathlib.Path(target))
+    if ":" not in target:
+        hint = f" (name the function: {target}:FUNCTION)" if target.endswith(".py") else ""
+        raise CLIError(
+            f"bad target {target!r}{hint}; expected path/to/file.py:function, dotted.module:function "
+            "or a StableHLO file ending in .mlir."
+        )
+    where, _, attr = target.rpartition(":")
+    if not where or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", attr):
+        raise CLIError(f"bad target {target!r}; expected path/to/file.py:function or dotted.module:function.")
+    is_file = where.endswith(".py") or "/" in where or os.sep in where
+    module = _load_file(where) if is_file else _import_module(where)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            available = _functions_in(module)
+            listing = f"; it defines: {', '.join(available)}" if available else ""
+            raise CLIError(f"{where!r} has no attribute {attr!r}{listing}.")
+        obj = getattr(obj, part)
+    if isinstance(obj, Program):
+        return obj
+    if not callable(obj):
+        raise CLIError(f"{target!r} is a {type(obj).__name__}, not a function.")
+    return obj
+
+
+def _check_arity(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct]) -> None:
+    """Fails early, in terms of ``-i``, when the function cannot take ``len(specs)`` inputs."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*specs)
+        return
+    except TypeError as e:
+        reason = str(e)
+    params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in params if p.default is p.empty]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
+    name = getattr(fn, "__name__", "the function")
+    n = len(specs)
+    if n < len(required) or (n > len(params) and not varargs):
+        if varargs:
+            takes = f"at least {len(required)}"
+        elif len(required) == len(params):
+            takes = str(len(params))
+        else:
+            takes = f"{len(required)} to {len(params)}"
+        names = ", ".join(p.name for p in params)
+        raise CLIError(
+            f"{name}({names}) takes {takes} input(s), got {n} from -i; give one -i SPEC per positional argument."
+        )
+    raise CLIError(f"cannot call {name} with {n} positional input(s): {reason}.")
+
+
+def _check_program_inputs(program: Program, specs: Sequence[jax.ShapeDtypeStruct]) -> None:
+    want = [str(t) for t in program.in_types]
+    got = [_fmt_type(s.shape, s.dtype) for s in specs]
+    if len(got) != len(want):
+        raise CLIError(
+            f"program {program.name!r} takes {len(want)} input(s) ({', '.join(want) or 'none'}), "
+            f"got {len(got)} from -i."
+        )
+    for i, (w, g) in enumerate(zip(want, got, strict=True)):
+        if w != g:
+            raise CLIError(f"input {i} of program {program.name!r} must be {w}, got {g} from -i.")
+
+
+class _Resolved:
+    def __init__(self, target: Callable | Program, specs: tuple[jax.ShapeDtypeStruct, ...], label: str):
+        self.target = target
+        self.specs = specs
+        self.label = label
+
+    @property
+    def is_program(self) -> bool:
+        return isinstance(self.target, Program)
+
+
+def _resolve(args: argparse.Namespace) -> _Resolved:
+    specs = tuple(parse_spec(s) for s in args.inputs)
+    target = load_target(args.target)
+    if isinstance(target, Program):
+        if args.inputs:
+            _check_program_inputs(target, specs)
+        else:
+            specs = program_inputs(target)
+        label = target.name
+    else:
+        _check_arity(target, specs)
+        label = getattr(target, "__name__", args.target)
+    return _Resolved(target, specs, label)
+
+
+def _x64_context(specs: Sequence[jax.ShapeDtypeStruct]) -> contextlib.AbstractContextManager:
+    return jax.enable_x64(True) if _needs_x64([s.dtype for s in specs]) else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _user_code(label: str, is_program: bool) -> Iterator[None]:
+    """Turns the errors a user's function or module causes (bad shapes, ops without cost rules,
+    unreadable StableHLO) into CLIError."""
+    try:
+        yield
+    except CLIError:
+        raise
+    except (perfjax.UnsupportedOpError, perfjax.StableHLOParseError, perfjax.UnsupportedProgramError) as e:
+        hint = " (analyze --on-unsupported warn lists them instead)" if isinstance(e, perfjax.UnsupportedOpError) else ""
+        raise CLIError(_one_line(e) + hint) from e
+    except (TypeError, ValueError) as e:
+        what = f"program {label!r}" if is_program else f"{label}"
+        raise CLIError(f"{what}: {type(e).__name__}: {_one_line(e)}") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe: infinities and NaNs become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(_finite(obj), indent=2, allow_nan=False))
+
+
+def _width() -> int:
+    return shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
+
+
+def _outputs(outputs: Any) -> list[dict[str, Any]]:
+    leaves = jax.tree_util.tree_flatten_with_path(outputs)[0]
+    return [
+        dict(path=jax.tree_util.keystr(path), shape=list(np.shape(x)), dtype=np.dtype(x.dtype).name)
+        for path, x in leaves
+    ]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    with _x64_context(r.specs), _user_code(r.label, r.is_program):
+        result = perfjax.run(r.target, r.specs, max_time_s=args.max_time)
+    outs = _outputs(result.outputs)
+    inputs = [_fmt_type(s.shape, s.dtype) for s in r.specs]
+    if args.json:
+        _print_json({**result.to_dict(), "inputs": inputs, "outputs": [{k: o[k] for k in ("shape", "dtype")} for o in outs]})
+        return 0
+    t = result.time
+    print(f"perfjax.run {result.name}")
+    print(f"  inputs    {', '.join(inputs) or '(none)'}  (random data)")
+    for o in outs:
+        label = "output" if len(outs) == 1 else f"output{o['path']}"
+        print(f"  {label:<9} {_fmt_type(o['shape'], o['dtype'])}")
+    print(f"  median    {fmt_time(t.median_s)}   (min {fmt_time(t.min_s)}, p90 {fmt_time(t.p90_s)})")
+    ci = f"±{100 * t.rel_ci:.1f}%" if math.isfinite(t.rel_ci) else "±?"
+    flag = "" if t.stable else "; not stable: time budget reached"
+    print(f"  samples   {t.repeats} x {t.number} calls, median {ci} (95% CI){flag}")
+    compile_txt = "cached" if result.cached else fmt_time(result.compile_s)
+    lower_txt = f"  (trace + lower {fmt_time(result.lower_s)})" if result.lower_s else ""
+    print(f"  compile   {compile_txt}{lower_txt}")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    stages = ("jaxpr", "stablehlo", "hlo") if args.stage == "all" else (args.stage,)
+    with _x64_context(r.specs), _user_code(r.label, r.is_program):
+        program = perfjax.trace(r.target, r.specs)
+        print(program)
+        for stage in stages:
+            print()
+            if stage == "jaxpr":
+                print(_header(f"jaxpr ({program.name})"))
+                if program.jaxpr is None:
+                    print(f"(no jaxpr: {args.target} is a StableHLO file, which starts at the StableHLO stage)")
+                else:
+                    print(program.jaxpr)
+            elif stage == "stablehlo":
+                print(_header(f"StableHLO ({program.name})"))
+                print(program.stablehlo.rstrip("\n"))
+            else:
+                print(_header(f"HLO ({program.name}, optimized by XLA for this CPU)"))
+                print(program.hlo.rstrip("\n"))
+    return 0
+
+
+def _header(title: str) -> str:
+    return f"==== {title} " + "=" * max(4, 72 - len(title))
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    with _x64_context(r.specs), _user_code(r.label, r.is_program), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = perfjax.trace(r.target, r.specs)
+        graph = perfjax.analyze(program, on_unsupported=args.on_unsupported)
+    for w in caught:
+        print(f"perfjax: warning: {w.message}", file=sys.stderr)
+    if args.csv:
+        try:
+            graph.to_dataframe().to_csv(args.csv)
+        except OSError as e:
+            raise CLIError(f"cannot write {args.csv!r}: {e.strerror or e}.") from e
+        print(f"perfjax: wrote {len(graph.ops)} op rows to {args.csv}", file=sys.stderr)
+    if args.json:
+        _print_json(graph.to_dict())
+    else:
+        print(render(graph.table(max_rows=args.max_rows), width=_width()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"perfjax: error: {message}\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+_TARGET_HELP = (
+    "path/to/file.py:function, dotted.module:function, or a StableHLO file (.mlir, e.g. saved from "
+    "jax.jit(f).lower(...).as_text())"
+)
+_EPILOG = """\
+input specs (one -i per positional argument, in order):
+  DTYPE[DIM,...]   e.g. f32[128,784]  bf16[4,8]  int8[16]  i32[4,16]  float32[2,3]  f32[] (scalar)
+  dtypes: f64 f32 f16 bf16 i8 i16 i32 i64 u8 u16 u32 u64 c64 c128 bool, or NumPy names (float32 ...)
+  quote specs in the shell: -i 'f32[128,784]'. Inputs are filled with random data when run.
+  For a .mlir target the inputs default to the program's own signature.
+
+examples:
+  perfjax analyze examples/mlp.py:mlp -i 'f32[64,784]' -i 'f32[784,128]' -i 'f32[128,10]'
+  perfjax trace examples/mlp.py:mlp -i 'f32[64,784]' -i 'f32[784,128]' -i 'f32[128,10]' --stage jaxpr
+  perfjax run model.mlir --max-time 0.5 --json
+
+exit status: 0 on success, 2 for usage errors and programs perfjax cannot load, trace or cost.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="perfjax",
+        description="See, run and cost tensor programs written in JAX (or exported as StableHLO).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"perfjax {perfjax.__version__}")
+
+    common = _Parser(add_help=False)
+    common.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    common.add_argument(
+        "-i", "--input", dest="inputs", metavar="SPEC", action="append", default=[],
+        help="one positional input, DTYPE[DIM,...] such as f32[128,784]; repeat for each argument",
+    )
+    common.add_argument(
+        "--traceback", action="store_true", help="on an error, show the full Python traceback instead of one line"
+    )
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser(
+        "run", parents=[common], help="compile, run on this CPU and time the program",
+        description="Compile the target with XLA, run it on this machine's CPU with random inputs and time it.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--max-time", type=_positive_float, default=2.0, metavar="SECONDS",
+                   help="time budget for the timing samples (default: 2)")
+    p.add_argument("--json", action="store_true", help="print the timing and output shapes as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "trace", parents=[common], help="print the jaxpr, StableHLO and XLA's optimized HLO",
+        description="Trace the target and print each stage: jaxpr, StableHLO, and XLA's optimized HLO for this CPU.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--stage", choices=("jaxpr", "stablehlo", "hlo", "all"), default="all",
+                   help="which stage to print (default: all)")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser(
+        "analyze", parents=[common], help="count flops, transcendentals and bytes per op",
+        description="Exact operation counts of the target's StableHLO: totals, per Flash op and per op.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print the totals as JSON instead of tables")
+    p.add_argument("--csv", metavar="PATH", help="also write one row per op to PATH as CSV")
+    p.add_argument("--on-unsupported", choices=("error", "warn"), default="error",
+                   help="ops without a cost rule: fail (default), or warn and leave them out of the totals")
+    p.add_argument("--max-rows", type=_positive_int, default=40, metavar="N",
+                   help="show at most N ops in the op table (default: 40)")
+    p.set_defaults(func=cmd_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the ``perfjax`` command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    # Like `python -m`: modules in the current directory can be imported, and a target file can
+    # import the modules next to it.
+    added = [os.getcwd()]
+    where = args.target.rpartition(":")[0]
+    if where.endswith(".py"):
+        added.append(str(pathlib.Path(where).resolve().parent))
+    added = [p for p in dict.fromkeys(added) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        return args.func(args)
+    except CLIError as e:
+        if args.traceback:
+            raise
+        print(f"perfjax: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as e:
+        if args.traceback:
+            raise
+        print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (perfjax.StableHLOParseError, perfjax.UnsupportedProgramError, perfjax.UnsupportedOpError) as e:
+        if args.traceback:
+            raise
+        print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("perfjax: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `perfjax trace ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        for p in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(p)
+
+
+__all__ = ["CLIError", "build_parser", "load_target", "main", "parse_spec"]

@@ -36,12 +36,21 @@ def graph_tables(graph, max_rows: int = 40) -> Group:
     head = Table(title=f"perfjax.analyze: {graph.name}", show_header=False, box=None)
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("ops", f"{len(graph.ops)} in {len(stages)} stages (widest: {max((len(s) for s in stages), default=0)} ops)")
+    head.add_row(
+        "ops",
+        f"{len(graph.ops)} in {len(stages)} stages (widest: {max((len(s) for s in stages), default=0)} ops)",
+    )
     head.add_row("flops", fmt_count(graph.flops))
     head.add_row("transcendentals", fmt_count(graph.transcendentals))
-    head.add_row("bytes read / written", f"{fmt_count(graph.bytes_read)}B / {fmt_count(graph.bytes_written)}B (unfused)")
+    head.add_row(
+        "bytes read / written",
+        f"{fmt_count(graph.bytes_read)}B / {fmt_count(graph.bytes_written)}B (unfused)",
+    )
     head.add_row("intensity", f"{graph.intensity:.3g} flop/B")
-    head.add_row("critical path", f"{len(path)} ops, {fmt_count(sum(graph.ops[i].flops * graph.ops[i].executions for i in path))} flops")
+    head.add_row(
+        "critical path",
+        f"{len(path)} ops, {fmt_count(sum(graph.ops[i].flops * graph.ops[i].executions for i in path))} flops",
+    )
     for note in graph.notes:
         head.add_row("note", note)
     if graph.unmodeled_ops:
@@ -51,15 +60,34 @@ def graph_tables(graph, max_rows: int = 40) -> Group:
     for col in ("origin", "flops", "transc.", "bytes", "flop/B"):
         origins.add_column(col, justify="left" if col == "origin" else "right")
     for name, c in sorted(graph.by_origin().items(), key=lambda kv: -kv[1].flops):
-        origins.add_row(name, fmt_count(c.flops), fmt_count(c.transcendentals), fmt_count(c.bytes) + "B",
-                        f"{c.flops / c.bytes:.3g}" if c.bytes else "-")
+        origins.add_row(
+            name,
+            fmt_count(c.flops),
+            fmt_count(c.transcendentals),
+            fmt_count(c.bytes) + "B",
+            f"{c.flops / c.bytes:.3g}" if c.bytes else "-",
+        )
 
-    ops = Table(title=f"ops (heaviest {min(max_rows, len(graph.ops))} of {len(graph.ops)} by flops, then bytes)")
+    ops = Table(
+        title=f"ops (heaviest {min(max_rows, len(graph.ops))} of {len(graph.ops)} by flops, then bytes)"
+    )
     for col in ("#", "op", "origin", "result", "runs", "flops", "bytes", "flop/B"):
-        ops.add_column(col, justify="right" if col in ("#", "runs", "flops", "bytes", "flop/B") else "left")
-    ranked = sorted(graph.ops, key=lambda o: (-(o.flops + o.transcendentals) * o.executions, -o.bytes * o.executions))
+        ops.add_column(
+            col, justify="right" if col in ("#", "runs", "flops", "bytes", "flop/B") else "left"
+        )
+    ranked = sorted(
+        graph.ops,
+        key=lambda o: (-(o.flops + o.transcendentals) * o.executions, -o.bytes * o.executions),
+    )
     for o in sorted(ranked[:max_rows], key=lambda o: o.index):
-        ops.add_row(str(o.index), o.short_name, o.origin or "", " ".join(map(str, o.results)), str(o.executions),
-                    fmt_count(o.flops * o.executions), fmt_count(o.bytes * o.executions) + "B",
-                    f"{o.intensity:.3g}" if o.bytes else "-")
+        ops.add_row(
+            str(o.index),
+            o.short_name,
+            o.origin or "",
+            " ".join(map(str, o.results)),
+            str(o.executions),
+            fmt_count(o.flops * o.executions),
+            fmt_count(o.bytes * o.executions) + "B",
+            f"{o.intensity:.3g}" if o.bytes else "-",
+        )
     return Group(head, origins, ops)

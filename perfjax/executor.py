@@ -85,8 +85,8 @@ def _median_rel_ci(sorted_x: np.ndarray) -> float:
     if n < 3:
         return math.inf
     half = 1.96 * math.sqrt(n) / 2
-    lo = max(0, int(math.floor(n / 2 - half)))
-    hi = min(n - 1, int(math.ceil(n / 2 + half)))
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half))
     med = float(np.median(sorted_x))
     return float(sorted_x[hi] - sorted_x[lo]) / (2 * med) if med > 0 else math.inf
 
@@ -114,9 +114,19 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         t = self.time
         return dict(
-            name=self.name, median_s=t.median_s, min_s=t.min_s, p90_s=t.p90_s, mean_s=t.mean_s, std_s=t.std_s,
-            repeats=t.repeats, number=t.number, rel_ci=t.rel_ci, stable=t.stable, compile_s=self.compile_s,
-            lower_s=self.lower_s, cached=self.cached,
+            name=self.name,
+            median_s=t.median_s,
+            min_s=t.min_s,
+            p90_s=t.p90_s,
+            mean_s=t.mean_s,
+            std_s=t.std_s,
+            repeats=t.repeats,
+            number=t.number,
+            rel_ci=t.rel_ci,
+            stable=t.stable,
+            compile_s=self.compile_s,
+            lower_s=self.lower_s,
+            cached=self.cached,
         )
 
     def __str__(self) -> str:
@@ -221,7 +231,9 @@ def materialize(inputs: tuple[Any, ...], seed: int = 0) -> tuple[Any, ...]:
             data = rng.uniform(-1, 1, size=x.shape).astype(np.float32)
         return jax.device_put(np.asarray(data).astype(dt))
 
-    return jax.tree_util.tree_map(make, inputs, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+    return jax.tree_util.tree_map(
+        make, inputs, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct)
+    )
 
 
 def run(
@@ -259,7 +271,9 @@ def run(
         if not (isinstance(v, (int, float)) and v > 0):
             raise ValueError(f"{name} must be a positive number, got {v!r}.")
     if min_repeats < 1 or max_repeats < min_repeats:
-        raise ValueError(f"need 1 <= min_repeats <= max_repeats, got {min_repeats} and {max_repeats}.")
+        raise ValueError(
+            f"need 1 <= min_repeats <= max_repeats, got {min_repeats} and {max_repeats}."
+        )
     inputs = materialize(check_inputs(inputs))
     if isinstance(fn_or_program, Program) and fn_or_program.fn is not None:
         fn_or_program = fn_or_program.fn
@@ -273,16 +287,26 @@ def run(
         args = inputs
         name = getattr(fn_or_program, "__name__", type(fn_or_program).__name__)
     else:
-        raise TypeError(f"run expects a function or a perfjax.Program, got {type(fn_or_program).__name__}.")
+        raise TypeError(
+            f"run expects a function or a perfjax.Program, got {type(fn_or_program).__name__}."
+        )
 
     t0 = time.perf_counter()
     outputs = jax.block_until_ready(call(*args))
     first_s = time.perf_counter() - t0
     if not time_it:
-        return RunResult(outputs, TimeStats.from_samples([first_s]), compile_s, lower_s, cached, name)
+        return RunResult(
+            outputs, TimeStats.from_samples([first_s]), compile_s, lower_s, cached, name
+        )
     stats = time_callable(
-        call, args, rtol=rtol, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time_s,
-        warmup_s=warmup_s, sample_s=sample_s,
+        call,
+        args,
+        rtol=rtol,
+        min_repeats=min_repeats,
+        max_repeats=max_repeats,
+        max_time_s=max_time_s,
+        warmup_s=warmup_s,
+        sample_s=sample_s,
     )
     return RunResult(outputs, stats, compile_s, lower_s, cached, name)
 
@@ -317,7 +341,7 @@ def time_callable(
         if elapsed >= warmup_s or calls >= 1000:
             break
     per_call = elapsed / calls
-    number = max(1, int(math.ceil(sample_s / max(per_call, 1e-9))))
+    number = max(1, math.ceil(sample_s / max(per_call, 1e-9)))
 
     samples: list[float] = []
     stable = False
@@ -345,4 +369,12 @@ def program_inputs(program: Program) -> tuple[jax.ShapeDtypeStruct, ...]:
     return tuple(jax.ShapeDtypeStruct(t.shape, jnp.dtype(t.dtype)) for t in program.in_types)
 
 
-__all__ = ["RunResult", "TimeStats", "clear_cache", "materialize", "program_inputs", "run", "time_callable"]
+__all__ = [
+    "RunResult",
+    "TimeStats",
+    "clear_cache",
+    "materialize",
+    "program_inputs",
+    "run",
+    "time_callable",
+]

@@ -45,8 +45,15 @@ def transformer_block(x, p):
 
 def transformer_params(d=64, ff=256):
     return dict(
-        ln1_g=_p(d), ln1_b=_p(d), w_qkv=_p(d, 3 * d), w_o=_p(d, d), ln2_g=_p(d), ln2_b=_p(d),
-        w_1=_p(d, ff), b_1=_p(ff), w_2=_p(ff, d),
+        ln1_g=_p(d),
+        ln1_b=_p(d),
+        w_qkv=_p(d, 3 * d),
+        w_o=_p(d, d),
+        ln2_g=_p(d),
+        ln2_b=_p(d),
+        w_1=_p(d, ff),
+        b_1=_p(ff),
+        w_2=_p(ff, d),
     )
 
 
@@ -120,22 +127,28 @@ def cases():
         (dict(groups=8), (2, 16, 16, 8), (3, 3, 1, 8)),
         (dict(groups=2, stride=(1, 2)), (2, 16, 16, 8), (5, 5, 4, 8)),
     ]:
-        out[f"conv2d {xs}*{ws} {kw}"] = (lambda x, w, kw=kw: F.conv2d(x, w, **kw), (_p(*xs), _p(*ws)))
+        out[f"conv2d {xs}*{ws} {kw}"] = (
+            lambda x, w, kw=kw: F.conv2d(x, w, **kw),
+            (_p(*xs), _p(*ws)),
+        )
     out["max_pool2d (2,16,16,8)"] = (F.max_pool2d, (_p(2, 16, 16, 8),))
     out["avg_pool2d (2,16,16,8) w3 s1"] = (lambda x: F.avg_pool2d(x, 3, 1), (_p(2, 16, 16, 8),))
     for b, t, h, d, causal in [(2, 16, 4, 8, False), (1, 64, 2, 32, True), (2, 32, 8, 16, True)]:
         q = _p(b, t, h, d)
         out[f"attention {(b, t, h, d)} causal={causal}"] = (
-            lambda q, k, v, c=causal: F.attention(q, k, v, causal=c), (q, q, q))
+            lambda q, k, v, c=causal: F.attention(q, k, v, causal=c),
+            (q, q, q),
+        )
     out["embedding 1000x64[4,16]"] = (F.embedding, (_p(1000, 64), _p(4, 16, dtype=jnp.int32)))
     mlp_in = (_p(64, 784), _p(784, 128), _p(128), _p(128, 10), _p(10))
     out["MLP 784-128-10 (batch 64)"] = (mlp, mlp_in)
-    out["MLP training gradient"] = (
-        jax.grad(mlp_loss), (mlp_in[1:], mlp_in[0], _p(64, 10)))
+    out["MLP training gradient"] = (jax.grad(mlp_loss), (mlp_in[1:], mlp_in[0], _p(64, 10)))
     out["conv block"] = (conv_block, (_p(4, 32, 32, 16), _p(3, 3, 16, 32), _p(32)))
     out["transformer block"] = (transformer_block, (_p(2, 64, 64), transformer_params()))
     out["transformer block gradient"] = (
-        jax.grad(lambda x, p: transformer_block(x, p).sum(), argnums=1), (_p(2, 64, 64), transformer_params()))
+        jax.grad(lambda x, p: transformer_block(x, p).sum(), argnums=1),
+        (_p(2, 64, 64), transformer_params()),
+    )
     out["flax.linen CNN"] = flax_cnn()
     out["flax.nnx transformer layer"] = flax_transformer()
     return out
@@ -148,4 +161,4 @@ def xla_counts(fn, inputs):
     return dict(compiled or {}), dict(lowered.cost_analysis() or {})
 
 
-__all__ = ["cases", "xla_counts", "np"]
+__all__ = ["cases", "np", "xla_counts"]

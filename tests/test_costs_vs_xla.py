@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 
 import pytest
+from cost_cases import cases, xla_counts
 
 import perfjax
-from cost_cases import cases, xla_counts
 
 # case-name prefix -> (perfjax / compiled flops measured on jax 0.10.2, why XLA counts more)
 COMPILED_EXCEPTIONS = {
@@ -36,12 +36,12 @@ COMPILED_EXCEPTIONS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all():
     return cases()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measure(name):
     fn, inputs = _all()[name]
     graph = perfjax.analyze(fn, inputs)
@@ -54,8 +54,22 @@ NAMES = list(_all())
 
 def test_cases_cover_what_the_issue_names():
     names = " ".join(NAMES)
-    for needed in ["matmul", "add", "relu", "conv2d", "softmax", "layernorm", "rmsnorm", "gelu", "attention",
-                   "MLP", "conv block", "transformer block", "flax.linen", "flax.nnx"]:
+    for needed in [
+        "matmul",
+        "add",
+        "relu",
+        "conv2d",
+        "softmax",
+        "layernorm",
+        "rmsnorm",
+        "gelu",
+        "attention",
+        "MLP",
+        "conv block",
+        "transformer block",
+        "flax.linen",
+        "flax.nnx",
+    ]:
         assert needed in names, needed
     # Each Flash op at several shapes.
     for op in ["matmul", "relu", "softmax", "layernorm", "conv2d", "attention"]:
@@ -92,7 +106,14 @@ def test_flops_equal_xla_compiled(name):
 def test_bytes_match_xla_after_layout_convention(name):
     graph, _, lowered = _measure(name)
     transposes = sum(o.bytes * o.executions for o in graph.ops if o.short_name == "transpose")
-    reshapes = sum(sum(t.nbytes for t in o.operands + o.results) * o.executions
-                   for o in graph.ops if o.short_name == "reshape")
+    reshapes = sum(
+        sum(t.nbytes for t in o.operands + o.results) * o.executions
+        for o in graph.ops
+        if o.short_name == "reshape"
+    )
     adjusted = graph.bytes - transposes + reshapes
-    assert _rel(adjusted, lowered["bytes accessed"]) <= 0.10, (graph.bytes, adjusted, lowered["bytes accessed"])
+    assert _rel(adjusted, lowered["bytes accessed"]) <= 0.10, (
+        graph.bytes,
+        adjusted,
+        lowered["bytes accessed"],
+    )

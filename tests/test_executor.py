@@ -20,7 +20,9 @@ def mlp(x, w1, w2):
 
 def _mlp_inputs(seed=0):
     rng = np.random.default_rng(seed)
-    return tuple(jnp.asarray(rng.standard_normal(s), jnp.float32) for s in [(8, 32), (32, 16), (16, 4)])
+    return tuple(
+        jnp.asarray(rng.standard_normal(s), jnp.float32) for s in [(8, 32), (32, 16), (16, 4)]
+    )
 
 
 def test_outputs_equal_numpy_and_jit():
@@ -81,8 +83,12 @@ def test_runs_a_program_read_from_stablehlo_text():
     text = perfjax.trace(mlp, (x, w1, w2)).stablehlo
     program = perfjax.Program.from_stablehlo(text)
     r = perfjax.run(program, (x, w1, w2), **FAST)
-    np.testing.assert_allclose(np.asarray(r.outputs[0]), np.asarray(jax.jit(mlp)(x, w1, w2)), rtol=1e-6)
-    with pytest.raises(ValueError, match=r"input 1 of program .* must be float32\[32,16\], got float32\[16,32\]"):
+    np.testing.assert_allclose(
+        np.asarray(r.outputs[0]), np.asarray(jax.jit(mlp)(x, w1, w2)), rtol=1e-6
+    )
+    with pytest.raises(
+        ValueError, match=r"input 1 of program .* must be float32\[32,16\], got float32\[16,32\]"
+    ):
         perfjax.run(program, (x, w1.T, w2), **FAST)
     with pytest.raises(ValueError, match="takes 3 inputs"):
         perfjax.run(program, (x,), **FAST)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,20 +27,31 @@ def test_matmul_flops_are_2mnk(m, k, n):
     (dot,) = [o for o in g.ops if o.short_name == "dot_general"]
     assert dot.flops == 2 * m * n * k
     assert dot.bytes_read == 4 * (m * k + k * n) and dot.bytes_written == 4 * m * n
-    assert dict(dot.features)["m"] == m and dict(dot.features)["n"] == n and dict(dot.features)["k"] == k
+    assert (
+        dict(dot.features)["m"] == m
+        and dict(dot.features)["n"] == n
+        and dict(dot.features)["k"] == k
+    )
     assert dot.origin == "flash.matmul"
 
 
 def test_batched_matmul_features():
     g = perfjax.analyze(F.matmul, (S((6, 3, 5), f32), S((6, 5, 7), f32)))
     (dot,) = [o for o in g.ops if o.short_name == "dot_general"]
-    assert (dot.features["batch"], dot.features["m"], dot.features["n"], dot.features["k"]) == (6, 3, 7, 5)
+    assert (dot.features["batch"], dot.features["m"], dot.features["n"], dot.features["k"]) == (
+        6,
+        3,
+        7,
+        5,
+    )
     assert g.flops == 2 * 6 * 3 * 7 * 5
 
 
 def test_conv_valid_flops_by_hand():
     # VALID, stride 1: every tap is real. Out 6x6, 3x3 taps, C=2, O=4, N=1 -> 2·36·9·2·4 flops.
-    g = perfjax.analyze(lambda x, w: F.conv2d(x, w, padding="VALID"), (S((1, 8, 8, 2), f32), S((3, 3, 2, 4), f32)))
+    g = perfjax.analyze(
+        lambda x, w: F.conv2d(x, w, padding="VALID"), (S((1, 8, 8, 2), f32), S((3, 3, 2, 4), f32))
+    )
     assert g.flops == 2 * 36 * 9 * 2 * 4
 
 
@@ -63,14 +76,18 @@ def test_bf16_and_int8_bytes():
     g = perfjax.analyze(F.matmul, (S((4, 8), jnp.bfloat16), S((8, 2), jnp.bfloat16)))
     assert g.bytes_read == 2 * (32 + 16) and g.bytes_written == 2 * 8
     g8 = perfjax.analyze(F.matmul, (S((4, 8), jnp.int8), S((8, 2), jnp.int8)))
-    dot = [o for o in g8.ops if o.short_name == "dot_general"][0]
+    dot = next(o for o in g8.ops if o.short_name == "dot_general")
     assert dot.bytes_read == 32 + 16 and dot.bytes_written == 4 * 8  # int32 result
     assert dot.results[0].dtype == "int32"
 
 
 def test_precision_attribute_is_recorded():
-    g = perfjax.analyze(lambda a, b: F.matmul(a, b, precision="highest"), (S((4, 4), f32), S((4, 4), f32)))
-    assert [o for o in g.ops if o.short_name == "dot_general"][0].features["precision"] == "HIGHEST"
+    g = perfjax.analyze(
+        lambda a, b: F.matmul(a, b, precision="highest"), (S((4, 4), f32), S((4, 4), f32))
+    )
+    assert (
+        next(o for o in g.ops if o.short_name == "dot_general").features["precision"] == "HIGHEST"
+    )
 
 
 # ---- structure ----------------------------------------------------------------------------
@@ -101,7 +118,7 @@ def test_stages_and_critical_path():
     assert any(dot in s and relu in s for s in g.stages()) or levels[dot] != levels[relu]
     path = g.critical_path()
     assert dot in path and relu not in path
-    for a, b in zip(path, path[1:]):
+    for a, b in itertools.pairwise(path):
         assert a in g.ops[b].inputs
     assert g.critical_path("ops")
     with pytest.raises(ValueError, match="unknown weight"):
@@ -145,7 +162,9 @@ def test_cond_counts_most_expensive_branch_like_xla():
 
     ins = (S((), jnp.bool_), S((8, 8), f32))
     g = perfjax.analyze(f, ins)
-    assert g.flops == 2 * 8 * 8 * 8 + 1  # the matmul branch, plus converting the predicate to an index
+    assert (
+        g.flops == 2 * 8 * 8 * 8 + 1
+    )  # the matmul branch, plus converting the predicate to an index
     assert any(o.executions == 0 for o in g.ops)  # the cheap branch is kept, with 0 executions
     assert g.flops == jax.jit(f).lower(*ins).cost_analysis()["flops"]
 
@@ -153,7 +172,9 @@ def test_cond_counts_most_expensive_branch_like_xla():
 def test_dataframe_and_printing():
     g = perfjax.analyze(lambda x, w: F.relu(F.matmul(x, w)), (S((4, 8), f32), S((8, 2), f32)))
     df = g.to_dataframe()
-    assert {"op", "origin", "flops", "bytes_read", "bytes_written", "stage", "executions"} <= set(df.columns)
+    assert {"op", "origin", "flops", "bytes_read", "bytes_written", "stage", "executions"} <= set(
+        df.columns
+    )
     assert df["flops"].sum() == g.flops
     text = str(g)
     assert "flash.matmul" in text and "dot_general" in text
@@ -217,7 +238,9 @@ module {
 
 
 def test_unknown_op_is_an_error_naming_it():
-    with pytest.raises(perfjax.UnsupportedOpError, match=r"stablehlo.custom_call@my_secret_kernel \(x1") as e:
+    with pytest.raises(
+        perfjax.UnsupportedOpError, match=r"stablehlo.custom_call@my_secret_kernel \(x1"
+    ) as e:
         perfjax.analyze(_UNKNOWN_OP)
     assert e.value.ops[0][0] == "stablehlo.custom_call@my_secret_kernel"
 

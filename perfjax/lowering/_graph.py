@@ -17,7 +17,14 @@ from perfjax.lowering._rules import Cost
 from perfjax.lowering._types import TensorType
 
 # Ops the walker handles itself: calls are inlined, loops and branches walked with their regions.
-_STRUCTURAL = {"func.call", "stablehlo.while", "stablehlo.case", "stablehlo.if", "stablehlo.composite", "call"}
+_STRUCTURAL = {
+    "func.call",
+    "stablehlo.while",
+    "stablehlo.case",
+    "stablehlo.if",
+    "stablehlo.composite",
+    "call",
+}
 _TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
 _FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")
 _LOC_NAME_RE = re.compile(r'loc\((?:callsite\()?"([^"]*)"')
@@ -147,13 +154,15 @@ class Graph:
         if callable(weight):
             w = weight
         elif weight == "flops":
-            w = lambda o: (o.flops + o.transcendentals) * o.executions  # noqa: E731
+            w = lambda o: (o.flops + o.transcendentals) * o.executions
         elif weight == "bytes":
-            w = lambda o: o.bytes * o.executions  # noqa: E731
+            w = lambda o: o.bytes * o.executions
         elif weight == "ops":
-            w = lambda o: 1.0  # noqa: E731
+            w = lambda o: 1.0
         else:
-            raise ValueError(f"unknown weight {weight!r}; expected one of 'flops', 'bytes', 'ops' or a callable.")
+            raise ValueError(
+                f"unknown weight {weight!r}; expected one of 'flops', 'bytes', 'ops' or a callable."
+            )
         best: list[float] = []
         prev: list[int] = []
         for op in self.ops:
@@ -323,7 +332,9 @@ class _Walker:
         self.call_depth = 0
 
     # Values are mapped to the index of the op producing them (-1: a program input).
-    def walk_block(self, block, env: collections.ChainMap, origin: str | None, path: str, executions: int) -> list[int]:
+    def walk_block(
+        self, block, env: collections.ChainMap, origin: str | None, path: str, executions: int
+    ) -> list[int]:
         """Walks the ops of ``block``; returns the producers of its terminator's operands."""
         for op in block.operations:
             name = op.operation.name
@@ -361,7 +372,9 @@ class _Walker:
                 self.unsupported.extend(e.ops)
                 cost, modeled = Cost(), False
             except (ValueError, KeyError, IndexError, ZeroDivisionError) as e:
-                raise UnsupportedProgramError(f"cost rule for {key} failed at {source or scope}: {e}") from e
+                raise UnsupportedProgramError(
+                    f"cost rule for {key} failed at {source or scope}: {e}"
+                ) from e
         inputs = tuple(dict.fromkeys(i for i in (env.get(v, -1) for v in op.operands) if i >= 0))
         index = len(self.ops)
         self.ops.append(
@@ -391,10 +404,14 @@ class _Walker:
             raise UnsupportedProgramError(f"call to unknown function @{callee}")
         self.call_depth += 1
         if self.call_depth > 200:
-            raise UnsupportedProgramError(f"calls nested deeper than 200 (recursion through @{callee}?)")
+            raise UnsupportedProgramError(
+                f"calls nested deeper than 200 (recursion through @{callee}?)"
+            )
         fn = self.funcs[callee]
         block = fn.regions[0].blocks[0]
-        inner = collections.ChainMap({a: env.get(v, -1) for a, v in zip(block.arguments, op.operands, strict=True)})
+        inner = collections.ChainMap(
+            {a: env.get(v, -1) for a, v in zip(block.arguments, op.operands, strict=True)}
+        )
         m = _FLASH_RE.match(callee)
         new_origin = origin or (m.group(1) if m else None)
         if new_origin and re.search(r"_\d+$", new_origin):
@@ -424,9 +441,19 @@ class _Walker:
             trips = 1
         if not self.count_loop_trips:
             trips = 1
-        cond_env = env.new_child({a: env.get(v, -1) for a, v in zip(cond.arguments, op.operands, strict=True)})
-        self.walk_block(cond, cond_env, origin, f"{path}/while.cond", executions * (trips + 1 if self.count_loop_trips else 1))
-        body_env = env.new_child({a: env.get(v, -1) for a, v in zip(body.arguments, op.operands, strict=True)})
+        cond_env = env.new_child(
+            {a: env.get(v, -1) for a, v in zip(cond.arguments, op.operands, strict=True)}
+        )
+        self.walk_block(
+            cond,
+            cond_env,
+            origin,
+            f"{path}/while.cond",
+            executions * (trips + 1 if self.count_loop_trips else 1),
+        )
+        body_env = env.new_child(
+            {a: env.get(v, -1) for a, v in zip(body.arguments, op.operands, strict=True)}
+        )
         outs = self.walk_block(body, body_env, origin, f"{path}/while.body", executions * trips)
         for r, producer in zip(op.results, outs, strict=False):
             env[r] = producer
@@ -440,7 +467,9 @@ class _Walker:
             cmp = term.operands[0].owner
             if cmp.name != "stablehlo.compare":
                 return None
-            direction = re.search(r"comparison_direction\s+(\w+)", str(cmp.attributes["comparison_direction"])).group(1)
+            direction = re.search(
+                r"comparison_direction\s+(\w+)", str(cmp.attributes["comparison_direction"])
+            ).group(1)
             cond_args = list(cond.arguments)
 
             def resolve(v, region_args, depth=0) -> int | None:
@@ -466,7 +495,12 @@ class _Walker:
             limit = resolve(rhs, cond_args)
             start = resolve(op.operands[idx], [])
             step_op = list(body.operations)[-1].operands[idx].owner
-            if start is None or limit is None or not hasattr(step_op, "name") or step_op.name != "stablehlo.add":
+            if (
+                start is None
+                or limit is None
+                or not hasattr(step_op, "name")
+                or step_op.name != "stablehlo.add"
+            ):
                 return None
             a, b = step_op.operands
             counter = list(body.arguments)[idx]
@@ -494,7 +528,9 @@ class _Walker:
         spans, outs_per_branch = [], []
         for k, region in enumerate(op.regions):
             start = len(self.ops)
-            outs = self.walk_block(region.blocks[0], env.new_child(), origin, f"{path}/branch{k}", executions)
+            outs = self.walk_block(
+                region.blocks[0], env.new_child(), origin, f"{path}/branch{k}", executions
+            )
             spans.append((start, len(self.ops)))
             outs_per_branch.append(outs)
 

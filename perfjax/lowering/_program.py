@@ -35,7 +35,8 @@ def parse_module(text: str):
         except Exception as e:  # MLIRError and friends carry the diagnostics
             diag = str(e).strip()
             raise StableHLOParseError(
-                "could not parse the StableHLO module: " + diag.replace("\n", " ")[:2000]
+                "could not parse the StableHLO module: "
+                + diag.replace("\n", " ")[:2000]
                 + "\nExpected MLIR text such as the output of jax.jit(f).lower(...).as_text()."
             ) from None
     return ctx, module
@@ -82,7 +83,9 @@ def check_inputs(inputs: Any) -> tuple[Any, ...]:
 
 def abstractify(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     """Replaces every leaf by a ``ShapeDtypeStruct`` (nothing allocated)."""
-    return jax.tree_util.tree_map_with_path(lambda p, x: _leaf_spec(jax.tree_util.keystr(p), x), inputs)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, x: _leaf_spec(jax.tree_util.keystr(p), x), inputs
+    )
 
 
 def _fn_name(fn: Callable) -> str:
@@ -98,7 +101,9 @@ def _main_signature(module) -> tuple[tuple[TensorType, ...], tuple[TensorType, .
         if op.operation.name == "func.func":
             funcs[ir.StringAttr(op.attributes["sym_name"]).value] = op
     if not funcs:
-        raise StableHLOParseError("the module has no func.func; expected a StableHLO module with a @main function.")
+        raise StableHLOParseError(
+            "the module has no func.func; expected a StableHLO module with a @main function."
+        )
     main = funcs.get("main")
     if main is None:
         public = [n for n, f in funcs.items() if "sym_visibility" not in f.attributes]
@@ -157,7 +162,9 @@ class Program:
           (3,)
         """
         if isinstance(text_or_path, os.PathLike) or (
-            isinstance(text_or_path, str) and "\n" not in text_or_path and text_or_path.strip().endswith((".mlir", ".txt", ".stablehlo"))
+            isinstance(text_or_path, str)
+            and "\n" not in text_or_path
+            and text_or_path.strip().endswith((".mlir", ".txt", ".stablehlo"))
         ):
             path = pathlib.Path(text_or_path)
             if not path.exists():
@@ -166,13 +173,22 @@ class Program:
         elif isinstance(text_or_path, str):
             text = text_or_path
         else:
-            raise TypeError(f"from_stablehlo expects MLIR text or a path, got {type(text_or_path).__name__}.")
+            raise TypeError(
+                f"from_stablehlo expects MLIR text or a path, got {type(text_or_path).__name__}."
+            )
         if not text.strip():
             raise StableHLOParseError("the StableHLO text is empty.")
         ctx, module = parse_module(text)
         with ctx:
             ins, outs, name = _main_signature(module)
-        return Program(name=name, stablehlo=text, jaxpr=None, in_types=ins, out_types=outs, stablehlo_debug=text)
+        return Program(
+            name=name,
+            stablehlo=text,
+            jaxpr=None,
+            in_types=ins,
+            out_types=outs,
+            stablehlo_debug=text,
+        )
 
     # ---- stages ---------------------------------------------------------------------------
 
@@ -189,9 +205,13 @@ class Program:
             from jax._src import compiler
 
             options = compiler.get_compile_options(num_replicas=1, num_partitions=1)
-            return backend.compile_and_load(self.stablehlo, xc.DeviceList((backend.devices()[0],)), options)
+            return backend.compile_and_load(
+                self.stablehlo, xc.DeviceList((backend.devices()[0],)), options
+            )
         except Exception as e:
-            raise StableHLOParseError(f"XLA could not compile module {self.name!r}: {str(e)[:2000]}") from None
+            raise StableHLOParseError(
+                f"XLA could not compile module {self.name!r}: {str(e)[:2000]}"
+            ) from None
 
     @property
     def hlo(self) -> str:

@@ -64,7 +64,13 @@ class Cost:
         )
 
     def scale(self, k: float) -> Cost:
-        return Cost(self.flops * k, self.transcendentals * k, self.bytes_read * k, self.bytes_written * k, self.features)
+        return Cost(
+            self.flops * k,
+            self.transcendentals * k,
+            self.bytes_read * k,
+            self.bytes_written * k,
+            self.features,
+        )
 
     @property
     def bytes(self) -> float:
@@ -191,16 +197,22 @@ _CHLO_FLOP_ELEMENTWISE = (
     "broadcast_xor broadcast_compare broadcast_select broadcast_remainder broadcast_power"
 ).split()
 # CHLO ops that XLA turns into one transcendental HLO op (erf is what exact GELU uses).
-_CHLO_TRANSCENDENTAL = "erf erf_inv tan asin acos atan sinh cosh asinh acosh atanh lgamma digamma".split()
+_CHLO_TRANSCENDENTAL = (
+    "erf erf_inv tan asin acos atan sinh cosh asinh acosh atanh lgamma digamma".split()
+)
 
 
-@register_cost_rule(*(f"stablehlo.{n}" for n in _FLOP_ELEMENTWISE), *(f"chlo.{n}" for n in _CHLO_FLOP_ELEMENTWISE))
+@register_cost_rule(
+    *(f"stablehlo.{n}" for n in _FLOP_ELEMENTWISE), *(f"chlo.{n}" for n in _CHLO_FLOP_ELEMENTWISE)
+)
 def _elementwise(op: OpView) -> Cost:
     # One flop per output element (N elements -> N flops).
     return Cost(flops=float(op.results[0].size), **op.io_bytes())
 
 
-@register_cost_rule(*(f"stablehlo.{n}" for n in _TRANSCENDENTAL), *(f"chlo.{n}" for n in _CHLO_TRANSCENDENTAL))
+@register_cost_rule(
+    *(f"stablehlo.{n}" for n in _TRANSCENDENTAL), *(f"chlo.{n}" for n in _CHLO_TRANSCENDENTAL)
+)
 def _transcendental(op: OpView) -> Cost:
     # One transcendental per output element, no flops (XLA keeps them apart).
     return Cost(transcendentals=float(op.results[0].size), **op.io_bytes())
@@ -293,8 +305,16 @@ def _dot_general(op: OpView) -> Cost:
     return Cost(
         flops=float(flops),
         **op.io_bytes(),
-        features=dict(kind="gemm", batch=batch, m=m, n=n, k=k, precision=_precision(op), dtype=lhs.dtype,
-                      out_dtype=op.results[0].dtype),
+        features=dict(
+            kind="gemm",
+            batch=batch,
+            m=m,
+            n=n,
+            k=k,
+            precision=_precision(op),
+            dtype=lhs.dtype,
+            out_dtype=op.results[0].dtype,
+        ),
     )
 
 
@@ -308,8 +328,16 @@ def _dot(op: OpView) -> Cost:
     return Cost(
         flops=float(_FMA_FLOPS * op.results[0].size * k),
         **op.io_bytes(),
-        features=dict(kind="gemm", batch=1, m=m, n=n, k=k, precision=_precision(op), dtype=lhs.dtype,
-                      out_dtype=op.results[0].dtype),
+        features=dict(
+            kind="gemm",
+            batch=1,
+            m=m,
+            n=n,
+            k=k,
+            precision=_precision(op),
+            dtype=lhs.dtype,
+            out_dtype=op.results[0].dtype,
+        ),
     )
 
 
@@ -322,7 +350,9 @@ def _precision(op: OpView) -> str:
     return max(found, key=order.index)
 
 
-def _valid_positions(in_size: int, k_size: int, out_size: int, pad_lo: int, stride: int, k_dil: int, in_dil: int) -> int:
+def _valid_positions(
+    in_size: int, k_size: int, out_size: int, pad_lo: int, stride: int, k_dil: int, in_dil: int
+) -> int:
     """Pairs (output position, filter tap) that land on a real (non-padding) input element."""
     out_idx = np.arange(out_size)[:, None]
     k_idx = np.arange(k_size)[None, :]
@@ -351,7 +381,11 @@ def _convolution(op: OpView) -> Cost:
     batch = lhs.shape[lhs_spec.index("b")]
     in_feat = lhs.shape[lhs_spec.index("f")]
     out_feat = rhs.shape[rhs_spec.index("o")]
-    in_sp, k_sp, out_sp = spatial(lhs_spec, lhs.shape), spatial(rhs_spec, rhs.shape), spatial(out_spec, out.shape)
+    in_sp, k_sp, out_sp = (
+        spatial(lhs_spec, lhs.shape),
+        spatial(rhs_spec, rhs.shape),
+        spatial(out_spec, out.shape),
+    )
     strides = _dense_ints(op.attr_str("window_strides"), nsp, 1)
     pads = _dense_ints(op.attr_str("padding"), 2 * nsp, 0)
     lhs_dil = _dense_ints(op.attr_str("lhs_dilation"), nsp, 1)
@@ -359,7 +393,9 @@ def _convolution(op: OpView) -> Cost:
     fgc = int((_ints(op.attr_str("feature_group_count")) or [1])[0])
     bgc = int((_ints(op.attr_str("batch_group_count")) or [1])[0])
     valid = math.prod(
-        _valid_positions(in_sp[i], k_sp[i], out_sp[i], pads[2 * i], strides[i], rhs_dil[i], lhs_dil[i])
+        _valid_positions(
+            in_sp[i], k_sp[i], out_sp[i], pads[2 * i], strides[i], rhs_dil[i], lhs_dil[i]
+        )
         for i in range(nsp)
     )
     # FMAs: (C/groups) input features x O output features x (N/batch_groups) x valid (out, tap) pairs.
@@ -368,9 +404,18 @@ def _convolution(op: OpView) -> Cost:
         flops=float(_FMA_FLOPS * fma),
         **op.io_bytes(),
         features=dict(
-            kind="conv", batch=batch, in_features=in_feat, out_features=out_feat, in_spatial=tuple(in_sp),
-            kernel_spatial=tuple(k_sp), out_spatial=tuple(out_sp), strides=tuple(strides), groups=fgc,
-            precision=_precision(op), dtype=lhs.dtype, out_dtype=out.dtype,
+            kind="conv",
+            batch=batch,
+            in_features=in_feat,
+            out_features=out_feat,
+            in_spatial=tuple(in_sp),
+            kernel_spatial=tuple(k_sp),
+            out_spatial=tuple(out_sp),
+            strides=tuple(strides),
+            groups=fgc,
+            precision=_precision(op),
+            dtype=lhs.dtype,
+            out_dtype=out.dtype,
         ),
     )
 
@@ -422,7 +467,11 @@ def _select_and_scatter(op: OpView) -> Cost:
     select, scatter = op.region_cost(0), op.region_cost(1)
     # Per source element: window - 1 selections and one scatter combination.
     per = select.scale(window - 1) + scatter
-    return Cost(flops=per.flops * source.size, transcendentals=per.transcendentals * source.size, **op.io_bytes())
+    return Cost(
+        flops=per.flops * source.size,
+        transcendentals=per.transcendentals * source.size,
+        **op.io_bytes(),
+    )
 
 
 @register_cost_rule("stablehlo.scatter")
@@ -453,7 +502,9 @@ def _sort(op: OpView) -> Cost:
 def _map(op: OpView) -> Cost:
     body = op.region_cost(0)
     count = op.results[0].size
-    return Cost(flops=body.flops * count, transcendentals=body.transcendentals * count, **op.io_bytes())
+    return Cost(
+        flops=body.flops * count, transcendentals=body.transcendentals * count, **op.io_bytes()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +520,11 @@ def _all_reduce(op: OpView) -> Cost:
     return Cost(
         flops=body.flops * count,
         **op.io_bytes(),
-        features=dict(kind="collective", collective=op.name.split(".")[-1], bytes=sum(t.nbytes for t in op.operands)),
+        features=dict(
+            kind="collective",
+            collective=op.name.split(".")[-1],
+            bytes=sum(t.nbytes for t in op.operands),
+        ),
     )
 
 
@@ -484,7 +539,11 @@ def _all_reduce(op: OpView) -> Cost:
 def _communication(op: OpView) -> Cost:
     return Cost(
         **op.io_bytes(),
-        features=dict(kind="collective", collective=op.name.split(".")[-1], bytes=sum(t.nbytes for t in op.operands)),
+        features=dict(
+            kind="collective",
+            collective=op.name.split(".")[-1],
+            bytes=sum(t.nbytes for t in op.operands),
+        ),
     )
 
 

@@ -77,7 +77,9 @@ class TensorType:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype.startswith(("float", "bfloat", "tensorfloat")) or self.dtype.startswith("f8")
+        return self.dtype.startswith(("float", "bfloat", "tensorfloat")) or self.dtype.startswith(
+            "f8"
+        )
 
     def __str__(self) -> str:
         return f"{self.dtype}[{','.join(map(str, self.shape))}]"

@@ -39,7 +39,9 @@ def as_array(op: str, name: str, x: Any) -> jax.Array:
     )
 
 
-def check_dtype(op: str, name: str, x: jax.Array, allowed: Iterable[Any], allowed_text: str = "") -> None:
+def check_dtype(
+    op: str, name: str, x: jax.Array, allowed: Iterable[Any], allowed_text: str = ""
+) -> None:
     allowed = tuple(np.dtype(a) for a in allowed)
     if np.dtype(x.dtype) not in allowed:
         text = allowed_text or ", ".join(str(a) for a in allowed)
@@ -94,7 +96,9 @@ def normalize_axis(op: str, axis: int, ndim: int) -> int:
     return int(axis) % ndim
 
 
-def broadcast_shapes(op: str, a: jax.Array, b: jax.Array, names: tuple[str, str] = ("a", "b")) -> tuple[int, ...]:
+def broadcast_shapes(
+    op: str, a: jax.Array, b: jax.Array, names: tuple[str, str] = ("a", "b")
+) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(tuple(a.shape), tuple(b.shape)))
     except ValueError:
@@ -112,7 +116,9 @@ def pair(op: str, name: str, value: Any) -> tuple[int, int]:
         h, w = value
         h, w = int(h), int(w)
     except (TypeError, ValueError):
-        raise TypeError(f"flash.{op}: {name} must be an int or a pair of ints, got {value!r}.") from None
+        raise TypeError(
+            f"flash.{op}: {name} must be an int or a pair of ints, got {value!r}."
+        ) from None
     if h < 1 or w < 1:
         raise ValueError(f"flash.{op}: {name} must be positive, got {(h, w)}.")
     return h, w

@@ -57,7 +57,9 @@ def _matmul(a, b, *, dims, precision, accumulate):
     return lax.dot_general(a, b, dims, precision=precision, preferred_element_type=accumulate)
 
 
-def matmul(a: jax.Array, b: jax.Array, *, precision: str | lax.Precision | None = None) -> jax.Array:
+def matmul(
+    a: jax.Array, b: jax.Array, *, precision: str | lax.Precision | None = None
+) -> jax.Array:
     """Matrix product ``a @ b``, 2-D or batched.
 
     ``a`` is ``(..., M, K)``. ``b`` is either ``(K, N)`` (a weight shared by every batch entry) or
@@ -77,7 +79,9 @@ def matmul(a: jax.Array, b: jax.Array, *, precision: str | lax.Precision | None 
     """
     a = C.as_array("matmul", "a", a)
     b = C.as_array("matmul", "b", b)
-    C.check_dtype("matmul", "a", a, C.FLOAT_DTYPES + C.INT_DTYPES, "float32, bfloat16, float16, int8")
+    C.check_dtype(
+        "matmul", "a", a, C.FLOAT_DTYPES + C.INT_DTYPES, "float32, bfloat16, float16, int8"
+    )
     C.check_same_dtype("matmul", a=a, b=b)
     C.check_min_rank("matmul", "a", a, 2, "(..., M, K)")
     C.check_min_rank("matmul", "b", b, 2, "(K, N) or (..., K, N)")
@@ -110,10 +114,16 @@ def matmul(a: jax.Array, b: jax.Array, *, precision: str | lax.Precision | None 
 def _precision(precision: Any) -> lax.Precision | None:
     if precision is None or isinstance(precision, lax.Precision):
         return precision
-    names = {"default": lax.Precision.DEFAULT, "high": lax.Precision.HIGH, "highest": lax.Precision.HIGHEST}
+    names = {
+        "default": lax.Precision.DEFAULT,
+        "high": lax.Precision.HIGH,
+        "highest": lax.Precision.HIGHEST,
+    }
     if isinstance(precision, str) and precision.lower() in names:
         return names[precision.lower()]
-    raise ValueError(f"precision must be one of None, {sorted(names)} or a lax.Precision, got {precision!r}.")
+    raise ValueError(
+        f"precision must be one of None, {sorted(names)} or a lax.Precision, got {precision!r}."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +366,11 @@ def _layernorm(x, gamma, beta, *, eps):
 
 
 def layernorm(
-    x: jax.Array, gamma: jax.Array | None = None, beta: jax.Array | None = None, *, eps: float = 1e-5
+    x: jax.Array,
+    gamma: jax.Array | None = None,
+    beta: jax.Array | None = None,
+    *,
+    eps: float = 1e-5,
 ) -> jax.Array:
     """Layer normalisation over the last dimension, with optional scale ``gamma`` and shift ``beta``.
 
@@ -405,7 +419,9 @@ def _padding(op: str, padding: Any) -> str | tuple[tuple[int, int], tuple[int, i
     if isinstance(padding, str):
         if padding.upper() in ("SAME", "VALID"):
             return padding.upper()
-        raise ValueError(f"flash.{op}: padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}.")
+        raise ValueError(
+            f"flash.{op}: padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}."
+        )
     if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
         p = int(padding)
         pads = ((p, p), (p, p))
@@ -465,7 +481,9 @@ def conv2d(
     """
     x = C.as_array("conv2d", "x", x)
     w = C.as_array("conv2d", "w", w)
-    C.check_dtype("conv2d", "x", x, C.FLOAT_DTYPES + C.INT_DTYPES, "float32, bfloat16, float16, int8")
+    C.check_dtype(
+        "conv2d", "x", x, C.FLOAT_DTYPES + C.INT_DTYPES, "float32, bfloat16, float16, int8"
+    )
     C.check_same_dtype("conv2d", x=x, w=w)
     C.check_rank("conv2d", "x", x, (4,), "NHWC")
     C.check_rank("conv2d", "w", w, (4,), "HWIO")
@@ -478,19 +496,32 @@ def conv2d(
             f"filter's input channels I={ci} (w{tuple(w.shape)} is HWIO)."
         )
     if co % groups:
-        raise ValueError(f"flash.conv2d: output channels O={co} must be divisible by groups={groups}.")
+        raise ValueError(
+            f"flash.conv2d: output channels O={co} must be divisible by groups={groups}."
+        )
     stride = C.pair("conv2d", "stride", stride)
     dilation = C.pair("conv2d", "dilation", dilation)
     pads = _padding("conv2d", padding)
     if pads == "VALID":
-        for dim, size, k, d in (("H", x.shape[1], kh, dilation[0]), ("W", x.shape[2], kw, dilation[1])):
+        for dim, size, k, d in (
+            ("H", x.shape[1], kh, dilation[0]),
+            ("W", x.shape[2], kw, dilation[1]),
+        ):
             if (k - 1) * d + 1 > size:
                 raise ValueError(
                     f"flash.conv2d: with padding='VALID' the dilated filter ({(k - 1) * d + 1}) is "
                     f"larger than the input's {dim}={size}; use padding='SAME' or a smaller filter."
                 )
     accumulate = jnp.int32 if np.dtype(x.dtype) == np.dtype(jnp.int8) else None
-    return _conv2d(x, w, stride=stride, padding=pads, dilation=dilation, groups=int(groups), accumulate=accumulate)
+    return _conv2d(
+        x,
+        w,
+        stride=stride,
+        padding=pads,
+        dilation=dilation,
+        groups=int(groups),
+        accumulate=accumulate,
+    )
 
 
 @_named("max_pool2d", static_argnames=("window", "stride", "padding"))
@@ -506,7 +537,9 @@ def _avg_pool2d(x, *, window, stride, padding):
     return (s / (window[0] * window[1])).astype(x.dtype)
 
 
-def _pool(op: str, impl: Callable, x: jax.Array, window: Any, stride: Any, padding: str) -> jax.Array:
+def _pool(
+    op: str, impl: Callable, x: jax.Array, window: Any, stride: Any, padding: str
+) -> jax.Array:
     x = C.as_array(op, "x", x)
     C.check_float(op, "x", x)
     C.check_rank(op, "x", x, (4,), "NHWC")
@@ -517,7 +550,9 @@ def _pool(op: str, impl: Callable, x: jax.Array, window: Any, stride: Any, paddi
     return impl(x, window=window, stride=stride, padding=padding.upper())
 
 
-def max_pool2d(x: jax.Array, window: int | tuple[int, int] = 2, stride: Any = None, padding: str = "VALID") -> jax.Array:
+def max_pool2d(
+    x: jax.Array, window: int | tuple[int, int] = 2, stride: Any = None, padding: str = "VALID"
+) -> jax.Array:
     """Max pooling over an NHWC input (``stride`` defaults to ``window``).
 
     Example:
@@ -528,7 +563,9 @@ def max_pool2d(x: jax.Array, window: int | tuple[int, int] = 2, stride: Any = No
     return _pool("max_pool2d", _max_pool2d, x, window, stride, padding)
 
 
-def avg_pool2d(x: jax.Array, window: int | tuple[int, int] = 2, stride: Any = None, padding: str = "VALID") -> jax.Array:
+def avg_pool2d(
+    x: jax.Array, window: int | tuple[int, int] = 2, stride: Any = None, padding: str = "VALID"
+) -> jax.Array:
     """Average pooling over an NHWC input (``stride`` defaults to ``window``; VALID divides by the window).
 
     Example:
@@ -559,7 +596,9 @@ def _attention(q, k, v, mask, *, causal, scale):
     scores = scores - lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
     p = jnp.exp(scores)
     p = p / jnp.sum(p, axis=-1, keepdims=True)
-    return jnp.einsum("bhqk,bkhd->bqhd", p.astype(v.dtype), v, preferred_element_type=ct).astype(q.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", p.astype(v.dtype), v, preferred_element_type=ct).astype(
+        q.dtype
+    )
 
 
 def attention(
@@ -595,13 +634,21 @@ def attention(
         C.check_rank("attention", name, t, (4,), "(batch, time, heads, head_dim)")
     C.check_same_dtype("attention", q=q, k=k, v=v)
     if q.shape[0] != k.shape[0] or k.shape[0] != v.shape[0]:
-        raise ValueError(f"flash.attention: batch sizes differ: q{tuple(q.shape)}, k{tuple(k.shape)}, v{tuple(v.shape)}.")
+        raise ValueError(
+            f"flash.attention: batch sizes differ: q{tuple(q.shape)}, k{tuple(k.shape)}, v{tuple(v.shape)}."
+        )
     if q.shape[2] != k.shape[2] or k.shape[2] != v.shape[2]:
-        raise ValueError(f"flash.attention: head counts differ: q{tuple(q.shape)}, k{tuple(k.shape)}, v{tuple(v.shape)}.")
+        raise ValueError(
+            f"flash.attention: head counts differ: q{tuple(q.shape)}, k{tuple(k.shape)}, v{tuple(v.shape)}."
+        )
     if q.shape[3] != k.shape[3]:
-        raise ValueError(f"flash.attention: q and k head_dim differ: q{tuple(q.shape)}, k{tuple(k.shape)}.")
+        raise ValueError(
+            f"flash.attention: q and k head_dim differ: q{tuple(q.shape)}, k{tuple(k.shape)}."
+        )
     if k.shape[1] != v.shape[1]:
-        raise ValueError(f"flash.attention: k and v sequence lengths differ: k{tuple(k.shape)}, v{tuple(v.shape)}.")
+        raise ValueError(
+            f"flash.attention: k and v sequence lengths differ: k{tuple(k.shape)}, v{tuple(v.shape)}."
+        )
     if mask is not None:
         mask = C.as_array("attention", "mask", mask)
         C.check_dtype("attention", "mask", mask, (jnp.bool_,), "bool")
@@ -634,5 +681,7 @@ def embedding(table: jax.Array, ids: jax.Array) -> jax.Array:
     C.check_float("embedding", "table", table)
     C.check_rank("embedding", "table", table, (2,), "(vocab, features)")
     if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise TypeError(f"flash.embedding: ids must be integers, got dtype {ids.dtype}; cast with ids.astype(jnp.int32).")
+        raise TypeError(
+            f"flash.embedding: ids must be integers, got dtype {ids.dtype}; cast with ids.astype(jnp.int32)."
+        )
     return _embedding(table, ids)

@@ -9,14 +9,27 @@ Example:
 
 from perfjax import ops
 from perfjax._errors import StableHLOParseError, UnsupportedOpError, UnsupportedProgramError
+from perfjax.devicemodels import (
+    Comparison,
+    DeviceSpec,
+    Prediction,
+    compare,
+    device,
+    devices,
+    predict,
+    sensitivity,
+)
 from perfjax.executor import RunResult, TimeStats, materialize, run
 from perfjax.lowering import Graph, Op, Program, TensorType, analyze, register_cost_rule, trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
+    "DeviceSpec",
     "Graph",
     "Op",
+    "Prediction",
     "Program",
     "RunResult",
     "StableHLOParseError",
@@ -26,9 +39,14 @@ __all__ = [
     "UnsupportedProgramError",
     "__version__",
     "analyze",
+    "compare",
+    "device",
+    "devices",
     "materialize",
     "ops",
+    "predict",
     "register_cost_rule",
     "run",
+    "sensitivity",
     "trace",
 ]

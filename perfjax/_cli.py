@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import perfjax
-from perfjax._display import fmt_time, render
+from perfjax._display import fmt_count, fmt_time, render
+from perfjax.devicemodels import PRECISIONS
 from perfjax.executor import program_inputs
 from perfjax.lowering import Program
 
@@ -103,10 +104,14 @@ def _parse_dtype(name: str, spec: str) -> np.dtype:
     full = _DTYPE_ALIASES.get(name.lower(), name)
     try:
         dtype = jnp.dtype(full)
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
     # Full names only (float32, not "f" or "float"), and only numbers and booleans.
-    if dtype is None or dtype.name != full or not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+    if (
+        dtype is None
+        or dtype.name != full
+        or not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_)
+    ):
         raise CLIError(
             f"unknown dtype {name!r} in input spec {spec!r}; use one of "
             f"{', '.join(a for a in _DTYPE_ALIASES if a != 'pred')} or a NumPy name such as float32 or uint16."
@@ -137,8 +142,8 @@ def _one_line(e: BaseException) -> str:
 
 def _where_in(e: BaseException, path: str | None) -> str:
     """``file.py:line`` of the innermost frame of ``e`` in ``path`` (the user's file), if any."""
-    if isinstance(e, SyntaxError) and e.filename:
-        return f" ({pathlib.Path(e.filename).name}:{e.lineno})"
+    if isinstance(e, SyntaxError):  # its message already says where
+        return ""
     frames = traceback.extract_tb(e.__traceback__)
     if path is not None:
         frames = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
@@ -170,7 +175,9 @@ def _load_file(path_str: str) -> Any:
 
 def _import_module(dotted: str) -> Any:
     if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", dotted):
-        raise CLIError(f"bad module name {dotted!r} in the target; expected dotted.module:function.")
+        raise CLIError(
+            f"bad module name {dotted!r} in the target; expected dotted.module:function."
+        )
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as e:
@@ -181,12 +188,15 @@ def _import_module(dotted: str) -> Any:
             ) from e
         raise CLIError(f"importing {dotted!r} failed: {type(e).__name__}: {_one_line(e)}") from e
     except Exception as e:
-        raise CLIError(f"importing {dotted!r} failed: {type(e).__name__}: {_one_line(e)}{_where_in(e, None)}") from e
+        raise CLIError(
+            f"importing {dotted!r} failed: {type(e).__name__}: {_one_line(e)}{_where_in(e, None)}"
+        ) from e
 
 
 def _functions_in(module: Any) -> list[str]:
     names = [
-        n for n, v in vars(module).items()
+        n
+        for n, v in vars(module).items()
         if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == module.__name__
     ]
     return sorted(names)[:12]
@@ -206,7 +216,9 @@ def load_target(target: str) -> Callable | Program:
         )
     where, _, attr = target.rpartition(":")
     if not where or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", attr):
-        raise CLIError(f"bad target {target!r}; expected path/to/file.py:function or dotted.module:function.")
+        raise CLIError(
+            f"bad target {target!r}; expected path/to/file.py:function or dotted.module:function."
+        )
     is_file = where.endswith(".py") or "/" in where or os.sep in where
     module = _load_file(where) if is_file else _import_module(where)
     obj: Any = module
@@ -219,7 +231,7 @@ def load_target(target: str) -> Callable | Program:
     if isinstance(obj, Program):
         return obj
     if not callable(obj):
-        raise CLIError(f"{target!r} is a {type(obj).__name__}, not a function.")
+        raise CLIError(f"{target!r} is not a function (it is a {type(obj).__name__} object).")
     return obj
 
 
@@ -234,7 +246,9 @@ def _check_arity(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct]) -> None:
         return
     except TypeError as e:
         reason = str(e)
-    params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     required = [p.name for p in params if p.default is p.empty]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
     name = getattr(fn, "__name__", "the function")
@@ -267,7 +281,9 @@ def _check_program_inputs(program: Program, specs: Sequence[jax.ShapeDtypeStruct
 
 
 class _Resolved:
-    def __init__(self, target: Callable | Program, specs: tuple[jax.ShapeDtypeStruct, ...], label: str):
+    def __init__(
+        self, target: Callable | Program, specs: tuple[jax.ShapeDtypeStruct, ...], label: str
+    ):
         self.target = target
         self.specs = specs
         self.label = label
@@ -293,7 +309,9 @@ def _resolve(args: argparse.Namespace) -> _Resolved:
 
 
 def _x64_context(specs: Sequence[jax.ShapeDtypeStruct]) -> contextlib.AbstractContextManager:
-    return jax.enable_x64(True) if _needs_x64([s.dtype for s in specs]) else contextlib.nullcontext()
+    return (
+        jax.enable_x64(True) if _needs_x64([s.dtype for s in specs]) else contextlib.nullcontext()
+    )
 
 
 @contextlib.contextmanager
@@ -304,9 +322,19 @@ def _user_code(label: str, is_program: bool) -> Iterator[None]:
         yield
     except CLIError:
         raise
-    except (perfjax.UnsupportedOpError, perfjax.StableHLOParseError, perfjax.UnsupportedProgramError) as e:
-        hint = " (analyze --on-unsupported warn lists them instead)" if isinstance(e, perfjax.UnsupportedOpError) else ""
-        raise CLIError(_one_line(e) + hint) from e
+    except (
+        perfjax.UnsupportedOpError,
+        perfjax.StableHLOParseError,
+        perfjax.UnsupportedProgramError,
+    ) as e:
+        message = _one_line(e)
+        if isinstance(e, perfjax.UnsupportedOpError):
+            cli = "pass --on-unsupported warn"
+            if "pass on_unsupported='warn'" in message:
+                message = message.replace("pass on_unsupported='warn'", cli)
+            else:
+                message += f" ({cli} to count the other ops)"
+        raise CLIError(message) from e
     except (TypeError, ValueError) as e:
         what = f"program {label!r}" if is_program else f"{label}"
         raise CLIError(f"{what}: {type(e).__name__}: {_one_line(e)}") from e
@@ -351,7 +379,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     outs = _outputs(result.outputs)
     inputs = [_fmt_type(s.shape, s.dtype) for s in r.specs]
     if args.json:
-        _print_json({**result.to_dict(), "inputs": inputs, "outputs": [{k: o[k] for k in ("shape", "dtype")} for o in outs]})
+        _print_json(
+            {
+                **result.to_dict(),
+                "inputs": inputs,
+                "outputs": [{k: o[k] for k in ("shape", "dtype")} for o in outs],
+            }
+        )
         return 0
     t = result.time
     print(f"perfjax.run {result.name}")
@@ -359,7 +393,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in outs:
         label = "output" if len(outs) == 1 else f"output{o['path']}"
         print(f"  {label:<9} {_fmt_type(o['shape'], o['dtype'])}")
-    print(f"  median    {fmt_time(t.median_s)}   (min {fmt_time(t.min_s)}, p90 {fmt_time(t.p90_s)})")
+    print(
+        f"  median    {fmt_time(t.median_s)}   (min {fmt_time(t.min_s)}, p90 {fmt_time(t.p90_s)})"
+    )
     ci = f"±{100 * t.rel_ci:.1f}%" if math.isfinite(t.rel_ci) else "±?"
     flag = "" if t.stable else "; not stable: time budget reached"
     print(f"  samples   {t.repeats} x {t.number} calls, median {ci} (95% CI){flag}")
@@ -380,7 +416,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
             if stage == "jaxpr":
                 print(_header(f"jaxpr ({program.name})"))
                 if program.jaxpr is None:
-                    print(f"(no jaxpr: {args.target} is a StableHLO file, which starts at the StableHLO stage)")
+                    print(
+                        f"(no jaxpr: {args.target} is a StableHLO file, which starts at the StableHLO stage)"
+                    )
                 else:
                     print(program.jaxpr)
             elif stage == "stablehlo":
@@ -392,13 +430,104 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_or_error(name: str):
+    try:
+        return perfjax.device(name)
+    except ValueError as e:
+        raise CLIError(_one_line(e)) from e
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    names = perfjax.devices(args.family)
+    specs = [perfjax.device(n) for n in names]
+    if args.json:
+        _print_json([s.to_dict() for s in specs])
+        return 0
+    t = Table(title=f"perfjax devices ({len(specs)})")
+    for col in (
+        "name",
+        "family",
+        "description",
+        "best matrix",
+        "fp32",
+        "memory BW",
+        "memory",
+        "cache",
+    ):
+        t.add_column(col, justify="left" if col in ("name", "family", "description") else "right")
+    for s in specs:
+        best = max(s.matrix_flops_per_s.items(), key=lambda kv: kv[1], default=None)
+        fp32 = s.vector_flops_per_s.get("fp32", s.matrix_flops_per_s.get("fp32", 0.0))
+        t.add_row(
+            s.name, s.family, s.description[:48],
+            f"{fmt_count(best[1])}FLOP/s {best[0]}" if best else "-",
+            f"{fmt_count(fp32)}FLOP/s" if fp32 else "-",
+            f"{fmt_count(s.memory_bytes_per_s)}B/s", f"{fmt_count(s.memory_bytes)}B", f"{fmt_count(s.cache_bytes)}B",
+        )  # fmt: skip
+    print(render(t, width=_width()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    spec = _device_or_error(args.device)
+    with _x64_context(r.specs), _user_code(r.label, r.is_program):
+        program = perfjax.trace(r.target, r.specs)
+        pred = perfjax.predict(program if args.precision is None else r.target, None if args.precision is None
+                               else r.specs, device=spec, precision=args.precision)  # fmt: skip
+    if args.roofline:
+        pred.plot_roofline(args.roofline)
+        print(f"perfjax: wrote {args.roofline}", file=sys.stderr)
+    if args.json:
+        _print_json({**pred.to_dict(), "kernels": list(pred.kernels)})
+    else:
+        print(render(pred.table(max_rows=args.max_rows), width=_width()))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    names = (
+        "all"
+        if args.devices == "all"
+        else [d.strip() for d in args.devices.split(",") if d.strip()]
+    )
+    if names != "all":
+        for n in names:
+            _device_or_error(n)
+    with _x64_context(r.specs), _user_code(r.label, r.is_program):
+        comparison = perfjax.compare(
+            r.target, r.specs, names if args.devices else None, precision=args.precision
+        )
+    if args.plot:
+        comparison.plot(args.plot)
+        print(f"perfjax: wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        _print_json(comparison.to_dataframe().to_dict(orient="records"))
+    else:
+        print(render(comparison.table(), width=_width()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from perfjax._demo import main as demo_main
+
+    return demo_main()
+
+
 def _header(title: str) -> str:
     return f"==== {title} " + "=" * max(4, 72 - len(title))
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     r = _resolve(args)
-    with _x64_context(r.specs), _user_code(r.label, r.is_program), warnings.catch_warnings(record=True) as caught:
+    with (
+        _x64_context(r.specs),
+        _user_code(r.label, r.is_program),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         program = perfjax.trace(r.target, r.specs)
         graph = perfjax.analyze(program, on_unsupported=args.on_unsupported)
@@ -480,45 +609,136 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     common.add_argument(
-        "-i", "--input", dest="inputs", metavar="SPEC", action="append", default=[],
+        "-i",
+        "--input",
+        dest="inputs",
+        metavar="SPEC",
+        action="append",
+        default=[],
         help="one positional input, DTYPE[DIM,...] such as f32[128,784]; repeat for each argument",
     )
     common.add_argument(
-        "--traceback", action="store_true", help="on an error, show the full Python traceback instead of one line"
+        "--traceback",
+        action="store_true",
+        help="on an error, show the full Python traceback instead of one line",
     )
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser(
-        "run", parents=[common], help="compile, run on this CPU and time the program",
+        "run",
+        parents=[common],
+        help="compile, run on this CPU and time the program",
         description="Compile the target with XLA, run it on this machine's CPU with random inputs and time it.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--max-time", type=_positive_float, default=2.0, metavar="SECONDS",
-                   help="time budget for the timing samples (default: 2)")
+    p.add_argument(
+        "--max-time",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time budget for the timing samples (default: 2)",
+    )
     p.add_argument("--json", action="store_true", help="print the timing and output shapes as JSON")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "trace", parents=[common], help="print the jaxpr, StableHLO and XLA's optimized HLO",
+        "trace",
+        parents=[common],
+        help="print the jaxpr, StableHLO and XLA's optimized HLO",
         description="Trace the target and print each stage: jaxpr, StableHLO, and XLA's optimized HLO for this CPU.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stage", choices=("jaxpr", "stablehlo", "hlo", "all"), default="all",
-                   help="which stage to print (default: all)")
+    p.add_argument(
+        "--stage",
+        choices=("jaxpr", "stablehlo", "hlo", "all"),
+        default="all",
+        help="which stage to print (default: all)",
+    )
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser(
-        "analyze", parents=[common], help="count flops, transcendentals and bytes per op",
+        "analyze",
+        parents=[common],
+        help="count flops, transcendentals and bytes per op",
         description="Exact operation counts of the target's StableHLO: totals, per Flash op and per op.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print the totals as JSON instead of tables")
     p.add_argument("--csv", metavar="PATH", help="also write one row per op to PATH as CSV")
-    p.add_argument("--on-unsupported", choices=("error", "warn"), default="error",
-                   help="ops without a cost rule: fail (default), or warn and leave them out of the totals")
-    p.add_argument("--max-rows", type=_positive_int, default=40, metavar="N",
-                   help="show at most N ops in the op table (default: 40)")
+    p.add_argument(
+        "--on-unsupported",
+        choices=("error", "warn"),
+        default="error",
+        help="ops without a cost rule: fail (default), or warn and leave them out of the totals",
+    )
+    p.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="show at most N ops in the op table (default: 40)",
+    )
     p.set_defaults(func=cmd_analyze)
+
+    precision_help = "fp32/bf16/fp16/fp64 re-trace with cast inputs; int8/fp8/int4 quantize GEMMs (default: as traced)"
+    p = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="predict the time on a device of the catalog",
+        description="Predict the target's time on a device (perfjax devices lists them), kernel by kernel.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-d", "--device", required=True, help="device name or alias, e.g. h100, tpu-v4, host"
+    )
+    p.add_argument("--precision", choices=PRECISIONS, help=precision_help)
+    p.add_argument(
+        "--json", action="store_true", help="print the prediction and its kernels as JSON"
+    )
+    p.add_argument("--roofline", metavar="PNG", help="also write a roofline plot to PNG")
+    p.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=25,
+        metavar="N",
+        help="kernels shown (default: 25)",
+    )
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="predict the time on several devices",
+        description="Predict the target on several devices and rank them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--devices",
+        default="",
+        help="comma-separated names, or 'all' (default: one or two per family)",
+    )
+    p.add_argument("--precision", choices=PRECISIONS, help=precision_help)
+    p.add_argument("--json", action="store_true", help="print one JSON record per device")
+    p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "devices",
+        help="list the device catalog",
+        description="List the devices perfjax can predict.",
+    )
+    p.add_argument("--family", choices=("gpu", "tpu", "cpu", "npu"), help="only this family")
+    p.add_argument("--json", action="store_true", help="print every spec as JSON")
+    p.set_defaults(func=cmd_devices, target="")
+
+    p = sub.add_parser(
+        "demo", help="trace, analyse, run and predict a real program (the quick start's main job)",
+        description="Trace, analyse and run an MLP and a transformer block on this CPU, and predict them on other devices.",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_demo, target="")
     return parser
 
 
@@ -536,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     # Like `python -m`: modules in the current directory can be imported, and a target file can
     # import the modules next to it.
     added = [os.getcwd()]
-    where = args.target.rpartition(":")[0]
+    where = getattr(args, "target", "").rpartition(":")[0]
     if where.endswith(".py"):
         added.append(str(pathlib.Path(where).resolve().parent))
     added = [p for p in dict.fromkeys(added) if p not in sys.path]
@@ -553,7 +773,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except (perfjax.StableHLOParseError, perfjax.UnsupportedProgramError, perfjax.UnsupportedOpError) as e:
+    except (
+        perfjax.StableHLOParseError,
+        perfjax.UnsupportedProgramError,
+        perfjax.UnsupportedOpError,
+    ) as e:
         if args.traceback:
             raise
         print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)
@@ -564,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `perfjax trace ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return 1
     finally:
         for p in added:
             with contextlib.suppress(ValueError):

@@ -98,6 +98,19 @@ def main(console: Console | None = None) -> int:
             console.print(f"[red]non-finite outputs from {name}[/]")
             return 1
     console.print(table)
+
+    console.rule("[bold]4. predict the same programs on hardware we don't have[/]")
+    for name, (fn, inputs) in programs.items():
+        comparison = perfjax.compare(
+            fn, inputs, ["host", "epyc-9654", "a100-80gb", "h100", "tpu-v5e", "apple-m2"]
+        )
+        console.print(comparison.table())
+    host = perfjax.predict(fn, inputs, device="host")
+    measured = runs[name].time.median_s
+    console.print(
+        f"host model (uncalibrated) for the {name}: predicted {fmt_time(host.time_s)}, measured "
+        f"{fmt_time(measured)} (x{host.time_s / measured:.2f}); calibration (perfjax calibrate) fits this gap."
+    )
     return 0
 
 

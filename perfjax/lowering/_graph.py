@@ -42,6 +42,8 @@ class Op:
     results: tuple[TensorType, ...]
     #: Indices of the ops producing this op's operands (graph inputs are not ops).
     inputs: tuple[int, ...]
+    #: Per operand: producing op index (>= 0), program input ``k`` as ``-2 - k``, or -1 (unknown).
+    sources: tuple[int, ...]
     #: The Flash op this op belongs to (``flash.matmul``), or ``None``.
     origin: str | None
     #: JAX name scope from the source location (``jit(f)/dot_general``), or the call path.
@@ -87,7 +89,7 @@ class Graph:
     ops: tuple[Op, ...]
     in_types: tuple[TensorType, ...]
     out_types: tuple[TensorType, ...]
-    #: Producer op index of each program output (``-1`` when an output is an input).
+    #: Producer of each program output: op index, or ``-2 - k`` when it is program input ``k``.
     outputs: tuple[int, ...]
     #: ``(op name, location)`` of ops without a cost rule (only with ``on_unsupported="warn"``).
     unmodeled_ops: tuple[tuple[str, str], ...] = ()
@@ -375,7 +377,8 @@ class _Walker:
                 raise UnsupportedProgramError(
                     f"cost rule for {key} failed at {source or scope}: {e}"
                 ) from e
-        inputs = tuple(dict.fromkeys(i for i in (env.get(v, -1) for v in op.operands) if i >= 0))
+        sources = tuple(env.get(v, -1) for v in op.operands)
+        inputs = tuple(dict.fromkeys(i for i in sources if i >= 0))
         index = len(self.ops)
         self.ops.append(
             Op(
@@ -384,6 +387,7 @@ class _Walker:
                 operands=view.operands,
                 results=view.results,
                 inputs=inputs,
+                sources=sources,
                 origin=origin,
                 scope=scope or path,
                 source=source,
@@ -558,7 +562,9 @@ def build_graph(
         walker = _Walker(module, on_unsupported, count_loop_trips)
         entry = "main" if "main" in walker.funcs else next(iter(walker.funcs))
         block = walker.funcs[entry].regions[0].blocks[0]
-        env: collections.ChainMap = collections.ChainMap({a: -1 for a in block.arguments})
+        env: collections.ChainMap = collections.ChainMap(
+            {a: -2 - k for k, a in enumerate(block.arguments)}
+        )
         outs = walker.walk_block(block, env, None, entry, 1)
     if walker.unsupported:
         counts = collections.Counter(n for n, _ in walker.unsupported)

@@ -1,0 +1,397 @@
+"""Fusion: from a costed op graph to the kernels a device family would launch.
+
+The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplified form:
+
+* metadata ops (constant, iota, broadcast, reshape, bitcast ...) are free: they are folded into
+  every consumer and never move memory on their own;
+* elementwise and data-movement ops (add, exp, select, transpose, slice, gather ...) form loop
+  fusions with their producers;
+* a reduction absorbs the loop fusion that feeds it (input fusion) and closes it;
+* GEMM / convolution start their own kernel; on GPU, TPU and NPU their elementwise consumers
+  (bias, activation, residual) join as an epilogue when the GEMM output has no other consumer;
+  XLA's CPU backend calls a GEMM library and fuses no epilogue;
+* scatter, sort, dynamic-update-slice and collectives are kernels of their own.
+
+Bytes of a kernel are those crossing its boundary: values read from outside (program inputs,
+other kernels' outputs, large constants) and results consumed outside or returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from perfjax.lowering._graph import Graph, Op
+
+#: Kernel classes; models keep per-class correction parameters in this order.
+KINDS = ("gemm", "conv", "elementwise", "reduce", "other", "collective")
+_KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
+
+_FREE = {
+    "constant", "iota", "broadcast_in_dim", "broadcast", "reshape", "bitcast_convert", "get_tuple_element",
+    "tuple", "optimization_barrier", "partition_id", "replica_id", "after_all", "create_token",
+    "get_dimension_size", "constant_like", "sharding_constraint",
+}  # fmt: skip
+_MATRIX = {"dot_general": "gemm", "dot": "gemm", "convolution": "conv"}
+_REDUCE = {"reduce", "reduce_window"}
+_OWN_KERNEL = {
+    "scatter",
+    "sort",
+    "dynamic_update_slice",
+    "select_and_scatter",
+    "rng_bit_generator",
+    "map",
+    "fft",
+}
+_COLLECTIVE = {
+    "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "collective_permute", "collective_broadcast",
+    "send", "recv",
+}  # fmt: skip
+#: A constant at least this large is data (weights baked into the module), not an immediate.
+_CONSTANT_DATA_BYTES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionPolicy:
+    """How a device family's compiler groups ops into kernels."""
+
+    name: str
+    #: Elementwise consumers of a GEMM/conv join its kernel (bias + activation epilogue).
+    epilogue: bool = True
+    #: Elementwise producers of a reduction join its kernel.
+    reduce_inputs: bool = True
+    #: Elementwise ops fuse with each other.
+    loop_fusion: bool = True
+
+
+POLICIES = {
+    "gpu": FusionPolicy("gpu"),
+    "tpu": FusionPolicy("tpu"),
+    "npu": FusionPolicy("npu"),
+    "cpu": FusionPolicy("cpu", epilogue=False),
+    "none": FusionPolicy("none", epilogue=False, reduce_inputs=False, loop_fusion=False),
+}
+
+
+def _short(op: Op) -> str:
+    name = op.name.split("@")[0]
+    return name.split(".", 1)[-1]
+
+
+def op_class(op: Op) -> str:
+    """``free``, ``gemm``, ``conv``, ``loop``, ``reduce``, ``other`` or ``collective``."""
+    s = _short(op)
+    if s in _FREE or op.name.startswith("stablehlo.custom_call@Sharding") or "SPMD" in op.name:
+        return "free"
+    if s in _MATRIX:
+        return _MATRIX[s]
+    if s in _REDUCE:
+        return "reduce"
+    if s in _COLLECTIVE:
+        return "collective"
+    if s in _OWN_KERNEL or s == "custom_call":
+        return "other"
+    return "loop"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """Struct-of-arrays features of the kernels of one program under one fusion policy.
+
+    All arrays have one entry per kernel. ``kind`` indexes :data:`KINDS`.
+    """
+
+    policy: str
+    names: tuple[str, ...]
+    #: Op indices of each kernel.
+    ops: tuple[tuple[int, ...], ...]
+    kind: np.ndarray
+    #: FLOPs on the matrix unit (GEMM/conv) and on the vector unit (everything else).
+    matrix_flops: np.ndarray
+    vector_flops: np.ndarray
+    transcendentals: np.ndarray
+    bytes_read: np.ndarray
+    bytes_written: np.ndarray
+    #: GEMM view of matrix kernels (conv as implicit GEMM); 1 elsewhere.
+    gemm_b: np.ndarray
+    gemm_m: np.ndarray
+    gemm_n: np.ndarray
+    gemm_k: np.ndarray
+    #: Output elements: the parallelism available to vector kernels.
+    out_elements: np.ndarray
+    #: Bytes of matrix-kernel operands that are model weights (program inputs or constants).
+    weight_bytes: np.ndarray
+    executions: np.ndarray
+    #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
+    requests: tuple[tuple[str, str], ...]
+    #: Ops removed by fusion relative to one kernel per non-free op, and the bytes saved.
+    unfused_kernels: int = 0
+    unfused_bytes: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return self.bytes_read + self.bytes_written
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The numeric features as float32 arrays (what the jitted models consume)."""
+        keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
+                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "executions")  # fmt: skip
+        out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
+        out["kind"] = np.asarray(self.kind, np.int32)
+        return out
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            dict(
+                kernel=self.names, kind=[KINDS[k] for k in self.kind], matrix_flops=self.matrix_flops,
+                vector_flops=self.vector_flops, transcendentals=self.transcendentals, bytes_read=self.bytes_read,
+                bytes_written=self.bytes_written, gemm_b=self.gemm_b, gemm_m=self.gemm_m, gemm_n=self.gemm_n,
+                gemm_k=self.gemm_k, executions=self.executions, dtype=[r[0] for r in self.requests],
+                precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
+            )
+        )  # fmt: skip
+
+
+def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
+    """Groups ``graph``'s ops into kernels under a family's fusion policy.
+
+    Example:
+      >>> import jax.numpy as jnp, perfjax
+      >>> f = lambda x, w, b: perfjax.ops.relu(perfjax.ops.bias_add(perfjax.ops.matmul(x, w), b))
+      >>> g = perfjax.analyze(f, (jnp.ones((8, 16)), jnp.ones((16, 4)), jnp.ones(4)))
+      >>> len(fuse(g, "gpu")), len(fuse(g, "cpu"))  # GEMM + epilogue, vs GEMM then a loop fusion
+      (1, 2)
+    """
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(
+                f"unknown fusion policy {policy!r}; expected one of {sorted(POLICIES)}."
+            )
+        policy = POLICIES[policy]
+    ops = graph.ops
+    n = len(ops)
+    cls = [op_class(o) for o in ops]
+
+    # Resolve every operand through free ops to the values that really move.
+    base_cache: dict[int, tuple[int, ...]] = {}
+
+    def bases(src: int) -> tuple[int, ...]:
+        if src < 0 or cls[src] != "free":
+            return (src,)
+        if src in base_cache:
+            return base_cache[src]
+        op = ops[src]
+        short = _short(op)
+        if short == "constant":
+            out = (src,) if op.results and op.results[0].nbytes >= _CONSTANT_DATA_BYTES else ()
+        elif short == "iota":
+            out = ()
+        else:
+            out = tuple(dict.fromkeys(b for s in op.sources for b in bases(s)))
+        base_cache[src] = out
+        return out
+
+    consumers: list[set[int]] = [set() for _ in range(n)]
+    for i, op in enumerate(ops):
+        if cls[i] == "free" or op.executions == 0:
+            continue
+        for s in op.sources:
+            for b in bases(s):
+                if b >= 0:
+                    consumers[b].add(i)
+    is_output = [False] * n
+    for out in graph.outputs:
+        for b in bases(out):
+            if b >= 0:
+                is_output[b] = True
+
+    group_of = [-1] * n
+    groups: list[dict[str, Any]] = []
+
+    def new_group(i: int, kind: str, open_: bool) -> None:
+        group_of[i] = len(groups)
+        groups.append(dict(kind=kind, ops=[i], open=open_, anchor=i, executions=ops[i].executions))
+
+    for i, op in enumerate(ops):
+        c = cls[i]
+        if c == "free" or op.executions == 0:
+            continue
+        producers = [b for s in op.sources for b in bases(s) if b >= 0 and group_of[b] >= 0]
+        target = None
+        if c == "loop" and policy.loop_fusion:
+            for p in producers:
+                g = groups[group_of[p]]
+                if g["executions"] != op.executions or not g["open"]:
+                    continue
+                if g["kind"] == "elementwise":
+                    target = group_of[p]
+                    break
+                if (
+                    g["kind"] in ("gemm", "conv")
+                    and policy.epilogue
+                    and consumers[p] == {i}
+                    and not is_output[p]
+                ):
+                    target = group_of[p]
+                    break
+        elif c == "reduce" and policy.reduce_inputs:
+            for p in producers:
+                g = groups[group_of[p]]
+                if g["kind"] == "elementwise" and g["open"] and g["executions"] == op.executions:
+                    target = group_of[p]
+                    g["kind"], g["open"], g["anchor"] = "reduce", False, i
+                    break
+        if target is not None:
+            group_of[i] = target
+            groups[target]["ops"].append(i)
+            continue
+        kind = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": "reduce",
+                "collective": "collective"}.get(c, "other")  # fmt: skip
+        new_group(i, kind, open_=kind in ("elementwise", "gemm", "conv"))
+
+    in_bytes = [t.nbytes for t in graph.in_types]
+
+    def value_bytes(b: int) -> float:
+        if b <= -2:
+            k = -2 - b
+            return float(in_bytes[k]) if k < len(in_bytes) else 0.0
+        return float(sum(r.nbytes for r in ops[b].results))
+
+    rows: dict[str, list] = {k: [] for k in (
+        "names", "ops", "kind", "matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written",
+        "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "executions", "requests")}  # fmt: skip
+    for gi, g in enumerate(groups):
+        members = g["ops"]
+        member_set = set(members)
+        reads: dict[int, float] = {}
+        written = 0.0
+        out_elems = 0.0
+        mflops = vflops = trans = 0.0
+        for i in members:
+            op = ops[i]
+            for s in op.sources:
+                for b in bases(s):
+                    if b == -1 or (b >= 0 and b in member_set):
+                        continue
+                    reads[b] = value_bytes(b)
+            if is_output[i] or any(group_of[c] != gi for c in consumers[i]):
+                written += sum(r.nbytes for r in op.results)
+                out_elems += sum(r.size for r in op.results)
+            if cls[i] in ("gemm", "conv"):
+                mflops += op.flops
+            else:
+                vflops += op.flops
+            trans += op.transcendentals
+        anchor = ops[g["anchor"]]
+        b_, m_, n_, k_ = 1.0, 1.0, 1.0, 1.0
+        weight = 0.0
+        feats = dict(anchor.features)
+        if g["kind"] == "gemm" and feats:
+            b_, m_, n_, k_ = (float(feats.get(x, 1)) for x in ("batch", "m", "n", "k"))
+        elif g["kind"] == "conv" and feats:
+            groups_ = float(feats.get("groups", 1))
+            out_sp = float(np.prod(feats.get("out_spatial", (1,))))
+            k_sp = float(np.prod(feats.get("kernel_spatial", (1,))))
+            b_ = groups_
+            m_ = float(feats.get("batch", 1)) * out_sp
+            n_ = float(feats.get("out_features", 1)) / groups_
+            k_ = float(feats.get("in_features", 1)) / groups_ * k_sp
+        if g["kind"] in ("gemm", "conv") and len(anchor.sources) > 1:
+            for b in bases(anchor.sources[1]):
+                if b <= -2 or (b >= 0 and _short(ops[b]) == "constant"):
+                    weight += value_bytes(b)
+        if g["kind"] in ("gemm", "conv"):
+            dtype = anchor.operands[0].dtype
+            precision = str(feats.get("precision", "DEFAULT"))
+        else:
+            dtype = anchor.results[0].dtype if anchor.results else "float32"
+            precision = "DEFAULT"
+        if not out_elems:
+            out_elems = float(sum(r.size for r in anchor.results))
+        label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
+        rows["names"].append(
+            f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else "")
+        )
+        rows["ops"].append(tuple(members))
+        rows["kind"].append(_KIND_INDEX[g["kind"]])
+        rows["matrix_flops"].append(mflops)
+        rows["vector_flops"].append(vflops)
+        rows["transcendentals"].append(trans)
+        rows["bytes_read"].append(float(sum(reads.values())))
+        rows["bytes_written"].append(written)
+        rows["gemm_b"].append(b_)
+        rows["gemm_m"].append(m_)
+        rows["gemm_n"].append(n_)
+        rows["gemm_k"].append(k_)
+        rows["out_elements"].append(out_elems)
+        rows["weight_bytes"].append(weight)
+        rows["executions"].append(float(g["executions"]))
+        rows["requests"].append((dtype, precision))
+
+    def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
+        return np.asarray(rows[key], dtype=dtype).reshape(-1)
+
+    executions = arr("executions")
+    unfused_count = sum(1 for i, o in enumerate(ops) if cls[i] != "free" and o.executions)
+    unfused_bytes = float(
+        sum(o.bytes * o.executions for i, o in enumerate(ops) if cls[i] != "free")
+    )
+    return Kernels(
+        policy=policy.name,
+        names=tuple(rows["names"]),
+        ops=tuple(rows["ops"]),
+        kind=arr("kind", np.int32),
+        matrix_flops=arr("matrix_flops"),
+        vector_flops=arr("vector_flops"),
+        transcendentals=arr("transcendentals"),
+        bytes_read=arr("bytes_read"),
+        bytes_written=arr("bytes_written"),
+        gemm_b=arr("gemm_b"),
+        gemm_m=arr("gemm_m"),
+        gemm_n=arr("gemm_n"),
+        gemm_k=arr("gemm_k"),
+        out_elements=arr("out_elements"),
+        weight_bytes=arr("weight_bytes"),
+        executions=executions,
+        requests=tuple(rows["requests"]),
+        unfused_kernels=unfused_count,
+        unfused_bytes=unfused_bytes,
+    )
+
+
+def xla_cpu_kernel_count(hlo_text: str) -> int:
+    """Kernels in XLA's optimized CPU HLO: fusions, library calls and unfused compute ops of the
+    entry computation (what perfjax's ``cpu`` policy is checked against)."""
+    entry = hlo_text.split("ENTRY", 1)[-1]
+    body = entry.split("\n}\n", 1)[0]
+    skip = (
+        "parameter(",
+        "constant(",
+        "bitcast(",
+        "tuple(",
+        "get-tuple-element(",
+        "copy-start",
+        "copy-done",
+    )
+    count = 0
+    for line in body.splitlines()[1:]:
+        line = line.strip()
+        if "=" not in line or (line.startswith("ROOT") and "tuple(" in line):
+            continue
+        rhs = line.split("=", 1)[1]
+        if any(s in rhs for s in skip):
+            continue
+        count += 1
+    return count
+
+
+def describe(kernels: Kernels) -> Sequence[str]:
+    return [f"{n} [{KINDS[k]}]" for n, k in zip(kernels.names, kernels.kind, strict=True)]

@@ -1,0 +1,476 @@
+"""Per-family time models as pure, vectorised, differentiable JAX functions.
+
+``kernel_times(k, dev, params, family)`` maps a struct-of-arrays kernel table ``k`` (see
+:class:`~perfjax.devicemodels.Kernels`), a packed device ``dev`` (:func:`pack`) and correction
+parameters ``params`` (unconstrained: logits and logs) to per-kernel times. It is one ``jnp``
+expression over all kernels: ``jax.jit``, ``jax.grad`` and ``jax.vmap`` apply.
+
+Per kernel::
+
+    t = smoothmax_q(t_compute, t_memory) + t_launch
+
+* ``t_compute`` = matrix FLOPs / (peak at the kernel's precision x class efficiency x
+  parallel utilisation) + vector FLOPs (transcendentals weighted) / (vector peak x efficiency x
+  occupancy). Parallel utilisation is family-specific: GPU wave quantisation of 128x128 output
+  tiles over SMs; TPU MXU padding and systolic fill; CPU blocks over cores; NPU tile padding.
+* ``t_memory`` = boundary bytes / effective bandwidth, a harmonic blend of cache and main
+  memory bandwidth by how much of the working set fits in the last on-chip cache; on NPUs the
+  weights that do not fit in SRAM are streamed over the host link.
+* ``smoothmax_q(a, b) = (a^q + b^q)^(1/q)``: the binding resource dominates, the other keeps a
+  gradient. ``q`` is a parameter (large q: perfect overlap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from perfjax.devicemodels._kernels import KINDS, Kernels
+from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
+
+_P = {p: i for i, p in enumerate(PRECISIONS)}
+_DTYPE_PRECISION = {
+    "float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8", "uint8": "int8",
+    "int4": "int4", "uint4": "int4", "tensorfloat32": "tf32",
+}  # fmt: skip
+#: Precisions a ``precision=`` override may request at the model level (quantized deployment).
+QUANTIZED = ("fp8", "int8", "int4")
+_BITS = {"fp64": 64, "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4}
+#: An NPU with no published vector figures does elementwise work at 1/16 of its MAC array's rate
+#: (one row of a 16-wide array: an assumption, stated in the README).
+_NO_VECTOR_UNIT_SLOWDOWN = 16.0
+#: Share of the power above idle drawn by arithmetic at full rate (the rest by memory traffic).
+_COMPUTE_POWER_SHARE = 0.7
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+# ---------------------------------------------------------------------------------------------
+# correction parameters and their priors
+# ---------------------------------------------------------------------------------------------
+
+#: Prior values per family, in natural units, with where they come from.
+PRIORS: dict[str, dict[str, Any]] = {
+    "gpu": dict(
+        # Best achievable bf16 GEMM: A100 86.9%, H100 80.3% of peak (reference table) -> 0.84.
+        compute_eff=dict(
+            gemm=0.84, conv=0.7, elementwise=0.7, reduce=0.5, other=0.3, collective=0.3
+        ),
+        # Device copy reaches 89% of peak HBM bandwidth (A800 80GB PCIe, reference table).
+        memory_eff=dict(
+            gemm=0.9, conv=0.85, elementwise=0.9, reduce=0.85, other=0.6, collective=0.8
+        ),
+        k_half=32.0,  # K at which a GEMM's inner loop reaches half its efficiency
+        parallel_half=1024.0,  # output elements per SM for half of the vector throughput
+        transcendental_cost=4.0,  # SFU throughput is 1/4 of FP32 FMA throughput on NVIDIA SMs
+        overlap_q=4.0,
+        launch_scale=1.0,
+        cache_sharpness=4.0,
+        fill=1.0,
+    ),
+    "tpu": dict(
+        compute_eff=dict(
+            gemm=0.8, conv=0.7, elementwise=0.6, reduce=0.5, other=0.3, collective=0.3
+        ),
+        memory_eff=dict(
+            gemm=0.9, conv=0.85, elementwise=0.85, reduce=0.8, other=0.6, collective=0.8
+        ),
+        k_half=16.0,
+        parallel_half=2048.0,
+        transcendental_cost=8.0,
+        overlap_q=4.0,
+        launch_scale=1.0,
+        cache_sharpness=4.0,
+        fill=1.0,  # systolic fill/drain: one array side of rows per weight tile
+    ),
+    "cpu": dict(
+        # XLA:CPU GEMMs (Eigen / oneDNN) reach 60-80% of FMA peak on large problems.
+        compute_eff=dict(
+            gemm=0.6, conv=0.45, elementwise=0.25, reduce=0.2, other=0.1, collective=0.1
+        ),
+        memory_eff=dict(gemm=0.7, conv=0.7, elementwise=0.7, reduce=0.7, other=0.5, collective=0.5),
+        k_half=16.0,
+        parallel_half=16384.0,
+        transcendental_cost=10.0,
+        overlap_q=2.0,
+        launch_scale=1.0,
+        cache_sharpness=4.0,
+        fill=1.0,
+    ),
+    "npu": dict(
+        compute_eff=dict(
+            gemm=0.6, conv=0.6, elementwise=0.3, reduce=0.3, other=0.1, collective=0.1
+        ),
+        memory_eff=dict(gemm=0.7, conv=0.7, elementwise=0.7, reduce=0.7, other=0.5, collective=0.5),
+        k_half=16.0,
+        parallel_half=512.0,
+        transcendental_cost=8.0,
+        overlap_q=2.0,
+        launch_scale=1.0,
+        cache_sharpness=4.0,
+        fill=1.0,
+    ),
+}
+# AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
+VENDOR_PRIORS = {"amd": dict(gemm=0.56)}
+
+
+def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
+    """Correction parameters at their priors, in unconstrained space (logits and logs).
+
+    Example:
+      >>> p = default_params("gpu")
+      >>> round(float(jax.nn.sigmoid(p["compute_eff_logit"][0])), 2)  # GEMM efficiency prior
+      0.84
+    """
+    if family not in PRIORS:
+        raise ValueError(f"unknown family {family!r}; expected one of {sorted(PRIORS)}.")
+    pr = PRIORS[family]
+    compute = dict(pr["compute_eff"])
+    compute.update(VENDOR_PRIORS.get(vendor.lower(), {}))
+    return dict(
+        compute_eff_logit=jnp.array([_logit(compute[k]) for k in KINDS], jnp.float32),
+        memory_eff_logit=jnp.array([_logit(pr["memory_eff"][k]) for k in KINDS], jnp.float32),
+        k_half_log=jnp.array(math.log(pr["k_half"]), jnp.float32),
+        parallel_half_log=jnp.array(math.log(pr["parallel_half"]), jnp.float32),
+        transcendental_cost_log=jnp.array(math.log(pr["transcendental_cost"]), jnp.float32),
+        overlap_log=jnp.array(math.log(pr["overlap_q"] - 1.0), jnp.float32),
+        launch_log=jnp.array(math.log(pr["launch_scale"]), jnp.float32),
+        cache_sharpness_log=jnp.array(math.log(pr["cache_sharpness"]), jnp.float32),
+        fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# device packing and precision resolution
+# ---------------------------------------------------------------------------------------------
+
+_SCALARS = ("memory_bytes_per_s", "cache_bytes", "cache_bytes_per_s", "num_cores", "clock_hz", "launch_overhead_s",
+            "tdp_w", "idle_w", "host_link_bytes_per_s")  # fmt: skip
+
+
+def pack(spec: DeviceSpec) -> dict[str, jax.Array]:
+    """A fixed-structure dict of arrays from a spec (missing peaks are 0); differentiable.
+
+    Every device packs to the same structure, so one compiled model serves the whole catalog.
+    """
+    out = {name: jnp.asarray(getattr(spec, name), jnp.float32) for name in _SCALARS}
+    out["matrix_peaks"] = jnp.stack(
+        [jnp.asarray(spec.matrix_flops_per_s.get(p, 0.0), jnp.float32) for p in PRECISIONS]
+    )
+    if spec.vector_flops_per_s:
+        out["vector_peaks"] = jnp.stack(
+            [jnp.asarray(spec.vector_flops_per_s.get(p, 0.0), jnp.float32) for p in PRECISIONS]
+        )
+    else:
+        out["vector_peaks"] = out["matrix_peaks"] / _NO_VECTOR_UNIT_SLOWDOWN
+    out["matrix_tile"] = jnp.asarray(float(spec.matrix_tile), jnp.float32)
+    return out
+
+
+def pack_numpy(spec: DeviceSpec) -> dict[str, np.ndarray]:
+    """Same as :func:`pack`, with NumPy (fast, for the non-differentiated path)."""
+    out = {name: np.float32(getattr(spec, name)) for name in _SCALARS}
+    out["matrix_peaks"] = np.array(
+        [spec.matrix_flops_per_s.get(p, 0.0) for p in PRECISIONS], np.float32
+    )
+    if spec.vector_flops_per_s:
+        out["vector_peaks"] = np.array(
+            [spec.vector_flops_per_s.get(p, 0.0) for p in PRECISIONS], np.float32
+        )
+    else:
+        out["vector_peaks"] = out["matrix_peaks"] / np.float32(_NO_VECTOR_UNIT_SLOWDOWN)
+    out["matrix_tile"] = np.float32(spec.matrix_tile)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """Where each kernel's arithmetic runs on one device."""
+
+    unit: np.ndarray  # 0: matrix unit, 1: vector unit (for the matrix FLOPs)
+    precision: np.ndarray  # index into PRECISIONS of the unit's peak
+    passes: np.ndarray  # emulation passes (e.g. fp32 as 6 bf16 passes on a TPU)
+    vector_precision: np.ndarray  # index into PRECISIONS for vector FLOPs
+    bytes_scale: np.ndarray  # scaling of bytes under a quantized precision override
+    labels: tuple[str, ...]  # e.g. "tf32 tensor cores", "bf16 x6 (fp32 on MXU)"
+
+
+def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, float, str]:
+    m, v = spec.matrix_flops_per_s, spec.vector_flops_per_s
+    fam = spec.family
+    unit_name = {"gpu": "tensor cores", "tpu": "MXU", "cpu": "AMX", "npu": "MAC array"}[fam]
+    if want == "fp32":
+        if fam == "tpu":
+            # XLA on TPU: DEFAULT = one bf16 pass, HIGH = 3 passes (bf16_3x), HIGHEST = 6 passes.
+            passes = {"DEFAULT": 1.0, "HIGH": 3.0, "HIGHEST": 6.0}.get(attr, 1.0)
+            if "bf16" in m:
+                return 0, "bf16", passes, f"bf16 x{passes:g} on MXU (fp32 dot, precision {attr})"
+        if fam == "gpu" and attr in ("DEFAULT", "HIGH") and "tf32" in m:
+            return 0, "tf32", 1.0, f"tf32 {unit_name} (fp32 dot, precision {attr})"
+        if "fp32" in m:
+            return 0, "fp32", 1.0, f"fp32 {unit_name}"
+        if "fp32" in v:
+            return 1, "fp32", 1.0, "fp32 vector units"
+        if fam == "npu" and "fp16" in m:
+            return 0, "fp16", 1.0, f"fp16 {unit_name} (fp32 program run in fp16)"
+    elif want in ("bf16", "fp16"):
+        for p in (want, "bf16" if want == "fp16" and fam == "tpu" else None):
+            if p and p in m:
+                return 0, p, 1.0, f"{p} {unit_name}"
+        if want in v:
+            return 1, want, 1.0, f"{want} vector units"
+        if "fp32" in m:
+            return 0, "fp32", 1.0, f"fp32 {unit_name} ({want} upcast)"
+        if "fp32" in v:
+            return 1, "fp32", 1.0, f"fp32 vector units ({want} upcast, as XLA:CPU does)"
+        if fam == "npu" and "int8" in m:
+            return 0, "int8", 1.0, f"int8 {unit_name} ({want} quantized)"
+    elif want in ("int8", "int4"):
+        for p in (want, "int8", "bf16", "fp16"):
+            if p in m:
+                return (
+                    0,
+                    p,
+                    1.0,
+                    f"{p} {unit_name}" + ("" if p == want else f" ({want} at {p} rate)"),
+                )
+        if "fp32" in v:
+            return 1, "fp32", 1.0, f"fp32 vector units ({want} at fp32 rate)"
+    elif want == "fp8":
+        if "fp8" in m:
+            return 0, "fp8", 1.0, f"fp8 {unit_name}"
+    elif want == "fp64":
+        if "fp64" in m:
+            return 0, "fp64", 1.0, f"fp64 {unit_name}"
+        if "fp64" in v:
+            return 1, "fp64", 1.0, "fp64 vector units"
+    elif want == "tf32" and "tf32" in m:
+        return 0, "tf32", 1.0, f"tf32 {unit_name}"
+    hint = (
+        " Edge NPUs run quantized programs: pass precision='int8'." if fam == "npu" and want in ("fp32", "fp64")
+        else f" Pass precision= one of {', '.join(spec.precisions())}."
+    )  # fmt: skip
+    raise ValueError(
+        f"device {spec.name!r} cannot run {want} matrix math (it has {', '.join(spec.precisions())}).{hint}"
+    )
+
+
+def _vector_choice(spec: DeviceSpec, want: str) -> str:
+    v = spec.vector_flops_per_s
+    if want in v:
+        return want
+    if "fp32" in v:
+        return "fp32"
+    if v:
+        return next(p for p in PRECISIONS if p in v)
+    # No vector table (some NPUs): vector work runs on the matrix unit at its widest precision.
+    return next(p for p in PRECISIONS if p in spec.matrix_flops_per_s)
+
+
+def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) -> Resolved:
+    """Decides, per kernel, which unit and precision of ``spec`` executes it.
+
+    Matmul precision follows the program (dtype and StableHLO ``precision`` attribute), as XLA
+    does; ``precision`` in ``QUANTIZED`` runs every matrix kernel at that precision instead.
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}.")
+    n = len(kernels)
+    unit, prec, passes, vprec, scale = (np.zeros(n, np.int32), np.zeros(n, np.int32), np.ones(n, np.float32),
+                                        np.zeros(n, np.int32), np.ones(n, np.float32))  # fmt: skip
+    labels = []
+    cache: dict[tuple, tuple] = {}
+    for i, ((dtype, attr), kind) in enumerate(zip(kernels.requests, kernels.kind, strict=True)):
+        want = _DTYPE_PRECISION.get(dtype, "fp8" if dtype.startswith("f8") else "fp32")
+        is_matrix = KINDS[kind] in ("gemm", "conv")
+        if precision in QUANTIZED and is_matrix:
+            scale[i] = _BITS[precision] / _BITS.get(want, 32)
+            want = precision
+        key = (want, attr, is_matrix)
+        if key not in cache:
+            if is_matrix:
+                u, p, ps, label = _matrix_choice(spec, want, attr)
+            else:
+                p = _vector_choice(spec, want)
+                u, ps, label = 1, 1.0, f"{p} vector units"
+            cache[key] = (
+                u,
+                _P[p],
+                ps,
+                label,
+                _P[_vector_choice(spec, "fp32" if is_matrix else want)],
+            )
+        u, p, ps, label, vp = cache[key]
+        unit[i], prec[i], passes[i], vprec[i] = u, p, ps, vp
+        labels.append(label)
+    return Resolved(unit, prec, passes, vprec, scale, tuple(labels))
+
+
+# ---------------------------------------------------------------------------------------------
+# smooth helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def soft_ceil(x: jax.Array, sharpness: float = 50.0) -> jax.Array:
+    """A continuous staircase: ``floor(x) + 1 - exp(-sharpness * frac(x))`` (exact at integers,
+    within exp(-sharpness) of ceil elsewhere except just above an integer)."""
+    fl = jnp.floor(x)
+    return fl + 1.0 - jnp.exp(-sharpness * (x - fl))
+
+
+def smooth_max(a: jax.Array, b: jax.Array, q: jax.Array) -> jax.Array:
+    """``(a^q + b^q)^(1/q)`` computed stably: equals max(a, b) as q grows."""
+    m = jnp.maximum(jnp.maximum(a, b), 1e-30)
+    return m * ((a / m) ** q + (b / m) ** q) ** (1.0 / q)
+
+
+def _ceil_to(x: jax.Array, multiple: jax.Array) -> jax.Array:
+    return jnp.ceil(x / multiple) * multiple
+
+
+def _pow2ceil(x: jax.Array) -> jax.Array:
+    return 2.0 ** jnp.ceil(jnp.log2(jnp.maximum(x, 1.0)))
+
+
+#: The wave staircase rises over this many tiles (1 - exp(-5) = 99.3% of a step after 1 tile).
+_TILES_PER_STEP = 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------
+
+
+def kernel_times(
+    k: Mapping[str, jax.Array],
+    dev: Mapping[str, jax.Array],
+    params: Mapping[str, jax.Array],
+    res: Mapping[str, jax.Array],
+    family: str,
+) -> dict[str, jax.Array]:
+    """Per-kernel time (seconds per execution) and its parts. Pure and vectorised.
+
+    Args:
+      k: kernel features (:meth:`Kernels.arrays`).
+      dev: packed device (:func:`pack`).
+      params: correction parameters (:func:`default_params`).
+      res: resolved units/precisions (``unit``, ``precision``, ``passes``, ``vector_precision``,
+        ``bytes_scale``) as arrays.
+      family: ``gpu``, ``tpu``, ``cpu`` or ``npu`` (static).
+    """
+    kind = k["kind"]
+    eps = 1e-30
+    compute_eff = jax.nn.sigmoid(params["compute_eff_logit"])[kind]
+    memory_eff = jax.nn.sigmoid(params["memory_eff_logit"])[kind]
+    peaks = jnp.where(
+        res["unit"] == 0,
+        dev["matrix_peaks"][res["precision"]],
+        dev["vector_peaks"][res["precision"]],
+    )
+    peaks = peaks / res["passes"]
+    vec_peak = dev["vector_peaks"][res["vector_precision"]]
+    cores = dev["num_cores"]
+    tile = dev["matrix_tile"]
+    b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
+    is_matrix = k["matrix_flops"] > 0
+
+    # Size efficiency of the GEMM inner loop: short K leaves pipelines half empty.
+    k_eff = kk / (kk + jnp.exp(params["k_half_log"]))
+    if family == "tpu":
+        # MXU: weights stationary, K and N padded to the array side, M streamed in rows of 8;
+        # each weight tile costs `fill` x T cycles of systolic fill/drain.
+        rows = _ceil_to(m, 8.0)
+        padded = 2.0 * b * rows * _ceil_to(n, tile) * _ceil_to(kk, tile)
+        fill_util = rows / (rows + tile * jnp.exp(params["fill_log"]))
+        tiles = b * jnp.ceil(n / tile)
+        matrix_util = fill_util
+    else:
+        # Output tiles shrink to fit skinny problems (as GEMM libraries choose smaller tiles),
+        # never below the unit's minimum; work is the padded tiles, spread over the units in waves.
+        lo = {"gpu": 16.0, "cpu": 8.0, "npu": 8.0}[family]
+        hi = tile if family != "cpu" else 4.0 * tile
+        tm = jnp.clip(_pow2ceil(m), lo, hi)
+        tn = jnp.clip(_pow2ceil(n), lo, hi)
+        tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
+        padded = 2.0 * tiles * tm * tn * kk
+        matrix_util = k_eff
+    x = tiles / cores
+    # A wave is as slow as its fullest unit: utilisation x / ceil(x), with a staircase that is
+    # smooth over about one tile (so time never drops when a dimension grows).
+    wave_util = x / soft_ceil(jnp.maximum(x, 1e-9), sharpness=_TILES_PER_STEP * cores)
+    matrix_util = matrix_util * wave_util
+    # Padding waste is reported as lost utilisation: time uses the padded work.
+    pad_factor = padded / jnp.maximum(k["matrix_flops"], 1.0)
+    matrix_rate = peaks * compute_eff * matrix_util
+    t_matrix = jnp.where(
+        is_matrix, k["matrix_flops"] * pad_factor / jnp.maximum(matrix_rate, eps), 0.0
+    )
+
+    # Vector work: occupancy grows with the elements available per core.
+    occupancy_x = k["out_elements"] / (cores * jnp.exp(params["parallel_half_log"]))
+    occupancy = occupancy_x / (1.0 + occupancy_x)
+    vector_eff = jax.nn.sigmoid(params["compute_eff_logit"][2])
+    vec_work = k["vector_flops"] + k["transcendentals"] * jnp.exp(params["transcendental_cost_log"])
+    vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, compute_eff) * occupancy
+    t_vector = vec_work / jnp.maximum(vec_rate, eps)
+    t_compute = t_matrix + t_vector
+
+    # Memory: harmonic blend of cache and DRAM/HBM bandwidth by the working set's fit.
+    bytes_ = (k["bytes_read"] + k["bytes_written"]) * res["bytes_scale"]
+    ws = jnp.maximum(bytes_, 1.0)
+    sharp = jnp.exp(params["cache_sharpness_log"])
+    in_cache = jax.nn.sigmoid(sharp * (jnp.log(jnp.maximum(dev["cache_bytes"], 1.0)) - jnp.log(ws)))
+    in_cache = jnp.where(dev["cache_bytes_per_s"] > 0, in_cache, 0.0)
+    mem_bw = dev["memory_bytes_per_s"] * memory_eff
+    cache_bw = jnp.maximum(dev["cache_bytes_per_s"], dev["memory_bytes_per_s"]) * memory_eff
+    t_memory = bytes_ * (in_cache / cache_bw + (1.0 - in_cache) / mem_bw)
+    # Memory parallelism: small vector kernels cannot keep enough requests in flight (GEMMs
+    # stream their operands through all units; their parallelism is in the compute term).
+    t_memory = jnp.where(is_matrix, t_memory, t_memory / jnp.maximum(occupancy, 1e-3) ** 0.5)
+    if family == "npu":
+        # Weights that do not fit in on-chip SRAM are streamed from the host every execution.
+        w = k["weight_bytes"] * res["bytes_scale"]
+        total_w = jnp.sum(w * jnp.minimum(k["executions"], 1.0))
+        overflow = (
+            jax.nn.softplus((total_w - dev["cache_bytes"]) / 1e5) * 1e5 / jnp.maximum(total_w, 1.0)
+        )
+        t_memory = t_memory + w * jnp.minimum(overflow, 1.0) / dev["host_link_bytes_per_s"]
+
+    q = 1.0 + jnp.exp(params["overlap_log"])
+    t_body = smooth_max(t_compute, t_memory, q)
+    t_launch = dev["launch_overhead_s"] * jnp.exp(params["launch_log"]) * jnp.ones_like(t_body)
+    time = t_body + t_launch
+
+    flops = k["matrix_flops"] + k["vector_flops"]
+    best_peak = jnp.maximum(jnp.max(dev["matrix_peaks"]), jnp.max(dev["vector_peaks"]))
+    dynamic_w = jnp.maximum(dev["tdp_w"] - dev["idle_w"], 0.0)
+    pj_per_flop = _COMPUTE_POWER_SHARE * dynamic_w / best_peak
+    pj_per_byte = (1 - _COMPUTE_POWER_SHARE) * dynamic_w / dev["memory_bytes_per_s"]
+    energy = flops * pj_per_flop + bytes_ * pj_per_byte + dev["idle_w"] * time
+    return dict(
+        parallel_util=jnp.where(is_matrix, wave_util, occupancy),
+        time_s=time,
+        compute_s=t_compute,
+        memory_s=t_memory,
+        launch_s=t_launch,
+        energy_j=energy,
+        peak_flops_per_s=jnp.where(is_matrix, peaks, vec_peak),
+        utilization=flops / jnp.maximum(time * jnp.where(is_matrix, peaks, vec_peak), eps),
+    )
+
+
+def total_time(k, dev, params, res, family: str) -> jax.Array:
+    """Program time on one stream: sum of kernel times x executions."""
+    return jnp.sum(kernel_times(k, dev, params, res, family)["time_s"] * k["executions"])
+
+
+kernel_times_jit = jax.jit(kernel_times, static_argnames=("family",))

@@ -1,0 +1,586 @@
+"""``predict``, ``compare`` and ``sensitivity``: device models applied to a traced program."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from perfjax.devicemodels._catalog import device as get_device
+from perfjax.devicemodels._catalog import devices as list_devices
+from perfjax.devicemodels._kernels import KINDS, Kernels, fuse
+from perfjax.devicemodels._models import (
+    QUANTIZED,
+    default_params,
+    kernel_times,
+    kernel_times_jit,
+    pack,
+    pack_numpy,
+    resolve,
+)
+from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
+from perfjax.lowering._graph import Graph, build_graph
+from perfjax.lowering._program import Program, abstractify, check_inputs, trace
+
+_CAST = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp64": jnp.float64}
+_BOUNDS = ("compute", "memory", "launch")
+
+# Analyses are cached per Program object (and traces per function and signature).
+_graphs: weakref.WeakKeyDictionary[Program, Graph] = weakref.WeakKeyDictionary()
+_kernels: weakref.WeakKeyDictionary[Program, dict[str, Kernels]] = weakref.WeakKeyDictionary()
+_traces: collections.OrderedDict[Any, Program] = collections.OrderedDict()
+
+
+def _signature(inputs: tuple[Any, ...]) -> Any:
+    leaves, tree = jax.tree_util.tree_flatten(abstractify(inputs))
+    return tree, tuple((tuple(s.shape), str(s.dtype)) for s in leaves)
+
+
+def _cast_inputs(inputs: tuple[Any, ...], precision: str) -> tuple[Any, ...]:
+    dtype = _CAST[precision]
+
+    def cast(x: Any) -> Any:
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return jax.ShapeDtypeStruct(x.shape, dtype)
+        return x
+
+    return jax.tree_util.tree_map(cast, abstractify(inputs))
+
+
+def program_for(
+    fn_or_program: Callable | Program | str, inputs: Sequence[Any] | None, precision: str | None
+) -> Program:
+    """Traces (cached per function and input signature), re-tracing with cast inputs for
+    ``precision`` in fp32/bf16/fp16/fp64."""
+    if isinstance(fn_or_program, str):
+        fn_or_program = Program.from_stablehlo(fn_or_program)
+    if isinstance(fn_or_program, Program):
+        program = fn_or_program
+        if precision in _CAST:
+            if program.fn is None or program.example_inputs is None:
+                raise ValueError(
+                    f"precision={precision!r} re-traces the program with cast inputs, but this Program was "
+                    "read from StableHLO text; trace it at that precision yourself, or pass a quantized "
+                    f"precision ({', '.join(QUANTIZED)}) which applies at the model level."
+                )
+            return program_for(program.fn, program.example_inputs, precision)
+        return program
+    if not callable(fn_or_program):
+        raise TypeError(
+            f"expected a function, a Program or StableHLO text, got {type(fn_or_program).__name__}."
+        )
+    inputs = check_inputs(inputs)
+    if precision in _CAST:
+        inputs = _cast_inputs(inputs, precision)
+    try:
+        key = (fn_or_program, _signature(inputs))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _traces:
+        _traces.move_to_end(key)
+        return _traces[key]
+    program = trace(fn_or_program, inputs)
+    if key is not None:
+        _traces[key] = program
+        while len(_traces) > 32:
+            _traces.popitem(last=False)
+    return program
+
+
+def graph_for(program: Program) -> Graph:
+    g = _graphs.get(program)
+    if g is None:
+        g = _graphs[program] = build_graph(program)
+    return g
+
+
+def kernels_for(program: Program, family: str) -> Kernels:
+    table = _kernels.setdefault(program, {})
+    if family not in table:
+        table[family] = fuse(graph_for(program), family)
+    return table[family]
+
+
+def _res_arrays(res) -> dict[str, np.ndarray]:
+    return dict(unit=res.unit, precision=res.precision, passes=res.passes, vector_precision=res.vector_precision,
+                bytes_scale=res.bytes_scale)  # fmt: skip
+
+
+def _check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}; expected one of {PRECISIONS} (or None: as traced)."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Predicted time of a program on a device, with a per-kernel breakdown.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> x = jax.ShapeDtypeStruct((4096, 4096), jnp.bfloat16)
+      >>> p = perfjax.predict(perfjax.ops.matmul, (x, x), device="h100")
+      >>> p.bottleneck, 0.5 < p.utilization < 1.0
+      ('compute', True)
+    """
+
+    program: str
+    device: str
+    family: str
+    precision: str | None
+    time_s: float
+    energy_j: float
+    #: Achieved FLOP/s over the peak of the unit each kernel runs on, time-weighted.
+    utilization: float
+    #: Share of the device's parallel units kept busy (SMs, cores, MXU rows), time-weighted.
+    parallel_utilization: float
+    #: The resource that binds most of the time: ``compute``, ``memory`` or ``launch``.
+    bottleneck: str
+    #: Share of time per bound.
+    bound_shares: Mapping[str, float]
+    kernels: tuple[dict[str, Any], ...] = dataclasses.field(repr=False)
+    flops: float = 0.0
+    bytes: float = 0.0
+    calibration: str | None = None
+    #: (low, high) seconds from calibration residuals; ``None`` when uncalibrated.
+    interval_s: tuple[float, float] | None = None
+    spec: DeviceSpec | None = dataclasses.field(default=None, repr=False)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(list(self.kernels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            program=self.program, device=self.device, family=self.family, precision=self.precision,
+            time_s=self.time_s, energy_j=self.energy_j, utilization=self.utilization,
+            parallel_utilization=self.parallel_utilization, bottleneck=self.bottleneck,
+            bound_shares=dict(self.bound_shares), flops=self.flops, bytes=self.bytes, num_kernels=len(self.kernels),
+            calibration=self.calibration, interval_s=self.interval_s,
+        )  # fmt: skip
+
+    def table(self, max_rows: int = 25):
+        from rich.console import Group
+        from rich.table import Table
+
+        from perfjax._display import fmt_count, fmt_time
+
+        head = Table(
+            title=f"perfjax.predict: {self.program} on {self.device}", show_header=False, box=None
+        )
+        head.add_column(style="bold")
+        head.add_column()
+        head.add_row("time", fmt_time(self.time_s))
+        head.add_row(
+            "bottleneck",
+            f"{self.bottleneck} ("
+            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in self.bound_shares.items())
+            + " of time)",
+        )
+        head.add_row(
+            "utilization",
+            f"{100 * self.utilization:.1f}% of peak; parallel units "
+            f"{100 * self.parallel_utilization:.0f}% busy",
+        )
+        head.add_row("energy", f"{self.energy_j:.3g} J")
+        head.add_row(
+            "work",
+            f"{fmt_count(self.flops)}FLOP, {fmt_count(self.bytes)}B across kernel boundaries",
+        )
+        head.add_row("calibration", self.calibration or "none (published specs and priors)")
+        t = Table(
+            title=f"kernels (slowest {min(max_rows, len(self.kernels))} of {len(self.kernels)})"
+        )
+        for col in (
+            "kernel",
+            "kind",
+            "runs on",
+            "time",
+            "bound",
+            "util",
+            "FLOP",
+            "bytes",
+            "FLOP/B",
+        ):
+            t.add_column(
+                col, justify="left" if col in ("kernel", "kind", "runs on", "bound") else "right"
+            )
+        ranked = sorted(self.kernels, key=lambda r: -r["time_s"] * r["executions"])[:max_rows]
+        for r in ranked:
+            t.add_row(
+                r["kernel"],
+                r["kind"],
+                r["unit"],
+                fmt_time(r["time_s"] * r["executions"]),
+                r["bound"],
+                f"{100 * r['utilization']:.0f}%",
+                fmt_count(r["flops"]),
+                fmt_count(r["bytes"]),
+                f"{r['intensity']:.3g}",
+            )
+        return Group(head, t)
+
+    def __str__(self) -> str:
+        from perfjax._display import render
+
+        return render(self.table())
+
+    def plot_roofline(self, path: str) -> str:
+        """Writes a roofline PNG: kernels at (intensity, achieved FLOP/s) under the device's roofs."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [r for r in self.kernels if r["flops"] > 0 and r["bytes"] > 0]
+        fig, ax = plt.subplots(figsize=(7, 5))
+        spec = self.spec
+        xs = np.logspace(-2, 4, 200)
+        if spec is not None:
+            bw = spec.memory_bytes_per_s
+            peaks = sorted({(u, p, float(v)) for u, t in (("matrix", spec.matrix_flops_per_s),
+                                                         ("vector", spec.vector_flops_per_s)) for p, v in t.items()},
+                           key=lambda r: -r[2])[:4]  # fmt: skip
+            for u, p, v in peaks:
+                ax.plot(xs, np.minimum(v, bw * xs), lw=1, label=f"{p} {u} roof")
+        colors = {"compute": "tab:red", "memory": "tab:blue", "launch": "tab:gray"}
+        for bound in _BOUNDS:
+            sel = [r for r in rows if r["bound"] == bound]
+            if sel:
+                ax.scatter([r["intensity"] for r in sel], [r["flops"] / r["time_s"] for r in sel],
+                           s=[10 + 200 * r["time_s"] * r["executions"] / self.time_s for r in sel],
+                           c=colors[bound], alpha=0.7, label=f"{bound}-bound kernels")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP / byte)")
+        ax.set_ylabel("achieved FLOP/s")
+        ax.set_title(f"{self.program} on {self.device}: {self.time_s * 1e3:.3g} ms predicted")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def _evaluate(
+    program: Program, spec: DeviceSpec, precision: str | None, params: Mapping | None
+) -> dict[str, Any]:
+    kernels = kernels_for(program, spec.family)
+    res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
+    params = params if params is not None else default_params(spec.family, spec.vendor)
+    arrays = kernels.arrays()
+    if len(kernels) == 0:
+        zeros = np.zeros(0, np.float32)
+        out = {k: zeros for k in ("time_s", "compute_s", "memory_s", "launch_s", "energy_j", "peak_flops_per_s",
+                                  "utilization", "parallel_util")}  # fmt: skip
+    else:
+        out = kernel_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
+        out = {k: np.asarray(v, np.float64) for k, v in out.items()}
+    return dict(kernels=kernels, res=res, out=out)
+
+
+def predict(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    *,
+    device: str | DeviceSpec,
+    precision: str | None = None,
+    calibration: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> Prediction:
+    """Predicts how long ``fn_or_program`` takes on ``device``, and why.
+
+    Args:
+      fn_or_program: a JAX function (with ``inputs``), a traced :class:`Program` (works without
+        allocating anything: inputs may be ``jax.ShapeDtypeStruct``), or StableHLO text/path.
+      inputs: positional arguments when a function is given.
+      device: a catalog name (``perfjax.devices()``), an alias, ``"host"``, or a ``DeviceSpec``.
+      precision: ``None`` keeps the program's dtypes (an fp32 dot with DEFAULT precision runs as
+        TF32 on Ampere+ tensor cores and as one bf16 pass on TPUs, as XLA does); ``fp32``,
+        ``bf16``, ``fp16``, ``fp64`` re-trace with floating inputs cast; ``int8``, ``fp8``,
+        ``int4`` run every GEMM/conv at that precision (a quantized deployment).
+      calibration: reserved for calibrated parameters (the calibration issue).
+      params: correction parameters (defaults: the family's priors).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> x = jax.ShapeDtypeStruct((1 << 24,), jnp.float32)
+      >>> perfjax.predict(lambda a: a * 2.0, (x,), device="a100-80gb").bottleneck
+      'memory'
+    """
+    _check_precision(precision)
+    spec = get_device(device)
+    program = program_for(fn_or_program, inputs, precision)
+    ev = _evaluate(program, spec, precision, params)
+    return _prediction(program, spec, precision, ev, calibration)
+
+
+def _prediction(
+    program: Program, spec: DeviceSpec, precision: str | None, ev: dict, calibration: Any
+) -> Prediction:
+    kernels, res, out = ev["kernels"], ev["res"], ev["out"]
+    execs = kernels.executions
+    times = out["time_s"] * execs
+    total = float(times.sum())
+    parts = np.stack([out["compute_s"], out["memory_s"], out["launch_s"]])
+    bound_idx = parts.argmax(axis=0) if len(kernels) else np.zeros(0, int)
+    shares = {
+        b: float(times[bound_idx == i].sum() / total) if total else 0.0
+        for i, b in enumerate(_BOUNDS)
+    }
+    flops = kernels.matrix_flops + kernels.vector_flops
+    bytes_ = kernels.bytes * res.bytes_scale
+    busy = np.minimum(out["utilization"], 1.0)
+    util = float((busy * times).sum() / total) if total else 0.0
+    par = out["parallel_util"]
+    par_util = float((par * times).sum() / total) if total else 0.0
+    rows = tuple(
+        dict(
+            kernel=kernels.names[i], kind=KINDS[kernels.kind[i]], unit=res.labels[i], time_s=float(out["time_s"][i]),
+            compute_s=float(out["compute_s"][i]), memory_s=float(out["memory_s"][i]),
+            launch_s=float(out["launch_s"][i]), bound=_BOUNDS[bound_idx[i]], utilization=float(busy[i]),
+            parallel_utilization=float(par[i]), flops=float(flops[i]), bytes=float(bytes_[i]),
+            intensity=float(flops[i] / bytes_[i]) if bytes_[i] else math.inf, executions=float(execs[i]),
+            energy_j=float(out["energy_j"][i] * execs[i]),
+        )
+        for i in range(len(kernels))
+    )  # fmt: skip
+    return Prediction(
+        program=program.name, device=spec.name, family=spec.family, precision=precision, time_s=total,
+        energy_j=float((out["energy_j"] * execs).sum()), utilization=util, parallel_utilization=par_util,
+        bottleneck=max(shares, key=shares.get) if total else "launch", bound_shares=shares, kernels=rows,
+        flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
+        calibration=None if calibration is None else str(calibration), spec=spec,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------
+
+#: Devices compared when none are named: one or two per family.
+DEFAULT_COMPARE = ("v100", "a100-80gb", "h100", "h200", "l4", "mi300x", "tpu-v4", "tpu-v5e", "tpu-v6e", "xeon-8480",
+                   "epyc-9654", "apple-m2", "host")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Predictions of one program on several devices."""
+
+    program: str
+    precision: str | None
+    predictions: tuple[Prediction, ...]
+    #: device -> why it could not be predicted (e.g. a precision it lacks).
+    errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        rows = [p.to_dict() for p in self.predictions]
+        rows += [dict(device=d, error=e) for d, e in self.errors.items()]
+        return pd.DataFrame(rows)
+
+    def fastest(self) -> Prediction:
+        return min(self.predictions, key=lambda p: p.time_s)
+
+    def table(self):
+        from rich.table import Table
+
+        from perfjax._display import fmt_time
+
+        t = Table(
+            title=f"perfjax.compare: {self.program}"
+            + (f" at {self.precision}" if self.precision else "")
+        )
+        for col in (
+            "device",
+            "family",
+            "time",
+            "vs fastest",
+            "bottleneck",
+            "util",
+            "parallel",
+            "energy",
+        ):
+            t.add_column(
+                col, justify="left" if col in ("device", "family", "bottleneck") else "right"
+            )
+        best = self.fastest().time_s if self.predictions else 1.0
+        for p in sorted(self.predictions, key=lambda p: p.time_s):
+            t.add_row(
+                p.device,
+                p.family,
+                fmt_time(p.time_s),
+                f"{p.time_s / best:.2f}x",
+                p.bottleneck,
+                f"{100 * p.utilization:.0f}%",
+                f"{100 * p.parallel_utilization:.0f}%",
+                f"{p.energy_j:.3g} J",
+            )
+        for d, e in self.errors.items():
+            t.add_row(d, "", "-", "-", f"not predicted: {e}", "", "", "")
+        return t
+
+    def __str__(self) -> str:
+        from perfjax._display import render
+
+        return render(self.table())
+
+    def plot(self, path: str) -> str:
+        """Bar chart of predicted time per device (log scale), coloured by bottleneck."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        preds = sorted(self.predictions, key=lambda p: p.time_s)
+        colors = {"compute": "tab:red", "memory": "tab:blue", "launch": "tab:gray"}
+        fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(preds) + 2), 4.5))
+        ax.bar([p.device for p in preds], [p.time_s * 1e3 for p in preds],
+               color=[colors[p.bottleneck] for p in preds])  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_ylabel("predicted time (ms)")
+        ax.set_title(f"{self.program}" + (f" ({self.precision})" if self.precision else ""))
+        ax.tick_params(axis="x", rotation=60)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        ax.legend(handles, [f"{k}-bound" for k in colors], fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def compare(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    devices: Sequence[str | DeviceSpec] | str | None = None,
+    *,
+    precision: str | None = None,
+) -> Comparison:
+    """Predicts one program on several devices (``devices="all"`` for the whole catalog).
+
+    A device that cannot run the program (e.g. fp8 on a V100) is listed in ``errors``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> x = jax.ShapeDtypeStruct((2048, 2048), jnp.bfloat16)
+      >>> c = perfjax.compare(perfjax.ops.matmul, (x, x), ["a100-80gb", "h100"])
+      >>> c.fastest().device
+      'h100'
+    """
+    _check_precision(precision)
+    if devices is None:
+        devices = DEFAULT_COMPARE
+    elif devices == "all":
+        devices = list_devices()
+    elif isinstance(devices, (str, DeviceSpec)):
+        devices = [devices]
+    specs = [get_device(d) for d in devices]
+    program = program_for(fn_or_program, inputs, precision)
+    preds, errors = [], {}
+    for spec in specs:
+        try:
+            preds.append(
+                _prediction(
+                    program, spec, precision, _evaluate(program, spec, precision, None), None
+                )
+            )
+        except ValueError as e:
+            errors[spec.name] = str(e)
+    return Comparison(
+        program=program.name, precision=precision, predictions=tuple(preds), errors=errors
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# sensitivity
+# ---------------------------------------------------------------------------------------------
+
+_grad_cache: dict[str, Callable] = {}
+
+
+def _time_and_grad(family: str) -> Callable:
+    if family not in _grad_cache:
+
+        def f(spec, arrays, params, res):
+            return jnp.sum(
+                kernel_times(arrays, pack(spec), params, res, family)["time_s"]
+                * arrays["executions"]
+            )
+
+        _grad_cache[family] = jax.jit(jax.value_and_grad(f))
+    return _grad_cache[family]
+
+
+def spec_gradient(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    *,
+    device: str | DeviceSpec,
+    precision: str | None = None,
+) -> tuple[float, DeviceSpec]:
+    """Predicted time and its gradient with respect to every numeric field of the spec.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> x = jax.ShapeDtypeStruct((1 << 22,), jnp.float32)
+      >>> t, g = spec_gradient(lambda a: a + 1.0, (x,), device="h100")
+      >>> float(g.memory_bytes_per_s) < 0  # more bandwidth, less time
+      True
+    """
+    _check_precision(precision)
+    spec = get_device(device)
+    program = program_for(fn_or_program, inputs, precision)
+    kernels = kernels_for(program, spec.family)
+    res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
+    params = default_params(spec.family, spec.vendor)
+    t, g = _time_and_grad(spec.family)(spec, kernels.arrays(), params, _res_arrays(res))
+    return float(t), g
+
+
+def sensitivity(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    device: str | DeviceSpec = "h100",
+    *,
+    precision: str | None = None,
+) -> dict[str, float]:
+    """Elasticities ``d log(time) / d log(field)`` for every numeric spec field, via ``jax.grad``.
+
+    ``-1`` means time is inversely proportional to the field (fully bound by it); ``0`` means
+    it does not matter. Peaks appear as ``matrix_flops_per_s.bf16`` etc.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> x = jax.ShapeDtypeStruct((1 << 24,), jnp.float32)
+      >>> e = perfjax.sensitivity(lambda a: a * 2.0, (x,), "h100")
+      >>> e["memory_bytes_per_s"] < -0.8
+      True
+    """
+    spec = get_device(device)
+    t, g = spec_gradient(fn_or_program, inputs, device=spec, precision=precision)
+    out: dict[str, float] = {}
+    for name, value in spec.numeric_fields().items():
+        grad = getattr(g, name)
+        if isinstance(value, Mapping):
+            for p, v in value.items():
+                if float(v):
+                    out[f"{name}.{p}"] = float(grad[p]) * float(v) / t
+        elif float(value):
+            out[name] = float(grad) * float(value) / t
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))

@@ -1,0 +1,389 @@
+"""The ``perfjax`` command line: run, trace and analyze on files, modules and .mlir exports."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import perfjax
+from perfjax._cli import CLIError, main, parse_spec
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+M, K, N = 8, 32, 16
+MLP_INPUTS = ["-i", f"f32[{M},{K}]", "-i", f"f32[{K},{N}]"]
+MLP_FLOPS = 2 * M * N * K + M * N  # matmul, then relu (one max per element)
+
+MODEL_SRC = textwrap.dedent(
+    """
+    import jax.numpy as jnp
+    import perfjax
+
+    SCALE = 3.0
+
+
+    def mlp(x, w):
+        return perfjax.ops.relu(perfjax.ops.matmul(x, w))
+
+
+    def two_outputs(x):
+        return {"double": x * 2, "sum": jnp.sum(x)}
+
+
+    def branchy(x):
+        return x if x.sum() > 0 else -x
+
+
+    def spectrum(x):
+        return jnp.fft.fft(x).real
+    """
+)
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL_SRC)
+    return path
+
+
+@pytest.fixture
+def mlir(tmp_path):
+    f = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))
+    x = jax.ShapeDtypeStruct((M, K), jnp.float32)
+    w = jax.ShapeDtypeStruct((K, N), jnp.float32)
+    path = tmp_path / "mlp.mlir"
+    path.write_text(jax.jit(f).lower(x, w).as_text())
+    return path
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- input specs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, shape, dtype",
+    [
+        ("f32[128,784]", (128, 784), jnp.float32),
+        ("bf16[4,8]", (4, 8), jnp.bfloat16),
+        ("int8[16]", (16,), jnp.int8),
+        ("i32[4,16]", (4, 16), jnp.int32),
+        ("float32[2,3]", (2, 3), jnp.float32),
+        ("f32[]", (), jnp.float32),
+        ("u8[ 3, 0 ]", (3, 0), jnp.uint8),
+        ("bool[2]", (2,), jnp.bool_),
+        ("f64[2]", (2,), jnp.float64),
+        ("float16[5]", (5,), jnp.float16),
+    ],
+)
+def test_parse_spec(spec, shape, dtype):
+    s = parse_spec(spec)
+    assert isinstance(s, jax.ShapeDtypeStruct)
+    assert s.shape == shape and np.dtype(s.dtype) == np.dtype(dtype)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("f32", "expected DTYPE"),
+        ("f32[4,x]", "non-negative integers"),
+        ("f32[-1]", "non-negative integers"),
+        ("f32[4,]", "non-negative integers"),
+        ("q8[4]", "unknown dtype 'q8'"),
+        ("float[3]", "unknown dtype 'float'"),
+        ("object[2]", "unknown dtype 'object'"),
+        ("[3]", "expected DTYPE"),
+    ],
+)
+def test_parse_spec_rejects(spec, match):
+    with pytest.raises(CLIError, match=match):
+        parse_spec(spec)
+
+
+# ---- analyze ----------------------------------------------------------------------------------
+
+
+def test_analyze_json_counts_flops(capsys, model):
+    code, out, err = cli(capsys, "analyze", f"{model}:mlp", *MLP_INPUTS, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["flops"] == MLP_FLOPS
+    assert d["name"] == "mlp"
+    assert d["bytes_read"] > 0 and d["unmodeled_ops"] == []
+
+
+def test_analyze_table(capsys, model):
+    code, out, _ = cli(capsys, "analyze", f"{model}:mlp", *MLP_INPUTS)
+    assert code == 0
+    assert "perfjax.analyze: mlp" in out
+    assert "flash.matmul" in out and "flash.relu" in out and "dot_general" in out
+
+
+def test_analyze_max_rows(capsys, model):
+    code, out, _ = cli(capsys, "analyze", f"{model}:mlp", *MLP_INPUTS, "--max-rows", "1")
+    assert code == 0
+    assert "heaviest 1 of" in out
+
+
+def test_analyze_csv(capsys, model, tmp_path):
+    csv = tmp_path / "ops.csv"
+    code, out, err = cli(capsys, "analyze", f"{model}:mlp", *MLP_INPUTS, "--csv", csv, "--json")
+    assert code == 0
+    df = pd.read_csv(csv)
+    assert len(df) == json.loads(out)["num_ops"]
+    assert df["flops"].sum() == MLP_FLOPS
+    assert set(df["origin"].dropna()) == {"flash.matmul", "flash.relu"}
+    assert str(csv) in err
+
+
+def test_analyze_mlir_without_inputs(capsys, mlir):
+    code, out, err = cli(capsys, "analyze", mlir, "--json")
+    assert code == 0, err
+    assert json.loads(out)["flops"] == MLP_FLOPS
+
+
+def test_analyze_mlir_with_matching_inputs(capsys, mlir):
+    code, out, _ = cli(capsys, "analyze", mlir, *MLP_INPUTS, "--json")
+    assert code == 0
+    assert json.loads(out)["flops"] == MLP_FLOPS
+
+
+def test_analyze_dotted_module(capsys, model, monkeypatch):
+    monkeypatch.syspath_prepend(str(model.parent))
+    monkeypatch.delitem(sys.modules, "model", raising=False)
+    try:
+        code, out, err = cli(capsys, "analyze", "model:mlp", *MLP_INPUTS, "--json")
+    finally:
+        sys.modules.pop("model", None)
+    assert code == 0, err
+    assert json.loads(out)["flops"] == MLP_FLOPS
+
+
+def test_analyze_unsupported_warn(capsys, model):
+    code, out, err = cli(
+        capsys, "analyze", f"{model}:spectrum", "-i", "f32[8]", "--on-unsupported", "warn"
+    )
+    assert code == 0
+    assert "NOT COUNTED" in out and "stablehlo.fft" in out
+    assert "perfjax: warning:" in err and "stablehlo.fft" in err
+
+
+# ---- trace ------------------------------------------------------------------------------------
+
+
+def test_trace_all_stages(capsys, model):
+    code, out, _ = cli(capsys, "trace", f"{model}:mlp", *MLP_INPUTS)
+    assert code == 0
+    jaxpr, stablehlo, hlo = (out.index(f"==== {s}") for s in ("jaxpr", "StableHLO", "HLO"))
+    assert jaxpr < stablehlo < hlo
+    assert "flash.matmul" in out[jaxpr:stablehlo]
+    assert "stablehlo.dot_general" in out[stablehlo:hlo]
+    assert "HloModule" in out[hlo:]
+
+
+def test_trace_one_stage(capsys, model):
+    code, out, _ = cli(capsys, "trace", f"{model}:mlp", *MLP_INPUTS, "--stage", "stablehlo")
+    assert code == 0
+    assert "stablehlo.dot_general" in out
+    assert "==== jaxpr" not in out and "==== HLO" not in out
+
+
+def test_trace_mlir_has_no_jaxpr(capsys, mlir):
+    code, out, _ = cli(capsys, "trace", mlir)
+    assert code == 0
+    assert "no jaxpr" in out
+    assert "stablehlo.dot_general" in out and "HloModule" in out
+    code, out, _ = cli(capsys, "trace", mlir, "--stage", "jaxpr")
+    assert code == 0 and "no jaxpr" in out
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+
+def test_run_prints_outputs_and_time(capsys, model):
+    code, out, _ = cli(capsys, "run", f"{model}:mlp", *MLP_INPUTS, "--max-time", "0.05")
+    assert code == 0
+    assert f"float32[{M},{N}]" in out
+    assert "median" in out and "p90" in out and "compile" in out
+
+
+def test_run_json(capsys, model):
+    code, out, _ = cli(
+        capsys, "run", f"{model}:two_outputs", "-i", "i32[3,4]", "--max-time", "0.05", "--json"
+    )
+    assert code == 0
+    d = json.loads(out)
+    assert d["name"] == "two_outputs" and d["median_s"] > 0 and d["repeats"] >= 3
+    assert "compile_s" in d and "min_s" in d and "p90_s" in d
+    assert d["inputs"] == ["int32[3,4]"]
+    assert sorted((tuple(o["shape"]), o["dtype"]) for o in d["outputs"]) == [
+        ((), "int32"),
+        ((3, 4), "int32"),
+    ]
+
+
+def test_run_mlir_fills_inputs(capsys, mlir):
+    code, out, err = cli(capsys, "run", mlir, "--max-time", "0.05")
+    assert code == 0, err
+    assert f"float32[{M},{K}], float32[{K},{N}]" in out
+    assert f"output    float32[{M},{N}]" in out
+
+
+def test_run_f64_keeps_64_bits(capsys, model):
+    code, out, _ = cli(
+        capsys, "run", f"{model}:two_outputs", "-i", "f64[2]", "--max-time", "0.05", "--json"
+    )
+    assert code == 0
+    assert {o["dtype"] for o in json.loads(out)["outputs"]} == {"float64"}
+    assert not jax.config.jax_enable_x64  # enabled for the command only
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    (tmp_path / "syntax.py").write_text("def f(:\n")
+    (tmp_path / "imports.py").write_text("import no_such_module_perfjax_test\n")
+    (tmp_path / "garbage.mlir").write_text("this is not MLIR\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["analyze", "nocolon"], r"bad target 'nocolon'"),
+        (["analyze", "{model}"], r"name the function: .*model\.py:FUNCTION"),
+        (["analyze", "{tmp}/missing.py:f"], r"no such file: .*missing\.py"),
+        (["analyze", "{tmp}/missing.mlir"], r"no such file: .*missing\.mlir"),
+        (
+            ["analyze", "{model}:nope", "-i", "f32[2]"],
+            r"no attribute 'nope'; it defines: branchy, mlp",
+        ),
+        (["analyze", "{model}:SCALE"], r"not a function \(it is a float object\)"),
+        (["analyze", "{tmp}/syntax.py:f"], r"importing .*syntax\.py' failed: SyntaxError"),
+        (
+            ["analyze", "{tmp}/imports.py:f"],
+            r"ModuleNotFoundError: .*no_such_module_perfjax_test.*imports\.py:1",
+        ),
+        (
+            ["analyze", "no_such_module_perfjax_test:f"],
+            r"no module named 'no_such_module_perfjax_test'",
+        ),
+        (
+            ["analyze", "{model}:mlp", "-i", "f32[4,x]", "-i", "f32[4,4]"],
+            r"bad input spec 'f32\[4,x\]'",
+        ),
+        (["analyze", "{model}:mlp", "-i", "q8[4]"], r"unknown dtype 'q8'"),
+        (["analyze", "{tmp}/garbage.mlir"], r"could not parse the StableHLO module"),
+        (["trace", "{tmp}/garbage.mlir"], r"could not parse the StableHLO module"),
+        (
+            ["analyze", "{model}:spectrum", "-i", "f32[8]"],
+            r"no cost rule .*stablehlo\.fft.*--on-unsupported warn",
+        ),
+        (["analyze", "{model}:mlp", "-i", "f32[4,8]"], r"mlp\(x, w\) takes 2 input\(s\), got 1"),
+        (
+            ["run", "{model}:mlp", "-i", "f32[4,8]", "-i", "f32[8,2]", "-i", "f32[2]"],
+            r"takes 2 input\(s\), got 3",
+        ),
+        (
+            ["analyze", "{mlir}", "-i", "f32[8,32]"],
+            r"takes 2 input\(s\) \(float32\[8,32\], float32\[32,16\]\), got 1",
+        ),
+        (
+            ["run", "{mlir}", "-i", "f32[8,32]", "-i", "f32[32,15]"],
+            r"input 1 .* must be float32\[32,16\], got float32\[32,15\]",
+        ),
+        (
+            ["analyze", "{model}:mlp", "-i", "f32[4,8]", "-i", "f32[4,8]"],
+            r"mlp: ValueError: flash\.matmul: contracting dimensions differ",
+        ),
+        (
+            ["trace", "{model}:mlp", "-i", "f32[4,8]", "-i", "i32[8,2]"],
+            r"mlp: TypeError: flash\.matmul: .*same dtype",
+        ),
+        (["run", "{model}:branchy", "-i", "f32[4]"], r"branchy: TracerBoolConversionError"),
+        (["run", "{model}:mlp", "--max-time", "-1"], r"--max-time: must be a positive number"),
+        (["analyze", "{model}:mlp", "--max-rows", "0"], r"--max-rows: must be a positive integer"),
+        (["trace", "{model}:mlp", "--stage", "mlir"], r"invalid choice: 'mlir'"),
+        (
+            ["analyze", "{model}:mlp", *MLP_INPUTS, "--csv", "{tmp}/no/such/dir/ops.csv"],
+            r"cannot write",
+        ),
+        (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(capsys, model, mlir, bad_files, argv, match):
+    argv = [a.format(model=model, mlir=mlir, tmp=bad_files) for a in argv]
+    code, out, err = cli(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("perfjax: error:")]
+    assert len(errors) == 1, err
+    assert re.search(match, errors[0]), errors[0]
+
+
+def test_traceback_flag_reraises(capsys, model):
+    with pytest.raises(CLIError, match="contracting dimensions differ") as info:
+        main(["analyze", f"{model}:mlp", "-i", "f32[4,8]", "-i", "f32[4,8]", "--traceback"])
+    assert isinstance(info.value.__cause__, ValueError)  # the original error, with its traceback
+
+
+def test_no_command_prints_help(capsys):
+    code, out, err = cli(capsys)
+    assert code == 2
+    assert out == ""
+    assert "usage: perfjax" in err and "analyze" in err and "f32[128,784]" in err
+
+
+def test_version(capsys):
+    code, out, _ = cli(capsys, "--version")
+    assert code == 0
+    assert out.strip() == f"perfjax {perfjax.__version__}"
+
+
+def test_sys_path_restored(capsys, model):
+    before = list(sys.path)
+    cli(capsys, "analyze", f"{model}:mlp", *MLP_INPUTS, "--json")
+    assert sys.path == before
+
+
+# ---- the installed module, end to end ---------------------------------------------------------
+
+
+def test_python_m_perfjax_analyze_example(tmp_path):
+    """``python -m perfjax`` on the README's example, from another directory."""
+    example = REPO / "examples" / "mlp.py"
+    argv = [sys.executable, "-m", "perfjax", "analyze", f"{example}:mlp",
+            "-i", "f32[64,784]", "-i", "f32[784,128]", "-i", "f32[128,10]", "--json"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["name"] == "mlp"
+    assert d["flops"] == 2 * 64 * 784 * 128 + 64 * 128 + 2 * 64 * 128 * 10
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import perfjax._cli
+
+    result = doctest.testmod(perfjax._cli, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
@@ -134,6 +133,11 @@ def machine_info() -> dict:
         numpy=np.__version__,
         perfjax=perfjax.__version__,
         loadavg_at_start=load,
+        thread_env={
+            k: os.environ[k]
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+            if k in os.environ
+        },
     )
 
 
@@ -147,8 +151,15 @@ def fmt_us(s: float) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 15; 3 with --quick)")
-    p.add_argument("--max-time", type=float, default=None, help="perfjax.run max_time_s (default 0.5; 0.1 with --quick)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (default 15; 3 with --quick)"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="perfjax.run max_time_s (default 0.5; 0.1 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="fast smoke mode")
     p.add_argument("--out", type=Path, default=RESULTS / "run_overhead.json")
     a = p.parse_args(argv)
@@ -160,8 +171,10 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     info = machine_info()
     cmd = " ".join(["python"] + [shlex.quote(x) for x in sys.argv])
-    print(f"run_overhead: {rounds} rounds, perfjax.run max_time_s={max_time}; "
-          f"{info['cpu_model'] or info['processor']} x{info['cpu_count']}, jax {info['jax']}")
+    print(
+        f"run_overhead: {rounds} rounds, perfjax.run max_time_s={max_time}; "
+        f"{info['cpu_model'] or info['processor']} x{info['cpu_count']}, jax {info['jax']}"
+    )
 
     results = []
     for name, f, args in workloads():
@@ -169,7 +182,9 @@ def main(argv=None) -> int:
         # Compile both paths and calibrate `number` / sample count (not recorded).
         jax.block_until_ready(jf(*args))
         ref = perfjax.run(f, args, max_time_s=max_time)
-        np.testing.assert_allclose(np.asarray(ref.outputs), np.asarray(jf(*args)), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(ref.outputs), np.asarray(jf(*args)), rtol=1e-6, atol=1e-6
+        )
         number, n_samples = ref.time.number, max(ref.time.repeats, 7)
 
         variants = ["perfjax", "direct", "direct_jbur"]
@@ -186,7 +201,9 @@ def main(argv=None) -> int:
                     repeats.append(res.time.repeats)
                     stables.append(res.time.stable)
                 else:
-                    per[v].append(direct_time(jf, args, number, n_samples, use_jax_bur=(v == "direct_jbur")))
+                    per[v].append(
+                        direct_time(jf, args, number, n_samples, use_jax_bur=(v == "direct_jbur"))
+                    )
         ratio = [p_ / d for p_, d in zip(per["perfjax"], per["direct"], strict=True)]
         ratio_j = [p_ / d for p_, d in zip(per["perfjax"], per["direct_jbur"], strict=True)]
         row = dict(
@@ -209,8 +226,10 @@ def main(argv=None) -> int:
             per_round_s={v: per[v] for v in variants},
         )
         results.append(row)
-        print(f"  {name}: perfjax {fmt_us(row['perfjax_median_s'])}, direct {fmt_us(row['direct_median_s'])}, "
-              f"ratio {row['ratio_median']:.3f} [{row['ratio_p10']:.3f}, {row['ratio_p90']:.3f}]")
+        print(
+            f"  {name}: perfjax {fmt_us(row['perfjax_median_s'])}, direct {fmt_us(row['direct_median_s'])}, "
+            f"ratio {row['ratio_median']:.3f} [{row['ratio_p10']:.3f}, {row['ratio_p90']:.3f}]"
+        )
 
     total = time.perf_counter() - t_start
     _print_table(results, rounds)
@@ -220,9 +239,15 @@ def main(argv=None) -> int:
         command=cmd,
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         machine=info,
-        config=dict(rounds=rounds, max_time_s=max_time, warmup_s=WARMUP_S, quick=a.quick,
-                    ratio="per-round perfjax median / direct median; median and p10-p90 over rounds"),
+        config=dict(
+            rounds=rounds,
+            max_time_s=max_time,
+            warmup_s=WARMUP_S,
+            quick=a.quick,
+            ratio="per-round perfjax median / direct median; median and p10-p90 over rounds",
+        ),
         total_runtime_s=total,
+        loadavg_at_end=os.getloadavg(),
         results=results,
     )
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,11 +257,23 @@ def main(argv=None) -> int:
 
 
 def _print_table(results, rounds: int) -> None:
-    header = ["function", "perfjax", "direct", "perfjax/direct", "p10-p90", "direct(jax.bur)", "perfjax/direct(jax.bur)"]
+    header = [
+        "function",
+        "perfjax",
+        "direct",
+        "perfjax/direct",
+        "p10-p90",
+        "direct(jax.bur)",
+        "perfjax/direct(jax.bur)",
+    ]
     rows = [
         [
-            r["function"], fmt_us(r["perfjax_median_s"]), fmt_us(r["direct_median_s"]), f"{r['ratio_median']:.3f}",
-            f"{r['ratio_p10']:.3f}-{r['ratio_p90']:.3f}", fmt_us(r["direct_jbur_median_s"]),
+            r["function"],
+            fmt_us(r["perfjax_median_s"]),
+            fmt_us(r["direct_median_s"]),
+            f"{r['ratio_median']:.3f}",
+            f"{r['ratio_p10']:.3f}-{r['ratio_p90']:.3f}",
+            fmt_us(r["direct_jbur_median_s"]),
             f"{r['ratio_vs_jbur_median']:.3f}",
         ]
         for r in results

@@ -50,6 +50,10 @@ _COLLECTIVE = {
     "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "collective_permute", "collective_broadcast",
     "send", "recv",
 }  # fmt: skip
+#: Ops that read only part of their first operand (as many bytes as they return).
+_PARTIAL_READ = {"gather", "slice", "dynamic_slice"}
+#: Ops that become views (no kernel) when only GEMMs/convs consume them.
+_VIEWS = {"transpose", "copy", "slice", "dynamic_slice"}
 #: A constant at least this large is data (weights baked into the module), not an immediate.
 _CONSTANT_DATA_BYTES = 4096
 
@@ -124,6 +128,8 @@ class Kernels:
     out_elements: np.ndarray
     #: Bytes of matrix-kernel operands that are model weights (program inputs or constants).
     weight_bytes: np.ndarray
+    #: Bytes read from program inputs or constants: first touch, always from main memory.
+    input_bytes: np.ndarray
     executions: np.ndarray
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
@@ -141,7 +147,7 @@ class Kernels:
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric features as float32 arrays (what the jitted models consume)."""
         keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
-                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "executions")  # fmt: skip
+                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions")  # fmt: skip
         out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
         out["kind"] = np.asarray(self.kind, np.int32)
         return out
@@ -158,6 +164,23 @@ class Kernels:
                 precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
             )
         )  # fmt: skip
+
+
+def _through_free(i: int, direct: list[list[int]], cls: list[str]) -> list[int]:
+    """Consumers of op ``i``, looking through free ops (reshape, broadcast ...)."""
+    out, stack, seen = [], list(direct[i]), set()
+    while stack:
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        if cls[c] == "free":
+            if not direct[c]:
+                out.append(-1)  # feeds an output through free ops
+            stack.extend(direct[c])
+        else:
+            out.append(c)
+    return out or [-1]
 
 
 def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
@@ -179,6 +202,18 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     ops = graph.ops
     n = len(ops)
     cls = [op_class(o) for o in ops]
+    # A transpose/slice whose only consumers are GEMMs/convs is the operand's layout or offset, as
+    # XLA folds it: a view, read by the GEMM at its own size, never a kernel.
+    direct: list[list[int]] = [[] for _ in range(n)]
+    for i, o in enumerate(ops):
+        for s_ in o.sources:
+            if s_ >= 0:
+                direct[s_].append(i)
+    outputs = set(graph.outputs)
+    for i, o in enumerate(ops):
+        if _short(o) in _VIEWS and direct[i] and i not in outputs:
+            if all(c >= 0 and cls[c] in ("gemm", "conv") for c in _through_free(i, direct, cls)):
+                cls[i] = "view"
 
     # Resolve every operand through free ops to the values that really move.
     base_cache: dict[int, tuple[int, ...]] = {}
@@ -201,7 +236,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
 
     consumers: list[set[int]] = [set() for _ in range(n)]
     for i, op in enumerate(ops):
-        if cls[i] == "free" or op.executions == 0:
+        if cls[i] in ("free", "view") or op.executions == 0:
             continue
         for s in op.sources:
             for b in bases(s):
@@ -222,7 +257,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
 
     for i, op in enumerate(ops):
         c = cls[i]
-        if c == "free" or op.executions == 0:
+        if c in ("free", "view") or op.executions == 0:
             continue
         producers = [b for s in op.sources for b in bases(s) if b >= 0 and group_of[b] >= 0]
         target = None
@@ -259,6 +294,16 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
 
     in_bytes = [t.nbytes for t in graph.in_types]
 
+    def is_input(b: int) -> bool:
+        """Program input or constant (first touch), directly or through a view."""
+        if b <= -2:
+            return True
+        if b >= 0 and _short(ops[b]) == "constant":
+            return True
+        if b >= 0 and cls[b] == "view":
+            return any(is_input(x) for x in bases(ops[b].sources[0]))
+        return False
+
     def value_bytes(b: int) -> float:
         if b <= -2:
             k = -2 - b
@@ -267,7 +312,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
 
     rows: dict[str, list] = {k: [] for k in (
         "names", "ops", "kind", "matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written",
-        "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "executions", "requests")}  # fmt: skip
+        "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions",
+        "requests")}  # fmt: skip
     for gi, g in enumerate(groups):
         members = g["ops"]
         member_set = set(members)
@@ -277,11 +323,16 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         mflops = vflops = trans = 0.0
         for i in members:
             op = ops[i]
-            for s in op.sources:
+            partial = _short(op) in _PARTIAL_READ
+            for j, s in enumerate(op.sources):
                 for b in bases(s):
                     if b == -1 or (b >= 0 and b in member_set):
                         continue
-                    reads[b] = value_bytes(b)
+                    need = value_bytes(b)
+                    if partial and j == 0:
+                        # A gather/slice touches only the elements it returns.
+                        need = min(need, float(sum(r.nbytes for r in op.results)))
+                    reads[b] = max(reads.get(b, 0.0), need)
             if is_output[i] or any(group_of[c] != gi for c in consumers[i]):
                 written += sum(r.nbytes for r in op.results)
                 out_elems += sum(r.size for r in op.results)
@@ -306,7 +357,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             k_ = float(feats.get("in_features", 1)) / groups_ * k_sp
         if g["kind"] in ("gemm", "conv") and len(anchor.sources) > 1:
             for b in bases(anchor.sources[1]):
-                if b <= -2 or (b >= 0 and _short(ops[b]) == "constant"):
+                if is_input(b):
                     weight += value_bytes(b)
         if g["kind"] in ("gemm", "conv"):
             dtype = anchor.operands[0].dtype
@@ -333,6 +384,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         rows["gemm_k"].append(k_)
         rows["out_elements"].append(out_elems)
         rows["weight_bytes"].append(weight)
+        rows["input_bytes"].append(float(sum(v for b, v in reads.items() if is_input(b))))
         rows["executions"].append(float(g["executions"]))
         rows["requests"].append((dtype, precision))
 
@@ -340,10 +392,9 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         return np.asarray(rows[key], dtype=dtype).reshape(-1)
 
     executions = arr("executions")
-    unfused_count = sum(1 for i, o in enumerate(ops) if cls[i] != "free" and o.executions)
-    unfused_bytes = float(
-        sum(o.bytes * o.executions for i, o in enumerate(ops) if cls[i] != "free")
-    )
+    kernel_like = [cls[i] not in ("free", "view") for i in range(n)]
+    unfused_count = sum(1 for i, o in enumerate(ops) if kernel_like[i] and o.executions)
+    unfused_bytes = float(sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i]))
     return Kernels(
         policy=policy.name,
         names=tuple(rows["names"]),
@@ -360,6 +411,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         gemm_k=arr("gemm_k"),
         out_elements=arr("out_elements"),
         weight_bytes=arr("weight_bytes"),
+        input_bytes=arr("input_bytes"),
         executions=executions,
         requests=tuple(rows["requests"]),
         unfused_kernels=unfused_count,

@@ -243,6 +243,14 @@ def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, fl
                     1.0,
                     f"{p} {unit_name}" + ("" if p == want else f" ({want} at {p} rate)"),
                 )
+        for p in (want, "int8", "bf16", "fp16"):
+            if p in v:
+                return (
+                    1,
+                    p,
+                    1.0,
+                    f"{p} vector units" + ("" if p == want else f" ({want} at {p} rate)"),
+                )
         if "fp32" in v:
             return 1, "fp32", 1.0, f"fp32 vector units ({want} at fp32 rate)"
     elif want == "fp8":
@@ -320,11 +328,13 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
 # ---------------------------------------------------------------------------------------------
 
 
-def soft_ceil(x: jax.Array, sharpness: float = 50.0) -> jax.Array:
-    """A continuous staircase: ``floor(x) + 1 - exp(-sharpness * frac(x))`` (exact at integers,
-    within exp(-sharpness) of ceil elsewhere except just above an integer)."""
+def soft_ceil(x: jax.Array, sharpness: jax.Array | float = 50.0) -> jax.Array:
+    """A continuously differentiable staircase: ``ceil(x)`` except within ``1/sharpness`` above an
+    integer, where it rises from ``n`` to ``n + 1`` along a smoothstep (so its value and slope are
+    continuous, and it never decreases)."""
     fl = jnp.floor(x)
-    return fl + 1.0 - jnp.exp(-sharpness * (x - fl))
+    u = jnp.clip((x - fl) * sharpness, 0.0, 1.0)
+    return fl + u * u * (3.0 - 2.0 * u)
 
 
 def smooth_max(a: jax.Array, b: jax.Array, q: jax.Array) -> jax.Array:
@@ -341,8 +351,8 @@ def _pow2ceil(x: jax.Array) -> jax.Array:
     return 2.0 ** jnp.ceil(jnp.log2(jnp.maximum(x, 1.0)))
 
 
-#: The wave staircase rises over this many tiles (1 - exp(-5) = 99.3% of a step after 1 tile).
-_TILES_PER_STEP = 5.0
+#: Split-K keeps at least this much of the reduction dimension per slice.
+_SPLIT_K_MIN = 256.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,30 +393,40 @@ def kernel_times(
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
     is_matrix = k["matrix_flops"] > 0
 
-    # Size efficiency of the GEMM inner loop: short K leaves pipelines half empty.
-    k_eff = kk / (kk + jnp.exp(params["k_half_log"]))
     if family == "tpu":
         # MXU: weights stationary, K and N padded to the array side, M streamed in rows of 8;
-        # each weight tile costs `fill` x T cycles of systolic fill/drain.
+        # each weight tile costs `fill` x T cycles of systolic fill/drain. Weight tiles (N x K) are
+        # spread over all MXUs of the chip; their number follows from the published peak.
         rows = _ceil_to(m, 8.0)
         padded = 2.0 * b * rows * _ceil_to(n, tile) * _ceil_to(kk, tile)
         fill_util = rows / (rows + tile * jnp.exp(params["fill_log"]))
-        tiles = b * jnp.ceil(n / tile)
+        # MXUs on the chip: peak / (2 T^2 clock), an integer (rounding: no gradient through it).
+        units = jnp.maximum(
+            jnp.round(dev["matrix_peaks"][_P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"])), 1.0
+        )
+        tiles = b * jnp.ceil(n / tile) * jnp.ceil(kk / tile)
+        x = tiles / units
+        per_unit = units
         matrix_util = fill_util
     else:
         # Output tiles shrink to fit skinny problems (as GEMM libraries choose smaller tiles),
         # never below the unit's minimum; work is the padded tiles, spread over the units in waves.
+        # With fewer tiles than units, libraries split K over idle units (split-K) while each
+        # slice keeps at least `_SPLIT_K_MIN` of K.
         lo = {"gpu": 16.0, "cpu": 8.0, "npu": 8.0}[family]
         hi = tile if family != "cpu" else 4.0 * tile
         tm = jnp.clip(_pow2ceil(m), lo, hi)
         tn = jnp.clip(_pow2ceil(n), lo, hi)
         tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
         padded = 2.0 * tiles * tm * tn * kk
-        matrix_util = k_eff
-    x = tiles / cores
+        split = jnp.clip(jnp.minimum(cores / tiles, kk / _SPLIT_K_MIN), 1.0, None)
+        x = tiles * split / cores
+        per_unit = cores
+        k_slice = kk / split
+        matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"]))
     # A wave is as slow as its fullest unit: utilisation x / ceil(x), with a staircase that is
     # smooth over about one tile (so time never drops when a dimension grows).
-    wave_util = x / soft_ceil(jnp.maximum(x, 1e-9), sharpness=_TILES_PER_STEP * cores)
+    wave_util = x / soft_ceil(jnp.maximum(x, 1e-9), sharpness=per_unit)
     matrix_util = matrix_util * wave_util
     # Padding waste is reported as lost utilisation: time uses the padded work.
     pad_factor = padded / jnp.maximum(k["matrix_flops"], 1.0)
@@ -432,7 +452,12 @@ def kernel_times(
     in_cache = jnp.where(dev["cache_bytes_per_s"] > 0, in_cache, 0.0)
     mem_bw = dev["memory_bytes_per_s"] * memory_eff
     cache_bw = jnp.maximum(dev["cache_bytes_per_s"], dev["memory_bytes_per_s"]) * memory_eff
-    t_memory = bytes_ * (in_cache / cache_bw + (1.0 - in_cache) / mem_bw)
+    # Program inputs (weights, data) are read from main memory on first touch; what a previous
+    # kernel produced may still be in the cache when it fits.
+    first_touch = jnp.minimum(k["input_bytes"] * res["bytes_scale"], bytes_)
+    t_memory = first_touch / mem_bw + (bytes_ - first_touch) * (
+        in_cache / cache_bw + (1.0 - in_cache) / mem_bw
+    )
     # Memory parallelism: small vector kernels cannot keep enough requests in flight (GEMMs
     # stream their operands through all units; their parallelism is in the compute term).
     t_memory = jnp.where(is_matrix, t_memory, t_memory / jnp.maximum(occupancy, 1e-3) ** 0.5)
@@ -457,7 +482,11 @@ def kernel_times(
     pj_per_byte = (1 - _COMPUTE_POWER_SHARE) * dynamic_w / dev["memory_bytes_per_s"]
     energy = flops * pj_per_flop + bytes_ * pj_per_byte + dev["idle_w"] * time
     return dict(
-        parallel_util=jnp.where(is_matrix, wave_util, occupancy),
+        parallel_util=jnp.where(
+            is_matrix,
+            wave_util / jnp.maximum(pad_factor, 1.0) if family == "tpu" else wave_util,
+            occupancy,
+        ),
         time_s=time,
         compute_s=t_compute,
         memory_s=t_memory,

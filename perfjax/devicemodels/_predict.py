@@ -58,7 +58,9 @@ def program_for(
     fn_or_program: Callable | Program | str, inputs: Sequence[Any] | None, precision: str | None
 ) -> Program:
     """Traces (cached per function and input signature), re-tracing with cast inputs for
-    ``precision`` in fp32/bf16/fp16/fp64."""
+    ``precision`` in fp32/bf16/fp16/fp64, and at bf16 for a quantized precision (int8/fp8/int4
+    GEMMs with bf16 elsewhere, as quantized deployments run; a Program read from text keeps its
+    dtypes)."""
     if isinstance(fn_or_program, str):
         fn_or_program = Program.from_stablehlo(fn_or_program)
     if isinstance(fn_or_program, Program):
@@ -71,6 +73,8 @@ def program_for(
                     f"precision ({', '.join(QUANTIZED)}) which applies at the model level."
                 )
             return program_for(program.fn, program.example_inputs, precision)
+        if precision in QUANTIZED and program.fn is not None and program.example_inputs is not None:
+            return program_for(program.fn, program.example_inputs, "bf16")
         return program
     if not callable(fn_or_program):
         raise TypeError(
@@ -79,6 +83,8 @@ def program_for(
     inputs = check_inputs(inputs)
     if precision in _CAST:
         inputs = _cast_inputs(inputs, precision)
+    elif precision in QUANTIZED:
+        inputs = _cast_inputs(inputs, "bf16")
     try:
         key = (fn_or_program, _signature(inputs))
         hash(key)
@@ -253,9 +259,15 @@ class Prediction:
         xs = np.logspace(-2, 4, 200)
         if spec is not None:
             bw = spec.memory_bytes_per_s
-            peaks = sorted({(u, p, float(v)) for u, t in (("matrix", spec.matrix_flops_per_s),
-                                                         ("vector", spec.vector_flops_per_s)) for p, v in t.items()},
-                           key=lambda r: -r[2])[:4]  # fmt: skip
+            used = {lab.split()[0] for lab in (r["unit"] for r in self.kernels)}
+            peaks = [
+                ("matrix", p, float(v)) for p, v in spec.matrix_flops_per_s.items() if p in used
+            ]
+            peaks += [
+                ("vector", p, float(v))
+                for p, v in spec.vector_flops_per_s.items()
+                if p in used or p == "fp32"
+            ]
             for u, p, v in peaks:
                 ax.plot(xs, np.minimum(v, bw * xs), lw=1, label=f"{p} {u} roof")
         colors = {"compute": "tab:red", "memory": "tab:blue", "launch": "tab:gray"}
@@ -313,7 +325,8 @@ def predict(
       precision: ``None`` keeps the program's dtypes (an fp32 dot with DEFAULT precision runs as
         TF32 on Ampere+ tensor cores and as one bf16 pass on TPUs, as XLA does); ``fp32``,
         ``bf16``, ``fp16``, ``fp64`` re-trace with floating inputs cast; ``int8``, ``fp8``,
-        ``int4`` run every GEMM/conv at that precision (a quantized deployment).
+        ``int4`` run every GEMM/conv at that precision with bf16 elsewhere (a quantized
+        deployment).
       calibration: reserved for calibrated parameters (the calibration issue).
       params: correction parameters (defaults: the family's priors).
 

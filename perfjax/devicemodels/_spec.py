@@ -91,9 +91,17 @@ class DeviceSpec:
 
     @property
     def ridge_flops_per_byte(self) -> float:
-        """Roofline ridge point at the device's best matrix precision."""
-        best = max((float(v) for v in self.matrix_flops_per_s.values()), default=0.0)
-        best = best or max((float(v) for v in self.vector_flops_per_s.values()), default=0.0)
+        """Roofline ridge point at the best floating-point peak of 16 bits or more (bf16/fp16 on
+        accelerators, fp32 on most CPUs): the intensity a kernel needs to be compute-bound."""
+        floats = ("bf16", "fp16", "tf32", "fp32", "fp64")
+        best = max((float(v) for u in (self.matrix_flops_per_s, self.vector_flops_per_s)
+                    for p, v in u.items() if p in floats), default=0.0)  # fmt: skip
+        if not best:
+            best = max(
+                float(v)
+                for u in (self.matrix_flops_per_s, self.vector_flops_per_s)
+                for v in u.values()
+            )
         return best / self.memory_bytes_per_s if self.memory_bytes_per_s else math.inf
 
     def numeric_fields(self) -> dict[str, Any]:
@@ -278,15 +286,18 @@ def load_spec_file(path: str | pathlib.Path) -> list[DeviceSpec]:
             raise ValueError(
                 f"unknown spec file type {suffix!r} for {str(path)!r}; use .toml, .json or .yaml."
             )
-    except ValueError:
-        raise
-    except Exception as e:  # tomllib.TOMLDecodeError, yaml.YAMLError ...
+    except Exception as e:  # tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError ...
+        if isinstance(e, ValueError) and str(e).startswith(
+            ("reading YAML", "unknown spec file type")
+        ):
+            raise
         raise ValueError(f"could not parse device spec file {str(path)!r}: {e}") from None
     if not isinstance(data, Mapping):
         raise ValueError(
             f"device spec file {str(path)!r} must hold a table/mapping, got {type(data).__name__}."
         )
-    if "name" in data:
+    if "name" in data or any(not isinstance(v, Mapping) for v in data.values()):
+        # One device described by top-level fields.
         return [spec_from_mapping(data, str(path))]
     specs = []
     for key, entry in data.items():

@@ -108,14 +108,24 @@ def broadcast_shapes(
         ) from None
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def int_pair(value: Any) -> tuple[int, int]:
+    """An int ``p`` as ``(p, p)``, or a pair of ints; floats or other lengths raise ValueError."""
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"expected an int or a pair of ints, got {value!r}")
+
+
 def pair(op: str, name: str, value: Any) -> tuple[int, int]:
     """Expands an int or a pair of ints (stride, dilation) into a pair of positive ints."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
     try:
-        h, w = value
-        h, w = int(h), int(w)
-    except (TypeError, ValueError):
+        h, w = int_pair(value)
+    except ValueError:
         raise TypeError(
             f"flash.{op}: {name} must be an int or a pair of ints, got {value!r}."
         ) from None

@@ -132,11 +132,17 @@ def _precision(precision: Any) -> lax.Precision | None:
 
 
 def _binary(op: str, impl: Callable, a: jax.Array, b: jax.Array) -> jax.Array:
-    a = C.as_array(op, "a", a)
-    b = C.as_array(op, "b", b)
-    # A Python scalar takes the array's dtype, as in jnp with weak types.
-    if np.ndim(b) == 0 and not hasattr(b, "aval") and not isinstance(b, np.ndarray):
+    # A Python scalar takes the other operand's dtype, as weak types do in jnp.
+    a_scalar = isinstance(a, (int, float)) and not isinstance(a, bool)
+    b_scalar = isinstance(b, (int, float)) and not isinstance(b, bool)
+    if b_scalar and not a_scalar:
+        a = C.as_array(op, "a", a)
         b = jnp.asarray(b, dtype=a.dtype)
+    elif a_scalar and not b_scalar:
+        b = C.as_array(op, "b", b)
+        a = jnp.asarray(a, dtype=b.dtype)
+    else:
+        a, b = C.as_array(op, "a", a), C.as_array(op, "b", b)
     C.check_float(op, "a", a)
     C.check_float(op, "b", b)
     C.check_same_dtype(op, a=a, b=b)
@@ -428,9 +434,7 @@ def _padding(op: str, padding: Any) -> str | tuple[tuple[int, int], tuple[int, i
     else:
         try:
             h, w = padding
-            h = (int(h), int(h)) if np.ndim(h) == 0 else (int(h[0]), int(h[1]))
-            w = (int(w), int(w)) if np.ndim(w) == 0 else (int(w[0]), int(w[1]))
-            pads = (h, w)
+            pads = (C.int_pair(h), C.int_pair(w))
         except (TypeError, ValueError, IndexError):
             raise ValueError(
                 f"flash.{op}: padding must be 'SAME', 'VALID', an int, (pad_h, pad_w) or "
@@ -502,15 +506,17 @@ def conv2d(
     stride = C.pair("conv2d", "stride", stride)
     dilation = C.pair("conv2d", "dilation", dilation)
     pads = _padding("conv2d", padding)
-    if pads == "VALID":
-        for dim, size, k, d in (
-            ("H", x.shape[1], kh, dilation[0]),
-            ("W", x.shape[2], kw, dilation[1]),
+    if pads != "SAME":
+        explicit = ((0, 0), (0, 0)) if pads == "VALID" else pads
+        for i, (dim, size, k, d) in enumerate(
+            (("H", x.shape[1], kh, dilation[0]), ("W", x.shape[2], kw, dilation[1]))
         ):
-            if (k - 1) * d + 1 > size:
+            padded = size + sum(explicit[i])
+            if (k - 1) * d + 1 > padded:
                 raise ValueError(
-                    f"flash.conv2d: with padding='VALID' the dilated filter ({(k - 1) * d + 1}) is "
-                    f"larger than the input's {dim}={size}; use padding='SAME' or a smaller filter."
+                    f"flash.conv2d: the dilated filter ({(k - 1) * d + 1}) is larger than the padded "
+                    f"input's {dim}={padded} (padding={padding!r}); use padding='SAME', more padding "
+                    "or a smaller filter."
                 )
     accumulate = jnp.int32 if np.dtype(x.dtype) == np.dtype(jnp.int8) else None
     return _conv2d(
@@ -547,6 +553,11 @@ def _pool(
     stride = C.pair(op, "stride", window if stride is None else stride)
     if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
         raise ValueError(f"flash.{op}: padding must be 'SAME' or 'VALID', got {padding!r}.")
+    if padding.upper() == "VALID" and (window[0] > x.shape[1] or window[1] > x.shape[2]):
+        raise ValueError(
+            f"flash.{op}: with padding='VALID' the window {window} is larger than the input's "
+            f"(H, W) = {tuple(x.shape[1:3])}; use padding='SAME' or a smaller window."
+        )
     return impl(x, window=window, stride=stride, padding=padding.upper())
 
 
@@ -654,11 +665,13 @@ def attention(
         C.check_dtype("attention", "mask", mask, (jnp.bool_,), "bool")
         target = (q.shape[0], q.shape[2], q.shape[1], k.shape[1])
         try:
-            np.broadcast_shapes(tuple(mask.shape), target)
+            ok = mask.ndim <= 4 and np.broadcast_shapes(tuple(mask.shape), target) == target
         except ValueError:
+            ok = False
+        if not ok:
             raise ValueError(
                 f"flash.attention: mask shape {tuple(mask.shape)} does not broadcast to (B, H, Tq, Tk) = {target}."
-            ) from None
+            )
     scale = float(1.0 / np.sqrt(q.shape[3]) if scale is None else scale)
     return _attention(q, k, v, mask, causal=bool(causal), scale=scale)
 

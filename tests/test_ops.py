@@ -26,8 +26,8 @@ import perfjax.ops as F
 SETTINGS = settings(max_examples=15, deadline=None)
 
 FLOAT_DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
-FLOAT_IDS = ["float32", "bfloat16", "float16"]
-dtypes = pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=FLOAT_IDS)
+#: hypothesis draws the dtype with the shapes, so every example compiles at most one new kernel
+float_dtypes = st.sampled_from(FLOAT_DTYPES)
 
 seeds = st.integers(0, 2**32 - 1)
 small = st.integers(1, 4)
@@ -58,14 +58,19 @@ def f32_exact(dtype):
 
 
 def rand(rng, shape, dtype, lo=-1.0, hi=1.0):
-    """Returns (jax array of ``dtype``, the same values as a float64 numpy array)."""
-    x = jnp.asarray(rng.uniform(lo, hi, size=shape), dtype=dtype)
-    return x, np.asarray(x, dtype=np.float64)
+    """Returns (jax array of ``dtype``, the same values as a float64 numpy array).
+
+    The rounding to ``dtype`` happens in NumPy (ml_dtypes), so no conversion kernel is compiled.
+    """
+    x = np.asarray(rng.uniform(lo, hi, size=shape)).astype(np.dtype(dtype))
+    return jnp.asarray(x), x.astype(np.float64)
 
 
 def assert_close(got, want, dtype, k: int = 1):
     assert got.dtype == np.dtype(dtype), f"dtype {got.dtype}, expected {np.dtype(dtype)}"
-    assert tuple(got.shape) == tuple(np.shape(want)), f"shape {got.shape}, expected {np.shape(want)}"
+    assert tuple(got.shape) == tuple(np.shape(want)), (
+        f"shape {got.shape}, expected {np.shape(want)}"
+    )
     rtol, atol = tol(dtype, k)
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=rtol, atol=atol)
 
@@ -154,7 +159,7 @@ def _pads(padding, h, w, kh, kw, stride, dilation):
 
 def ref_conv2d(x, w, stride=(1, 1), padding="SAME", dilation=(1, 1), groups=1, fill=0):
     """NHWC x HWIO convolution with explicit loops over output positions and groups."""
-    n, h, wd, c = x.shape
+    n, h, wd, _ = x.shape
     kh, kw, ci, co = w.shape
     (pt, pb), (pl, pr) = _pads(padding, h, wd, kh, kw, stride, dilation)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
@@ -169,7 +174,9 @@ def ref_conv2d(x, w, stride=(1, 1), padding="SAME", dilation=(1, 1), groups=1, f
             patch = xp[:, r : r + ekh : dilation[0], s : s + ekw : dilation[1], :]  # (N, KH, KW, C)
             for g in range(groups):
                 out[:, i, j, g * og : (g + 1) * og] = np.einsum(
-                    "nhwc,hwco->no", patch[..., g * ci : (g + 1) * ci], w[..., g * og : (g + 1) * og]
+                    "nhwc,hwco->no",
+                    patch[..., g * ci : (g + 1) * ci],
+                    w[..., g * og : (g + 1) * og],
                 )
     return out
 
@@ -177,7 +184,10 @@ def ref_conv2d(x, w, stride=(1, 1), padding="SAME", dilation=(1, 1), groups=1, f
 def ref_pool(x, window, stride, padding, kind):
     n, h, wd, c = x.shape
     if padding == "SAME":
-        (pt, pb), (pl, pr) = _same_pads(h, window[0], stride[0], 1), _same_pads(wd, window[1], stride[1], 1)
+        (pt, pb), (pl, pr) = (
+            _same_pads(h, window[0], stride[0], 1),
+            _same_pads(wd, window[1], stride[1], 1),
+        )
     else:
         (pt, pb), (pl, pr) = (0, 0), (0, 0)
     fill = -np.inf if kind == "max" else 0.0
@@ -187,9 +197,18 @@ def ref_pool(x, window, stride, padding, kind):
     out = np.zeros((n, oh, ow, c))
     for i in range(oh):
         for j in range(ow):
-            win = xp[:, i * stride[0] : i * stride[0] + window[0], j * stride[1] : j * stride[1] + window[1], :]
+            win = xp[
+                :,
+                i * stride[0] : i * stride[0] + window[0],
+                j * stride[1] : j * stride[1] + window[1],
+                :,
+            ]
             # avg: SAME windows that overlap the padding still divide by the full window size
-            out[:, i, j, :] = win.max(axis=(1, 2)) if kind == "max" else win.sum(axis=(1, 2)) / (window[0] * window[1])
+            out[:, i, j, :] = (
+                win.max(axis=(1, 2))
+                if kind == "max"
+                else win.sum(axis=(1, 2)) / (window[0] * window[1])
+            )
     return out
 
 
@@ -214,9 +233,10 @@ def ref_attention(q, k, v, causal=False, mask=None, scale=None):
 # ----------------------------------------------------------------------------------------------
 
 
-@dtypes
 @SETTINGS
-@given(m=st.integers(1, 8), k=st.integers(1, 32), n=st.integers(1, 8), seed=seeds)
+@given(
+    dtype=float_dtypes, m=st.integers(1, 8), k=st.integers(1, 32), n=st.integers(1, 8), seed=seeds
+)
 def test_matmul_2d_matches_numpy(dtype, m, k, n, seed):
     rng = np.random.default_rng(seed)
     a, a64 = rand(rng, (m, k), dtype)
@@ -226,9 +246,9 @@ def test_matmul_2d_matches_numpy(dtype, m, k, n, seed):
     assert_close(got, a64 @ b64, dtype, k)
 
 
-@dtypes
 @SETTINGS
 @given(
+    dtype=float_dtypes,
     batch=st.lists(st.integers(1, 3), min_size=1, max_size=2),
     m=small,
     k=st.integers(1, 16),
@@ -257,7 +277,9 @@ def test_matmul_batched_matches_numpy(dtype, batch, m, k, n, shared_b, seed):
 def test_matmul_int8_is_exact_int32(batch, m, k, n, shared_b, seed):
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, size=(*batch, m, k), dtype=np.int8)
-    b = rng.integers(-128, 128, size=(k, n) if shared_b or not batch else (*batch, k, n), dtype=np.int8)
+    b = rng.integers(
+        -128, 128, size=(k, n) if shared_b or not batch else (*batch, k, n), dtype=np.int8
+    )
     got = F.matmul(jnp.asarray(a), jnp.asarray(b))
     assert got.dtype == jnp.int32
     want = ref_matmul(a.astype(np.int64), b.astype(np.int64))
@@ -272,7 +294,9 @@ def test_matmul_int8_extreme_values_accumulate_without_wrapping():
     np.testing.assert_array_equal(np.asarray(got), np.full((2, 2), 64 * 128 * 128))
 
 
-@pytest.mark.parametrize("precision, text", [(None, "DEFAULT"), ("high", "HIGH"), ("highest", "HIGHEST")])
+@pytest.mark.parametrize(
+    "precision, text", [(None, "DEFAULT"), ("high", "HIGH"), ("highest", "HIGHEST")]
+)
 def test_matmul_precision_is_recorded_in_stablehlo(precision, text):
     a = jnp.ones((2, 3))
     hlo = jax.jit(lambda a: F.matmul(a, a.T, precision=precision)).lower(a).as_text()
@@ -287,9 +311,12 @@ BINARY = {"add": (F.add, np.add), "sub": (F.sub, np.subtract), "mul": (F.mul, np
 
 
 @pytest.mark.parametrize("op", list(BINARY))
-@dtypes
 @SETTINGS
-@given(shapes=npst.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=4), seed=seeds)
+@given(
+    dtype=float_dtypes,
+    shapes=npst.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=4),
+    seed=seeds,
+)
 def test_binary_broadcasting_matches_numpy(op, dtype, shapes, seed):
     rng = np.random.default_rng(seed)
     sa, sb = shapes.input_shapes
@@ -301,18 +328,43 @@ def test_binary_broadcasting_matches_numpy(op, dtype, shapes, seed):
     assert_close(got, ref(a64, b64), dtype)
 
 
+@pytest.mark.parametrize(
+    "dtype, scalar",
+    [
+        (jnp.float32, 2.0),
+        (jnp.bfloat16, 2.0),
+        (jnp.float16, -0.5),
+        (jnp.float32, 2),
+        (jnp.bfloat16, 3),
+    ],
+    ids=["f32-float", "bf16-float", "f16-float", "f32-int", "bf16-int"],
+)
+@pytest.mark.parametrize("scalar_first", [False, True], ids=["array-scalar", "scalar-array"])
 @pytest.mark.parametrize("op", list(BINARY))
-def test_binary_with_python_scalar_float32(op):
+def test_binary_python_scalar_takes_the_array_dtype(op, scalar_first, dtype, scalar):
+    """A Python int/float next to an array is weakly typed, as in jnp: the result keeps the array's dtype."""
     flash, ref = BINARY[op]
-    x = jnp.array([1.5, -2.0, 4.0], jnp.float32)
-    got = flash(x, 2.0)
+    xs = np.array([1.5, -2.0, 4.0])
+    x = jnp.asarray(xs.astype(np.dtype(dtype)))
+    got = flash(scalar, x) if scalar_first else flash(x, scalar)
+    want = ref(scalar, xs) if scalar_first else ref(xs, scalar)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(got, np.float64), want)  # exact in every dtype here
+
+
+def test_binary_python_scalar_under_x64_keeps_float32(x64):
+    got = F.mul(jnp.ones(2, jnp.float32), 2.0)
     assert got.dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(got), ref(np.asarray(x), 2.0))
+    np.testing.assert_array_equal(np.asarray(got), [2.0, 2.0])
 
 
-@dtypes
 @SETTINGS
-@given(lead=st.lists(small, min_size=0, max_size=3), f=st.integers(1, 8), seed=seeds)
+@given(
+    dtype=float_dtypes,
+    lead=st.lists(small, min_size=0, max_size=3),
+    f=st.integers(1, 8),
+    seed=seeds,
+)
 def test_bias_add_matches_numpy(dtype, lead, f, seed):
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, (*lead, f), dtype, -3, 3)
@@ -321,9 +373,12 @@ def test_bias_add_matches_numpy(dtype, lead, f, seed):
 
 
 @pytest.mark.parametrize("op", list(FLASH_UNARY))
-@dtypes
 @SETTINGS
-@given(shape=npst.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5), seed=seeds)
+@given(
+    dtype=float_dtypes,
+    shape=npst.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=5),
+    seed=seeds,
+)
 def test_unary_matches_numpy(op, dtype, shape, seed):
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, shape, dtype, -4, 4)
@@ -331,7 +386,9 @@ def test_unary_matches_numpy(op, dtype, shape, seed):
     # float32 transcendental kernels are accurate to a few ulp; allow that (and underflow near 0)
     if np.dtype(dtype) == np.dtype(jnp.float32):
         assert got.dtype == jnp.float32
-        np.testing.assert_allclose(np.asarray(got, np.float64), REF_UNARY[op](x64), rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(
+            np.asarray(got, np.float64), REF_UNARY[op](x64), rtol=2e-5, atol=2e-6
+        )
     else:
         assert_close(got, REF_UNARY[op](x64), dtype)
 
@@ -340,10 +397,16 @@ def test_unary_known_values():
     x = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0], jnp.float32)
     np.testing.assert_allclose(np.asarray(F.relu(x)), [0.0, 0.0, 0.0, 0.5, 2.0])
     # GELU(1) = 0.8413447 (erf), 0.8411920 (tanh approximation)
-    np.testing.assert_allclose(float(F.gelu(jnp.float32(1.0), approximate=False)), 0.8413447, rtol=1e-6)
-    np.testing.assert_allclose(float(F.gelu(jnp.float32(1.0), approximate=True)), 0.8411920, rtol=1e-6)
+    np.testing.assert_allclose(
+        float(F.gelu(jnp.float32(1.0), approximate=False)), 0.8413447, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        float(F.gelu(jnp.float32(1.0), approximate=True)), 0.8411920, rtol=1e-6
+    )
     assert float(F.gelu(jnp.float32(1.0))) == float(F.gelu(jnp.float32(1.0), approximate=True))
-    np.testing.assert_allclose(float(F.sigmoid(jnp.float32(2.0))), 1 / (1 + math.exp(-2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(F.sigmoid(jnp.float32(2.0))), 1 / (1 + math.exp(-2)), rtol=1e-6
+    )
     np.testing.assert_allclose(float(F.silu(jnp.float32(-1.0))), -1 / (1 + math.e), rtol=1e-6)
     # large magnitudes saturate instead of overflowing
     big = jnp.array([-100.0, 100.0], jnp.float32)
@@ -357,16 +420,22 @@ def test_unary_known_values():
 # ----------------------------------------------------------------------------------------------
 
 
-@dtypes
 @SETTINGS
-@given(shape=npst.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6), axis=st.integers(-3, 2), seed=seeds)
+@given(
+    dtype=float_dtypes,
+    shape=npst.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6),
+    axis=st.integers(-3, 2),
+    seed=seeds,
+)
 def test_softmax_matches_numpy(dtype, shape, axis, seed):
     assume(-len(shape) <= axis < len(shape))
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, shape, dtype, -5, 5)
     got = F.softmax(x, axis=axis)
     assert_close(got, ref_softmax(x64, axis), dtype)
-    np.testing.assert_allclose(np.asarray(got, np.float64).sum(axis=axis), 1.0, atol=tol(dtype, shape[axis])[1])
+    np.testing.assert_allclose(
+        np.asarray(got, np.float64).sum(axis=axis), 1.0, atol=tol(dtype, shape[axis])[1]
+    )
 
 
 def test_softmax_is_stable_for_large_inputs():
@@ -376,9 +445,9 @@ def test_softmax_is_stable_for_large_inputs():
     np.testing.assert_array_equal(np.asarray(F.softmax(xh), np.float32), [0.5, 0.5])
 
 
-@dtypes
 @SETTINGS
 @given(
+    dtype=float_dtypes,
     lead=st.lists(small, min_size=0, max_size=2),
     f=st.integers(1, 16),
     affine=st.sampled_from(["none", "gamma", "beta", "both"]),
@@ -396,9 +465,9 @@ def test_layernorm_matches_numpy(dtype, lead, f, affine, eps, seed):
     assert_close(got, ref_layernorm(x64, g64, b64, eps), dtype)
 
 
-@dtypes
 @SETTINGS
 @given(
+    dtype=float_dtypes,
     lead=st.lists(small, min_size=0, max_size=2),
     f=st.integers(1, 16),
     with_gamma=st.booleans(),
@@ -415,8 +484,12 @@ def test_rmsnorm_matches_numpy(dtype, lead, f, with_gamma, eps, seed):
 
 def test_norm_default_eps():
     x = jnp.array([[1.0, 3.0]], jnp.float32)
-    np.testing.assert_allclose(np.asarray(F.layernorm(x)), ref_layernorm(np.asarray(x, np.float64), eps=1e-5), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(F.rmsnorm(x)), ref_rmsnorm(np.asarray(x, np.float64), eps=1e-6), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(F.layernorm(x)), ref_layernorm(np.asarray(x, np.float64), eps=1e-5), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(F.rmsnorm(x)), ref_rmsnorm(np.asarray(x, np.float64), eps=1e-6), rtol=1e-6
+    )
     # a constant row normalises to zero rather than NaN
     np.testing.assert_array_equal(np.asarray(F.layernorm(jnp.full((1, 4), 7.0))), np.zeros((1, 4)))
 
@@ -443,7 +516,11 @@ def conv_configs(draw):
         padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
     else:
         padding = kind
-    (pt, pb), (pl, pr) = _pads(padding, 0, 0, kh, kw, stride, dilation) if kind not in ("SAME",) else ((0, 0), (0, 0))
+    (pt, pb), (pl, pr) = (
+        _pads(padding, 0, 0, kh, kw, stride, dilation)
+        if kind not in ("SAME",)
+        else ((0, 0), (0, 0))
+    )
     # the input must hold at least one (dilated) window once padded
     min_h = max(1, (kh - 1) * dilation[0] + 1 - pt - pb)
     min_w = max(1, (kw - 1) * dilation[1] + 1 - pl - pr)
@@ -464,9 +541,8 @@ def _conv_kwargs(cfg):
     return {key: cfg[key] for key in ("stride", "padding", "dilation", "groups")}
 
 
-@dtypes
 @SETTINGS
-@given(cfg=conv_configs(), seed=seeds)
+@given(dtype=float_dtypes, cfg=conv_configs(), seed=seeds)
 def test_conv2d_matches_numpy(dtype, cfg, seed):
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, cfg["x_shape"], dtype)
@@ -517,7 +593,12 @@ def pool_configs(draw):
     padding = draw(st.sampled_from(["VALID", "SAME", "same"]))
     h = draw(st.integers(window[0], window[0] + 5))
     w = draw(st.integers(window[1], window[1] + 5))
-    return dict(x_shape=(draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))), window=window, stride=stride, padding=padding)
+    return dict(
+        x_shape=(draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))),
+        window=window,
+        stride=stride,
+        padding=padding,
+    )
 
 
 def _pool_ref(x64, cfg, kind):
@@ -526,9 +607,8 @@ def _pool_ref(x64, cfg, kind):
     return ref_pool(x64, cfg["window"], stride, cfg["padding"].upper(), kind)
 
 
-@dtypes
 @SETTINGS
-@given(cfg=pool_configs(), seed=seeds)
+@given(dtype=float_dtypes, cfg=pool_configs(), seed=seeds)
 def test_max_pool2d_matches_numpy(dtype, cfg, seed):
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, cfg["x_shape"], dtype, -3, 3)
@@ -538,9 +618,8 @@ def test_max_pool2d_matches_numpy(dtype, cfg, seed):
     np.testing.assert_array_equal(np.asarray(got, np.float64), _pool_ref(x64, cfg, "max"))
 
 
-@dtypes
 @SETTINGS
-@given(cfg=pool_configs(), seed=seeds)
+@given(dtype=float_dtypes, cfg=pool_configs(), seed=seeds)
 def test_avg_pool2d_matches_numpy(dtype, cfg, seed):
     rng = np.random.default_rng(seed)
     x, x64 = rand(rng, cfg["x_shape"], dtype, -3, 3)
@@ -552,13 +631,19 @@ def test_pool_defaults_and_same_padding_semantics():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     # window 2, stride = window, VALID
     np.testing.assert_array_equal(np.asarray(F.max_pool2d(x))[0, :, :, 0], [[5, 7], [13, 15]])
-    np.testing.assert_array_equal(np.asarray(F.avg_pool2d(x))[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(
+        np.asarray(F.avg_pool2d(x))[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]]
+    )
     # SAME max pooling ignores the padding even when every value is negative
     neg = -1.0 - jnp.arange(9.0).reshape(1, 3, 3, 1)
-    np.testing.assert_array_equal(np.asarray(F.max_pool2d(neg, 2, padding="SAME"))[0, :, :, 0], [[-1, -3], [-7, -9]])
+    np.testing.assert_array_equal(
+        np.asarray(F.max_pool2d(neg, 2, padding="SAME"))[0, :, :, 0], [[-1, -3], [-7, -9]]
+    )
     # SAME average pooling counts the zero padding in the divisor (count_include_pad)
     ones = jnp.ones((1, 3, 3, 1))
-    np.testing.assert_array_equal(np.asarray(F.avg_pool2d(ones, 2, padding="SAME"))[0, :, :, 0], [[1, 0.5], [0.5, 0.25]])
+    np.testing.assert_array_equal(
+        np.asarray(F.avg_pool2d(ones, 2, padding="SAME"))[0, :, :, 0], [[1, 0.5], [0.5, 0.25]]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,9 +670,8 @@ def _random_mask(rng, shape):
     return m
 
 
-@dtypes
 @SETTINGS
-@given(cfg=attention_configs(), seed=seeds)
+@given(dtype=float_dtypes, cfg=attention_configs(), seed=seeds)
 def test_attention_matches_numpy(dtype, cfg, seed):
     rng = np.random.default_rng(seed)
     q, q64 = rand(rng, (cfg["b"], cfg["tq"], cfg["h"], cfg["d"]), dtype)
@@ -595,7 +679,14 @@ def test_attention_matches_numpy(dtype, cfg, seed):
     v, v64 = rand(rng, (cfg["b"], cfg["tk"], cfg["h"], cfg["dv"]), dtype)
     mask = None if cfg["mask"] is None else _random_mask(rng, cfg["mask"])
     with f32_exact(dtype):
-        got = F.attention(q, k, v, causal=cfg["causal"], mask=None if mask is None else jnp.asarray(mask), scale=cfg["scale"])
+        got = F.attention(
+            q,
+            k,
+            v,
+            causal=cfg["causal"],
+            mask=None if mask is None else jnp.asarray(mask),
+            scale=cfg["scale"],
+        )
     want = ref_attention(q64, k64, v64, causal=cfg["causal"], mask=mask, scale=cfg["scale"])
     assert_close(got, want, dtype, max(cfg["d"], cfg["tk"]))
 
@@ -611,12 +702,14 @@ def test_attention_causal_is_lower_triangular_and_aligned_to_the_end():
     np.testing.assert_allclose(p, visible / visible.sum(axis=1, keepdims=True), atol=1e-7)
     # equal lengths: strictly lower triangular (query 0 sees only key 0)
     p2 = np.asarray(F.attention(q, q, jnp.eye(tq).reshape(1, tq, 1, tq), causal=True))[0, :, 0, :]
-    np.testing.assert_allclose(p2, np.tril(np.ones((tq, tq))) / np.arange(1, tq + 1)[:, None], atol=1e-7)
+    np.testing.assert_allclose(
+        p2, np.tril(np.ones((tq, tq))) / np.arange(1, tq + 1)[:, None], atol=1e-7
+    )
 
 
-@dtypes
 @SETTINGS
 @given(
+    dtype=float_dtypes,
     vocab=st.integers(1, 10),
     f=st.integers(1, 6),
     ids_shape=npst.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4),
@@ -642,8 +735,15 @@ def test_embedding_matches_numpy(dtype, vocab, f, ids_shape, ids_dtype, seed):
 def x64():
     """Enables float64 for one test and restores the previous setting afterwards."""
     before = jax.config.jax_enable_x64
-    with jax.enable_x64(True):
-        yield
+    if callable(getattr(jax, "enable_x64", None)):  # a context manager in recent JAX
+        with jax.enable_x64(True):
+            yield
+    else:
+        jax.config.update("jax_enable_x64", True)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", before)
     assert jax.config.jax_enable_x64 == before
 
 
@@ -654,77 +754,103 @@ def _r(shape, lo=-1.0, hi=1.0, seed=0):
 def _away_from_zero(shape, seed=0):
     """Values with |x| in [0.2, 2]: relu is smooth there for a finite-difference step."""
     rng = np.random.default_rng(seed)
-    return jnp.asarray(rng.uniform(0.2, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape), jnp.float64)
+    return jnp.asarray(
+        rng.uniform(0.2, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape), jnp.float64
+    )
 
 
 def _distinct(shape, seed=0):
     """A permutation of evenly spaced values 0.1 apart: no ties inside any pooling window."""
     n = int(np.prod(shape))
-    return jnp.asarray(np.random.default_rng(seed).permutation(n).reshape(shape) * 0.1 - 0.05 * n, jnp.float64)
+    return jnp.asarray(
+        np.random.default_rng(seed).permutation(n).reshape(shape) * 0.1 - 0.05 * n, jnp.float64
+    )
 
 
 def _grad_cases():
-    mask = np.random.default_rng(3).random((2, 3, 4)) < 0.6
+    """name -> (function, float64 args, derivative order checked).
+
+    Order 2 (jvp-of-jvp, vjp-of-vjp ...) for one representative of each kind of op (contraction,
+    broadcasting binary, piecewise-linear, transcendental, reduction, normalisation); order 1 for
+    the rest, whose second-order checks mostly re-test JAX's own rules at a high compile cost.
+    """
+    mask = np.random.default_rng(3).random((2, 1, 3, 5)) < 0.6
     mask[..., 0] = True
     mask = jnp.asarray(mask)
     ids = jnp.array([[0, 2, 2], [4, 0, 1]])
-    qkv = lambda tq, tk: (_r((2, tq, 3, 4), seed=1), _r((2, tk, 3, 4), seed=2), _r((2, tk, 3, 5), seed=3))  # noqa: E731
     return {
-        "matmul_2d": (F.matmul, (_r((3, 4)), _r((4, 5), seed=1))),
-        "matmul_batched": (F.matmul, (_r((2, 3, 4)), _r((2, 4, 5), seed=1))),
-        "matmul_shared_b": (F.matmul, (_r((2, 3, 4)), _r((4, 5), seed=1))),
-        "add_broadcast": (F.add, (_r((2, 1, 3)), _r((4, 1), seed=1))),
-        "sub_broadcast": (F.sub, (_r((3,)), _r((2, 3), seed=1))),
-        "mul_broadcast": (F.mul, (_r((2, 3)), _r((2, 1), seed=1))),
-        "bias_add": (F.bias_add, (_r((2, 3, 4)), _r((4,), seed=1))),
-        "relu": (F.relu, (_away_from_zero((3, 4)),)),
-        "gelu_tanh": (lambda x: F.gelu(x, approximate=True), (_r((3, 4), -3, 3),)),
-        "gelu_erf": (lambda x: F.gelu(x, approximate=False), (_r((3, 4), -3, 3),)),
-        "sigmoid": (F.sigmoid, (_r((3, 4), -3, 3),)),
-        "tanh": (F.tanh, (_r((3, 4), -3, 3),)),
-        "silu": (F.silu, (_r((3, 4), -3, 3),)),
-        "softmax_last": (F.softmax, (_r((3, 4), -3, 3),)),
-        "softmax_axis0": (lambda x: F.softmax(x, axis=0), (_r((3, 4), -3, 3),)),
-        "layernorm": (F.layernorm, (_r((3, 5), -3, 3),)),
-        "layernorm_affine": (F.layernorm, (_r((3, 5), -3, 3), _r((5,), 0.5, 2, seed=1), _r((5,), seed=2))),
-        "rmsnorm": (F.rmsnorm, (_r((3, 5), -3, 3),)),
-        "rmsnorm_gamma": (F.rmsnorm, (_r((3, 5), -3, 3), _r((5,), 0.5, 2, seed=1))),
-        "conv2d_same": (F.conv2d, (_r((2, 5, 5, 3)), _r((3, 3, 3, 4), seed=1))),
-        "conv2d_valid_stride_dilation": (
-            lambda x, w: F.conv2d(x, w, stride=(2, 1), padding="VALID", dilation=(1, 2)),
-            (_r((1, 7, 7, 2)), _r((2, 2, 2, 3), seed=1)),
+        "matmul_2d": (F.matmul, (_r((3, 4)), _r((4, 5), seed=1)), 2),
+        "matmul_batched": (F.matmul, (_r((2, 3, 4)), _r((2, 4, 5), seed=1)), 1),
+        "matmul_shared_b": (F.matmul, (_r((2, 3, 4)), _r((4, 5), seed=1)), 1),
+        "add_broadcast": (F.add, (_r((2, 1, 3)), _r((4, 1), seed=1)), 1),
+        "sub_broadcast": (F.sub, (_r((3,)), _r((2, 3), seed=1)), 1),
+        "mul_broadcast": (F.mul, (_r((2, 3)), _r((2, 1), seed=1)), 2),
+        "bias_add": (F.bias_add, (_r((2, 3, 4)), _r((4,), seed=1)), 1),
+        "relu": (F.relu, (_away_from_zero((3, 4)),), 2),
+        "gelu_tanh": (lambda x: F.gelu(x, approximate=True), (_r((3, 4), -3, 3),), 1),
+        "gelu_erf": (lambda x: F.gelu(x, approximate=False), (_r((3, 4), -3, 3),), 2),
+        "sigmoid": (F.sigmoid, (_r((3, 4), -3, 3),), 2),
+        "tanh": (F.tanh, (_r((3, 4), -3, 3),), 1),
+        "silu": (F.silu, (_r((3, 4), -3, 3),), 1),
+        "softmax_last": (F.softmax, (_r((3, 4), -3, 3),), 2),
+        "softmax_axis0": (lambda x: F.softmax(x, axis=0), (_r((3, 4), -3, 3),), 1),
+        "layernorm": (F.layernorm, (_r((3, 5), -3, 3),), 1),
+        "layernorm_affine": (
+            F.layernorm,
+            (_r((3, 5), -3, 3), _r((5,), 0.5, 2, seed=1), _r((5,), seed=2)),
+            2,
         ),
-        "conv2d_groups_explicit_pad": (
-            lambda x, w: F.conv2d(x, w, padding=((1, 0), (0, 2)), groups=2, stride=2),
+        "rmsnorm": (F.rmsnorm, (_r((3, 5), -3, 3),), 1),
+        "rmsnorm_gamma": (F.rmsnorm, (_r((3, 5), -3, 3), _r((5,), 0.5, 2, seed=1)), 1),
+        "conv2d_same_groups_stride": (
+            lambda x, w: F.conv2d(x, w, stride=2, groups=2),
             (_r((1, 5, 6, 4)), _r((3, 2, 2, 6), seed=1)),
+            1,
         ),
-        "max_pool2d_valid": (F.max_pool2d, (_distinct((1, 4, 6, 2)),)),
-        "max_pool2d_same_overlap": (lambda x: F.max_pool2d(x, 3, 2, "SAME"), (_distinct((2, 5, 5, 2)),)),
-        "avg_pool2d_valid": (F.avg_pool2d, (_r((1, 4, 6, 2)),)),
-        "avg_pool2d_same_overlap": (lambda x: F.avg_pool2d(x, 3, 2, "SAME"), (_r((2, 5, 5, 2)),)),
-        "attention": (F.attention, qkv(3, 4)),
-        "attention_causal": (lambda q, k, v: F.attention(q, k, v, causal=True), qkv(3, 4)),
-        "attention_mask_scale": (lambda q, k, v: F.attention(q, k, v, mask=mask, scale=0.7), qkv(3, 4)),
-        "embedding_table": (lambda t: F.embedding(t, ids), (_r((5, 3)),)),
+        "conv2d_valid_dilation_explicit": (
+            lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=((1, 0), (0, 2)), dilation=(1, 2)),
+            (_r((1, 6, 5, 2)), _r((2, 2, 2, 3), seed=1)),
+            1,
+        ),
+        "max_pool2d_same_overlap": (
+            lambda x: F.max_pool2d(x, 3, 2, "SAME"),
+            (_distinct((2, 5, 5, 2)),),
+            1,
+        ),
+        "avg_pool2d_same_overlap": (
+            lambda x: F.avg_pool2d(x, 3, 2, "SAME"),
+            (_r((2, 5, 5, 2)),),
+            1,
+        ),
+        "attention": (
+            F.attention,
+            (_r((2, 3, 2, 4), seed=1), _r((2, 3, 2, 4), seed=2), _r((2, 3, 2, 3), seed=3)),
+            1,
+        ),
+        "attention_causal_mask_scale": (
+            lambda q, k, v: F.attention(q, k, v, causal=True, mask=mask, scale=0.7),
+            (_r((2, 3, 2, 4), seed=1), _r((2, 5, 2, 4), seed=2), _r((2, 5, 2, 3), seed=3)),
+            1,
+        ),
+        "embedding_table": (lambda t: F.embedding(t, ids), (_r((5, 3)),), 1),
     }
 
 
 GRAD_NAMES = [
     "matmul_2d", "matmul_batched", "matmul_shared_b", "add_broadcast", "sub_broadcast", "mul_broadcast",
     "bias_add", "relu", "gelu_tanh", "gelu_erf", "sigmoid", "tanh", "silu", "softmax_last",
-    "softmax_axis0", "layernorm", "layernorm_affine", "rmsnorm", "rmsnorm_gamma", "conv2d_same",
-    "conv2d_valid_stride_dilation", "conv2d_groups_explicit_pad", "max_pool2d_valid",
-    "max_pool2d_same_overlap", "avg_pool2d_valid", "avg_pool2d_same_overlap", "attention",
-    "attention_causal", "attention_mask_scale", "embedding_table",
+    "softmax_axis0", "layernorm", "layernorm_affine", "rmsnorm", "rmsnorm_gamma",
+    "conv2d_same_groups_stride", "conv2d_valid_dilation_explicit", "max_pool2d_same_overlap",
+    "avg_pool2d_same_overlap", "attention", "attention_causal_mask_scale", "embedding_table",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", GRAD_NAMES)
 def test_gradients_match_finite_differences(x64, case):
-    fn, args = _grad_cases()[case]
+    fn, args, order = _grad_cases()[case]
     assert all(a.dtype == jnp.float64 for a in args)
     assert fn(*args).dtype == jnp.float64
-    check_grads(fn, args, order=2, modes=("fwd", "rev"))
+    check_grads(fn, args, order=order, modes=("fwd", "rev"))
 
 
 def test_grad_cases_cover_every_differentiable_op(x64):
@@ -782,7 +908,9 @@ def _loop(fn, in_axes, args):
     n = next(a.shape[ax] for a, ax in zip(args, in_axes) if ax is not None)
     outs = []
     for i in range(n):
-        outs.append(fn(*[a if ax is None else jnp.take(a, i, axis=ax) for a, ax in zip(args, in_axes)]))
+        outs.append(
+            fn(*[a if ax is None else jnp.take(a, i, axis=ax) for a, ax in zip(args, in_axes)])
+        )
     return jnp.stack(outs)
 
 
@@ -794,8 +922,8 @@ def _check_vmap(fn, in_axes, args, rtol=1e-6, atol=1e-6):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol, atol=atol)
 
 
-def _f(rng, shape, lo=-1.0, hi=1.0):
-    return jnp.asarray(rng.uniform(lo, hi, size=shape), jnp.float32)
+def _f(rng, shape, lo=-1.0, hi=1.0, dtype=np.float32):
+    return jnp.asarray(rng.uniform(lo, hi, size=shape).astype(np.dtype(dtype)))
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0), (1, 2)])
@@ -841,8 +969,7 @@ def test_vmap_rmsnorm():
     _check_vmap(F.rmsnorm, (0, None), (_f(rng, (4, 3, 6), -3, 3), _f(rng, (6,), 0.5, 2)))
 
 
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("mask_axis", [None, 0, "shared"])
+@pytest.mark.parametrize("causal, mask_axis", [(False, None), (True, 0), (True, "shared")])
 def test_vmap_attention(causal, mask_axis):
     rng = np.random.default_rng(0)
     v = 3
@@ -854,7 +981,9 @@ def test_vmap_attention(causal, mask_axis):
     m[..., 0] = True
     m = jnp.asarray(m)
     axes = (0, 0, 0, 0 if mask_axis == 0 else None)
-    _check_vmap(lambda q, k, val, m: F.attention(q, k, val, causal=causal, mask=m), axes, (q, k, val, m))
+    _check_vmap(
+        lambda q, k, val, m: F.attention(q, k, val, causal=causal, mask=m), axes, (q, k, val, m)
+    )
 
 
 @pytest.mark.parametrize("approximate", [True, False])
@@ -914,10 +1043,10 @@ NAME_CASES = {
 }
 
 
-def _name_args(op):
+def _name_args(op, dtype=np.float32):
     rng = np.random.default_rng(0)
     fn, shapes = NAME_CASES[op]
-    return fn, tuple(_f(rng, s) for s in shapes)
+    return fn, tuple(_f(rng, s, dtype=dtype) for s in shapes)
 
 
 def test_op_names_registry():
@@ -931,14 +1060,16 @@ def _jaxpr_names(text):
 
 
 def _hlo_funcs(text):
-    return set(re.findall(r"func\.func private @(flash\.\w+)", text)), set(re.findall(r"call @(flash\.\w+)", text))
+    return set(re.findall(r"func\.func private @(flash\.\w+)", text)), set(
+        re.findall(r"call @(flash\.\w+)", text)
+    )
 
 
 @pytest.mark.parametrize("op", list(NAME_CASES))
 def test_name_in_jaxpr_and_stablehlo(op):
     fn, args = _name_args(op)
     jaxpr = str(jax.make_jaxpr(fn)(*args))
-    assert f"name=flash.{op}\n" in jaxpr or f"name=flash.{op} " in jaxpr or re.search(rf"name=flash\.{op}\b", jaxpr)
+    assert re.search(rf"name=flash\.{op}\b", jaxpr)
     assert _jaxpr_names(jaxpr) == {f"flash.{op}"}
     hlo = jax.jit(fn).lower(*args).as_text()
     defined, called = _hlo_funcs(hlo)
@@ -975,7 +1106,11 @@ def test_names_of_a_composed_program():
 
     rng = np.random.default_rng(0)
     args = (_f(rng, (2, 4)), _f(rng, (4, 3)), _f(rng, (4,)))
-    assert _jaxpr_names(str(jax.make_jaxpr(block)(*args))) == {"flash.layernorm", "flash.matmul", "flash.gelu"}
+    assert _jaxpr_names(str(jax.make_jaxpr(block)(*args))) == {
+        "flash.layernorm",
+        "flash.matmul",
+        "flash.gelu",
+    }
     defined, called = _hlo_funcs(jax.jit(block).lower(*args).as_text())
     assert defined == called == {"flash.layernorm", "flash.matmul", "flash.gelu"}
 
@@ -988,8 +1123,8 @@ def test_names_of_a_composed_program():
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
 @pytest.mark.parametrize("op", list(NAME_CASES))
 def test_low_precision_dtype_is_preserved(op, dtype):
-    fn, args = _name_args(op)
-    args = tuple(a.astype(dtype) for a in args)
+    fn, args = _name_args(op, dtype)
+    assert all(a.dtype == np.dtype(dtype) for a in args)
     out = fn(*args)
     assert out.dtype == np.dtype(dtype)
     assert np.all(np.isfinite(np.asarray(out, np.float32)))
@@ -999,7 +1134,10 @@ def test_int8_ops_return_int32():
     a = jnp.ones((2, 3), jnp.int8)
     assert F.matmul(a, jnp.ones((3, 4), jnp.int8)).dtype == jnp.int32
     assert F.matmul(jnp.ones((5, 2, 3), jnp.int8), jnp.ones((5, 3, 4), jnp.int8)).dtype == jnp.int32
-    assert F.conv2d(jnp.ones((1, 4, 4, 2), jnp.int8), jnp.ones((3, 3, 2, 2), jnp.int8)).dtype == jnp.int32
+    assert (
+        F.conv2d(jnp.ones((1, 4, 4, 2), jnp.int8), jnp.ones((3, 3, 2, 2), jnp.int8)).dtype
+        == jnp.int32
+    )
     hlo = jax.jit(F.matmul).lower(a, jnp.ones((3, 4), jnp.int8)).as_text()
     assert "-> tensor<2x4xi32>" in hlo
 
@@ -1009,7 +1147,9 @@ def test_eval_shape_with_shape_dtype_structs():
     out = jax.eval_shape(F.matmul, sds((7, 2, 3), jnp.bfloat16), sds((3, 5), jnp.bfloat16))
     assert out.shape == (7, 2, 5) and out.dtype == jnp.bfloat16
     out = jax.eval_shape(
-        lambda x, w: F.conv2d(x, w, stride=2), sds((1, 9, 9, 4), jnp.float32), sds((3, 3, 2, 8), jnp.float32)
+        lambda x, w: F.conv2d(x, w, stride=2),
+        sds((1, 9, 9, 4), jnp.float32),
+        sds((3, 3, 4, 8), jnp.float32),
     )
     assert out.shape == (1, 5, 5, 8)
     # shape checks still run on abstract values

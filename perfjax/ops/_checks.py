@@ -47,7 +47,7 @@ def check_dtype(
         text = allowed_text or ", ".join(str(a) for a in allowed)
         raise TypeError(
             f"flash.{op}: argument '{name}' has dtype {x.dtype}; expected one of: {text}. "
-            f"Cast it first, e.g. {name}.astype(jnp.float32)."
+            f"Cast it first, e.g. {name}.astype(jnp.{allowed[0].name})."
         )
 
 
@@ -132,3 +132,14 @@ def pair(op: str, name: str, value: Any) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise ValueError(f"flash.{op}: {name} must be positive, got {(h, w)}.")
     return h, w
+
+
+def positive_float(op: str, name: str, value: Any) -> float:
+    """A non-negative Python float from ``value`` (eps and scales), or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"flash.{op}: {name} must be a number, got {type(value).__name__} {value!r}."
+        )
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"flash.{op}: {name} must be a finite number >= 0, got {value!r}.")
+    return float(value)

@@ -122,7 +122,7 @@ def _precision(precision: Any) -> lax.Precision | None:
     if isinstance(precision, str) and precision.lower() in names:
         return names[precision.lower()]
     raise ValueError(
-        f"precision must be one of None, {sorted(names)} or a lax.Precision, got {precision!r}."
+        f"flash.matmul: precision must be one of None, {sorted(names)} or a lax.Precision, got {precision!r}."
     )
 
 
@@ -389,7 +389,7 @@ def layernorm(
     C.check_float("layernorm", "x", x)
     C.check_min_rank("layernorm", "x", x, 1)
     _check_norm_params("layernorm", x, gamma=gamma, beta=beta)
-    return _layernorm(x, gamma, beta, eps=float(eps))
+    return _layernorm(x, gamma, beta, eps=C.positive_float("layernorm", "eps", eps))
 
 
 @_named("rmsnorm", static_argnames=("eps",))
@@ -413,7 +413,7 @@ def rmsnorm(x: jax.Array, gamma: jax.Array | None = None, *, eps: float = 1e-6) 
     C.check_float("rmsnorm", "x", x)
     C.check_min_rank("rmsnorm", "x", x, 1)
     _check_norm_params("rmsnorm", x, gamma=gamma)
-    return _rmsnorm(x, gamma, eps=float(eps))
+    return _rmsnorm(x, gamma, eps=C.positive_float("rmsnorm", "eps", eps))
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,6 +659,12 @@ def attention(
     if k.shape[1] != v.shape[1]:
         raise ValueError(
             f"flash.attention: k and v sequence lengths differ: k{tuple(k.shape)}, v{tuple(v.shape)}."
+        )
+    if causal and q.shape[1] > k.shape[1]:
+        raise ValueError(
+            f"flash.attention: causal=True needs at least as many keys as queries (queries are aligned "
+            f"to the end of the keys), got Tq={q.shape[1]} > Tk={k.shape[1]}; the first queries would "
+            "see no key. Pass an explicit mask instead."
         )
     if mask is not None:
         mask = C.as_array("attention", "mask", mask)

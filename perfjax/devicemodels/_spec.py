@@ -269,7 +269,10 @@ def load_spec_file(path: str | pathlib.Path) -> list[DeviceSpec]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         elif suffix == ".json":

@@ -15,8 +15,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
-import perfjax  # noqa: E402
-from cost_cases import cases, xla_counts  # noqa: E402
+from cost_cases import cases, xla_counts
+
+import perfjax
 
 OUT = pathlib.Path(__file__).with_name("results") / "costs_vs_xla.csv"
 
@@ -48,15 +49,20 @@ def main() -> int:
         vals = [abs(r[key] - 1) for r in rows if sel(r) and r[key] == r[key]]
         return max(vals)
 
-    exact = max(abs(r["flops"] - r["xla_flops_unoptimized"]) / max(r["xla_flops_unoptimized"], 1) for r in rows)
+    exact = max(
+        abs(r["flops"] - r["xla_flops_unoptimized"]) / max(r["xla_flops_unoptimized"], 1)
+        for r in rows
+    )
     print(f"{len(rows)} cases -> {OUT}")
     print(f"flops vs XLA unoptimized: worst relative difference {exact:.2e}")
     fine = [r for r in rows if not r["case"].startswith(("layernorm", "attention (2, 16, 4, 8)"))]
     print(f"flops vs XLA compiled: worst |ratio-1| {worst('flops_ratio_compiled', lambda r: r in fine):.4f} "
           f"over {len(fine)} cases; layernorm {min(r['flops_ratio_compiled'] for r in rows if r['case'].startswith('layernorm')):.3f}"
           " (XLA recomputes x - mean in two fusions)")  # fmt: skip
-    print(f"bytes vs XLA unoptimized: worst |ratio-1| raw {worst('bytes_ratio_raw'):.3f}, "
-          f"layout-adjusted {worst('bytes_ratio_layout_adjusted'):.3f}")
+    print(
+        f"bytes vs XLA unoptimized: worst |ratio-1| raw {worst('bytes_ratio_raw'):.3f}, "
+        f"layout-adjusted {worst('bytes_ratio_layout_adjusted'):.3f}"
+    )
     return 0
 
 

@@ -56,9 +56,13 @@ def main() -> int:
         print(f"GEMM bf16 {r['device']:10s} n={r['n']:5d}: {r['predicted_flops_per_s'] / 1e12:6.1f} TFLOP/s = "
               f"{r['ratio']:.3f} x published achievable ({r['bottleneck']})")  # fmt: skip
     for r in out["elementwise_hbm"]:
-        print(f"elementwise {r['device']:10s}: {r['share_of_peak']:.3f} of peak BW = {r['vs_90_percent']:.3f} x 90%")
+        print(
+            f"elementwise {r['device']:10s}: {r['share_of_peak']:.3f} of peak BW = {r['vs_90_percent']:.3f} x 90%"
+        )
     for b, r in out["sm_utilization"].items():
-        print(f"H100 MLP 1024 batch {b:5d}: {100 * r['parallel_utilization']:5.1f}% of SMs busy, {r['bottleneck']}")
+        print(
+            f"H100 MLP 1024 batch {b:5d}: {100 * r['parallel_utilization']:5.1f}% of SMs busy, {r['bottleneck']}"
+        )
     return 0
 
 

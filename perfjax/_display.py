@@ -91,3 +91,17 @@ def graph_tables(graph, max_rows: int = 40) -> Group:
             f"{o.intensity:.3g}" if o.bytes else "-",
         )
     return Group(head, origins, ops)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the Agg backend, or an error saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "plotting needs matplotlib: pip install 'perfjax[plot]' (or pip install matplotlib)"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -152,12 +152,8 @@ def test_h100_bf16_ridge_point(specs):
     assert 250 < h100.peak_flops_per_s("bf16") / h100.memory_bytes_per_s < 350
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="DeviceSpec.ridge_flops_per_byte takes the best matrix precision, which on H100 is fp8/int8 "
-    "(1978.9e12 / 3.35e12 = 591 FLOP/B), not bf16 (295 FLOP/B); passes once the ridge uses bf16.",
-)
 def test_h100_ridge_point(specs):
+    # The ridge uses the best floating-point peak of 16 bits or more: bf16 989.4e12 / 3.35e12 B/s.
     assert 250 < specs["h100"].ridge_flops_per_byte < 350
 
 

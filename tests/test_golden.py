@@ -10,7 +10,6 @@ import functools
 import json
 
 import pytest
-
 from golden.workloads import DEVICES, RECORD, TOLERANCE, predict_all, workloads
 
 _RECORD = json.loads(RECORD.read_text())

@@ -248,10 +248,9 @@ class Prediction:
 
     def plot_roofline(self, path: str) -> str:
         """Writes a roofline PNG: kernels at (intensity, achieved FLOP/s) under the device's roofs."""
-        import matplotlib
+        from perfjax._display import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         rows = [r for r in self.kernels if r["flops"] > 0 and r["bytes"] > 0]
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -456,10 +455,9 @@ class Comparison:
 
     def plot(self, path: str) -> str:
         """Bar chart of predicted time per device (log scale), coloured by bottleneck."""
-        import matplotlib
+        from perfjax._display import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         preds = sorted(self.predictions, key=lambda p: p.time_s)
         colors = {"compute": "tab:red", "memory": "tab:blue", "launch": "tab:gray"}

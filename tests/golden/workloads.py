@@ -51,7 +51,7 @@ def workloads():
         S((128,), f32),
         S((128, 10), f32),
         S((10,), f32),
-    )  # noqa: E731
+    )
     d = 512
     return {
         "mlp b1": (_mlp, mlp(1), None),

@@ -387,3 +387,69 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(perfjax._cli, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---- device commands --------------------------------------------------------------------------
+
+
+def test_devices_lists_the_catalog(capsys):
+    code, out, _ = cli(capsys, "devices", "--json")
+    assert code == 0
+    names = [d["name"] for d in json.loads(out)]
+    assert names == perfjax.devices() and "h100" in names and "host" in names
+    code, out, _ = cli(capsys, "devices", "--family", "tpu")
+    assert code == 0 and "tpu-v4" in out and "h100" not in out
+
+
+def test_predict_json_matches_the_python_api(capsys, model):
+    code, out, _ = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "h100", "--json")
+    assert code == 0
+    got = json.loads(out)
+    x, w = jax.ShapeDtypeStruct((M, K), jnp.float32), jax.ShapeDtypeStruct((K, N), jnp.float32)
+    fn = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))  # noqa: E731
+    want = perfjax.predict(fn, (x, w), device="h100")
+    assert got["device"] == "h100" and got["time_s"] == pytest.approx(want.time_s, rel=1e-6)
+    assert len(got["kernels"]) == len(want.kernels)
+
+
+def test_predict_table_precision_and_roofline(capsys, model, tmp_path):
+    png = tmp_path / "roof.png"
+    code, out, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "a100-80gb",
+                         "--precision", "bf16", "--roofline", png)  # fmt: skip
+    assert code == 0 and "bf16 tensor cores" in out and png.stat().st_size > 10_000
+
+
+def test_predict_errors(capsys, model):
+    code, _, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "h1000")
+    assert code == 2 and "unknown device 'h1000'" in err and "h100" in err
+    code, _, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "v100", "--precision", "fp8")
+    assert code == 2 and "cannot run fp8" in err
+
+
+def test_compare_devices_and_plot(capsys, model, tmp_path):
+    png = tmp_path / "cmp.png"
+    code, out, _ = cli(capsys, "compare", f"{model}:mlp", *MLP_INPUTS, "--devices", "h100,tpu-v4,edge-tpu",
+                       "--json", "--plot", png)  # fmt: skip
+    assert code == 0 and png.stat().st_size > 10_000
+    rows = {r["device"]: r for r in json.loads(out)}
+    assert set(rows) == {"h100", "tpu-v4", "edge-tpu"}
+    assert rows["h100"]["time_s"] > 0 and "int8" in rows["edge-tpu"]["error"]
+    code, _, err = cli(capsys, "compare", f"{model}:mlp", *MLP_INPUTS, "--devices", "h100,nope")
+    assert code == 2 and "unknown device 'nope'" in err
+
+
+def test_demo_runs_and_checks_counts_against_xla():
+    import io
+
+    from rich.console import Console
+
+    from perfjax._demo import main as demo_main
+
+    buf = io.StringIO()
+    assert demo_main(Console(file=buf, width=160)) == 0
+    text = buf.getvalue()
+    for stage in ("1. trace", "2. analyze", "3. run", "4. predict"):
+        assert stage in text
+    ratios = [float(x) for x in re.findall(r"│ (0\.99\d\d|1\.00\d\d) │", text)]
+    assert len(ratios) == 2  # perfjax / XLA compiled flops for both programs, within 1%
+    assert "h100" in text and "tpu-v5e" in text

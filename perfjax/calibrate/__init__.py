@@ -1,0 +1,11 @@
+"""Calibration: measure programs, fit device-model correction parameters with optax, validate.
+
+Measurements come from this machine (:func:`measure`) or from files of other people's timings
+(:mod:`perfjax.calibrate` loaders); :func:`fit` returns a :class:`Calibration` whose report is
+computed on programs the fit did not see.
+"""
+
+from perfjax.calibrate._measurements import Measurements, Row
+from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
+
+__all__ = ["KINDS", "Measurements", "Row", "Workload", "builders", "register_builder"]

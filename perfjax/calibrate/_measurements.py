@@ -1,0 +1,208 @@
+"""Measured timings: a validated table of (workload, device, time) rows, read from and written to CSV.
+
+CSV layout: optional ``# key: value`` metadata lines, then a header with at least ``workload``
+(a :class:`Workload` as JSON), ``device`` and ``time_s``; optional ``kind``, ``rel_spread``
+(p90-p10 over median), ``repeats``, ``source``. A ``time_ms`` column is accepted in place of
+``time_s`` and converted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from perfjax.calibrate._workloads import KINDS, Workload
+from perfjax.devicemodels import device as get_device
+
+_COLUMNS = ("workload", "kind", "device", "time_s", "rel_spread", "repeats", "source")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    workload: Workload
+    device: str
+    time_s: float
+    rel_spread: float = float("nan")
+    repeats: int = 0
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.workload.kind
+
+    @property
+    def program(self) -> str:
+        return self.workload.id
+
+
+def _bad_rows(rows: Sequence[int], what: str) -> str:
+    shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    return f"{what} in row(s) {shown}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurements:
+    """Validated measured timings, with the metadata of where they were taken.
+
+    Example:
+      >>> from perfjax.calibrate import Measurements, Workload
+      >>> w = Workload.of("matmul", m=64, k=64, n=64)
+      >>> ms = Measurements.from_rows([dict(workload=w, device="host", time_s=2e-5)])
+      >>> len(ms), ms.devices()
+      (1, ['host'])
+    """
+
+    rows: tuple[Row, ...]
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def devices(self) -> list[str]:
+        return sorted({r.device for r in self.rows})
+
+    def kinds(self) -> list[str]:
+        return sorted({r.kind for r in self.rows})
+
+    def programs(self) -> list[str]:
+        return sorted({r.program for r in self.rows})
+
+    def select(self, *, devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None) -> Measurements:
+        devices = set(devices) if devices is not None else None
+        kinds = set(kinds) if kinds is not None else None
+        rows = tuple(r for r in self.rows if (devices is None or r.device in devices) and (kinds is None or r.kind in kinds))
+        return Measurements(rows, self.metadata)
+
+    def __add__(self, other: Measurements) -> Measurements:
+        meta = {**self.metadata, **{k: v for k, v in other.metadata.items() if k not in self.metadata}}
+        return Measurements(self.rows + other.rows, meta)
+
+    @staticmethod
+    def from_rows(rows: Iterable[Mapping[str, Any] | Row], metadata: Mapping[str, str] | None = None) -> Measurements:
+        """Builds and validates measurements from dicts (``workload`` a :class:`Workload` or its JSON)."""
+        out, bad_time, bad_device, bad_workload = [], [], {}, []
+        for i, r in enumerate(rows):
+            if isinstance(r, Row):
+                r = dataclasses.asdict(r) | {"workload": r.workload}
+            w = r.get("workload")
+            try:
+                w = w if isinstance(w, Workload) else Workload.from_json(str(w))
+            except Exception as e:  # bad JSON, unknown kind or builder
+                bad_workload.append((i, str(e)))
+                continue
+            t = r.get("time_s")
+            try:
+                t = float(t)
+            except (TypeError, ValueError):
+                t = float("nan")
+            if not math.isfinite(t) or t <= 0:
+                bad_time.append(i)
+                continue
+            device = str(r.get("device", "")).strip()
+            try:
+                device = "host" if device == "host" else get_device(device).name
+            except ValueError as e:
+                bad_device.setdefault(device, (i, str(e)))
+                continue
+            spread = r.get("rel_spread", float("nan"))
+            out.append(Row(w, device, t, float(spread) if spread not in (None, "") else float("nan"),
+                           int(float(r.get("repeats") or 0)), str(r.get("source") or "")))  # fmt: skip
+        problems = []
+        if bad_time:
+            problems.append(_bad_rows(bad_time, "time_s must be a positive finite number of seconds (NaN, zero or negative)"))
+        if bad_workload:
+            problems.append(_bad_rows([i for i, _ in bad_workload], f"unreadable workload ({bad_workload[0][1]})"))
+        for _name, (i, msg) in bad_device.items():
+            problems.append(f"row {i}: {msg}")
+        if problems:
+            raise ValueError("invalid measurements: " + "; ".join(problems))
+        if not out:
+            raise ValueError("no measurements: the table is empty.")
+        return Measurements(tuple(out), dict(metadata or {}))
+
+    # ---- CSV ------------------------------------------------------------------------------
+
+    def to_csv(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes metadata lines and rows; atomically (a crash never leaves half a file)."""
+        import csv
+
+        path = pathlib.Path(path)
+        buf = io.StringIO()
+        for k, v in self.metadata.items():
+            buf.write(f"# {k}: {v}\n")
+        w = csv.writer(buf)
+        w.writerow(_COLUMNS)
+        for r in self.rows:
+            w.writerow([r.workload.to_json(), r.kind, r.device, repr(r.time_s), repr(r.rel_spread), r.repeats, r.source])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    @staticmethod
+    def from_csv(path: str | os.PathLike) -> Measurements:
+        """Reads a CSV written by :meth:`to_csv` (or by hand, same columns), validating every row."""
+        import csv
+
+        path = pathlib.Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no measurements file at {str(path)!r}")
+        text = path.read_text()
+        if not text.strip():
+            raise ValueError(f"measurements file {str(path)!r} is empty.")
+        meta, lines = {}, []
+        for line in text.splitlines():
+            if line.startswith("#"):
+                key, _, value = line[1:].partition(":")
+                meta[key.strip()] = value.strip()
+            elif line.strip():
+                lines.append(line)
+        if not lines:
+            raise ValueError(f"measurements file {str(path)!r} has no header or rows.")
+        reader = csv.reader(lines)
+        header = [h.strip() for h in next(reader)]
+        if "time_s" not in header and "time_ms" not in header:
+            raise ValueError(
+                f"{path.name}: no time column; expected 'time_s' (seconds) or 'time_ms' (milliseconds), "
+                f"got columns {header}."
+            )
+        if "time_s" in header and "time_ms" in header:
+            raise ValueError(f"{path.name}: both 'time_s' and 'time_ms' columns; keep one so the unit is unambiguous.")
+        for required in ("workload", "device"):
+            if required not in header:
+                raise ValueError(f"{path.name}: missing column {required!r}; columns are {header}.")
+        rows, truncated = [], []
+        for i, values in enumerate(reader):
+            if len(values) != len(header):
+                truncated.append(i)
+                continue
+            d = dict(zip(header, values, strict=True))
+            if "time_ms" in d:
+                try:
+                    d["time_s"] = float(d.pop("time_ms")) / 1e3
+                except ValueError:
+                    d["time_s"] = float("nan")
+            if "kind" in d and d["kind"] and d["kind"] not in KINDS:
+                raise ValueError(f"{path.name}: row {i}: unknown op kind {d['kind']!r}; expected one of {KINDS}.")
+            rows.append(d)
+        if truncated:
+            raise ValueError(f"{path.name}: " + _bad_rows(truncated, f"wrong number of fields (expected {len(header)}; truncated file?)"))
+        return Measurements.from_rows(rows, meta)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            dict(program=[r.program for r in self.rows], kind=[r.kind for r in self.rows],
+                 device=[r.device for r in self.rows], time_s=[r.time_s for r in self.rows],
+                 rel_spread=[r.rel_spread for r in self.rows], source=[r.source for r in self.rows])
+        )  # fmt: skip

@@ -1,0 +1,211 @@
+"""Workloads: a named, hashable recipe for one program (op kind + parameters).
+
+A measurement refers to its program through a :class:`Workload`, so a CSV row can be turned back
+into a program (and then into kernel features) without storing code. Builders are registered by
+name; each returns ``(fn, inputs)`` with ``jax.ShapeDtypeStruct`` inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import perfjax.ops as F
+
+S = jax.ShapeDtypeStruct
+
+#: Op kinds a measurement may have (reports break errors down by kind).
+KINDS = (
+    "matmul", "bmm", "linear", "conv2d", "elementwise", "transcendental", "reduction", "softmax",
+    "layernorm", "memory", "attention", "model",
+)  # fmt: skip
+
+_BUILDERS: dict[str, Callable[..., tuple[Callable, tuple]]] = {}
+
+
+def register_builder(name: str) -> Callable:
+    """Registers a workload builder ``f(**params) -> (fn, inputs)`` under ``name``."""
+
+    def wrap(f: Callable) -> Callable:
+        if name in _BUILDERS:
+            raise ValueError(f"a workload builder named {name!r} already exists")
+        _BUILDERS[name] = f
+        return f
+
+    return wrap
+
+
+def builders() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """A program recipe: ``builder`` name, its keyword ``params``, and the op ``kind`` it measures.
+
+    Example:
+      >>> w = Workload("matmul", "matmul", (("m", 64), ("k", 64), ("n", 64)))
+      >>> w.id
+      'matmul m=64 k=64 n=64'
+      >>> fn, inputs = w.build()
+      >>> inputs[0].shape
+      (64, 64)
+    """
+
+    kind: str
+    builder: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown op kind {self.kind!r}; expected one of {KINDS}.")
+        if self.builder not in _BUILDERS:
+            raise ValueError(f"unknown workload builder {self.builder!r}; registered: {builders()}.")
+
+    @staticmethod
+    def of(kind: str, builder: str | None = None, **params: Any) -> Workload:
+        return Workload(kind, builder or kind, tuple(params.items()))
+
+    @property
+    def id(self) -> str:
+        """A stable text id: builder name and parameters (also the program id in reports)."""
+        return " ".join([self.builder, *(f"{k}={v}" for k, v in self.params)])
+
+    def build(self) -> tuple[Callable, tuple]:
+        return _BUILDERS[self.builder](**dict(self.params))
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "builder": self.builder, "params": [list(p) for p in self.params]})
+
+    @staticmethod
+    def from_json(text: str) -> Workload:
+        d = json.loads(text)
+        return Workload(d["kind"], d["builder"], tuple((k, _tuplify(v)) for k, v in d["params"]))
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
+
+
+def _dt(name: str) -> Any:
+    return jnp.dtype(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# builders
+# ---------------------------------------------------------------------------------------------
+
+
+@register_builder("matmul")
+def _matmul(m: int, k: int, n: int, b: int = 0, dtype: str = "float32", precision: str | None = None):
+    """(M, K) @ (K, N), or batched (B, M, K) @ (B, K, N) when ``b`` > 0."""
+    lead = (b,) if b else ()
+    dt = _dt(dtype)
+
+    def fn(x, w):
+        return F.matmul(x, w, precision=precision)
+
+    return fn, (S((*lead, m, k), dt), S((*lead, k, n), dt))
+
+
+@register_builder("linear")
+def _linear(m: int, k: int, n: int, b: int = 1, dtype: str = "float32", precision: str | None = None):
+    """``nn.Linear(k -> n)`` with bias on (B, M, K): matmul + bias_add."""
+    dt = _dt(dtype)
+
+    def fn(x, w, bias):
+        return F.bias_add(F.matmul(x, w, precision=precision), bias)
+
+    return fn, (S((b, m, k), dt), S((k, n), dt), S((n,), dt))
+
+
+@register_builder("conv2d")
+def _conv2d(batch: int, h: int, w: int, c: int, o: int, kh: int, kw: int, stride: int = 1,
+            padding: Any = "SAME", groups: int = 1, dtype: str = "float32", precision: str | None = None):  # fmt: skip
+    dt = _dt(dtype)
+
+    def fn(x, f):
+        if precision is None:
+            return F.conv2d(x, f, stride=stride, padding=padding, groups=groups)
+        with jax.default_matmul_precision(precision):
+            return F.conv2d(x, f, stride=stride, padding=padding, groups=groups)
+
+    return fn, (S((batch, h, w, c), dt), S((kh, kw, c // groups, o), dt))
+
+
+_UNARY = {
+    "relu": F.relu, "gelu": F.gelu, "tanh": F.tanh, "sigmoid": F.sigmoid, "silu": F.silu,
+    "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "neg": jnp.negative,
+}  # fmt: skip
+_BINARY = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": jnp.divide, "pow": jnp.power, "max": jnp.maximum}
+
+
+@register_builder("elementwise")
+def _elementwise(op: str, shape: tuple[int, ...], dtype: str = "float32", scalar: bool = False):
+    """One elementwise op on a tensor; binary ops take a second tensor, or a scalar if ``scalar``."""
+    dt = _dt(dtype)
+    shape = tuple(shape)
+    if op in _UNARY:
+        f = _UNARY[op]
+        return (lambda x: f(x)), (S(shape, dt),)
+    if op in _BINARY:
+        f = _BINARY[op]
+        if scalar:
+            return (lambda x: f(x, jnp.asarray(1.5, dt))), (S(shape, dt),)
+        return (lambda x, y: f(x, y)), (S(shape, dt), S(shape, dt))
+    raise ValueError(f"unknown elementwise op {op!r}; expected one of {sorted(_UNARY) + sorted(_BINARY)}.")
+
+
+@register_builder("memory")
+def _memory(pattern: str, n: int, dtype: str = "float32"):
+    """STREAM-style kernels on ``n`` elements: copy, scale (a*s), add (a+b), triad (a+s*b)."""
+    dt = _dt(dtype)
+    s = jnp.asarray(3.0, dt)
+    table = {
+        "copy": (lambda a: a + jnp.zeros((), dt), 1),
+        "scale": (lambda a: a * s, 1),
+        "add": (lambda a, b: a + b, 2),
+        "triad": (lambda a, b: a + s * b, 2),
+    }
+    if pattern not in table:
+        raise ValueError(f"unknown memory pattern {pattern!r}; expected one of {sorted(table)}.")
+    fn, arity = table[pattern]
+    return fn, tuple(S((n,), dt) for _ in range(arity))
+
+
+@register_builder("reduction")
+def _reduction(op: str, shape: tuple[int, ...], axis: int = -1, dtype: str = "float32"):
+    dt = _dt(dtype)
+    fns = {"sum": jnp.sum, "max": jnp.max, "mean": jnp.mean}
+    if op not in fns:
+        raise ValueError(f"unknown reduction {op!r}; expected one of {sorted(fns)}.")
+    f = fns[op]
+    return (lambda x: f(x, axis=axis)), (S(tuple(shape), dt),)
+
+
+@register_builder("softmax")
+def _softmax(b: int, h: int, dtype: str = "float32"):
+    return F.softmax, (S((b, h), _dt(dtype)),)
+
+
+@register_builder("layernorm")
+def _layernorm(b: int, h: int, dtype: str = "float32", affine: bool = True):
+    dt = _dt(dtype)
+    if affine:
+        return F.layernorm, (S((b, h), dt), S((h,), dt), S((h,), dt))
+    return F.layernorm, (S((b, h), dt),)
+
+
+@register_builder("attention")
+def _attention(b: int, t: int, h: int, d: int, causal: bool = True, dtype: str = "float32"):
+    q = S((b, t, h, d), _dt(dtype))
+
+    def fn(q, k, v):
+        return F.attention(q, k, v, causal=causal)
+
+    return fn, (q, q, q)

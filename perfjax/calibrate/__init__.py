@@ -5,7 +5,23 @@ Measurements come from this machine (:func:`measure`) or from files of other peo
 computed on programs the fit did not see.
 """
 
+from perfjax.calibrate._fit import Calibration, Report, evaluate, fit, load
+from perfjax.calibrate._host import cache_dir, host_calibration_path
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
 
-__all__ = ["KINDS", "Measurements", "Row", "Workload", "builders", "register_builder"]
+__all__ = [
+    "KINDS",
+    "Calibration",
+    "Measurements",
+    "Report",
+    "Row",
+    "Workload",
+    "builders",
+    "cache_dir",
+    "evaluate",
+    "fit",
+    "host_calibration_path",
+    "load",
+    "register_builder",
+]

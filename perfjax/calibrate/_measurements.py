@@ -41,7 +41,9 @@ class Row:
 
 
 def _bad_rows(rows: Sequence[int], what: str) -> str:
-    shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    shown = ", ".join(str(r) for r in rows[:10]) + (
+        f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    )
     return f"{what} in row(s) {shown}"
 
 
@@ -75,18 +77,29 @@ class Measurements:
     def programs(self) -> list[str]:
         return sorted({r.program for r in self.rows})
 
-    def select(self, *, devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None) -> Measurements:
+    def select(
+        self, *, devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None
+    ) -> Measurements:
         devices = set(devices) if devices is not None else None
         kinds = set(kinds) if kinds is not None else None
-        rows = tuple(r for r in self.rows if (devices is None or r.device in devices) and (kinds is None or r.kind in kinds))
+        rows = tuple(
+            r
+            for r in self.rows
+            if (devices is None or r.device in devices) and (kinds is None or r.kind in kinds)
+        )
         return Measurements(rows, self.metadata)
 
     def __add__(self, other: Measurements) -> Measurements:
-        meta = {**self.metadata, **{k: v for k, v in other.metadata.items() if k not in self.metadata}}
+        meta = {
+            **self.metadata,
+            **{k: v for k, v in other.metadata.items() if k not in self.metadata},
+        }
         return Measurements(self.rows + other.rows, meta)
 
     @staticmethod
-    def from_rows(rows: Iterable[Mapping[str, Any] | Row], metadata: Mapping[str, str] | None = None) -> Measurements:
+    def from_rows(
+        rows: Iterable[Mapping[str, Any] | Row], metadata: Mapping[str, str] | None = None
+    ) -> Measurements:
         """Builds and validates measurements from dicts (``workload`` a :class:`Workload` or its JSON)."""
         out, bad_time, bad_device, bad_workload = [], [], {}, []
         for i, r in enumerate(rows):
@@ -117,9 +130,18 @@ class Measurements:
                            int(float(r.get("repeats") or 0)), str(r.get("source") or "")))  # fmt: skip
         problems = []
         if bad_time:
-            problems.append(_bad_rows(bad_time, "time_s must be a positive finite number of seconds (NaN, zero or negative)"))
+            problems.append(
+                _bad_rows(
+                    bad_time,
+                    "time_s must be a positive finite number of seconds (NaN, zero or negative)",
+                )
+            )
         if bad_workload:
-            problems.append(_bad_rows([i for i, _ in bad_workload], f"unreadable workload ({bad_workload[0][1]})"))
+            problems.append(
+                _bad_rows(
+                    [i for i, _ in bad_workload], f"unreadable workload ({bad_workload[0][1]})"
+                )
+            )
         for _name, (i, msg) in bad_device.items():
             problems.append(f"row {i}: {msg}")
         if problems:
@@ -141,7 +163,17 @@ class Measurements:
         w = csv.writer(buf)
         w.writerow(_COLUMNS)
         for r in self.rows:
-            w.writerow([r.workload.to_json(), r.kind, r.device, repr(r.time_s), repr(r.rel_spread), r.repeats, r.source])
+            w.writerow(
+                [
+                    r.workload.to_json(),
+                    r.kind,
+                    r.device,
+                    repr(r.time_s),
+                    repr(r.rel_spread),
+                    r.repeats,
+                    r.source,
+                ]
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(buf.getvalue())
@@ -176,7 +208,9 @@ class Measurements:
                 f"got columns {header}."
             )
         if "time_s" in header and "time_ms" in header:
-            raise ValueError(f"{path.name}: both 'time_s' and 'time_ms' columns; keep one so the unit is unambiguous.")
+            raise ValueError(
+                f"{path.name}: both 'time_s' and 'time_ms' columns; keep one so the unit is unambiguous."
+            )
         for required in ("workload", "device"):
             if required not in header:
                 raise ValueError(f"{path.name}: missing column {required!r}; columns are {header}.")
@@ -192,10 +226,17 @@ class Measurements:
                 except ValueError:
                     d["time_s"] = float("nan")
             if "kind" in d and d["kind"] and d["kind"] not in KINDS:
-                raise ValueError(f"{path.name}: row {i}: unknown op kind {d['kind']!r}; expected one of {KINDS}.")
+                raise ValueError(
+                    f"{path.name}: row {i}: unknown op kind {d['kind']!r}; expected one of {KINDS}."
+                )
             rows.append(d)
         if truncated:
-            raise ValueError(f"{path.name}: " + _bad_rows(truncated, f"wrong number of fields (expected {len(header)}; truncated file?)"))
+            raise ValueError(
+                f"{path.name}: "
+                + _bad_rows(
+                    truncated, f"wrong number of fields (expected {len(header)}; truncated file?)"
+                )
+            )
         return Measurements.from_rows(rows, meta)
 
     def to_dataframe(self):

@@ -65,7 +65,9 @@ class Workload:
         if self.kind not in KINDS:
             raise ValueError(f"unknown op kind {self.kind!r}; expected one of {KINDS}.")
         if self.builder not in _BUILDERS:
-            raise ValueError(f"unknown workload builder {self.builder!r}; registered: {builders()}.")
+            raise ValueError(
+                f"unknown workload builder {self.builder!r}; registered: {builders()}."
+            )
 
     @staticmethod
     def of(kind: str, builder: str | None = None, **params: Any) -> Workload:
@@ -80,7 +82,9 @@ class Workload:
         return _BUILDERS[self.builder](**dict(self.params))
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "builder": self.builder, "params": [list(p) for p in self.params]})
+        return json.dumps(
+            {"kind": self.kind, "builder": self.builder, "params": [list(p) for p in self.params]}
+        )
 
     @staticmethod
     def from_json(text: str) -> Workload:
@@ -102,7 +106,9 @@ def _dt(name: str) -> Any:
 
 
 @register_builder("matmul")
-def _matmul(m: int, k: int, n: int, b: int = 0, dtype: str = "float32", precision: str | None = None):
+def _matmul(
+    m: int, k: int, n: int, b: int = 0, dtype: str = "float32", precision: str | None = None
+):
     """(M, K) @ (K, N), or batched (B, M, K) @ (B, K, N) when ``b`` > 0."""
     lead = (b,) if b else ()
     dt = _dt(dtype)
@@ -114,7 +120,9 @@ def _matmul(m: int, k: int, n: int, b: int = 0, dtype: str = "float32", precisio
 
 
 @register_builder("linear")
-def _linear(m: int, k: int, n: int, b: int = 1, dtype: str = "float32", precision: str | None = None):
+def _linear(
+    m: int, k: int, n: int, b: int = 1, dtype: str = "float32", precision: str | None = None
+):
     """``nn.Linear(k -> n)`` with bias on (B, M, K): matmul + bias_add."""
     dt = _dt(dtype)
 
@@ -142,7 +150,14 @@ _UNARY = {
     "relu": F.relu, "gelu": F.gelu, "tanh": F.tanh, "sigmoid": F.sigmoid, "silu": F.silu,
     "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "neg": jnp.negative,
 }  # fmt: skip
-_BINARY = {"add": F.add, "sub": F.sub, "mul": F.mul, "div": jnp.divide, "pow": jnp.power, "max": jnp.maximum}
+_BINARY = {
+    "add": F.add,
+    "sub": F.sub,
+    "mul": F.mul,
+    "div": jnp.divide,
+    "pow": jnp.power,
+    "max": jnp.maximum,
+}
 
 
 @register_builder("elementwise")
@@ -158,7 +173,9 @@ def _elementwise(op: str, shape: tuple[int, ...], dtype: str = "float32", scalar
         if scalar:
             return (lambda x: f(x, jnp.asarray(1.5, dt))), (S(shape, dt),)
         return (lambda x, y: f(x, y)), (S(shape, dt), S(shape, dt))
-    raise ValueError(f"unknown elementwise op {op!r}; expected one of {sorted(_UNARY) + sorted(_BINARY)}.")
+    raise ValueError(
+        f"unknown elementwise op {op!r}; expected one of {sorted(_UNARY) + sorted(_BINARY)}."
+    )
 
 
 @register_builder("memory")

@@ -343,6 +343,13 @@ def smooth_max(a: jax.Array, b: jax.Array, q: jax.Array) -> jax.Array:
     return m * ((a / m) ** q + (b / m) ** q) ** (1.0 / q)
 
 
+def _pick(table: jax.Array, index: jax.Array) -> jax.Array:
+    """``table[index]`` for one device (table ``[P]``), or row-wise for per-kernel devices (``[K, P]``)."""
+    if table.ndim == 1:
+        return table[index]
+    return jnp.take_along_axis(table, index[:, None], axis=1)[:, 0]
+
+
 def _ceil_to(x: jax.Array, multiple: jax.Array) -> jax.Array:
     return jnp.ceil(x / multiple) * multiple
 
@@ -383,11 +390,11 @@ def kernel_times(
     memory_eff = jax.nn.sigmoid(params["memory_eff_logit"])[kind]
     peaks = jnp.where(
         res["unit"] == 0,
-        dev["matrix_peaks"][res["precision"]],
-        dev["vector_peaks"][res["precision"]],
+        _pick(dev["matrix_peaks"], res["precision"]),
+        _pick(dev["vector_peaks"], res["precision"]),
     )
     peaks = peaks / res["passes"]
-    vec_peak = dev["vector_peaks"][res["vector_precision"]]
+    vec_peak = _pick(dev["vector_peaks"], res["vector_precision"])
     cores = dev["num_cores"]
     tile = dev["matrix_tile"]
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
@@ -402,7 +409,8 @@ def kernel_times(
         fill_util = rows / (rows + tile * jnp.exp(params["fill_log"]))
         # MXUs on the chip: peak / (2 T^2 clock), an integer (rounding: no gradient through it).
         units = jnp.maximum(
-            jnp.round(dev["matrix_peaks"][_P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"])), 1.0
+            jnp.round(dev["matrix_peaks"][..., _P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"])),
+            1.0,
         )
         tiles = b * jnp.ceil(n / tile) * jnp.ceil(kk / tile)
         x = tiles / units
@@ -476,7 +484,9 @@ def kernel_times(
     time = t_body + t_launch
 
     flops = k["matrix_flops"] + k["vector_flops"]
-    best_peak = jnp.maximum(jnp.max(dev["matrix_peaks"]), jnp.max(dev["vector_peaks"]))
+    best_peak = jnp.maximum(
+        jnp.max(dev["matrix_peaks"], axis=-1), jnp.max(dev["vector_peaks"], axis=-1)
+    )
     dynamic_w = jnp.maximum(dev["tdp_w"] - dev["idle_w"], 0.0)
     pj_per_flop = _COMPUTE_POWER_SHARE * dynamic_w / best_peak
     pj_per_byte = (1 - _COMPUTE_POWER_SHARE) * dynamic_w / dev["memory_bytes_per_s"]

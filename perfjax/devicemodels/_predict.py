@@ -326,8 +326,11 @@ def predict(
         ``bf16``, ``fp16``, ``fp64`` re-trace with floating inputs cast; ``int8``, ``fp8``,
         ``int4`` run every GEMM/conv at that precision with bf16 elsewhere (a quantized
         deployment).
-      calibration: reserved for calibrated parameters (the calibration issue).
-      params: correction parameters (defaults: the family's priors).
+      calibration: a :class:`perfjax.calibrate.Calibration` or the path of a saved one; ``None``
+        uses the host calibration saved in the user's cache directory for ``device="host"`` (see
+        ``perfjax.calibrate.host_calibration_path``), else the family's priors; ``False`` forces
+        the priors. A calibrated prediction carries ``interval_s``.
+      params: correction parameters (overrides ``calibration``).
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -338,8 +341,36 @@ def predict(
     _check_precision(precision)
     spec = get_device(device)
     program = program_for(fn_or_program, inputs, precision)
+    cal = _calibration_for(spec, calibration)
+    if params is None and cal is not None:
+        params = cal.jax_params()
     ev = _evaluate(program, spec, precision, params)
-    return _prediction(program, spec, precision, ev, calibration)
+    pred = _prediction(program, spec, precision, ev, cal)
+    if cal is not None:
+        pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
+    return pred
+
+
+def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
+    """Resolves ``calibration=`` to a Calibration (or None for the priors)."""
+    from perfjax.calibrate import _fit, _host
+
+    if calibration is False:
+        return None
+    if calibration is None:
+        return _host.auto_calibration(spec)
+    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
+        calibration = _fit.load(calibration)
+    if not isinstance(calibration, _fit.Calibration):
+        raise TypeError(
+            f"calibration must be a perfjax.calibrate.Calibration, a path to one, None or False; "
+            f"got {type(calibration).__name__}."
+        )
+    if calibration.family != spec.family:
+        raise ValueError(
+            f"calibration {calibration} is for {calibration.family} devices; {spec.name!r} is a {spec.family}."
+        )
+    return calibration
 
 
 def _prediction(

@@ -1,0 +1,504 @@
+"""Fitting a device family's correction parameters to measured timings with optax.
+
+Loss: mean squared log error between predicted and measured times over the training programs,
+plus ``prior_weight`` x the mean squared distance of every (unconstrained) parameter from its
+prior. Programs, never repeats of one program, are split between training and held-out data; all
+reported errors are on held-out programs. The spread of held-out log residuals gives each
+calibrated prediction an interval; its coverage is measured on a disjoint held-out fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from perfjax.calibrate._measurements import Measurements, Row
+from perfjax.devicemodels import device as get_device
+from perfjax.devicemodels._models import default_params, kernel_times, pack_numpy, resolve
+from perfjax.devicemodels._predict import kernels_for, program_for
+
+FORMAT = "perfjax-calibration"
+VERSION = 1
+_BOUNDS = ("compute", "memory", "launch")
+
+
+# ---------------------------------------------------------------------------------------------
+# features
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """All kernels of a set of measurement rows, concatenated, with per-kernel device fields."""
+
+    arrays: dict[str, np.ndarray]
+    dev: dict[str, np.ndarray]
+    res: dict[str, np.ndarray]
+    row_of_kernel: np.ndarray
+    n_rows: int
+
+
+def _features(
+    rows: Sequence[Row], family: str, progress: Callable[[int], None] | None = None
+) -> _Batch:
+    arrays: dict[str, list] = {}
+    dev: dict[str, list] = {}
+    res: dict[str, list] = {}
+    row_ids: list[np.ndarray] = []
+    packed: dict[str, dict] = {}
+    resolved: dict[tuple[str, str], Any] = {}
+    kernels_cache: dict[str, Any] = {}
+    for i, row in enumerate(rows):
+        spec = get_device(row.device)
+        if row.program not in kernels_cache:
+            fn, inputs = row.workload.build()
+            kernels_cache[row.program] = kernels_for(program_for(fn, inputs, None), family)
+        kernels = kernels_cache[row.program]
+        key = (row.program, row.device)
+        if key not in resolved:
+            resolved[key] = resolve(kernels, spec, None)
+        r = resolved[key]
+        if row.device not in packed:
+            packed[row.device] = pack_numpy(spec)
+        n = len(kernels)
+        for k, v in kernels.arrays().items():
+            arrays.setdefault(k, []).append(v)
+        for k, v in packed[row.device].items():
+            dev.setdefault(k, []).append(np.broadcast_to(v, (n, *np.shape(v))))
+        for k, v in dict(unit=r.unit, precision=r.precision, passes=r.passes, vector_precision=r.vector_precision,
+                         bytes_scale=r.bytes_scale).items():  # fmt: skip
+            res.setdefault(k, []).append(v)
+        row_ids.append(np.full(n, i, np.int32))
+        if progress is not None:
+            progress(i)
+
+    def cat(d):
+        return {k: np.concatenate(v) for k, v in d.items()}
+
+    return _Batch(cat(arrays), cat(dev), cat(res), np.concatenate(row_ids), len(rows))
+
+
+def _row_times(params, batch: _Batch, family: str) -> jax.Array:
+    out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
+    per_kernel = out["time_s"] * batch.arrays["executions"]
+    return jax.ops.segment_sum(per_kernel, batch.row_of_kernel, num_segments=batch.n_rows)
+
+
+def _row_bounds(params, batch: _Batch, family: str) -> np.ndarray:
+    out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
+    parts = np.stack(
+        [
+            np.asarray(out[k]) * batch.arrays["executions"]
+            for k in ("compute_s", "memory_s", "launch_s")
+        ]
+    )
+    sums = np.zeros((3, batch.n_rows))
+    for b in range(3):
+        np.add.at(sums[b], batch.row_of_kernel, parts[b])
+    return sums.argmax(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+
+
+def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    return np.abs(pred / meas - 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Per-row predictions before and after fitting, and summaries on held-out programs."""
+
+    rows: tuple[dict[str, Any], ...]
+    #: Fraction of held-out points inside their interval (measured on a fold not used to set it).
+    coverage: float
+    interval_level: float
+    fit_s: float
+    featurize_s: float
+    steps: int
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows))
+
+    def summary(self, split: str = "heldout") -> dict[str, Any]:
+        """Median and p90 absolute percentage error before/after, overall and per op kind."""
+        df = self.to_dataframe()
+        df = df[df.split == split] if split != "all" else df
+        out: dict[str, Any] = {"points": int(len(df))}
+        if not len(df):
+            return out
+        for when in ("before", "after"):
+            ape = _ape(df[f"{when}_s"].to_numpy(), df.measured_s.to_numpy())
+            out[f"median_ape_{when}"] = float(np.median(ape))
+            out[f"p90_ape_{when}"] = float(np.percentile(ape, 90))
+        out["per_kind"] = {}
+        for kind, g in df.groupby("kind"):
+            ape_b = _ape(g.before_s.to_numpy(), g.measured_s.to_numpy())
+            ape_a = _ape(g.after_s.to_numpy(), g.measured_s.to_numpy())
+            out["per_kind"][kind] = dict(points=int(len(g)), median_ape_before=float(np.median(ape_b)),
+                                         median_ape_after=float(np.median(ape_a)),
+                                         p90_ape_after=float(np.percentile(ape_a, 90)))  # fmt: skip
+        expected = df[df.expected_bound != ""]
+        if len(expected):
+            out["bottleneck_agreement"] = float(
+                (expected.expected_bound == expected.bound_after).mean()
+            )
+        return out
+
+    def table(self):
+        from rich.table import Table
+
+        t = Table(title="calibration report (held-out programs unless noted)")
+        for col in (
+            "split / kind",
+            "points",
+            "median APE before",
+            "median APE after",
+            "p90 APE after",
+        ):
+            t.add_column(col, justify="left" if col == "split / kind" else "right")
+        for split in ("train", "heldout"):
+            s = self.summary(split)
+            if s["points"]:
+                t.add_row(split, str(s["points"]), f"{100 * s['median_ape_before']:.1f}%",
+                          f"{100 * s['median_ape_after']:.1f}%", f"{100 * s['p90_ape_after']:.1f}%")  # fmt: skip
+        for kind, k in self.summary("heldout").get("per_kind", {}).items():
+            t.add_row(f"  heldout {kind}", str(k["points"]), f"{100 * k['median_ape_before']:.1f}%",
+                      f"{100 * k['median_ape_after']:.1f}%", f"{100 * k['p90_ape_after']:.1f}%")  # fmt: skip
+        t.caption = (f"{100 * self.interval_level:.0f}% interval coverage on held-out fold: {100 * self.coverage:.1f}%; "
+                     f"fit {self.fit_s:.2f} s ({self.steps} steps), features {self.featurize_s:.1f} s")  # fmt: skip
+        return t
+
+    def __str__(self) -> str:
+        from perfjax._display import render
+
+        return render(self.table())
+
+    def plot(self, path: str, split: str = "heldout") -> str:
+        """Predicted vs measured, log-log, coloured by op kind (before: hollow, after: filled)."""
+        from perfjax._display import pyplot
+
+        plt = pyplot()
+        df = self.to_dataframe()
+        df = df[df.split == split] if split != "all" else df
+        fig, ax = plt.subplots(figsize=(6.5, 6))
+        kinds = sorted(df.kind.unique())
+        cmap = plt.get_cmap("tab10")
+        for i, kind in enumerate(kinds):
+            g = df[df.kind == kind]
+            ax.scatter(
+                g.measured_s,
+                g.before_s,
+                s=12,
+                facecolors="none",
+                edgecolors=cmap(i % 10),
+                alpha=0.5,
+            )
+            ax.scatter(g.measured_s, g.after_s, s=12, color=cmap(i % 10), alpha=0.8, label=kind)
+        lo = float(min(df.measured_s.min(), df.after_s.min(), df.before_s.min()))
+        hi = float(max(df.measured_s.max(), df.after_s.max(), df.before_s.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured time (s)")
+        ax.set_ylabel("predicted time (s)")
+        s = self.summary(split)
+        ax.set_title(f"{split}: median APE {100 * s.get('median_ape_before', 0):.0f}% -> "
+                     f"{100 * s.get('median_ape_after', 0):.0f}% (hollow: before, filled: after)", fontsize=9)  # fmt: skip
+        ax.legend(fontsize=7, markerscale=1.5)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Fitted correction parameters for one device family, with their held-out report.
+
+    Use it with ``perfjax.predict(..., calibration=cal)``; save and load it as versioned JSON.
+    """
+
+    family: str
+    devices: tuple[str, ...]
+    params: Mapping[str, np.ndarray]
+    prior: Mapping[str, np.ndarray]
+    #: Quantiles of log(measured / predicted) on held-out programs: (low, high) for the interval.
+    residual_log_quantiles: tuple[float, float]
+    interval_level: float
+    report: Report | None = None
+    summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    name: str = ""
+
+    def jax_params(self) -> dict[str, jax.Array]:
+        return {k: jnp.asarray(v, jnp.float32) for k, v in self.params.items()}
+
+    def interval(self, time_s: float) -> tuple[float, float]:
+        lo, hi = self.residual_log_quantiles
+        return float(time_s * math.exp(lo)), float(time_s * math.exp(hi))
+
+    def __str__(self) -> str:
+        return self.name or f"{self.family} calibration ({', '.join(self.devices)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            format=FORMAT, version=VERSION, name=self.name, family=self.family, devices=list(self.devices),
+            params={k: np.asarray(v).tolist() for k, v in self.params.items()},
+            prior={k: np.asarray(v).tolist() for k, v in self.prior.items()},
+            residual_log_quantiles=list(self.residual_log_quantiles), interval_level=self.interval_level,
+            summary=dict(self.summary), metadata=dict(self.metadata),
+        )  # fmt: skip
+
+    def save(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes versioned JSON atomically: a crash never leaves a half-written calibration."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+
+def load(path: str | os.PathLike) -> Calibration:
+    """Reads a calibration saved by :meth:`Calibration.save`, checking its format and version."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no calibration file at {str(path)!r}")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path.name} is not a perfjax calibration (invalid JSON: {e}).") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ValueError(f'{path.name} is not a perfjax calibration (no \'"format": "{FORMAT}"\').')
+    if d.get("version") != VERSION:
+        raise ValueError(
+            f"{path.name} has calibration format version {d.get('version')}; this perfjax reads {VERSION}."
+        )
+    expected = default_params(d["family"])
+    params = {k: np.asarray(v, np.float32) for k, v in d["params"].items()}
+    if set(params) != set(expected) or any(
+        np.shape(params[k]) != np.shape(expected[k]) for k in expected
+    ):
+        raise ValueError(
+            f"{path.name}: parameters do not match the {d['family']} model of this perfjax version."
+        )
+    return Calibration(
+        family=d["family"], devices=tuple(d["devices"]), params=params,
+        prior={k: np.asarray(v, np.float32) for k, v in d["prior"].items()},
+        residual_log_quantiles=tuple(d["residual_log_quantiles"]), interval_level=float(d["interval_level"]),
+        summary=d.get("summary", {}), metadata=d.get("metadata", {}), name=d.get("name", ""),
+    )  # fmt: skip
+
+
+def _fold(program: str, salt: str) -> float:
+    """A stable pseudo-random number in [0, 1) per program (the split never depends on row order)."""
+    return int(hashlib.sha256((salt + program).encode()).hexdigest()[:8], 16) / 2**32
+
+
+def _expected_bound(row: Row) -> str:
+    # STREAM-style kernels are memory-bound by construction.
+    return "memory" if row.kind == "memory" else ""
+
+
+def fit(
+    measurements: Measurements,
+    device: str | None = None,
+    *,
+    holdout: float | Mapping[str, Sequence[str]] = 0.25,
+    steps: int = 400,
+    learning_rate: float = 0.05,
+    prior_weight: float = 0.05,
+    interval_level: float = 0.8,
+    seed: str = "perfjax",
+    name: str = "",
+    progress: bool = False,
+) -> Calibration:
+    """Fits the correction parameters of one device family to measured timings.
+
+    Args:
+      measurements: timings (:func:`measure` or a loader of public data).
+      device: restrict to one device (name); by default every device in ``measurements``, which
+        must all belong to one family.
+      holdout: fraction of *programs* held out (split by a hash of the program id), or a mapping
+        ``{"devices": [...]}`` / ``{"kinds": [...]}`` holding out whole devices or op kinds.
+      steps, learning_rate: Adam on the unconstrained parameters.
+      prior_weight: weight of the squared distance to the priors.
+      interval_level: central coverage of ``Prediction.interval_s``.
+
+    Example:
+      >>> from perfjax.calibrate import Measurements, Workload, fit
+      >>> rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="h100", time_s=3e-12 * n**3 + 6e-6)
+      ...         for n in (256, 512, 1024, 2048, 4096, 8192)]
+      >>> cal = fit(Measurements.from_rows(rows), holdout=0.3, steps=50)
+      >>> cal.family
+      'gpu'
+    """
+    rows = [r for r in measurements if device is None or r.device == get_device(device).name]
+    if not rows:
+        raise ValueError(f"no measurements for device {device!r}; have {measurements.devices()}.")
+    families = {get_device(r.device).family for r in rows}
+    if len(families) != 1:
+        raise ValueError(
+            f"measurements span several device families {sorted(families)}; fit one family at a time."
+        )
+    family = families.pop()
+    vendor = get_device(rows[0].device).vendor
+
+    if isinstance(holdout, Mapping):
+        unknown = set(holdout) - {"devices", "kinds"}
+        if unknown:
+            raise ValueError(
+                f"holdout keys must be 'devices' and/or 'kinds', got {sorted(unknown)}."
+            )
+        held_devices = {get_device(d).name for d in holdout.get("devices", ())}
+        held_kinds = set(holdout.get("kinds", ()))
+        is_held = [r.device in held_devices or r.kind in held_kinds for r in rows]
+    else:
+        if not 0.0 < float(holdout) < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1) or a mapping, got {holdout!r}.")
+        is_held = [_fold(r.program, seed) < holdout for r in rows]
+    train = [r for r, h in zip(rows, is_held, strict=True) if not h]
+    held = [r for r, h in zip(rows, is_held, strict=True) if h]
+    if not train or not held:
+        raise ValueError(
+            f"the split left {len(train)} training and {len(held)} held-out points; both must be > 0."
+        )
+
+    t0 = time.perf_counter()
+    all_batch = _features(rows, family)
+    featurize_s = time.perf_counter() - t0
+    idx_train = np.array([i for i, h in enumerate(is_held) if not h])
+    measured = np.array([r.time_s for r in rows])
+    log_meas = jnp.asarray(np.log(measured), jnp.float32)
+    mask = np.zeros(len(rows), np.float32)
+    mask[idx_train] = 1.0
+    mask = jnp.asarray(mask)
+
+    prior = default_params(family, vendor)
+    batch = all_batch
+
+    def loss_fn(params):
+        pred = _row_times(params, batch, family)
+        err = (jnp.log(pred) - log_meas) ** 2
+        data = jnp.sum(err * mask) / jnp.sum(mask)
+        reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
+        return data + prior_weight * reg
+
+    tx = optax.adam(learning_rate)
+
+    @jax.jit
+    def run(params):
+        def step(carry, _):
+            params, state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, state = tx.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        return params, losses
+
+    t1 = time.perf_counter()
+    fitted, losses = run(prior)
+    fitted = jax.block_until_ready(fitted)
+    fit_s = time.perf_counter() - t1
+    if not bool(jnp.all(jnp.isfinite(losses))):
+        raise FloatingPointError(
+            "the fit diverged (non-finite loss); lower learning_rate or check the measurements."
+        )
+
+    before = np.asarray(_row_times(prior, batch, family), np.float64)
+    after = np.asarray(_row_times(fitted, batch, family), np.float64)
+    bound_after = _row_bounds(fitted, batch, family)
+
+    # Interval: quantiles of held-out log residuals on fold A; coverage measured on fold B.
+    resid = np.log(measured / after)
+    held_idx = np.array([i for i, h in enumerate(is_held) if h])
+    fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
+    fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+    if len(fold_a) < 5 or len(fold_b) < 5:
+        fold_a = fold_b = held_idx
+    alpha = (1.0 - interval_level) / 2
+    lo, hi = (
+        float(np.quantile(resid[fold_a], alpha)),
+        float(np.quantile(resid[fold_a], 1 - alpha)),
+    )
+    coverage = float(np.mean((resid[fold_b] >= lo) & (resid[fold_b] <= hi)))
+
+    report_rows = tuple(
+        dict(program=r.program, kind=r.kind, device=r.device, split="heldout" if h else "train",
+             measured_s=float(measured[i]), before_s=float(before[i]), after_s=float(after[i]),
+             bound_after=_BOUNDS[bound_after[i]], expected_bound=_expected_bound(r))
+        for i, (r, h) in enumerate(zip(rows, is_held, strict=True))
+    )  # fmt: skip
+    report = Report(report_rows, coverage, interval_level, fit_s, featurize_s, steps)
+    devices = tuple(sorted({r.device for r in train}))
+    meta = dict(measurements.metadata)
+    meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                train_points=len(train), heldout_points=len(held), holdout=str(holdout),
+                final_loss=float(losses[-1]))  # fmt: skip
+    return Calibration(
+        family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
+        prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),
+        interval_level=interval_level, report=report, summary=report.summary("heldout"), metadata=meta,
+        name=name or f"{family} calibration on {', '.join(devices)}",
+    )  # fmt: skip
+
+
+def evaluate(calibration: Calibration, measurements: Measurements) -> Report:
+    """Scores a calibration on measurements it was not fitted on (every row is held out).
+
+    Example:
+      >>> from perfjax.calibrate import Measurements, Workload, fit, evaluate
+      >>> rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="h100", time_s=3e-12 * n**3 + 6e-6)
+      ...         for n in (256, 512, 1024, 2048, 4096, 8192)]
+      >>> cal = fit(Measurements.from_rows(rows), holdout=0.3, steps=20)
+      >>> evaluate(cal, Measurements.from_rows(rows)).summary()["points"]
+      6
+    """
+    rows = list(measurements)
+    families = {get_device(r.device).family for r in rows}
+    if families != {calibration.family}:
+        raise ValueError(
+            f"calibration is for {calibration.family} devices; measurements are {sorted(families)}."
+        )
+    t0 = time.perf_counter()
+    batch = _features(rows, calibration.family)
+    featurize_s = time.perf_counter() - t0
+    prior = {k: jnp.asarray(v) for k, v in calibration.prior.items()}
+    before = np.asarray(_row_times(prior, batch, calibration.family), np.float64)
+    after = np.asarray(_row_times(calibration.jax_params(), batch, calibration.family), np.float64)
+    bounds = _row_bounds(calibration.jax_params(), batch, calibration.family)
+    measured = np.array([r.time_s for r in rows])
+    resid = np.log(measured / after)
+    lo, hi = calibration.residual_log_quantiles
+    coverage = float(np.mean((resid >= lo) & (resid <= hi)))
+    report_rows = tuple(
+        dict(program=r.program, kind=r.kind, device=r.device, split="heldout", measured_s=float(measured[i]),
+             before_s=float(before[i]), after_s=float(after[i]), bound_after=_BOUNDS[bounds[i]],
+             expected_bound=_expected_bound(r))
+        for i, r in enumerate(rows)
+    )  # fmt: skip
+    return Report(report_rows, coverage, calibration.interval_level, 0.0, featurize_s, 0)

@@ -1,0 +1,44 @@
+"""Where this machine's host calibration lives, and when it is picked up automatically."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from perfjax.devicemodels import DeviceSpec, host_spec
+
+
+def cache_dir() -> pathlib.Path:
+    """``$PERFJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/perfjax``, else ``~/.cache/perfjax``."""
+    if os.environ.get("PERFJAX_CACHE_DIR"):
+        return pathlib.Path(os.environ["PERFJAX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "perfjax"
+
+
+def host_calibration_path() -> pathlib.Path:
+    """The file ``perfjax calibrate`` writes for this machine and ``predict(device="host")`` reads."""
+    return cache_dir() / "host_calibration.json"
+
+
+def machine_id() -> str:
+    spec = host_spec()
+    return spec.description
+
+
+def auto_calibration(spec: DeviceSpec):
+    """The saved host calibration when ``spec`` is this host and the file matches this machine."""
+    if spec.name != "host":
+        return None
+    path = host_calibration_path()
+    if not path.exists():
+        return None
+    from perfjax.calibrate._fit import load
+
+    try:
+        cal = load(path)
+    except ValueError:
+        return None  # an unreadable or older file is ignored, never half-used
+    if cal.metadata.get("machine") not in (None, machine_id()):
+        return None
+    return cal

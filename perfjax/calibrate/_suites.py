@@ -1,0 +1,454 @@
+"""Benchmark suites for this machine's CPU, and :func:`measure`, which times them.
+
+A suite is a named list of :class:`Workload` recipes that covers one op kind over a range of
+shapes (``suite("matmul_sweep")``); ``size`` scales it: ``"tiny"`` (a handful of workloads of at
+most a few milliseconds each, for tests), ``"default"`` (what a host calibration measures: all
+suites in a few minutes on a 2-core machine) and ``"large"`` (bigger shapes, finer grids).
+
+:func:`measure` times workloads with :func:`perfjax.run` and returns :class:`Measurements`,
+with the machine's description in their metadata. Only this machine can be measured; timings of
+GPUs and other devices are loaded from files (:meth:`Measurements.from_csv`).
+
+Spread: each row's ``rel_spread`` is ``(p90 - p10) / median`` of the per-call sample times
+(the same definition as the CSV column documented in ``_measurements.py``). A point is *noisy*
+when the run did not meet its stopping rule (``TimeStats.stable`` is False: the time budget ran
+out before the median's confidence interval was within ``rtol``) or its spread is above
+:data:`NOISY_SPREAD`; a noisy point is measured once more with a larger budget, and the second
+measurement is the one kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from perfjax.calibrate._measurements import Measurements
+from perfjax.calibrate._workloads import Workload
+
+#: Suite names accepted by :func:`suite` and :func:`measure` (``"all"`` is their union).
+SUITES = (
+    "matmul_sweep",
+    "memory_bandwidth",
+    "elementwise",
+    "reductions",
+    "softmax_layernorm",
+    "conv2d_sweep",
+    "attention",
+    "all",
+)
+
+#: Suite sizes: ``"tiny"`` for tests, ``"default"`` for a host calibration, ``"large"`` for more.
+SIZES = ("tiny", "default", "large")
+
+#: A measurement whose (p90 - p10) / median is above this is re-measured.
+NOISY_SPREAD = 0.2
+
+_KiB = 1024
+
+
+def _check_size(size: str) -> str:
+    if size not in SIZES:
+        raise ValueError(f"unknown suite size {size!r}; expected one of {SIZES}.")
+    return size
+
+
+def _pick(size: str, tiny, default, large):
+    return {"tiny": tiny, "default": default, "large": large}[size]
+
+
+# ---------------------------------------------------------------------------------------------
+# suites
+# ---------------------------------------------------------------------------------------------
+
+
+def _matmul_sweep(size: str) -> list[Workload]:
+    out: list[Workload] = []
+    dtypes = ("float32", "bfloat16")
+    # Square (N, N) @ (N, N): powers of two from 16 up to a size-dependent cap.
+    cap = _pick(size, None, 2048, 4096)
+    for dt in dtypes:
+        if size == "tiny":
+            ns = (16, 64) if dt == "float32" else (32,)
+        else:
+            ns = [1 << p for p in range(4, int(math.log2(cap)) + 1)]
+        for n in ns:
+            out.append(Workload.of("matmul", m=n, k=n, n=n, dtype=dt, precision=None))
+    # Skinny: a few rows (a decode step, a small batch) against a square weight.
+    ms = _pick(size, (1, 8), (1, 4, 16, 64), (1, 2, 4, 8, 16, 32, 64, 128))
+    kns = _pick(size, (256,), (1024, 2048), (1024, 2048, 4096))
+    for dt in dtypes if size != "tiny" else ("float32",):
+        for kn in kns:
+            for m in ms:
+                out.append(Workload.of("matmul", m=m, k=kn, n=kn, dtype=dt, precision=None))
+    # Batched: many small matrices.
+    bs = _pick(size, (4,), (4, 8, 16, 32), (4, 8, 16, 32, 64))
+    sq = _pick(size, (32,), (64, 128), (32, 64, 128, 256))
+    for dt in dtypes if size != "tiny" else ("float32", "bfloat16"):
+        for n in sq:
+            for b in bs:
+                out.append(Workload.of("bmm", "matmul", m=n, k=n, n=n, b=b, dtype=dt, precision=None))
+    return out
+
+
+def _host_cache_bytes() -> float:
+    from perfjax.devicemodels import device
+
+    cache = float(device("host").cache_bytes or 0.0)
+    return cache if cache > 0 else 32.0 * 1024**2
+
+
+def _memory_bandwidth(size: str) -> list[Workload]:
+    """STREAM copy/scale/add/triad; working set = bytes of inputs + output, from 4 KiB upwards."""
+    arrays = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+    itemsize = 4  # float32
+    if size == "tiny":
+        sets = [4 * _KiB, 64 * _KiB]
+    else:
+        top = _pick(size, None, 4, 8) * _host_cache_bytes()
+        step = _pick(size, None, 2.0, math.sqrt(2.0))
+        sets, ws = [], 4.0 * _KiB
+        while True:
+            sets.append(ws)
+            if ws >= top:
+                break
+            ws *= step
+    out = []
+    for pattern, k in arrays.items():
+        for ws in sets:
+            # Round the element count up (to a multiple of 16) so the working set is at least ``ws``.
+            n = int(math.ceil(ws / (k * itemsize) / 16) * 16)
+            out.append(Workload.of("memory", pattern=pattern, n=n))
+    return out
+
+
+_CHEAP = ("add", "mul", "div", "relu")
+_TRANSCENDENTAL = ("exp", "tanh", "gelu", "sigmoid", "log", "sqrt")
+
+
+def _elementwise(size: str) -> list[Workload]:
+    if size == "tiny":
+        ops, sizes, dts = ("add", "mul", "div", "relu", "exp", "tanh", "gelu", "sigmoid"), (4096,), ("float32",)
+    else:
+        ops = _CHEAP + _TRANSCENDENTAL
+        sizes = _pick(size, None, (4096, 65536, 1 << 20, 1 << 22), (4096, 32768, 1 << 18, 1 << 20, 1 << 22, 1 << 24))
+        dts = _pick(size, None, ("float32",), ("float32", "bfloat16"))
+    out = []
+    for dt in dts:
+        for op in ops:
+            kind = "transcendental" if op in _TRANSCENDENTAL else "elementwise"
+            for n in sizes:
+                out.append(Workload.of(kind, "elementwise", op=op, shape=(n,), dtype=dt))
+    return out
+
+
+def _reductions(size: str) -> list[Workload]:
+    shapes = _pick(size, ((64, 64),), ((1024, 1024), (4096, 256), (256, 4096), (16384, 64)),
+                   ((1024, 1024), (4096, 256), (256, 4096), (16384, 64), (64, 16384), (4096, 4096)))  # fmt: skip
+    out = []
+    for shape in shapes:
+        for op in ("sum", "max", "mean"):
+            for axis in (0, -1):
+                out.append(Workload.of("reduction", op=op, shape=shape, axis=axis))
+    return out
+
+
+def _softmax_layernorm(size: str) -> list[Workload]:
+    bs = _pick(size, (1, 16), (1, 16, 128, 1024), (1, 8, 64, 512, 2048, 4096))
+    hs = _pick(size, (64, 256), (128, 1024, 4096), (64, 256, 1024, 4096, 8192))
+    cap = _pick(size, 1 << 12, 1 << 22, 1 << 24)  # elements, keeps each point cheap
+    out = []
+    for kind in ("softmax", "layernorm"):
+        for b in bs:
+            for h in hs:
+                if b * h <= cap:
+                    out.append(Workload.of(kind, b=b, h=h))
+    return out
+
+
+# (h=w, c, o, kernel, stride, groups): ResNet / MobileNet-like layers at reduced spatial sizes.
+_CONV_LAYERS = {
+    "tiny": [(14, 16, 32, 1, 1, 1), (14, 16, 16, 3, 1, 1), (14, 32, 32, 3, 1, 32), (14, 16, 32, 3, 2, 1)],
+    "default": [
+        (112, 3, 32, 3, 2, 1),  # MobileNet stem: 3x3 stride 2 on RGB
+        (56, 64, 64, 3, 1, 1),  # ResNet stage 1: 3x3
+        (56, 64, 256, 1, 1, 1),  # bottleneck expand: 1x1
+        (28, 128, 256, 3, 2, 1),  # downsample: 3x3 stride 2
+        (14, 256, 1024, 1, 1, 1),  # stage 3: 1x1
+        (28, 128, 128, 3, 1, 128),  # depthwise 3x3
+        (28, 256, 256, 3, 2, 256),  # depthwise 3x3 stride 2
+        (14, 512, 512, 3, 1, 512),  # depthwise 3x3, deep
+    ],
+}
+_CONV_LAYERS["large"] = [
+    *_CONV_LAYERS["default"],
+    (224, 3, 64, 7, 2, 1),  # ResNet stem: 7x7 stride 2
+    (28, 128, 128, 3, 1, 1),  # stage 2: 3x3
+    (7, 512, 512, 3, 1, 1),  # stage 4: 3x3
+    (56, 32, 32, 3, 1, 32),  # depthwise, shallow
+]
+
+
+def _conv2d_sweep(size: str) -> list[Workload]:
+    batches = _pick(size, (1,), (1, 8), (1, 2, 4, 8))
+    out = []
+    for hw, c, o, k, stride, groups in _CONV_LAYERS[size]:
+        for batch in batches:
+            w = Workload.of("conv2d", batch=batch, h=hw, w=hw, c=c, o=o, kh=k, kw=k, stride=stride,
+                            groups=groups)  # fmt: skip
+            out.append(w)
+    return out
+
+
+def _attention(size: str) -> list[Workload]:
+    bs = _pick(size, (1,), (1, 4), (1, 4, 8))
+    ts = _pick(size, (32, 64), (64, 256), (64, 128, 256, 512, 1024))
+    hds = _pick(size, ((2, 16),), ((4, 32), (8, 64)), ((4, 32), (8, 64), (16, 64)))
+    out = []
+    for b in bs:
+        for t in ts:
+            for h, d in hds:
+                if size == "large" and b * t * h > 8 * 512 * 8:  # keeps each point under ~0.3 s
+                    continue
+                for causal in (True, False):
+                    out.append(Workload.of("attention", b=b, t=t, h=h, d=d, causal=causal))
+    return out
+
+
+_BUILDERS: dict[str, Callable[[str], list[Workload]]] = {
+    "matmul_sweep": _matmul_sweep,
+    "memory_bandwidth": _memory_bandwidth,
+    "elementwise": _elementwise,
+    "reductions": _reductions,
+    "softmax_layernorm": _softmax_layernorm,
+    "conv2d_sweep": _conv2d_sweep,
+    "attention": _attention,
+}
+
+
+def suite(name: str, *, size: str = "default") -> list[Workload]:
+    """The workloads of a benchmark suite (see :data:`SUITES`); ``"all"`` is every suite, in order.
+
+    Example:
+      >>> ws = suite("matmul_sweep", size="tiny")
+      >>> ws[0].kind, ws[0].id
+      ('matmul', 'matmul m=16 k=16 n=16 dtype=float32 precision=None')
+    """
+    _check_size(size)
+    if name == "all":
+        out: list[Workload] = []
+        seen: set[Workload] = set()
+        for sub in SUITES[:-1]:
+            for w in _BUILDERS[sub](size):
+                if w not in seen:
+                    seen.add(w)
+                    out.append(w)
+        return out
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown suite {name!r}; expected one of {list(SUITES)}.")
+    return _BUILDERS[name](size)
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _resolve(workloads_or_suite, size: str) -> tuple[list[Workload], list[str]]:
+    """Workloads (deduplicated, in order) and the suite names they came from."""
+    if isinstance(workloads_or_suite, (str, Workload)):
+        items: Sequence = [workloads_or_suite]
+    elif isinstance(workloads_or_suite, Iterable):
+        items = list(workloads_or_suite)
+    else:
+        raise TypeError(
+            "measure expects a suite name, a list of suite names or a list of Workloads, got "
+            f"{type(workloads_or_suite).__name__}."
+        )
+    out: list[Workload] = []
+    seen: set[Workload] = set()
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            ws = suite(item, size=size)
+            names.append(item)
+        elif isinstance(item, Workload):
+            ws = [item]
+            if "custom" not in names:
+                names.append("custom")
+        else:
+            raise TypeError(f"measure: expected a suite name or a Workload, got {type(item).__name__} ({item!r:.60}).")
+        for w in ws:
+            if w not in seen:
+                seen.add(w)
+                out.append(w)
+    if not out:
+        raise ValueError("measure: no workloads to measure (empty list).")
+    return out, names
+
+
+def _rel_spread(samples: Sequence[float], median: float) -> float:
+    if len(samples) < 2 or median <= 0:
+        return float("nan")
+    p10, p90 = np.percentile(np.asarray(samples, dtype=np.float64), [10, 90])
+    return float((p90 - p10) / median)
+
+
+def _is_noisy(stable: bool, spread: float) -> bool:
+    return (not stable) or not math.isfinite(spread) or spread > NOISY_SPREAD
+
+
+def measure(
+    workloads_or_suite: str | Workload | Iterable[str | Workload],
+    device: str = "host",
+    *,
+    size: str = "default",
+    max_time_s: float = 0.3,
+    rtol: float = 0.03,
+    progress: bool = True,
+    remeasure_noisy: bool = True,
+    out: str | os.PathLike | None = None,
+) -> Measurements:
+    """Times workloads on this machine's CPU and returns them as :class:`Measurements`.
+
+    Args:
+      workloads_or_suite: a suite name (:data:`SUITES`), a list of suite names, or a list of
+        :class:`Workload` (mixing both is allowed; duplicates are measured once).
+      device: must be ``"host"``: measurement only runs on this machine. Timings of other
+        devices are loaded from files (:meth:`Measurements.from_csv`).
+      size: suite size for suite names (:data:`SIZES`).
+      max_time_s, rtol: the :func:`perfjax.run` sampling budget and stopping tolerance.
+      progress: show a ``rich`` progress bar.
+      remeasure_noisy: re-measure once, with a larger budget, each point whose run did not
+        converge or whose ``(p90 - p10) / median`` exceeds :data:`NOISY_SPREAD`, keeping the
+        re-measurement.
+      out: if given, the CSV path the measurements are written to (atomically).
+
+    Workloads that fail to compile or run are skipped with a warning (listed in the metadata
+    under ``failed``); if every workload fails, the first error is raised.
+
+    Example:
+      >>> ms = measure([Workload.of("matmul", m=16, k=16, n=16)], max_time_s=0.02, progress=False)
+      >>> ms.rows[0].time_s > 0, ms.metadata["device"]
+      (True, 'host')
+    """
+    if str(device).strip().lower() != "host":
+        raise ValueError(
+            f"cannot measure on device {device!r}: measurement only runs on this machine's CPU "
+            "(device='host'). Timings of GPUs, TPUs and other devices are loaded from files "
+            "(perfjax.calibrate.Measurements.from_csv)."
+        )
+    _check_size(size)
+    for name, v in (("max_time_s", max_time_s), ("rtol", rtol)):
+        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a positive number, got {v!r}.")
+    workloads, names = _resolve(workloads_or_suite, size)
+    # Build every recipe first, so a bad one fails in a second, not after minutes of measuring.
+    built = [(w, w.build()) for w in workloads]
+
+    import jax
+    import jaxlib
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    import perfjax
+    from perfjax.executor import run
+
+    rows, failed, remeasured = [], [], 0
+    first_error: BaseException | None = None
+    t_start = time.perf_counter()
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("measuring", total=len(built))
+        for w, (fn, inputs) in built:
+            bar.update(task, description=f"{w.id[:60]}")
+            try:
+                r = run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
+                t = r.time
+                spread = _rel_spread(t.samples_s, t.median_s)
+                source = "perfjax.measure"
+                if remeasure_noisy and _is_noisy(t.stable, spread):
+                    # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
+                    budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
+                    r = run(fn, inputs, max_time_s=budget, rtol=rtol)
+                    t = r.time
+                    spread = _rel_spread(t.samples_s, t.median_s)
+                    source = "perfjax.measure (re-measured)"
+                    remeasured += 1
+                del r  # frees the outputs before the next (maybe large) program
+                rows.append(dict(workload=w, device="host", time_s=t.median_s, rel_spread=spread,
+                                 repeats=t.repeats, source=source))  # fmt: skip
+            except Exception as e:  # a compile or run failure of one program
+                failed.append(w.id)
+                first_error = first_error or e
+                warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=2)
+            bar.advance(task)
+    if not rows:
+        raise RuntimeError(f"measure: every workload failed; first error: {first_error!r}") from first_error
+
+    metadata = {
+        "device": "host",
+        "cpu": _cpu_model(),
+        "cores": str(_cores()),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "perfjax": perfjax.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "suites": ",".join(names),
+        "size": size,
+        "workloads": str(len(workloads)),
+        "remeasured": str(remeasured),
+        "failed": ";".join(failed),
+        "max_time_s": repr(float(max_time_s)),
+        "rtol": repr(float(rtol)),
+        "noisy_spread": repr(NOISY_SPREAD),
+        "rel_spread": "(p90 - p10) / median of per-call sample times",
+        "wall_s": f"{time.perf_counter() - t_start:.1f}",
+        "platform": f"{sys.platform} {platform.machine()}",
+    }
+    ms = Measurements.from_rows(rows, metadata)
+    if out is not None:
+        ms.to_csv(out)
+    return ms
+
+
+__all__ = ["NOISY_SPREAD", "SIZES", "SUITES", "measure", "suite"]

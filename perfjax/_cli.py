@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -517,6 +518,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main()
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from perfjax import calibrate
+
+    if args.from_csv:
+        measurements = None
+        for path in args.from_csv:
+            try:
+                m = calibrate.Measurements.from_csv(path)
+            except (ValueError, FileNotFoundError) as e:
+                raise CLIError(_one_line(e)) from e
+            measurements = m if measurements is None else measurements + m
+    else:
+        from perfjax.calibrate._suites import SUITES, measure
+
+        names = [n.strip() for n in args.suite.split(",") if n.strip()]
+        for n in names:
+            if n not in SUITES:
+                raise CLIError(f"unknown suite {n!r}; expected one of {', '.join(SUITES)}.")
+        measurements = measure(names, size=args.size, out=args.out)
+        if args.out:
+            print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
+    try:
+        cal = calibrate.fit(measurements, holdout=args.holdout, steps=args.steps)
+    except ValueError as e:
+        raise CLIError(_one_line(e)) from e
+    print(render(cal.report.table(), width=_width()))
+    save = args.save
+    if save is None:
+        if cal.devices != ("host",):
+            raise CLIError(
+                "--save PATH is required for a calibration of devices other than this host."
+            )
+        save = str(calibrate.host_calibration_path())
+        cal = dataclasses.replace(
+            cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}
+        )
+    cal.save(save)
+    print(f"perfjax: saved {cal} to {save}", file=sys.stderr)
+    if args.plot:
+        cal.report.plot(args.plot)
+        print(f"perfjax: wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from perfjax import calibrate
+
+    try:
+        cal = calibrate.load(args.calibration)
+        measurements = calibrate.Measurements.from_csv(args.measurements)
+        report = calibrate.evaluate(cal, measurements)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(_one_line(e)) from e
+    if args.json:
+        _print_json({**report.summary(), "coverage": report.coverage})
+    else:
+        print(render(report.table(), width=_width()))
+    if args.plot:
+        report.plot(args.plot)
+        print(f"perfjax: wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def _header(title: str) -> str:
     return f"==== {title} " + "=" * max(4, 72 - len(title))
 
@@ -733,6 +797,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", choices=("gpu", "tpu", "cpu", "npu"), help="only this family")
     p.add_argument("--json", action="store_true", help="print every spec as JSON")
     p.set_defaults(func=cmd_devices, target="")
+
+    p = sub.add_parser(
+        "calibrate",
+        help="measure microbenchmarks on this CPU (or read timing CSVs) and fit the model",
+        description="Measure a benchmark suite on this machine (or read measurement CSVs, e.g. public GPU "
+        "timings), fit the device family's correction parameters with optax, report held-out error, save.",
+    )
+    p.add_argument("--suite", default="all", help="suite name(s), comma-separated (default: all)")
+    p.add_argument(
+        "--size", choices=("tiny", "default", "large"), default="default", help="suite size"
+    )
+    p.add_argument("--out", metavar="CSV", help="also save the measurements")
+    p.add_argument(
+        "--from-csv",
+        metavar="CSV",
+        action="append",
+        help="fit these measurements instead of measuring",
+    )
+    p.add_argument(
+        "--save",
+        metavar="JSON",
+        help="where to save (default for the host: the user cache directory)",
+    )
+    p.add_argument(
+        "--holdout", type=float, default=0.25, help="fraction of programs held out (default 0.25)"
+    )
+    p.add_argument("--steps", type=_positive_int, default=400, help="Adam steps (default 400)")
+    p.add_argument(
+        "--plot", metavar="PNG", help="predicted vs measured scatter of held-out programs"
+    )
+    p.set_defaults(func=cmd_calibrate, target="")
+
+    p = sub.add_parser(
+        "validate", help="score a saved calibration on measurements it did not see",
+        description="Evaluate a saved calibration on a measurements CSV: error before/after, interval coverage.",
+    )  # fmt: skip
+    p.add_argument(
+        "calibration", metavar="CALIBRATION", help="calibration JSON written by perfjax calibrate"
+    )
+    p.add_argument(
+        "--measurements", metavar="CSV", required=True, help="measurements to score against"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plot", metavar="PNG", help="predicted vs measured scatter")
+    p.set_defaults(func=cmd_validate, target="")
 
     p = sub.add_parser(
         "demo", help="trace, analyse, run and predict a real program (the quick start's main job)",

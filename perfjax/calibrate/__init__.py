@@ -5,6 +5,7 @@ Measurements come from this machine (:func:`measure`) or from files of other peo
 computed on programs the fit did not see.
 """
 
+from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
 from perfjax.calibrate._fit import Calibration, Report, evaluate, fit, load
 from perfjax.calibrate._host import cache_dir, host_calibration_path
 from perfjax.calibrate._measurements import Measurements, Row

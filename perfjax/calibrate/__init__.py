@@ -9,10 +9,13 @@ from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' 
 from perfjax.calibrate._fit import Calibration, Report, evaluate, fit, load
 from perfjax.calibrate._host import cache_dir, host_calibration_path
 from perfjax.calibrate._measurements import Measurements, Row
+from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
+from perfjax.calibrate._suites import SUITES, measure, suite
 from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
 
 __all__ = [
     "KINDS",
+    "SUITES",
     "Calibration",
     "Measurements",
     "Report",
@@ -24,5 +27,10 @@ __all__ = [
     "fit",
     "host_calibration_path",
     "load",
+    "load_deepbench",
+    "load_neusight",
+    "load_neusight_models",
+    "measure",
     "register_builder",
+    "suite",
 ]

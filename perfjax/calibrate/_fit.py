@@ -51,6 +51,18 @@ class _Batch:
     n_rows: int
 
 
+_KERNELS: dict[tuple[str, str], Any] = {}
+
+
+def workload_kernels(workload, family: str):
+    """Kernel features of a workload's program under a family's fusion (cached per workload id)."""
+    key = (workload.id, family)
+    if key not in _KERNELS:
+        fn, inputs = workload.build()
+        _KERNELS[key] = kernels_for(program_for(fn, inputs, None), family)
+    return _KERNELS[key]
+
+
 def _features(
     rows: Sequence[Row], family: str, progress: Callable[[int], None] | None = None
 ) -> _Batch:
@@ -60,13 +72,9 @@ def _features(
     row_ids: list[np.ndarray] = []
     packed: dict[str, dict] = {}
     resolved: dict[tuple[str, str], Any] = {}
-    kernels_cache: dict[str, Any] = {}
     for i, row in enumerate(rows):
         spec = get_device(row.device)
-        if row.program not in kernels_cache:
-            fn, inputs = row.workload.build()
-            kernels_cache[row.program] = kernels_for(program_for(fn, inputs, None), family)
-        kernels = kernels_cache[row.program]
+        kernels = workload_kernels(row.workload, family)
         key = (row.program, row.device)
         if key not in resolved:
             resolved[key] = resolve(kernels, spec, None)

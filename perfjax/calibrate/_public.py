@@ -6,7 +6,7 @@ return :class:`Measurements`. Rows that cannot be represented are skipped and co
 metadata (``<source>.rows_skipped`` and ``<source>.skipped`` as JSON ``{reason: count}``); rows left
 out because the caller asked for it are counted too (``rows_filtered_out``, ``rows_not_selected``).
 
-Mapping conventions (see ``/work/shared/datasets/README.md`` upstream):
+Mapping conventions (units and column meanings are described in ``data/LICENSES.md``):
 
 - NeuSight is strict FP32 PyTorch (sgemm, no TF32): GEMM-like workloads use ``float32`` and
   ``precision="highest"``. ``bmm`` is ``torch.bmm(randn(B, M, N), randn(B, N, K))`` so the
@@ -22,12 +22,13 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from perfjax.calibrate._measurements import Measurements
+from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._workloads import Workload
 from perfjax.devicemodels import device as _get_device
 
@@ -91,21 +92,22 @@ def data_path(name: str = "") -> Any:
     return root / name if name else root
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(name: str):
     import pandas as pd
 
     with data_path(name).open("rb") as f:
         df = pd.read_csv(f, compression="gzip", keep_default_na=True)
-    for c in _INT_COLUMNS:
-        if c in df.columns and name.startswith("neusight_ops"):
-            df[c] = df[c].astype("Int64")
+    if name == "neusight_ops.csv.gz":  # shape columns as plain ints, _MISSING for empty cells
+        for c in _INT_COLUMNS:
+            df[c] = df[c].fillna(_MISSING).astype("int64")
     return df
 
 
-@functools.lru_cache(maxsize=None)
-def _catalog_name(gpu: str) -> str | None:
+@functools.cache
+def _catalog_name(gpu: Any) -> str | None:
     """Catalog name of a dataset GPU string (via the catalog's aliases), or None if unknown."""
+    gpu = str(gpu)
     for candidate in (gpu, gpu.replace("_", " ")):
         try:
             return _get_device(candidate).name
@@ -140,21 +142,13 @@ def _ints(*values: Any, minimum: int = 1) -> tuple[int, ...] | None:
     return tuple(out)
 
 
-class _Builder:
-    """Builds each distinct workload once; remembers which failed to build and why."""
-
-    def __init__(self):
-        self._cache: dict[tuple, str | None] = {}
-
-    def error(self, w: Workload) -> str | None:
-        key = (w.kind, w.builder, w.params)
-        if key not in self._cache:
-            try:
-                w.build()
-                self._cache[key] = None
-            except Exception as e:
-                self._cache[key] = type(e).__name__
-        return self._cache[key]
+def _build_error(w: Workload) -> str | None:
+    """None if the workload builds, else the exception's type name."""
+    try:
+        w.build()
+    except Exception as e:
+        return type(e).__name__
+    return None
 
 
 def _metadata(prefix: str, **fields: Any) -> dict[str, str]:
@@ -171,22 +165,24 @@ def _metadata(prefix: str, **fields: Any) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _neusight_workload(r: Any) -> Workload | str:
-    """A row of ``neusight_ops.csv.gz`` -> Workload, or a skip reason."""
-    op = r.op
+_MISSING = -1  # stands for an empty shape cell in the integer columns of neusight_ops
+# (op, *shape columns) -> built-and-checked Workload, or the reason it is skipped; kept across calls.
+_NEUSIGHT_WORKLOADS: dict[tuple, Workload | str] = {}
+
+
+def _neusight_workload(op: str, b: int, m: int, n: int, k: int, h: int, c_in: int, c_out: int,
+                       ks: int, size: int, stride: int, pad: int) -> Workload | str:  # fmt: skip
+    """One NeuSight shape -> Workload, or a skip reason (``_MISSING`` marks an empty cell)."""
+    bad = "unsupported shape (a dimension is 0 or missing)"
     if op in ("bmm", "linear"):
-        dims = _ints(r.B, r.M, r.N, r.K)
-        if dims is None:
-            return "unsupported shape (a dimension is 0 or missing)"
-        b, m, n, k = dims
+        if min(b, m, n, k) <= 0:
+            return bad
         if op == "bmm":  # torch.bmm((B,M,N), (B,N,K)): N is the reduction dimension
             return Workload.of("bmm", builder="matmul", b=b, m=m, k=n, n=k, precision="highest")
         return Workload.of("linear", m=m, k=n, n=k, b=b, precision="highest")
     if op in ("ln", "softmax") or op in _ELEMENTWISE:
-        dims = _ints(r.B, r.H)
-        if dims is None:
-            return "unsupported shape (a dimension is 0 or missing)"
-        b, h = dims
+        if min(b, h) <= 0:
+            return bad
         if op == "ln":
             return Workload.of("layernorm", b=b, h=h)
         if op == "softmax":
@@ -196,13 +192,10 @@ def _neusight_workload(r: Any) -> Workload | str:
             return Workload.of(kind, builder="elementwise", op=name, shape=(b, h))
         return Workload.of(kind, builder="elementwise", op=name, shape=(b, h), scalar=scalar)
     if op == "conv":
-        dims = _ints(r.B, r.C_in, r.C_out, r.kernel_size, r.input_size, r.stride)
-        pad = _ints(r.padding, minimum=0)
-        if dims is None or pad is None:
-            return "unsupported shape (a dimension is 0 or missing)"
-        b, c, o, k, s, stride = dims
-        return Workload.of("conv2d", batch=b, h=s, w=s, c=c, o=o, kh=k, kw=k, stride=stride,
-                           padding=pad[0], precision="highest")  # fmt: skip
+        if min(b, c_in, c_out, ks, size, stride) <= 0 or pad < 0:
+            return bad
+        return Workload.of("conv2d", batch=b, h=size, w=size, c=c_in, o=c_out, kh=ks, kw=ks,
+                           stride=stride, padding=pad, precision="highest")  # fmt: skip
     return f"unknown op name ({op})"
 
 
@@ -264,36 +257,41 @@ def load_neusight(
     df = _read("neusight_ops.csv.gz")
     skipped: Counter[str] = Counter()
     filtered = 0
-    builder = _Builder()
+    devices_of = {g: _catalog_name(g) for g in df["device"].unique()}
+    sources = {f: f"neusight:{f}" for f in df["source_file"].unique()}
+    workloads = _NEUSIGHT_WORKLOADS
     kept: list[tuple[str, str, Workload, float, str]] = []  # (op, device, workload, time_s, source)
-    for r in df.itertuples(index=False):
-        if want_ops is not None and r.op not in want_ops:
+    columns = [df[c].tolist() for c in ("op", "device", "source_file", "latency_ms", *_INT_COLUMNS)]
+    for op, gpu, src, t, *dims in zip(*columns):
+        if want_ops is not None and op not in want_ops:
             filtered += 1
             continue
-        dev = _catalog_name(r.device)
+        dev = devices_of[gpu]
         if dev is None:
-            skipped[f"gpu not in catalog ({r.device})"] += 1
+            skipped[f"gpu not in catalog ({gpu})"] += 1
             continue
         if want_devices is not None and dev not in want_devices:
             filtered += 1
             continue
-        t = r.latency_ms
-        if not (t == t and t > 0):
+        if not (t > 0 and math.isfinite(t)):
             skipped["missing or non-positive latency"] += 1
             continue
-        w = _neusight_workload(r)
+        key = (op, *dims)
+        w = workloads.get(key)
+        if w is None:
+            w = _neusight_workload(op, *dims)
+            if isinstance(w, Workload):
+                err = _build_error(w)
+                w = f"workload failed to build ({err})" if err else w
+            workloads[key] = w
         if isinstance(w, str):
             skipped[w] += 1
             continue
-        err = builder.error(w)
-        if err is not None:
-            skipped[f"workload failed to build ({err})"] += 1
-            continue
-        kept.append((r.op, dev, w, float(t) * _MS, f"neusight:{r.source_file}"))
+        kept.append((op, dev, w, t * _MS, sources[src]))
     not_selected = 0
     if max_rows_per_group is not None:
         kept, not_selected = _subsample(kept, max_rows_per_group, key=lambda x: (x[0], x[1]))
-    rows = [dict(workload=w, device=d, time_s=t, source=s) for _, d, w, t, s in kept]
+    rows = [Row(w, d, t, source=s) for _, d, w, t, s in kept]
     meta = _metadata(
         "neusight",
         source=f"NeuSight per-op latencies, {NEUSIGHT_URL} scripts/asplos/data/dataset/train/",
@@ -311,18 +309,21 @@ def load_neusight(
         raise ValueError(
             f"no NeuSight rows left for ops={ops!r}, devices={devices!r}; skipped: {dict(skipped)}."
         )
-    return Measurements.from_rows(rows, meta)
+    return Measurements(tuple(rows), meta)
 
 
 def _subsample(items: list, limit: int, key: Callable[[Any], Any]) -> tuple[list, int]:
     """At most ``limit`` items per group: those whose workload id hashes lowest (CRC-32)."""
-    groups: dict[Any, list[int]] = {}
+    crc: dict[Workload, int] = {}
+    groups: dict[Any, list[tuple[int, int]]] = {}
     for i, it in enumerate(items):
-        groups.setdefault(key(it), []).append(i)
+        w = it[2]
+        if w not in crc:
+            crc[w] = zlib.crc32(w.id.encode())
+        groups.setdefault(key(it), []).append((crc[w], i))
     keep: set[int] = set()
-    for idx in groups.values():
-        idx.sort(key=lambda i: (zlib.crc32(items[i][2].id.encode()), i))
-        keep.update(idx[:limit])
+    for ranked in groups.values():
+        keep.update(i for _, i in sorted(ranked)[:limit])
     out = [it for i, it in enumerate(items) if i in keep]
     return out, len(items) - len(out)
 
@@ -443,8 +444,8 @@ def load_deepbench(
     skipped: Counter[str] = Counter()
     filtered = 0
     in_files = 0
-    builder = _Builder()
-    rows: list[dict[str, Any]] = []
+    built: dict[Workload, str | None] = {}
+    rows: list[Row] = []
     for kind in kinds:
         df = _read(f"deepbench_{kind}.csv.gz")
         in_files += len(df)
@@ -464,7 +465,7 @@ def load_deepbench(
                 skipped[f"unknown precision label ({r.precision})"] += 1
                 continue
             t = getattr(r, time_col)
-            if not (t == t and t > 0):
+            if not (t > 0 and math.isfinite(t)):
                 skipped["missing or non-positive time"] += 1
                 continue
             dtype, prec = _DEEPBENCH_PRECISIONS[r.precision]
@@ -477,18 +478,20 @@ def load_deepbench(
             if isinstance(w, str):
                 skipped[w] += 1
                 continue
-            err = builder.error(w)
+            if w not in built:
+                built[w] = _build_error(w)
+            err = built[w]
             if err is not None:
                 skipped[f"workload failed to build ({err})"] += 1
                 continue
-            rows.append(dict(workload=w, device=dev, time_s=float(t) * _MS, source=src))
+            rows.append(Row(w, dev, float(t) * _MS, source=src))
     meta = _metadata(
         "deepbench",
         source=f"DeepBench {', '.join(kinds)} results, {DEEPBENCH_URL} results/train, results/inference/server",
         licence=DEEPBENCH_LICENCE,
         commit=DEEPBENCH_COMMIT,
         measured="host-timed mean of 400 calls; CUDA 7.5-10.1 era libraries; conv: forward only",
-        rows_in_file=in_files,
+        rows_in_files=in_files,
         rows_loaded=len(rows),
         rows_skipped=sum(skipped.values()),
         skipped=dict(skipped),
@@ -499,4 +502,4 @@ def load_deepbench(
             f"no DeepBench rows left for kinds={kinds!r}, precisions={precisions!r}, "
             f"devices={devices!r}; skipped: {dict(skipped)}."
         )
-    return Measurements.from_rows(rows, meta)
+    return Measurements(tuple(rows), meta)

@@ -401,9 +401,15 @@ def fit(
     idx_train = np.array([i for i, h in enumerate(is_held) if not h])
     measured = np.array([r.time_s for r in rows])
     log_meas = jnp.asarray(np.log(measured), jnp.float32)
+    # Each op kind weighs the same in the loss, however many rows it has (so plentiful cheap ops
+    # cannot buy their accuracy with the GEMMs').
     mask = np.zeros(len(rows), np.float32)
     mask[idx_train] = 1.0
-    mask = jnp.asarray(mask)
+    counts: dict[str, int] = {}
+    for i in idx_train:
+        counts[rows[i].kind] = counts.get(rows[i].kind, 0) + 1
+    weight = np.array([1.0 / counts.get(r.kind, 1) for r in rows], np.float32) * mask
+    mask = jnp.asarray(weight / weight.sum())
 
     prior = default_params(family, vendor)
     batch = all_batch
@@ -411,7 +417,7 @@ def fit(
     def loss_fn(params):
         pred = _row_times(params, batch, family)
         err = (jnp.log(pred) - log_meas) ** 2
-        data = jnp.sum(err * mask) / jnp.sum(mask)
+        data = jnp.sum(err * mask)
         reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
         return data + prior_weight * reg
 

@@ -36,7 +36,13 @@ def _mlp(batch: int, dtype):
     def fn(x, w1, b1, w2, b2):
         return F.bias_add(F.matmul(F.relu(F.bias_add(F.matmul(x, w1), b1)), w2), b2)
 
-    return fn, (S((batch, 784), dtype), S((784, 128), dtype), S((128,), dtype), S((128, 10), dtype), S((10,), dtype))
+    return fn, (
+        S((batch, 784), dtype),
+        S((784, 128), dtype),
+        S((128,), dtype),
+        S((128, 10), dtype),
+        S((10,), dtype),
+    )
 
 
 def _cnn(batch: int, dtype):
@@ -137,7 +143,12 @@ def _flax_transformer(batch: int, dtype, d: int = 128, seq: int = 64):
 
 @register_builder("program")
 def _program(
-    name: str, batch: int = 1, dtype: str = "float32", seq: int = 128, d: int = 256, precision: str | None = None
+    name: str,
+    batch: int = 1,
+    dtype: str = "float32",
+    seq: int = 128,
+    d: int = 256,
+    precision: str | None = None,
 ):
     """``precision`` (e.g. ``"highest"``: strict fp32, no TF32) applies to every dot of the program."""
     fn, inputs = _program_inner(name, batch, dtype, seq, d)

@@ -69,14 +69,19 @@ class FusionPolicy:
     reduce_inputs: bool = True
     #: Elementwise ops fuse with each other.
     loop_fusion: bool = True
+    #: Row-wise normalisations (softmax, layernorm: reduce, broadcast back, reduce again) run as one
+    #: kernel per row block, as XLA's GPU softmax rewriter and PyTorch's fused kernels do.
+    normalization: bool = True
 
 
 POLICIES = {
     "gpu": FusionPolicy("gpu"),
     "tpu": FusionPolicy("tpu"),
     "npu": FusionPolicy("npu"),
-    "cpu": FusionPolicy("cpu", epilogue=False),
-    "none": FusionPolicy("none", epilogue=False, reduce_inputs=False, loop_fusion=False),
+    "cpu": FusionPolicy("cpu", epilogue=False, normalization=False),
+    "none": FusionPolicy(
+        "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
+    ),
 }
 
 
@@ -164,6 +169,29 @@ class Kernels:
                 precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
             )
         )  # fmt: skip
+
+
+#: Longest row a single normalisation kernel keeps on chip (elements).
+_MAX_ROW = 32768
+
+
+def _mark_rows(group: dict, op: Op, cls: str, policy: FusionPolicy) -> None:
+    """Records the row structure of a group anchored by a reduction (for normalisation fusion)."""
+    if not policy.normalization or cls != "reduce" or group.get("rows") or _short(op) != "reduce":
+        return
+    n_in, n_out = op.operands[0].size, op.results[0].size
+    if n_out and n_in % n_out == 0 and 1 < n_in // n_out <= _MAX_ROW:
+        group["rows"], group["row_len"] = n_out, n_in // n_out
+
+
+def _row_wise(op: Op, rows: int, row_len: int) -> bool:
+    """Whether ``op`` works row by row on ``rows`` rows of ``row_len`` (a full row or one value per row)."""
+    if not op.results:
+        return False
+    size = op.results[0].size
+    if _short(op) == "reduce":
+        return op.operands[0].size == rows * row_len and size == rows
+    return size in (rows, rows * row_len)
 
 
 def _through_free(i: int, direct: list[list[int]], cls: list[str]) -> list[int]:
@@ -284,13 +312,26 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                     target = group_of[p]
                     g["kind"], g["open"], g["anchor"] = "reduce", False, i
                     break
+        if target is None and policy.normalization and c in ("loop", "reduce"):
+            # Join a row-wise normalisation kernel when this op works on the same rows.
+            for p in producers:
+                g = groups[group_of[p]]
+                if (
+                    g.get("rows")
+                    and g["executions"] == op.executions
+                    and _row_wise(op, g["rows"], g["row_len"])
+                ):
+                    target = group_of[p]
+                    break
         if target is not None:
             group_of[i] = target
             groups[target]["ops"].append(i)
+            _mark_rows(groups[target], op, c, policy)
             continue
         kind = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": "reduce",
                 "collective": "collective"}.get(c, "other")  # fmt: skip
         new_group(i, kind, open_=kind in ("elementwise", "gemm", "conv"))
+        _mark_rows(groups[-1], op, c, policy)
 
     in_bytes = [t.nbytes for t in graph.in_types]
 

@@ -143,7 +143,8 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         parallel_half_log=jnp.array(math.log(pr["parallel_half"]), jnp.float32),
         transcendental_cost_log=jnp.array(math.log(pr["transcendental_cost"]), jnp.float32),
         overlap_log=jnp.array(math.log(pr["overlap_q"] - 1.0), jnp.float32),
-        launch_log=jnp.array(math.log(pr["launch_scale"]), jnp.float32),
+        # Fixed cost per kernel class (library GEMMs pay more setup than a loop fusion).
+        launch_log=jnp.full((len(KINDS),), math.log(pr["launch_scale"]), jnp.float32),
         cache_sharpness_log=jnp.array(math.log(pr["cache_sharpness"]), jnp.float32),
         fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
     )
@@ -480,7 +481,9 @@ def kernel_times(
 
     q = 1.0 + jnp.exp(params["overlap_log"])
     t_body = smooth_max(t_compute, t_memory, q)
-    t_launch = dev["launch_overhead_s"] * jnp.exp(params["launch_log"]) * jnp.ones_like(t_body)
+    t_launch = (
+        dev["launch_overhead_s"] * jnp.exp(params["launch_log"])[kind] * jnp.ones_like(t_body)
+    )
     time = t_body + t_launch
 
     flops = k["matrix_flops"] + k["vector_flops"]

@@ -1,0 +1,249 @@
+"""Calibration: recovery of known parameters, a real host calibration, bad input, safe saves."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+import perfjax
+from perfjax import calibrate
+from perfjax.calibrate import Measurements, Workload, evaluate, fit, load
+from perfjax.devicemodels import default_params
+
+GEMMS = [
+    (m, k, n)
+    for m in (1, 8, 64, 256, 1024, 4096)
+    for k in (256, 1024, 4096)
+    for n in (256, 2048, 8192)
+]
+
+
+def _truth_params(family="gpu"):
+    # A device whose GEMMs reach 55% of peak (the prior says 84%) and whose launches cost 2x.
+    p = default_params(family)
+    eff = np.array(p["compute_eff_logit"])
+    eff[0] = math.log(0.55 / 0.45)
+    return dict(
+        p, compute_eff_logit=jax.numpy.asarray(eff), launch_log=p["launch_log"] + math.log(2.0)
+    )
+
+
+def _synthetic(device="h100", noise=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = _truth_params()
+    rows = []
+    for m, k, n in GEMMS:
+        w = Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16")
+        fn, ins = w.build()
+        t = perfjax.predict(fn, ins, device=device, params=truth).time_s
+        rows.append(dict(workload=w, device=device, time_s=t * math.exp(rng.normal(0, noise))))
+    return Measurements.from_rows(rows, {"source": "synthetic"})
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit():
+    ms = _synthetic()
+    return ms, fit(ms, holdout=0.3, steps=300)
+
+
+def test_fit_recovers_known_parameters_and_lowers_heldout_error(synthetic_fit):
+    _, cal = synthetic_fit
+    s = cal.summary
+    assert s["median_ape_before"] > 0.2  # the prior is far from the truth...
+    assert s["median_ape_after"] < 0.08  # ...the fit lands near the 5% noise on held-out programs
+    eff = 1 / (1 + math.exp(-float(cal.params["compute_eff_logit"][0])))
+    assert eff == pytest.approx(0.55, abs=0.06)
+
+
+def test_interval_covers_about_80_percent(synthetic_fit):
+    _, cal = synthetic_fit
+    assert cal.interval_level == 0.8
+    assert 0.6 <= cal.report.coverage <= 1.0
+    lo, hi = cal.interval(1.0)
+    assert lo < 1.0 < hi
+    bigger = fit(_synthetic(noise=0.2, seed=1), holdout=0.5, steps=300)
+    assert bigger.interval(1.0)[1] > hi  # more noise, wider interval
+
+
+def test_split_is_by_program_and_reported(synthetic_fit):
+    ms, cal = synthetic_fit
+    df = cal.report.to_dataframe()
+    assert set(df.split) == {"train", "heldout"}
+    assert not set(df[df.split == "train"].program) & set(df[df.split == "heldout"].program)
+    assert len(df) == len(ms)
+    text = str(cal.report)
+    assert "heldout" in text and "median APE" in text
+
+
+def test_fit_of_a_thousand_measurements(tmp_path):
+    # 1000+ rows (the speed target is measured by benchmarks/fit_speed.py, not asserted here).
+    base = _synthetic()
+    rows = [dict(workload=r.workload, device=d, time_s=r.time_s) for r in base for d in
+            ("h100", "a100-80gb", "v100", "l4", "h200", "rtx-4090", "a100-40gb", "mi300x", "t4", "p100", "p4",
+             "v100-pcie", "a100-pcie-40gb", "a100-pcie-80gb", "gtx-1080ti", "titan-xp", "mi250x", "apple-m1",
+             "apple-m2")]  # fmt: skip
+    ms = Measurements.from_rows(rows)
+    assert len(ms) >= 1000
+    cal = fit(ms, holdout=0.2, steps=50)
+    assert cal.report.summary()["points"] > 100 and math.isfinite(cal.summary["median_ape_after"])
+
+
+def test_short_calibration_on_this_machine_lowers_heldout_error(tmp_path):
+    ms = calibrate.measure(["matmul_sweep", "memory_bandwidth", "elementwise", "softmax_layernorm"], size="tiny",
+                           max_time_s=0.1, progress=False, out=str(tmp_path / "host.csv"))  # fmt: skip
+    assert ms.metadata.get("cpu_model") is not None or ms.metadata
+    cal = fit(Measurements.from_csv(tmp_path / "host.csv"), holdout=0.3, steps=300)
+    s = cal.summary
+    assert s["median_ape_after"] < s["median_ape_before"]
+
+
+def test_save_load_and_predict_with_a_calibration(synthetic_fit, tmp_path):
+    _, cal = synthetic_fit
+    path = cal.save(tmp_path / "gpu.json")
+    again = load(path)
+    for k in cal.params:
+        np.testing.assert_allclose(
+            np.asarray(again.params[k]), np.asarray(cal.params[k]), rtol=1e-6
+        )
+    fn, ins = Workload.of("matmul", m=512, k=512, n=512, dtype="bfloat16").build()
+    p = perfjax.predict(fn, ins, device="h100", calibration=path)
+    q = perfjax.predict(fn, ins, device="h100", calibration=False)
+    assert p.time_s != q.time_s and p.interval_s[0] < p.time_s < p.interval_s[1]
+    assert "calibration" in p.calibration and q.calibration is None and q.interval_s is None
+    with pytest.raises(ValueError, match="is for gpu devices; 'tpu-v4' is a tpu"):
+        perfjax.predict(fn, ins, device="tpu-v4", calibration=cal)
+    with pytest.raises(TypeError, match="calibration must be"):
+        perfjax.predict(fn, ins, device="h100", calibration=3)
+
+
+def test_evaluate_scores_unseen_measurements(synthetic_fit):
+    _, cal = synthetic_fit
+    rep = evaluate(cal, _synthetic(seed=7))
+    s = rep.summary()
+    assert s["points"] == len(GEMMS) and s["median_ape_after"] < s["median_ape_before"]
+    with pytest.raises(ValueError, match="calibration is for gpu devices"):
+        w = Workload.of("matmul", m=8, k=8, n=8)
+        evaluate(cal, Measurements.from_rows([dict(workload=w, device="tpu-v4", time_s=1e-5)]))
+
+
+def test_host_calibration_is_picked_up_automatically(synthetic_fit, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFJAX_CACHE_DIR", str(tmp_path))
+    fn, ins = Workload.of("matmul", m=64, k=64, n=64).build()
+    assert perfjax.predict(fn, ins, device="host").calibration is None
+    host_rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="host", time_s=2e-10 * n**3 + 2e-5)
+                 for n in (16, 32, 64, 128, 256, 512, 1024, 2048)]  # fmt: skip
+    cal = fit(Measurements.from_rows(host_rows), holdout=0.25, steps=50)
+    cal = calibrate.Calibration(
+        **{**cal.__dict__, "metadata": {"machine": calibrate._host.machine_id()}}
+    )
+    cal.save(calibrate.host_calibration_path())
+    p = perfjax.predict(fn, ins, device="host")
+    assert p.calibration is not None and p.interval_s is not None
+    assert perfjax.predict(fn, ins, device="host", calibration=False).calibration is None
+    # A calibration from another machine is ignored.
+    other = calibrate.Calibration(**{**cal.__dict__, "metadata": {"machine": "some other CPU"}})
+    other.save(calibrate.host_calibration_path())
+    assert perfjax.predict(fn, ins, device="host").calibration is None
+
+
+# ---- bad input --------------------------------------------------------------------------------
+
+W = Workload.of("matmul", m=8, k=8, n=8).to_json()
+
+
+def _csv(tmp_path, text, name="m.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (f'workload,device,time_s\n"{W.replace(chr(34), chr(34) * 2)}",h100,nan\n', r"positive finite number.*row\(s\) 0"),
+        (f'workload,device,time_s\n"{W.replace(chr(34), chr(34) * 2)}",h100,1e-3\n"{W.replace(chr(34), chr(34) * 2)}",h100,0\n'
+         f'"{W.replace(chr(34), chr(34) * 2)}",h100,-2\n', r"row\(s\) 1, 2"),
+        (f'workload,device,time_s\n"{W.replace(chr(34), chr(34) * 2)}",h1000,1e-3\n', r"row 0: unknown device 'h1000'"),
+        ('workload,device,time_s\n"{""kind"": ""fft"", ""builder"": ""matmul"", ""params"": []}",h100,1e-3\n',
+         "unknown op kind 'fft'"),
+        (f'workload,kind,device,time_s\n"{W.replace(chr(34), chr(34) * 2)}",gemmz,h100,1e-3\n', "unknown op kind 'gemmz'"),
+        (f'workload,device,time_s\n"{W.replace(chr(34), chr(34) * 2)}",h100\n', "wrong number of fields.*truncated"),
+        ("", "is empty"),
+        ("# only: metadata\n", "no header or rows"),
+        (f'workload,device,latency\n"{W.replace(chr(34), chr(34) * 2)}",h100,3\n', "no time column.*'time_s'.*'time_ms'"),
+        (f'workload,device,time_s,time_ms\n"{W.replace(chr(34), chr(34) * 2)}",h100,1,1000\n', "both 'time_s' and 'time_ms'"),
+        (f'device,time_s\nh100,1e-3\n', "missing column 'workload'"),
+    ],
+)  # fmt: skip
+def test_bad_measurement_files(tmp_path, body, match):
+    with pytest.raises(ValueError, match=match):
+        Measurements.from_csv(_csv(tmp_path, body))
+
+
+def test_time_ms_column_is_converted(tmp_path):
+    q = W.replace('"', '""')
+    ms = Measurements.from_csv(_csv(tmp_path, f'workload,device,time_ms\n"{q}",h100,2.5\n'))
+    assert ms.rows[0].time_s == pytest.approx(2.5e-3)
+
+
+def test_fit_refuses_bad_setups(synthetic_fit):
+    ms, _ = synthetic_fit
+    with pytest.raises(ValueError, match="several device families"):
+        w = Workload.of("matmul", m=8, k=8, n=8)
+        fit(ms + Measurements.from_rows([dict(workload=w, device="tpu-v4", time_s=1e-5)]))
+    with pytest.raises(ValueError, match="holdout must be a fraction"):
+        fit(ms, holdout=1.5)
+    with pytest.raises(ValueError, match="holdout keys"):
+        fit(ms, holdout={"gpus": ["h100"]})
+    with pytest.raises(ValueError, match="both must be > 0"):
+        fit(ms, holdout={"devices": ["h100"]})
+
+
+def test_a_crash_while_saving_never_corrupts_the_saved_calibration(
+    synthetic_fit, tmp_path, monkeypatch
+):
+    _, cal = synthetic_fit
+    path = cal.save(tmp_path / "cal.json")
+    before = path.read_text()
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", boom)
+    with pytest.raises(OSError, match="disk full"):
+        cal.save(path)
+    monkeypatch.undo()
+    assert path.read_text() == before and load(path).family == "gpu"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_diverging_fit_writes_nothing(synthetic_fit, tmp_path):
+    ms, _ = synthetic_fit
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fit(ms, holdout=0.3, steps=5, learning_rate=1e30)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("{", "invalid JSON"), ('{"format": "other"}', "not a perfjax calibration"),
+     ('{"format": "perfjax-calibration", "version": 99}', "version 99")],
+)  # fmt: skip
+def test_bad_calibration_files(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match):
+        load(_csv(tmp_path, text, "c.json"))
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.json")
+
+
+def test_mismatched_parameters_are_refused(synthetic_fit, tmp_path):
+    _, cal = synthetic_fit
+    d = cal.to_dict()
+    d["params"]["compute_eff_logit"] = [0.0]
+    path = _csv(tmp_path, json.dumps(d), "c.json")
+    with pytest.raises(ValueError, match="do not match the gpu model"):
+        load(path)

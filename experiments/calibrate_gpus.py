@@ -35,31 +35,52 @@ GPUS = ("p4", "p100", "t4", "v100-pcie", "a100-pcie-40gb")
 def model_measurements(gpus) -> Measurements:
     """NeuSight whole-model inference latencies that the zoo can express (eager, single GPU)."""
     df = load_neusight_models()
-    df = df[(df["mode"] == "inf") & (df["variant"] == "eager_single_gpu") & df["model"].isin(["bert_large", "gpt2_large"])]
+    df = df[
+        (df["mode"] == "inf")
+        & (df["variant"] == "eager_single_gpu")
+        & df["model"].isin(["bert_large", "gpt2_large"])
+    ]
     df = df[df["device"].isin(gpus)]
     rows = []
     for r in df.itertuples():
         w = Workload.of("model", builder="program", name=r.model, batch=int(r.batch_size), seq=int(r.seq_len),
                         precision="highest")  # fmt: skip
-        rows.append(dict(workload=w, device=r.device, time_s=float(r.e2e_latency_ms) / 1e3, source="neusight e2e"))
+        rows.append(
+            dict(
+                workload=w,
+                device=r.device,
+                time_s=float(r.e2e_latency_ms) / 1e3,
+                source="neusight e2e",
+            )
+        )
     return Measurements.from_rows(rows, {"source": "NeuSight e2e_latency.csv (MIT)"})
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=120, help="rows per (op, GPU) group (deterministic subsample)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--rows", type=int, default=120, help="rows per (op, GPU) group (deterministic subsample)"
+    )
     ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--no-ship", action="store_true", help="do not overwrite the shipped calibration")
+    ap.add_argument(
+        "--no-ship", action="store_true", help="do not overwrite the shipped calibration"
+    )
     args = ap.parse_args(argv)
     DOCS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ops = load_neusight(devices=GPUS, max_rows_per_group=args.rows)
     models = model_measurements(GPUS)
-    print(f"{len(ops)} op timings on {ops.devices()}, kinds {ops.kinds()}; {len(models)} whole-model timings")
+    print(
+        f"{len(ops)} op timings on {ops.devices()}, kinds {ops.kinds()}; {len(models)} whole-model timings"
+    )
 
     logo, model_rows = {}, []
     for gpu in GPUS:
-        cal = calibrate.fit(ops, holdout={"devices": [gpu]}, steps=args.steps, name=f"gpu without {gpu}")
+        cal = calibrate.fit(
+            ops, holdout={"devices": [gpu]}, steps=args.steps, name=f"gpu without {gpu}"
+        )
         s = cal.report.summary("heldout")
         logo[gpu] = dict(points=s["points"], median_ape_before=s["median_ape_before"],
                          median_ape_after=s["median_ape_after"], p90_ape_after=s["p90_ape_after"],
@@ -83,7 +104,9 @@ def main(argv=None) -> int:
     model_ape_before = [abs(r["before_s"] / r["measured_s"] - 1) for r in model_rows]
     model_ape_after = [abs(r["after_s"] / r["measured_s"] - 1) for r in model_rows]
 
-    final = calibrate.fit(ops, holdout=0.2, steps=args.steps, name="GPU calibration (NeuSight fp32 ops, 5 GPUs)")
+    final = calibrate.fit(
+        ops, holdout=0.2, steps=args.steps, name="GPU calibration (NeuSight fp32 ops, 5 GPUs)"
+    )
     if not args.no_ship:
         final.save(SHIPPED)
         print(f"shipped {final} -> {SHIPPED}")

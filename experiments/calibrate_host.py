@@ -49,11 +49,17 @@ def summarize(report, split: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", choices=("tiny", "default", "large"), default="default")
     ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--reuse", action="store_true", help="reuse the CSVs in docs/calibration (no measuring)")
-    ap.add_argument("--no-save", action="store_true", help="do not install the calibration in the cache dir")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse the CSVs in docs/calibration (no measuring)"
+    )
+    ap.add_argument(
+        "--no-save", action="store_true", help="do not install the calibration in the cache dir"
+    )
     args = ap.parse_args(argv)
     DOCS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -65,8 +71,12 @@ def main(argv=None) -> int:
         programs = measure(program_workloads(args.size), max_time_s=1.0, out=str(prog_csv))
     t_measure = time.perf_counter() - t0
 
-    cal = calibrate.fit(micro, holdout=0.25, steps=args.steps, name="host CPU calibration (microbenchmarks)")
-    cal = dataclasses.replace(cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()})
+    cal = calibrate.fit(
+        micro, holdout=0.25, steps=args.steps, name="host CPU calibration (microbenchmarks)"
+    )
+    cal = dataclasses.replace(
+        cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}
+    )
     on_programs = calibrate.evaluate(cal, programs)
     print(cal.report)
     print(on_programs)

@@ -177,7 +177,7 @@ def _csv(tmp_path, text, name="m.csv"):
         ("# only: metadata\n", "no header or rows"),
         (f'workload,device,latency\n"{W.replace(chr(34), chr(34) * 2)}",h100,3\n', "no time column.*'time_s'.*'time_ms'"),
         (f'workload,device,time_s,time_ms\n"{W.replace(chr(34), chr(34) * 2)}",h100,1,1000\n', "both 'time_s' and 'time_ms'"),
-        (f'device,time_s\nh100,1e-3\n', "missing column 'workload'"),
+        ('device,time_s\nh100,1e-3\n', "missing column 'workload'"),
     ],
 )  # fmt: skip
 def test_bad_measurement_files(tmp_path, body, match):

@@ -406,7 +406,7 @@ def test_predict_json_matches_the_python_api(capsys, model):
     assert code == 0
     got = json.loads(out)
     x, w = jax.ShapeDtypeStruct((M, K), jnp.float32), jax.ShapeDtypeStruct((K, N), jnp.float32)
-    fn = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))  # noqa: E731
+    fn = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))
     want = perfjax.predict(fn, (x, w), device="h100")
     assert got["device"] == "h100" and got["time_s"] == pytest.approx(want.time_s, rel=1e-6)
     assert len(got["kernels"]) == len(want.kernels)
@@ -414,7 +414,7 @@ def test_predict_json_matches_the_python_api(capsys, model):
 
 def test_predict_table_precision_and_roofline(capsys, model, tmp_path):
     png = tmp_path / "roof.png"
-    code, out, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "a100-80gb",
+    code, out, _err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "a100-80gb",
                          "--precision", "bf16", "--roofline", png)  # fmt: skip
     assert code == 0 and "bf16 tensor cores" in out and png.stat().st_size > 10_000
 
@@ -422,7 +422,9 @@ def test_predict_table_precision_and_roofline(capsys, model, tmp_path):
 def test_predict_errors(capsys, model):
     code, _, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "h1000")
     assert code == 2 and "unknown device 'h1000'" in err and "h100" in err
-    code, _, err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "v100", "--precision", "fp8")
+    code, _, err = cli(
+        capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "v100", "--precision", "fp8"
+    )
     assert code == 2 and "cannot run fp8" in err
 
 

@@ -169,7 +169,11 @@ def test_sensitivities_satisfy_euler_homogeneity(device):
     precision = "int8" if device.endswith("ane") else None
     e = perfjax.sensitivity(_block, _BLOCK_INPUTS, device, precision=precision)
     rates = sum(v for k, v in e.items() if "_per_s" in k or k.endswith("_hz"))
-    assert rates - e["launch_overhead_s"] == pytest.approx(-1.0, abs=2e-3)
+    # The program's dispatch cost is a fixed time outside the spec: it keeps its share of the time.
+    t = perfjax.predict(_block, _BLOCK_INPUTS, device=device, precision=precision).time_s
+    family = perfjax.device(device).family
+    dispatch_share = float(np.exp(default_params(family)["dispatch_log"])) / t
+    assert rates - e["launch_overhead_s"] == pytest.approx(-(1.0 - dispatch_share), abs=2e-3)
     assert all(math.isfinite(v) for v in e.values())
 
 
@@ -424,7 +428,7 @@ def test_prediction_outputs(tmp_path):
     assert {"kernel", "time_s", "bound", "utilization", "flops", "bytes", "intensity"} <= set(
         df.columns
     )
-    assert df["time_s"].mul(df["executions"]).sum() == pytest.approx(p.time_s)
+    assert df["time_s"].mul(df["executions"]).sum() + p.dispatch_s == pytest.approx(p.time_s)
     assert sum(p.bound_shares.values()) == pytest.approx(1.0)
     assert "perfjax.predict" in str(p) and "h100" in str(p)
     out = p.plot_roofline(str(tmp_path / "roof.png"))

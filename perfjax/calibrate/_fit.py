@@ -27,7 +27,13 @@ import optax
 
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
-from perfjax.devicemodels._models import default_params, kernel_times, pack_numpy, resolve
+from perfjax.devicemodels._models import (
+    default_params,
+    dispatch_time,
+    kernel_times,
+    pack_numpy,
+    resolve,
+)
 from perfjax.devicemodels._predict import kernels_for, program_for
 
 FORMAT = "perfjax-calibration"
@@ -102,7 +108,9 @@ def _features(
 def _row_times(params, batch: _Batch, family: str) -> jax.Array:
     out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
     per_kernel = out["time_s"] * batch.arrays["executions"]
-    return jax.ops.segment_sum(per_kernel, batch.row_of_kernel, num_segments=batch.n_rows)
+    return jax.ops.segment_sum(
+        per_kernel, batch.row_of_kernel, num_segments=batch.n_rows
+    ) + dispatch_time(params)
 
 
 def _row_bounds(params, batch: _Batch, family: str) -> np.ndarray:

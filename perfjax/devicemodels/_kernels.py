@@ -133,8 +133,11 @@ class Kernels:
     out_elements: np.ndarray
     #: Bytes of matrix-kernel operands that are model weights (program inputs or constants).
     weight_bytes: np.ndarray
-    #: Bytes read from program inputs or constants: first touch, always from main memory.
+    #: Bytes read from program inputs or constants (from main memory unless the program's inputs
+    #: stay resident in the last-level cache between executions).
     input_bytes: np.ndarray
+    #: Total bytes of the program's inputs (the same on every kernel of a program).
+    program_input_bytes: np.ndarray
     executions: np.ndarray
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
@@ -152,7 +155,7 @@ class Kernels:
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric features as float32 arrays (what the jitted models consume)."""
         keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
-                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions")  # fmt: skip
+                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "program_input_bytes", "executions")  # fmt: skip
         out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
         out["kind"] = np.asarray(self.kind, np.int32)
         return out
@@ -408,6 +411,9 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             precision = "DEFAULT"
         if not out_elems:
             out_elems = float(sum(r.size for r in anchor.results))
+        if g["kind"] == "reduce" and anchor.operands:
+            # A reduction's parallelism is over the elements it reads, not the few it writes.
+            out_elems = max(out_elems, float(anchor.operands[0].size))
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         rows["names"].append(
             f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else "")
@@ -453,6 +459,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         out_elements=arr("out_elements"),
         weight_bytes=arr("weight_bytes"),
         input_bytes=arr("input_bytes"),
+        program_input_bytes=np.full(len(rows["names"]), float(graph.input_bytes)),
         executions=executions,
         requests=tuple(rows["requests"]),
         unfused_kernels=unfused_count,

@@ -75,6 +75,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         launch_scale=1.0,
         cache_sharpness=4.0,
         fill=1.0,
+        # Host-side dispatch of a whole program is overlapped with device work (asynchronous).
+        dispatch_s=1e-7,
     ),
     "tpu": dict(
         compute_eff=dict(
@@ -90,6 +92,7 @@ PRIORS: dict[str, dict[str, Any]] = {
         launch_scale=1.0,
         cache_sharpness=4.0,
         fill=1.0,  # systolic fill/drain: one array side of rows per weight tile
+        dispatch_s=1e-7,
     ),
     "cpu": dict(
         # XLA:CPU GEMMs (Eigen / oneDNN) reach 60-80% of FMA peak on large problems.
@@ -104,6 +107,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         launch_scale=1.0,
         cache_sharpness=4.0,
         fill=1.0,
+        # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add).
+        dispatch_s=5e-6,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -117,6 +122,7 @@ PRIORS: dict[str, dict[str, Any]] = {
         launch_scale=1.0,
         cache_sharpness=4.0,
         fill=1.0,
+        dispatch_s=1e-5,
     ),
 }
 # AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
@@ -147,6 +153,7 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         launch_log=jnp.full((len(KINDS),), math.log(pr["launch_scale"]), jnp.float32),
         cache_sharpness_log=jnp.array(math.log(pr["cache_sharpness"]), jnp.float32),
         fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
+        dispatch_log=jnp.array(math.log(pr["dispatch_s"]), jnp.float32),
     )
 
 
@@ -461,9 +468,18 @@ def kernel_times(
     in_cache = jnp.where(dev["cache_bytes_per_s"] > 0, in_cache, 0.0)
     mem_bw = dev["memory_bytes_per_s"] * memory_eff
     cache_bw = jnp.maximum(dev["cache_bytes_per_s"], dev["memory_bytes_per_s"]) * memory_eff
-    # Program inputs (weights, data) are read from main memory on first touch; what a previous
-    # kernel produced may still be in the cache when it fits.
-    first_touch = jnp.minimum(k["input_bytes"] * res["bytes_scale"], bytes_)
+    # Program inputs (weights, data) come from main memory unless all of them stay resident in
+    # the last-level cache between executions; what a previous kernel produced may still be in the
+    # cache when the kernel's working set fits.
+    resident = jax.nn.sigmoid(
+        sharp
+        * (
+            jnp.log(jnp.maximum(dev["cache_bytes"], 1.0))
+            - jnp.log(jnp.maximum(k["program_input_bytes"], 1.0))
+        )
+    )
+    resident = jnp.where(dev["cache_bytes_per_s"] > 0, resident, 0.0)
+    first_touch = jnp.minimum(k["input_bytes"] * res["bytes_scale"], bytes_) * (1.0 - resident)
     t_memory = first_touch / mem_bw + (bytes_ - first_touch) * (
         in_cache / cache_bw + (1.0 - in_cache) / mem_bw
     )
@@ -510,9 +526,16 @@ def kernel_times(
     )
 
 
+def dispatch_time(params) -> jax.Array:
+    """Fixed cost of launching one program (host-side call of the executable)."""
+    return jnp.exp(params["dispatch_log"])
+
+
 def total_time(k, dev, params, res, family: str) -> jax.Array:
-    """Program time on one stream: sum of kernel times x executions."""
-    return jnp.sum(kernel_times(k, dev, params, res, family)["time_s"] * k["executions"])
+    """Program time on one stream: dispatch + sum of kernel times x executions."""
+    return dispatch_time(params) + jnp.sum(
+        kernel_times(k, dev, params, res, family)["time_s"] * k["executions"]
+    )
 
 
 kernel_times_jit = jax.jit(kernel_times, static_argnames=("family",))

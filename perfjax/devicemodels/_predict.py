@@ -19,11 +19,12 @@ from perfjax.devicemodels._kernels import KINDS, Kernels, fuse
 from perfjax.devicemodels._models import (
     QUANTIZED,
     default_params,
-    kernel_times,
+    dispatch_time,
     kernel_times_jit,
     pack,
     pack_numpy,
     resolve,
+    total_time,
 )
 from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
 from perfjax.lowering._graph import Graph, build_graph
@@ -161,6 +162,8 @@ class Prediction:
     kernels: tuple[dict[str, Any], ...] = dataclasses.field(repr=False)
     flops: float = 0.0
     bytes: float = 0.0
+    #: Fixed cost of launching the program once (part of ``time_s``, not of any kernel).
+    dispatch_s: float = 0.0
     calibration: str | None = None
     #: (low, high) seconds from calibration residuals; ``None`` when uncalibrated.
     interval_s: tuple[float, float] | None = None
@@ -302,7 +305,7 @@ def _evaluate(
     else:
         out = kernel_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
         out = {k: np.asarray(v, np.float64) for k, v in out.items()}
-    return dict(kernels=kernels, res=res, out=out)
+    return dict(kernels=kernels, res=res, out=out, dispatch_s=float(dispatch_time(params)))
 
 
 def predict(
@@ -379,11 +382,13 @@ def _prediction(
     kernels, res, out = ev["kernels"], ev["res"], ev["out"]
     execs = kernels.executions
     times = out["time_s"] * execs
-    total = float(times.sum())
+    kernel_total = float(times.sum())
+    total = kernel_total + ev["dispatch_s"]
     parts = np.stack([out["compute_s"], out["memory_s"], out["launch_s"]])
     bound_idx = parts.argmax(axis=0) if len(kernels) else np.zeros(0, int)
+    # Shares of kernel time (the program's dispatch is reported apart, in dispatch_s).
     shares = {
-        b: float(times[bound_idx == i].sum() / total) if total else 0.0
+        b: float(times[bound_idx == i].sum() / kernel_total) if kernel_total else 0.0
         for i, b in enumerate(_BOUNDS)
     }
     flops = kernels.matrix_flops + kernels.vector_flops
@@ -408,6 +413,7 @@ def _prediction(
         energy_j=float((out["energy_j"] * execs).sum()), utilization=util, parallel_utilization=par_util,
         bottleneck=max(shares, key=shares.get) if total else "launch", bound_shares=shares, kernels=rows,
         flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
+        dispatch_s=float(ev["dispatch_s"]),
         calibration=None if calibration is None else str(calibration), spec=spec,
     )  # fmt: skip
 
@@ -560,10 +566,7 @@ def _time_and_grad(family: str) -> Callable:
     if family not in _grad_cache:
 
         def f(spec, arrays, params, res):
-            return jnp.sum(
-                kernel_times(arrays, pack(spec), params, res, family)["time_s"]
-                * arrays["executions"]
-            )
+            return total_time(arrays, pack(spec), params, res, family)
 
         _grad_cache[family] = jax.jit(jax.value_and_grad(f))
     return _grad_cache[family]

@@ -19,7 +19,6 @@ other kernels' outputs, large constants) and results consumed outside or returne
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -491,7 +490,3 @@ def xla_cpu_kernel_count(hlo_text: str) -> int:
             continue
         count += 1
     return count
-
-
-def describe(kernels: Kernels) -> Sequence[str]:
-    return [f"{n} [{KINDS[k]}]" for n, k in zip(kernels.names, kernels.kind, strict=True)]

@@ -42,10 +42,6 @@ def parse_module(text: str):
     return ctx, module
 
 
-def describe_input(x: Any) -> str:
-    return f"{type(x).__name__}"
-
-
 def _leaf_spec(path: str, x: Any) -> jax.ShapeDtypeStruct:
     if isinstance(x, jax.ShapeDtypeStruct):
         return x

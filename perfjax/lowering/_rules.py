@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -425,17 +425,13 @@ def _convolution(op: OpView) -> Cost:
 # ---------------------------------------------------------------------------------------------
 
 
-def _body_per_application(op: OpView, region: int = 0) -> Cost:
-    return op.region_cost(region)
-
-
 @register_cost_rule("stablehlo.reduce")
 def _reduce(op: OpView) -> Cost:
     n = len(op.results)
     inputs = op.operands[:n]
     # Reducing S input elements to R outputs applies the body S - R times.
     applications = inputs[0].size - op.results[0].size
-    body = _body_per_application(op)
+    body = op.region_cost(0)
     return Cost(
         flops=body.flops * applications,
         transcendentals=body.transcendentals * applications,
@@ -446,12 +442,10 @@ def _reduce(op: OpView) -> Cost:
 
 @register_cost_rule("stablehlo.reduce_window")
 def _reduce_window(op: OpView) -> Cost:
-    n = len(op.results)
     window = math.prod(_ints(op.attr_str("window_dimensions")) or [1])
     # Each output combines `window` elements: window - 1 applications of the body.
     applications = op.results[0].size * (window - 1)
-    body = _body_per_application(op)
-    del n
+    body = op.region_cost(0)
     return Cost(
         flops=body.flops * applications,
         transcendentals=body.transcendentals * applications,
@@ -545,14 +539,3 @@ def _communication(op: OpView) -> Cost:
             bytes=sum(t.nbytes for t in op.operands),
         ),
     )
-
-
-def scalar_region_cost(ops: Iterable[tuple[str, OpView]]) -> Cost:
-    """Sums rules over the ops of a scalar body region (used by :meth:`OpView.region_cost`)."""
-    total = Cost()
-    for _, view in ops:
-        rule = lookup(view.name)
-        if rule is not None:
-            c = rule(view)
-            total = total + Cost(c.flops, c.transcendentals)
-    return total

@@ -476,8 +476,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     spec = _device_or_error(args.device)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         program = perfjax.trace(r.target, r.specs)
-        pred = perfjax.predict(program if args.precision is None else r.target, None if args.precision is None
-                               else r.specs, device=spec, precision=args.precision)  # fmt: skip
+        calibration = args.calibration if args.calibration else None
+        try:
+            pred = perfjax.predict(program if args.precision is None else r.target, None if args.precision is None
+                                   else r.specs, device=spec, precision=args.precision,
+                                   calibration=calibration)  # fmt: skip
+        except FileNotFoundError as e:
+            raise CLIError(_one_line(e)) from e
     if args.roofline:
         pred.plot_roofline(args.roofline)
         print(f"perfjax: wrote {args.roofline}", file=sys.stderr)
@@ -763,6 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the prediction and its kernels as JSON"
     )
     p.add_argument("--roofline", metavar="PNG", help="also write a roofline plot to PNG")
+    p.add_argument(
+        "--calibration",
+        metavar="JSON",
+        help="a calibration saved by perfjax calibrate (adds an interval)",
+    )
     p.add_argument(
         "--max-rows",
         type=_positive_int,

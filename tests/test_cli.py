@@ -455,3 +455,43 @@ def test_demo_runs_and_checks_counts_against_xla():
     ratios = [float(x) for x in re.findall(r"│ (0\.99\d\d|1\.00\d\d) │", text)]
     assert len(ratios) == 2  # perfjax / XLA compiled flops for both programs, within 1%
     assert "h100" in text and "tpu-v5e" in text
+
+
+def test_predict_with_a_saved_calibration(capsys, model, tmp_path):
+    from perfjax.calibrate import Measurements, Workload, fit
+
+    rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="h100", time_s=3e-12 * n**3 + 6e-6)
+            for n in (128, 256, 512, 1024, 2048, 4096, 8192, 16384)]  # fmt: skip
+    path = fit(Measurements.from_rows(rows), holdout=0.25, steps=20).save(tmp_path / "cal.json")
+    code, out, _ = cli(
+        capsys,
+        "predict",
+        f"{model}:mlp",
+        *MLP_INPUTS,
+        "-d",
+        "h100",
+        "--json",
+        "--calibration",
+        path,
+    )
+    assert code == 0
+    got = json.loads(out)
+    from perfjax.calibrate import load
+
+    lo, hi = load(path).interval(got["time_s"])
+    assert got["calibration"] and got["interval_s"] == pytest.approx([lo, hi]) and lo < hi
+    code, _, err = cli(
+        capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "tpu-v4", "--calibration", path
+    )
+    assert code == 2 and "is for gpu devices" in err
+    code, _, err = cli(
+        capsys,
+        "predict",
+        f"{model}:mlp",
+        *MLP_INPUTS,
+        "-d",
+        "h100",
+        "--calibration",
+        tmp_path / "no.json",
+    )
+    assert code == 2 and "no calibration file" in err

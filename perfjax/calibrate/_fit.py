@@ -460,8 +460,14 @@ def fit(
     held_idx = np.array([i for i, h in enumerate(is_held) if h])
     fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
     fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+    interval_source = "held-out residuals (fold A), coverage on fold B"
     if len(fold_a) < 5 or len(fold_b) < 5:
         fold_a = fold_b = held_idx
+        interval_source = "all held-out residuals (too few for two folds)"
+    if len(held_idx) < 10:
+        # Too few held-out points to place an interval: use every residual, and say so.
+        fold_a = fold_b = np.arange(len(rows))
+        interval_source = "all residuals, training included (fewer than 10 held-out points)"
     alpha = (1.0 - interval_level) / 2
     lo, hi = (
         float(np.quantile(resid[fold_a], alpha)),
@@ -480,7 +486,7 @@ def fit(
     meta = dict(measurements.metadata)
     meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 train_points=len(train), heldout_points=len(held), holdout=str(holdout),
-                final_loss=float(losses[-1]))  # fmt: skip
+                final_loss=float(losses[-1]), interval_source=interval_source)  # fmt: skip
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),

@@ -40,7 +40,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import pstats
 import shlex
 import subprocess
@@ -52,9 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import jax  # noqa: E402
-import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
+from _machine import machine_info  # noqa: E402
 
 import perfjax  # noqa: E402
 from experiments.models import gpt2_small, make_gpt2_small_inputs  # noqa: E402
@@ -124,30 +122,6 @@ def profile(fn, reps: int = 5, top: int = 25) -> str:
     s.write("\n--- by own time ---\n")
     st.sort_stats("tottime").print_stats(top)
     return s.getvalue()
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return dict(
-        cpu_model=model,
-        machine=platform.machine(),
-        platform=platform.platform(),
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        numpy=np.__version__,
-        perfjax=perfjax.__version__,
-        jax_backend=jax.default_backend(),
-        loadavg_at_start=os.getloadavg(),
-    )
 
 
 def pct(x, q) -> float:

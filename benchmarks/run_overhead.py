@@ -40,15 +40,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jaxlib
 import numpy as np
+from _machine import machine_info
 
 import perfjax
 from perfjax import ops
@@ -106,39 +105,6 @@ def direct_time(jf, args, number: int, n_samples: int, use_jax_bur: bool) -> flo
                 jf(*args).block_until_ready()
             samples.append((perf() - s) / number)
     return float(np.median(samples))
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return dict(
-        processor=platform.processor(),
-        cpu_model=model,
-        machine=platform.machine(),
-        platform=platform.platform(),
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        numpy=np.__version__,
-        perfjax=perfjax.__version__,
-        loadavg_at_start=load,
-        thread_env={
-            k: os.environ[k]
-            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
-            if k in os.environ
-        },
-    )
 
 
 def pct(x, q):

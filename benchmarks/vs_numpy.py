@@ -47,15 +47,14 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jaxlib
 import numpy as np
+from _machine import machine_info
 
 import perfjax
 from perfjax import ops
@@ -142,49 +141,6 @@ WORKLOADS = {
     "gelu_chain": (pj_gelu_chain, np_gelu_chain),
     "tanh_chain": (pj_tanh_chain, np_tanh_chain),
 }
-
-
-def machine_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    blas = ""
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = (
-            cfg["Build Dependencies"]["blas"].get("openblas configuration")
-            or cfg["Build Dependencies"]["blas"]["name"]
-        )
-    except Exception:  # informative only
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return dict(
-        processor=platform.processor(),
-        cpu_model=model,
-        machine=platform.machine(),
-        platform=platform.platform(),
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        numpy=np.__version__,
-        numpy_blas=blas,
-        perfjax=perfjax.__version__,
-        loadavg_at_start=load,
-        thread_env={
-            k: os.environ[k]
-            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
-            if k in os.environ
-        },
-    )
 
 
 def fmt_t(s: float) -> str:

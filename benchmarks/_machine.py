@@ -1,0 +1,59 @@
+"""Machine description recorded with every benchmark result (shared by the benchmark scripts)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import jax
+import jaxlib
+import numpy as np
+
+import perfjax
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _numpy_blas() -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return blas.get("openblas configuration") or blas["name"]
+    except Exception:  # informative only
+        return ""
+
+
+def machine_info() -> dict:
+    """CPU, versions, load average and threading environment at the start of a benchmark."""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return dict(
+        processor=platform.processor(),
+        cpu_model=_cpu_model(),
+        machine=platform.machine(),
+        platform=platform.platform(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        jaxlib=jaxlib.__version__,
+        jax_backend=jax.default_backend(),
+        numpy=np.__version__,
+        numpy_blas=_numpy_blas(),
+        perfjax=perfjax.__version__,
+        loadavg_at_start=load,
+        thread_env={
+            k: os.environ[k]
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+            if k in os.environ
+        },
+    )

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from perfjax.lowering._program import Program, abstractify, check_inputs
+from perfjax.lowering._program import Program, check_inputs, signature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,13 +150,8 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def _signature(inputs: tuple[Any, ...]) -> Any:
-    leaves, tree = jax.tree_util.tree_flatten(abstractify(inputs))
-    return tree, tuple((tuple(s.shape), str(s.dtype)) for s in leaves)
-
-
 def _compile_fn(fn: Callable, inputs: tuple[Any, ...]) -> tuple[Callable, float, float, bool]:
-    key = (fn, _signature(inputs))
+    key = (fn, signature(inputs))
     try:
         hit = _cache.get(key)
     except TypeError:  # unhashable callable: no caching

@@ -28,7 +28,7 @@ from perfjax.devicemodels._models import (
 )
 from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
 from perfjax.lowering._graph import Graph, build_graph
-from perfjax.lowering._program import Program, abstractify, check_inputs, trace
+from perfjax.lowering._program import Program, abstractify, check_inputs, signature, trace
 
 _CAST = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp64": jnp.float64}
 _BOUNDS = ("compute", "memory", "launch")
@@ -37,11 +37,6 @@ _BOUNDS = ("compute", "memory", "launch")
 _graphs: weakref.WeakKeyDictionary[Program, Graph] = weakref.WeakKeyDictionary()
 _kernels: weakref.WeakKeyDictionary[Program, dict[str, Kernels]] = weakref.WeakKeyDictionary()
 _traces: collections.OrderedDict[Any, Program] = collections.OrderedDict()
-
-
-def _signature(inputs: tuple[Any, ...]) -> Any:
-    leaves, tree = jax.tree_util.tree_flatten(abstractify(inputs))
-    return tree, tuple((tuple(s.shape), str(s.dtype)) for s in leaves)
 
 
 def _cast_inputs(inputs: tuple[Any, ...], precision: str) -> tuple[Any, ...]:
@@ -87,7 +82,7 @@ def program_for(
     elif precision in QUANTIZED:
         inputs = _cast_inputs(inputs, "bf16")
     try:
-        key = (fn_or_program, _signature(inputs))
+        key = (fn_or_program, signature(inputs))
         hash(key)
     except TypeError:
         key = None

@@ -84,6 +84,12 @@ def abstractify(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
+def signature(inputs: tuple[Any, ...]) -> Any:
+    """A hashable key of the inputs' tree structure, shapes and dtypes (for compile/trace caches)."""
+    leaves, tree = jax.tree_util.tree_flatten(abstractify(inputs))
+    return tree, tuple((tuple(s.shape), str(s.dtype)) for s in leaves)
+
+
 def _fn_name(fn: Callable) -> str:
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return re.sub(r"[^A-Za-z0-9_.]", "_", name)

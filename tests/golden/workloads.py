@@ -53,6 +53,13 @@ def workloads():
         S((10,), f32),
     )
     d = 512
+    block_inputs = (
+        S((8, 256, d), f32),
+        S((d, 3 * d), f32),
+        S((d, d), f32),
+        S((d, 4 * d), f32),
+        S((4 * d, d), f32),
+    )
     return {
         "mlp b1": (_mlp, mlp(1), None),
         "mlp b256": (_mlp, mlp(256), None),
@@ -65,24 +72,12 @@ def workloads():
         ),
         "transformer block bf16": (
             _block,
-            (
-                S((8, 256, d), f32),
-                S((d, 3 * d), f32),
-                S((d, d), f32),
-                S((d, 4 * d), f32),
-                S((4 * d, d), f32),
-            ),
+            block_inputs,
             "bf16",
         ),
         "transformer block int8": (
             _block,
-            (
-                S((8, 256, d), f32),
-                S((d, 3 * d), f32),
-                S((d, d), f32),
-                S((d, 4 * d), f32),
-                S((4 * d, d), f32),
-            ),
+            block_inputs,
             "int8",
         ),
     }

@@ -15,6 +15,7 @@ Outputs: docs/calibration/gpu_report.json, docs/calibration/gpu_logo.png, gpu_mo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -30,6 +31,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "calibration"
 SHIPPED = ROOT / "perfjax" / "calibrate" / "data" / "gpu_calibration.json"
 GPUS = ("p4", "p100", "t4", "v100-pcie", "a100-pcie-40gb")
+# Every NeuSight row is one PyTorch op timed on its own: its fixed cost (30-100 us, by host
+# machine) is the harness's (eager dispatch + synchronisation), not the GPU's. The fit learns it in
+# the per-kernel launch and per-program dispatch terms; the shipped default keeps their priors, so
+# compiled multi-kernel programs are not charged it.
+HARNESS_PARAMS = ("launch_log", "dispatch_log")
+# Strict-fp32 GEMMs on CUDA cores are compute-bound: these data cannot identify how well a GEMM
+# streams its operands, and left free the fit bends that efficiency (to 0.44) to absorb small-GEMM
+# effects, which would make bf16 tensor-core GEMMs on newer GPUs look memory-bound. Keep the prior.
+FREEZE = ("memory_eff_logit:gemm",)
 
 
 def model_measurements(gpus) -> Measurements:
@@ -79,7 +89,11 @@ def main(argv=None) -> int:
     logo, model_rows = {}, []
     for gpu in GPUS:
         cal = calibrate.fit(
-            ops, holdout={"devices": [gpu]}, steps=args.steps, name=f"gpu without {gpu}"
+            ops,
+            holdout={"devices": [gpu]},
+            steps=args.steps,
+            freeze=FREEZE,
+            name=f"gpu without {gpu}",
         )
         s = cal.report.summary("heldout")
         logo[gpu] = dict(points=s["points"], median_ape_before=s["median_ape_before"],
@@ -105,11 +119,36 @@ def main(argv=None) -> int:
     model_ape_after = [abs(r["after_s"] / r["measured_s"] - 1) for r in model_rows]
 
     final = calibrate.fit(
-        ops, holdout=0.2, steps=args.steps, name="GPU calibration (NeuSight fp32 ops, 5 GPUs)"
+        ops,
+        holdout=0.2,
+        steps=args.steps,
+        freeze=FREEZE,
+        name="GPU calibration (NeuSight fp32 ops, 5 GPUs)",
     )
     if not args.no_ship:
-        final.save(SHIPPED)
+        # The fitted per-program term is the public data's harness cost (one PyTorch op per
+        # timing, synchronised); a compiled program does not pay it, so the shipped default keeps
+        # the prior there.
+        shipped = dataclasses.replace(
+            final,
+            params={**final.params, **{k: final.prior[k] for k in HARNESS_PARAMS}},
+            metadata={**final.metadata, "shipped_as_default": True,
+                      "harness_params_reset": {k: np.asarray(final.params[k]).tolist() for k in HARNESS_PARAMS},
+                      "note": "launch_log and dispatch_log reset to their priors: the fitted values "
+                              "are the per-op harness cost of the NeuSight timings"},
+        )  # fmt: skip
+        shipped.save(SHIPPED)
         print(f"shipped {final} -> {SHIPPED}")
+    else:
+        shipped = dataclasses.replace(
+            final, params={**final.params, **{k: final.prior[k] for k in HARNESS_PARAMS}}
+        )
+    # The whole models were never fitted on (ops only): score the default GPU calibration on them.
+    default_rows = calibrate.evaluate(shipped, models).rows
+    default_ape = [abs(r["after_s"] / r["measured_s"] - 1) for r in default_rows]
+    print(f"whole models, shipped default (harness terms at priors): median APE "
+          f"{100 * np.median([abs(r['before_s'] / r['measured_s'] - 1) for r in default_rows]):.1f}% -> "
+          f"{100 * np.median(default_ape):.1f}% over {len(default_rows)} timings")  # fmt: skip
     final.report.plot(str(DOCS / "gpu_heldout.png"))
 
     _plot_logo(logo, per_kind, DOCS / "gpu_logo.png")
@@ -122,6 +161,8 @@ def main(argv=None) -> int:
                           median_ape_after=float(np.median(model_ape_after)) if model_rows else None,
                           rows=model_rows),
         final_fit=dict(final.summary), total_s=time.perf_counter() - t0,
+        whole_models_shipped_default=dict(points=len(default_rows), median_ape=float(np.median(default_ape)),
+                                          rows=list(default_rows)),
     )  # fmt: skip
     (DOCS / "gpu_report.json").write_text(json.dumps(report, indent=1, default=float))
     print("per op kind, median over held-out GPUs: "

@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--size", choices=("tiny", "default", "large"), default="default")
     ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--loss", choices=("msle", "huber"), default="msle")
     ap.add_argument(
         "--reuse", action="store_true", help="reuse the CSVs in docs/calibration (no measuring)"
     )
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
     t_measure = time.perf_counter() - t0
 
     cal = calibrate.fit(
-        micro, holdout=0.25, steps=args.steps, name="host CPU calibration (microbenchmarks)"
+        micro, holdout=0.25, steps=args.steps, loss=args.loss,
+        name="host CPU calibration (microbenchmarks)",
     )
     cal = dataclasses.replace(
         cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}

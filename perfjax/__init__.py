@@ -7,8 +7,9 @@ Example:
   136.0
 """
 
-from perfjax import ops
+from perfjax import ops, placement
 from perfjax._errors import StableHLOParseError, UnsupportedOpError, UnsupportedProgramError
+from perfjax._recommend import Recommendation, recommend
 from perfjax.devicemodels import (
     Comparison,
     DeviceSpec,
@@ -31,6 +32,7 @@ __all__ = [
     "Op",
     "Prediction",
     "Program",
+    "Recommendation",
     "RunResult",
     "StableHLOParseError",
     "TensorType",
@@ -44,7 +46,9 @@ __all__ = [
     "devices",
     "materialize",
     "ops",
+    "placement",
     "predict",
+    "recommend",
     "register_cost_rule",
     "run",
     "sensitivity",

@@ -517,6 +517,61 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_positive_ints(text: str) -> list[int]:
+    """``1,8,64`` -> [1, 8, 64] (argparse type for --batch-sizes)."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 1,8,64, got {text!r}"
+        )
+    return sizes
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    r = _resolve(args)
+    devices = None
+    if args.devices:
+        devices = (
+            "all"
+            if args.devices == "all"
+            else [d.strip() for d in args.devices.split(",") if d.strip()]
+        )
+        if devices != "all":
+            for n in devices:
+                _device_or_error(n)
+    precisions = []
+    for p in (p.strip() for p in args.precisions.split(",") if p.strip()):
+        if p != "traced" and p not in PRECISIONS:
+            raise CLIError(
+                f"unknown precision {p!r} in --precisions; expected some of "
+                f"{', '.join(PRECISIONS)} or 'traced' (the program's own dtypes)"
+            )
+        precisions.append(None if p == "traced" else p)
+    if not precisions:
+        raise CLIError("--precisions is empty; e.g. --precisions fp32,bf16,int8")
+    with _x64_context(r.specs), _user_code(r.label, r.is_program):
+        try:
+            rec = perfjax.recommend(
+                r.target, r.specs, objective=args.objective, devices=devices,
+                precisions=precisions, batch_sizes=args.batch_sizes, batch=args.batch,
+                batch_argnums=args.batch_arg, top=args.top,
+                calibration=args.calibration if args.calibration else None,
+            )  # fmt: skip
+        except FileNotFoundError as e:
+            raise CLIError(_one_line(e)) from e
+    if args.plot:
+        rec.plot(args.plot)
+        print(f"perfjax: wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        _print_json(rec.to_dict())
+    else:
+        print(render(rec.table(), width=max(_width(), 140)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from perfjax._demo import main as demo_main
 
@@ -798,6 +853,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON record per device")
     p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "recommend",
+        parents=[common],
+        help="rank devices and precisions by latency, throughput or energy",
+        description="Predict the target on every (device, precision) pair and rank them, with the reason for each rank.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  perfjax recommend examples/mlp.py:mlp -i 'f32[64,784]' -i 'f32[784,128]' "
+        "-i 'f32[128,10]' --objective throughput --batch-sizes 1,8,64,256 --top 10",
+    )
+    p.add_argument(
+        "--objective",
+        choices=("latency", "throughput", "energy"),
+        default="latency",
+        help="latency: time per call; throughput: samples/s; energy: joules per sample (default: latency)",
+    )
+    p.add_argument(
+        "--devices",
+        default="",
+        help="comma-separated names, or 'all' (default: the whole catalog except host)",
+    )
+    p.add_argument(
+        "--precisions",
+        default="fp32,bf16,int8",
+        help="comma-separated precisions to try where a device has a peak for them, 'traced' for "
+        "the program's own dtypes (default: fp32,bf16,int8)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=_csv_positive_ints,
+        metavar="N,N,...",
+        help="re-trace at each batch (leading dim of the batched input) and keep the best per pair",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        metavar="N",
+        help="samples per call, when not the leading dim",
+    )
+    p.add_argument(
+        "--batch-arg",
+        type=int,
+        metavar="I",
+        help="index of the batched input (default: the first input with a leading dimension)",
+    )
+    p.add_argument("--top", type=_positive_int, metavar="N", help="show only the best N rows")
+    p.add_argument("--calibration", metavar="JSON", help="a calibration saved by perfjax calibrate")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser(
         "devices",

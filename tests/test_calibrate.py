@@ -33,7 +33,15 @@ def _truth_params(family="gpu"):
     )
 
 
-def _synthetic(device="h100", noise=0.05, seed=0):
+# The GEMM efficiency and the GPU power cap trade off on a single device (only several devices
+# separate them), so the recovery test uses an H100 with the power cap off (process_nm = 0).
+NOCAP = perfjax.devicemodels.register_device(
+    perfjax.device("h100").replace(name="test-h100-nocap", process_nm=0.0, aliases=()),
+    overwrite=True,
+)[0]
+
+
+def _synthetic(device=NOCAP, noise=0.05, seed=0):
     rng = np.random.default_rng(seed)
     truth = _truth_params()
     rows = []
@@ -253,3 +261,38 @@ def test_mismatched_parameters_are_refused(synthetic_fit, tmp_path):
     path = _csv(tmp_path, json.dumps(d), "c.json")
     with pytest.raises(ValueError, match="do not match the gpu model"):
         load(path)
+
+
+def prior_of(name):
+    return np.asarray(default_params("gpu")[name])
+
+
+def test_frozen_parameters_stay_at_their_priors():
+    ms = _synthetic()
+    cal = fit(ms, holdout=0.3, steps=100, freeze=("launch_log", "k_half_log", "memory_eff_logit:gemm"),
+              name="frozen fit")  # fmt: skip
+    assert cal.name == "frozen fit"
+    assert cal.params["memory_eff_logit"][0] == prior_of("memory_eff_logit")[0]
+    prior = default_params("gpu")
+    np.testing.assert_array_equal(cal.params["launch_log"], np.asarray(prior["launch_log"]))
+    np.testing.assert_array_equal(cal.params["k_half_log"], np.asarray(prior["k_half_log"]))
+    assert not np.allclose(cal.params["compute_eff_logit"], prior["compute_eff_logit"])
+    with pytest.raises(ValueError, match="cannot freeze \\['speed', 'k_half_log:gemm'\\]"):
+        fit(ms, holdout=0.3, steps=10, freeze=("speed", "k_half_log:gemm"))
+    with pytest.raises(ValueError, match="Unknown loss: 'l1'"):
+        fit(ms, holdout=0.3, steps=10, loss="l1")
+
+
+def test_gpu_predictions_use_the_shipped_calibration_by_default():
+    shipped = calibrate.shipped_calibration("gpu")
+    assert shipped is not None and shipped.family == "gpu"
+    assert {"p4", "t4", "v100-pcie", "a100-pcie-40gb", "p100"} <= set(shipped.devices)
+    fn, ins = Workload.of("matmul", m=512, k=512, n=512).build()
+    p = perfjax.predict(fn, ins, device="a100-80gb")
+    assert p.calibration == str(shipped) and p.interval_s is not None
+    lo, hi = p.interval_s
+    assert lo < p.time_s < hi
+    q = perfjax.predict(fn, ins, device="a100-80gb", calibration=False)
+    assert q.calibration is None and q.interval_s is None and q.time_s != p.time_s
+    # Other families keep their priors unless given a calibration.
+    assert perfjax.predict(fn, ins, device="tpu-v4").calibration is None

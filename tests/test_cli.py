@@ -495,3 +495,27 @@ def test_predict_with_a_saved_calibration(capsys, model, tmp_path):
         tmp_path / "no.json",
     )
     assert code == 2 and "no calibration file" in err
+
+
+# ---- recommend -------------------------------------------------------------------------------
+
+
+def test_recommend_ranks_devices_as_predict_does(capsys, model):
+    code, out, _ = cli(capsys, "recommend", f"{model}:mlp", "-i", f"f32[{M},{K}]", "-i", f"f32[{K},{N}]",
+                       "--devices", "h100,v100,tpu-v4", "--precisions", "fp32", "--json")  # fmt: skip
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    times = {r["device"]: r["time_s"] for r in rows}
+    f = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))
+    ins = (jax.ShapeDtypeStruct((M, K), jnp.float32), jax.ShapeDtypeStruct((K, N), jnp.float32))
+    for dev, t in times.items():
+        assert t == pytest.approx(
+            perfjax.predict(f, ins, device=dev, precision="fp32").time_s, rel=1e-6
+        )
+    assert [r["device"] for r in rows] == sorted(times, key=times.get)
+
+
+def test_recommend_bad_precision_exits_2(capsys, model):
+    code, _, err = cli(capsys, "recommend", f"{model}:mlp", "-i", f"f32[{M},{K}]", "-i", f"f32[{K},{N}]",
+                       "--precisions", "fp5")  # fmt: skip
+    assert code == 2 and "unknown precision 'fp5'" in err

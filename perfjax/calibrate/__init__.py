@@ -7,7 +7,7 @@ computed on programs the fit did not see.
 
 from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
 from perfjax.calibrate._fit import Calibration, Report, evaluate, fit, load
-from perfjax.calibrate._host import cache_dir, host_calibration_path
+from perfjax.calibrate._host import cache_dir, host_calibration_path, shipped_calibration
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
 from perfjax.calibrate._suites import SUITES, measure, suite
@@ -32,5 +32,6 @@ __all__ = [
     "load_neusight_models",
     "measure",
     "register_builder",
+    "shipped_calibration",
     "suite",
 ]

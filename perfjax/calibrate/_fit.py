@@ -27,6 +27,7 @@ import optax
 
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
+from perfjax.devicemodels._kernels import KINDS
 from perfjax.devicemodels._models import (
     default_params,
     dispatch_time,
@@ -347,6 +348,9 @@ def fit(
     steps: int = 400,
     learning_rate: float = 0.05,
     prior_weight: float = 0.05,
+    loss: str = "msle",
+    huber_delta: float = 0.25,
+    freeze: Sequence[str] = (),
     interval_level: float = 0.8,
     seed: str = "perfjax",
     name: str = "",
@@ -362,7 +366,12 @@ def fit(
         ``{"devices": [...]}`` / ``{"kinds": [...]}`` holding out whole devices or op kinds.
       steps, learning_rate: Adam on the unconstrained parameters.
       prior_weight: weight of the squared distance to the priors.
+      loss: ``"msle"`` (mean squared log error) or ``"huber"`` (Huber loss on the log error,
+        quadratic within ``huber_delta`` and linear beyond: a few pathological timings pull the
+        fit less).
       interval_level: central coverage of ``Prediction.interval_s``.
+      freeze: parameters kept at their priors: a name (``"launch_log"``) or one kind of a
+        per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify.
 
     Example:
       >>> from perfjax.calibrate import Measurements, Workload, fit
@@ -372,6 +381,8 @@ def fit(
       >>> cal.family
       'gpu'
     """
+    if loss not in ("msle", "huber"):
+        raise ValueError(f"Unknown loss: {loss!r}. It needs to be one of ['msle', 'huber'].")
     rows = [r for r in measurements if device is None or r.device == get_device(device).name]
     if not rows:
         raise ValueError(f"no measurements for device {device!r}; have {measurements.devices()}.")
@@ -420,11 +431,31 @@ def fit(
     mask = jnp.asarray(weight / weight.sum())
 
     prior = default_params(family, vendor)
+    # A frozen entry is a parameter name, or "name:kind" for one kind of a per-kind parameter.
+    keep = {k: np.ones(np.shape(v), np.float32) for k, v in prior.items()}
+    unknown_frozen = []
+    for entry in freeze:
+        pname, _, kind = entry.partition(":")
+        if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in KINDS)):
+            unknown_frozen.append(entry)
+        elif kind:
+            keep[pname][KINDS.index(kind)] = 0.0
+        else:
+            keep[pname][...] = 0.0
+    if unknown_frozen:
+        raise ValueError(
+            f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
+            f"(per-kind ones also as 'name:kind', kind in {list(KINDS)})."
+        )
+    keep = {k: jnp.asarray(v) for k, v in keep.items()}
     batch = all_batch
 
     def loss_fn(params):
         pred = _row_times(params, batch, family)
-        err = (jnp.log(pred) - log_meas) ** 2
+        if loss == "msle":
+            err = (jnp.log(pred) - log_meas) ** 2
+        else:  # "huber": squared near zero, linear beyond `huber_delta` (outliers pull less)
+            err = 2.0 * optax.losses.huber_loss(jnp.log(pred), log_meas, delta=huber_delta)
         data = jnp.sum(err * mask)
         reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
         return data + prior_weight * reg
@@ -436,6 +467,7 @@ def fit(
         def step(carry, _):
             params, state = carry
             loss, grads = jax.value_and_grad(loss_fn)(params)
+            grads = {k: g * keep[k] for k, g in grads.items()}
             updates, state = tx.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), loss
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import os
 import pathlib
 
@@ -26,10 +28,33 @@ def machine_id() -> str:
     return spec.description
 
 
-def auto_calibration(spec: DeviceSpec):
-    """The saved host calibration when ``spec`` is this host and the file matches this machine."""
-    if spec.name != "host":
+#: Calibrations shipped with perfjax, used by default for every device of their family.
+SHIPPED = {"gpu": "gpu_calibration.json"}
+
+
+@functools.cache
+def shipped_calibration(family: str):
+    """The calibration shipped for ``family`` (``None`` if there is none).
+
+    Example:
+      >>> from perfjax.calibrate import shipped_calibration
+      >>> shipped_calibration("gpu").family
+      'gpu'
+    """
+    if family not in SHIPPED:
         return None
+    from perfjax.calibrate._fit import load
+
+    ref = importlib.resources.files("perfjax.calibrate") / "data" / SHIPPED[family]
+    with importlib.resources.as_file(ref) as path:
+        return load(path) if path.exists() else None
+
+
+def auto_calibration(spec: DeviceSpec):
+    """The calibration ``predict`` uses when none is given: for ``device="host"``, the one saved
+    in the cache directory for this machine; for a GPU, the shipped GPU calibration; else none."""
+    if spec.name != "host":
+        return shipped_calibration(spec.family)
     path = host_calibration_path()
     if not path.exists():
         return None

@@ -35,6 +35,7 @@ from perfjax.devicemodels._kernels import KINDS, Kernels
 from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
 
 _P = {p: i for i, p in enumerate(PRECISIONS)}
+_CONV = KINDS.index("conv")
 _DTYPE_PRECISION = {
     "float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8", "uint8": "int8",
     "int4": "int4", "uint4": "int4", "tensorfloat32": "tf32",
@@ -77,6 +78,11 @@ PRIORS: dict[str, dict[str, Any]] = {
         fill=1.0,
         # Host-side dispatch of a whole program is overlapped with device work (asynchronous).
         dispatch_s=1e-7,
+        # Energy per fp32 FLOP at 12 nm incl. operand delivery: a V100 sustains its boost clock
+        # in SGEMM at 250 W (NVIDIA V100 whitepaper, 2017) -> <= 250 W / 14 TFLOP/s ~ 18 pJ.
+        power_pj=18.0,
+        # Energy per operation falls roughly linearly with the feature size (Horowitz, ISSCC 2014).
+        power_node_exp=1.0,
     ),
     "tpu": dict(
         compute_eff=dict(
@@ -93,6 +99,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         cache_sharpness=4.0,
         fill=1.0,  # systolic fill/drain: one array side of rows per weight tile
         dispatch_s=1e-7,
+        power_pj=18.0,  # power cap: GPU family only
+        power_node_exp=1.0,
     ),
     "cpu": dict(
         # XLA:CPU GEMMs (Eigen / oneDNN) reach 60-80% of FMA peak on large problems.
@@ -104,11 +112,21 @@ PRIORS: dict[str, dict[str, Any]] = {
         parallel_half=16384.0,
         transcendental_cost=10.0,
         overlap_q=2.0,
-        launch_scale=1.0,
+        # XLA:CPU forks and joins its thread pool around each GEMM/convolution: a 16^3 matmul
+        # takes 19 us here, ~12 us more than a 16-float add (docs/calibration/host_micro.csv).
+        launch_scale=dict(gemm=6.0, conv=6.0),
         cache_sharpness=4.0,
         fill=1.0,
         # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add).
         dispatch_s=5e-6,
+        # M or N tile at which a GEMM reaches half its efficiency (AVX2 micro-kernels block 4-8
+        # rows; below the minimum tile of 8 the padding already charges the waste).
+        mn_half=2.0,
+        # Eigen-style GEMMs copy (pack) the right-hand operand into panels before the
+        # micro-kernel runs: one extra read + write pass over it, not overlapped with compute.
+        pack=1.0,
+        power_pj=18.0,  # power cap: GPU family only
+        power_node_exp=1.0,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -123,10 +141,16 @@ PRIORS: dict[str, dict[str, Any]] = {
         cache_sharpness=4.0,
         fill=1.0,
         dispatch_s=1e-5,
+        power_pj=18.0,  # power cap: GPU family only
+        power_node_exp=1.0,
     ),
 }
 # AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
 VENDOR_PRIORS = {"amd": dict(gemm=0.56)}
+
+
+def _per_kind(value: float | Mapping[str, float], kind: str) -> float:
+    return value.get(kind, 1.0) if isinstance(value, Mapping) else value
 
 
 def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
@@ -150,10 +174,17 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         transcendental_cost_log=jnp.array(math.log(pr["transcendental_cost"]), jnp.float32),
         overlap_log=jnp.array(math.log(pr["overlap_q"] - 1.0), jnp.float32),
         # Fixed cost per kernel class (library GEMMs pay more setup than a loop fusion).
-        launch_log=jnp.full((len(KINDS),), math.log(pr["launch_scale"]), jnp.float32),
+        launch_log=jnp.array(
+            [math.log(_per_kind(pr["launch_scale"], k)) for k in KINDS], jnp.float32
+        ),
         cache_sharpness_log=jnp.array(math.log(pr["cache_sharpness"]), jnp.float32),
         fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
         dispatch_log=jnp.array(math.log(pr["dispatch_s"]), jnp.float32),
+        conv_speedup_log=jnp.array(0.0, jnp.float32),
+        mn_half_log=jnp.array(math.log(pr.get("mn_half", 1.0)), jnp.float32),
+        pack_log=jnp.array(math.log(pr.get("pack", 1.0)), jnp.float32),
+        power_pj_log=jnp.array(math.log(pr["power_pj"]), jnp.float32),
+        power_node_log=jnp.array(math.log(pr["power_node_exp"]), jnp.float32),
     )
 
 
@@ -162,7 +193,7 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
 # ---------------------------------------------------------------------------------------------
 
 _SCALARS = ("memory_bytes_per_s", "cache_bytes", "cache_bytes_per_s", "num_cores", "clock_hz", "launch_overhead_s",
-            "tdp_w", "idle_w", "host_link_bytes_per_s")  # fmt: skip
+            "tdp_w", "idle_w", "host_link_bytes_per_s", "process_nm")  # fmt: skip
 
 
 def pack(spec: DeviceSpec) -> dict[str, jax.Array]:
@@ -366,6 +397,9 @@ def _pow2ceil(x: jax.Array) -> jax.Array:
     return 2.0 ** jnp.ceil(jnp.log2(jnp.maximum(x, 1.0)))
 
 
+#: Smooth min(1, r) = r / (1 + r^s)^(1/s) for the GPU power cap (s large: a sharp corner).
+_POWER_CAP_SHARPNESS = 6.0
+
 #: Split-K keeps at least this much of the reduction dimension per slice.
 _SPLIT_K_MIN = 256.0
 
@@ -403,6 +437,22 @@ def kernel_times(
     )
     peaks = peaks / res["passes"]
     vec_peak = _pick(dev["vector_peaks"], res["vector_precision"])
+    if family == "gpu":
+        # Power cap: running every fp32 lane at the published boost clock needs
+        # peak_fp32 x energy/FLOP(node); a board allowed less (tdp - idle) runs at a lower clock,
+        # so every unit's rate scales by the smooth min(1, available / needed). Tensor-core rates
+        # scale with it (their energy per op is lower in proportion to their higher peak).
+        e_flop = (
+            jnp.exp(params["power_pj_log"])
+            * 1e-12
+            * (jnp.maximum(dev["process_nm"], 1.0) / 12.0) ** jnp.exp(params["power_node_log"])
+        )
+        need_w = dev["vector_peaks"][..., _P["fp32"]] * e_flop
+        ratio = jnp.maximum(dev["tdp_w"] - dev["idle_w"], 1.0) / jnp.maximum(need_w, 1e-3)
+        sustained = ratio / (1.0 + ratio**_POWER_CAP_SHARPNESS) ** (1.0 / _POWER_CAP_SHARPNESS)
+        sustained = jnp.where((dev["process_nm"] > 0) & (dev["tdp_w"] > 0), sustained, 1.0)
+        peaks = peaks * sustained
+        vec_peak = vec_peak * sustained
     cores = dev["num_cores"]
     tile = dev["matrix_tile"]
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
@@ -436,17 +486,33 @@ def kernel_times(
         tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
         padded = 2.0 * tiles * tm * tn * kk
         split = jnp.clip(jnp.minimum(cores / tiles, kk / _SPLIT_K_MIN), 1.0, None)
+        if family == "gpu":
+            # cuDNN's implicit-GEMM convolutions do not split K: a convolution with few output
+            # tiles leaves SMs idle.
+            split = jnp.where(kind == _CONV, 1.0, split)
         x = tiles * split / cores
         per_unit = cores
         k_slice = kk / split
         matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"]))
+        if family == "cpu":
+            # CPU GEMM micro-kernels block M and N in registers: a short M or N leaves the
+            # register block part empty (GPU tiles shrink instead, above).
+            mn_half = jnp.exp(params["mn_half_log"])
+            # (Of the tile sizes, so the time stays monotone: M below the tile already pays the
+            # padding.)
+            matrix_util = matrix_util * (tm / (tm + mn_half)) * (tn / (tn + mn_half))
     # A wave is as slow as its fullest unit: utilisation x / ceil(x), with a staircase that is
     # smooth over about one tile (so time never drops when a dimension grows).
     wave_util = x / soft_ceil(jnp.maximum(x, 1e-9), sharpness=per_unit)
     matrix_util = matrix_util * wave_util
     # Padding waste is reported as lost utilisation: time uses the padded work.
     pad_factor = padded / jnp.maximum(k["matrix_flops"], 1.0)
+    # Convolution libraries use fast algorithms (Winograd, FFT) that need fewer multiplies than
+    # the direct FLOP count: a learned speed-up over the direct count (prior 1: none).
     matrix_rate = peaks * compute_eff * matrix_util
+    matrix_rate = jnp.where(
+        kind == _CONV, matrix_rate * jnp.exp(params["conv_speedup_log"]), matrix_rate
+    )
     t_matrix = jnp.where(
         is_matrix, k["matrix_flops"] * pad_factor / jnp.maximum(matrix_rate, eps), 0.0
     )
@@ -497,6 +563,25 @@ def kernel_times(
 
     q = 1.0 + jnp.exp(params["overlap_log"])
     t_body = smooth_max(t_compute, t_memory, q)
+    if family == "cpu":
+        # Operand packing (GEMMs with M > 1 and N > 1; XLA:CPU calls a matrix-vector kernel
+        # otherwise): the K x N operand is read and written once more, at the bandwidth of the
+        # level it fits in. With a few rows (M small) it dominates: 2048^2 fp32 weights cost ~2 ms
+        # here while the arithmetic of M = 4 takes 0.3 ms (docs/calibration/host_micro.csv).
+        # Element size from the GEMM's reads (A: M x K, B: K x N).
+        elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
+        pack_bytes = jnp.where(is_matrix, 2.0 * b * kk * n * elem, 0.0)
+        pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
+        pack_fit = jax.nn.sigmoid(
+            sharp
+            * (
+                jnp.log(jnp.maximum(dev["cache_bytes"], 1.0))
+                - jnp.log(jnp.maximum(pack_bytes, 1.0))
+            )
+        )
+        t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
+        t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
+        t_body = t_body + t_pack
     t_launch = (
         dev["launch_overhead_s"] * jnp.exp(params["launch_log"])[kind] * jnp.ones_like(t_body)
     )

@@ -573,6 +573,7 @@ def spec_gradient(
     *,
     device: str | DeviceSpec,
     precision: str | None = None,
+    calibration: Any = None,
 ) -> tuple[float, DeviceSpec]:
     """Predicted time and its gradient with respect to every numeric field of the spec.
 
@@ -588,7 +589,8 @@ def spec_gradient(
     program = program_for(fn_or_program, inputs, precision)
     kernels = kernels_for(program, spec.family)
     res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
-    params = default_params(spec.family, spec.vendor)
+    cal = _calibration_for(spec, calibration)
+    params = cal.jax_params() if cal is not None else default_params(spec.family, spec.vendor)
     t, g = _time_and_grad(spec.family)(spec, kernels.arrays(), params, _res_arrays(res))
     return float(t), g
 
@@ -599,11 +601,13 @@ def sensitivity(
     device: str | DeviceSpec = "h100",
     *,
     precision: str | None = None,
+    calibration: Any = None,
 ) -> dict[str, float]:
     """Elasticities ``d log(time) / d log(field)`` for every numeric spec field, via ``jax.grad``.
 
     ``-1`` means time is inversely proportional to the field (fully bound by it); ``0`` means
-    it does not matter. Peaks appear as ``matrix_flops_per_s.bf16`` etc.
+    it does not matter. Peaks appear as ``matrix_flops_per_s.bf16`` etc. ``calibration`` as in
+    :func:`predict` (by default the same calibration ``predict`` uses).
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -613,7 +617,9 @@ def sensitivity(
       True
     """
     spec = get_device(device)
-    t, g = spec_gradient(fn_or_program, inputs, device=spec, precision=precision)
+    t, g = spec_gradient(
+        fn_or_program, inputs, device=spec, precision=precision, calibration=calibration
+    )
     out: dict[str, float] = {}
     for name, value in spec.numeric_fields().items():
         grad = getattr(g, name)

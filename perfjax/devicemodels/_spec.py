@@ -59,6 +59,9 @@ class DeviceSpec:
     #: Board power (TDP) and idle power.
     tdp_w: float = 0.0
     idle_w: float = 0.0
+    #: Manufacturing process (nm, the foundry's node name): GPUs whose published peak needs more
+    #: power than the board may draw run slower (see the GPU model's power cap). 0 = not modelled.
+    process_nm: float = 0.0
     #: Link to the host (PCIe / USB): used for weight streaming on edge devices.
     host_link_bytes_per_s: float = 16e9
     #: Matrix unit tile: TPU MXU side (128 or 256); GPU/CPU GEMM tile edge used for padding waves.

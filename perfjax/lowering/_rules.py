@@ -506,20 +506,32 @@ def _map(op: OpView) -> Cost:
 # ---------------------------------------------------------------------------------------------
 
 
+def _collective_features(op: OpView) -> dict[str, Any]:
+    """``bytes`` = operand bytes on each device (the convention of
+    ``perfjax.placement.collective_time_s``), plus the group layout when the op has replica groups
+    (``dense<...> : tensor<G x S x i64>``: G groups of S devices)."""
+    out: dict[str, Any] = dict(
+        kind="collective",
+        collective=op.name.split(".")[-1],
+        bytes=sum(t.nbytes for t in op.operands),
+    )
+    groups = op.attr_str("replica_groups")
+    m = re.search(r"tensor<(\d+)x(\d+)xi64>", groups or "")
+    if m:
+        out["num_groups"], out["group_size"] = int(m.group(1)), int(m.group(2))
+    pairs = op.attr_str("source_target_pairs")
+    m = re.search(r"tensor<(\d+)x2xi64>", pairs or "")
+    if m:
+        out["num_pairs"] = int(m.group(1))
+    return out
+
+
 @register_cost_rule("stablehlo.all_reduce", "stablehlo.reduce_scatter")
 def _all_reduce(op: OpView) -> Cost:
     body = op.region_cost(0)
     count = sum(t.size for t in op.operands)
     # One body application per element reduced into this device's result.
-    return Cost(
-        flops=body.flops * count,
-        **op.io_bytes(),
-        features=dict(
-            kind="collective",
-            collective=op.name.split(".")[-1],
-            bytes=sum(t.nbytes for t in op.operands),
-        ),
-    )
+    return Cost(flops=body.flops * count, **op.io_bytes(), features=_collective_features(op))
 
 
 @register_cost_rule(
@@ -531,11 +543,4 @@ def _all_reduce(op: OpView) -> Cost:
     "stablehlo.recv",
 )
 def _communication(op: OpView) -> Cost:
-    return Cost(
-        **op.io_bytes(),
-        features=dict(
-            kind="collective",
-            collective=op.name.split(".")[-1],
-            bytes=sum(t.nbytes for t in op.operands),
-        ),
-    )
+    return Cost(**op.io_bytes(), features=_collective_features(op))

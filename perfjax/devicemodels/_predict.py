@@ -298,9 +298,26 @@ def _evaluate(
         out = {k: zeros for k in ("time_s", "compute_s", "memory_s", "launch_s", "energy_j", "peak_flops_per_s",
                                   "utilization", "parallel_util")}  # fmt: skip
     else:
-        out = kernel_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
-        out = {k: np.asarray(v, np.float64) for k, v in out.items()}
+        n = len(kernels)
+        arrays, res_arrays = _pad_kernels(arrays, n), _pad_kernels(_res_arrays(res), n)
+        out = kernel_times_jit(arrays, pack_numpy(spec), params, res_arrays, spec.family)
+        out = {k: np.asarray(v, np.float64)[:n] for k, v in out.items()}
     return dict(kernels=kernels, res=res, out=out, dispatch_s=float(dispatch_time(params)))
+
+
+def _pad_kernels(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Pads the kernel axis to a power of two (at least 16) with copies of the first kernel that
+    execute zero times, so the compiled model is reused across programs of similar size instead
+    of recompiled for every kernel count."""
+    size = max(16, 1 << (n - 1).bit_length())
+    out = {}
+    for k, v in arrays.items():
+        v = np.asarray(v)
+        out[k] = np.concatenate([v, np.repeat(v[:1], size - n, axis=0)]) if size > n else v
+    if "executions" in out and size > n:
+        out["executions"] = out["executions"].copy()
+        out["executions"][n:] = 0
+    return out
 
 
 def predict(

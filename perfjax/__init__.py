@@ -25,6 +25,15 @@ from perfjax.lowering import Graph, Op, Program, TensorType, analyze, register_c
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # perfjax.models imports flax (~1 s): loaded on first use.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("perfjax.models")
+    raise AttributeError(f"module 'perfjax' has no attribute {name!r}")
+
 __all__ = [
     "Comparison",
     "DeviceSpec",
@@ -45,6 +54,7 @@ __all__ = [
     "device",
     "devices",
     "materialize",
+    "models",
     "ops",
     "placement",
     "predict",

@@ -436,3 +436,14 @@ def test_prediction_outputs(tmp_path):
     c = perfjax.compare(_block, _BLOCK_INPUTS, ["h100", "a100-80gb", "tpu-v4"])
     assert os.path.getsize(c.plot(str(tmp_path / "cmp.png"))) > 10_000
     assert len(c.to_dataframe()) == 3 and c.fastest().time_s == min(x.time_s for x in c.predictions)
+
+
+def test_dynamic_update_slice_moves_only_the_slice():
+    # XLA updates the buffer in place (a scan's backward pass does this every trip): the kernel
+    # reads and writes the 1 x 1024 update, not the 1000 x 1024 buffer.
+    from jax import lax
+
+    f = lambda buf, x: lax.dynamic_update_slice(buf, x, (3, 0))
+    ins = (S((1000, 1024), f32), S((1, 1024), f32))
+    p = perfjax.predict(f, ins, device="h100", calibration=False)
+    assert p.bytes == 2 * 1024 * 4

@@ -367,6 +367,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         for i in members:
             op = ops[i]
             partial = _short(op) in _PARTIAL_READ
+            # XLA updates a dynamic_update_slice's buffer in place: only the slice moves.
+            in_place = _short(op) == "dynamic_update_slice" and len(op.operands) > 1
             for j, s in enumerate(op.sources):
                 for b in bases(s):
                     if b == -1 or (b >= 0 and b in member_set):
@@ -375,10 +377,16 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                     if partial and j == 0:
                         # A gather/slice touches only the elements it returns.
                         need = min(need, float(sum(r.nbytes for r in op.results)))
+                    if in_place and j == 0:
+                        need = 0.0
                     reads[b] = max(reads.get(b, 0.0), need)
             if is_output[i] or any(group_of[c] != gi for c in consumers[i]):
-                written += sum(r.nbytes for r in op.results)
-                out_elems += sum(r.size for r in op.results)
+                if in_place:
+                    written += float(op.operands[1].nbytes)
+                    out_elems += float(op.operands[1].size)
+                else:
+                    written += sum(r.nbytes for r in op.results)
+                    out_elems += sum(r.size for r in op.results)
             if cls[i] in ("gemm", "conv"):
                 mflops += op.flops
             else:

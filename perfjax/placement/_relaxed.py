@@ -6,8 +6,8 @@ with an annealed temperature gives probabilities ``P``. The smooth makespan is b
 * expected compute per kernel ``sum_k P_ik t_ik``;
 * expected transfer per edge ``P_src^T C_e P_dst`` with ``C_e[k, l] = lat_kl + bytes_e / bw_kl``;
 * a smooth longest path (log-sum-exp over each kernel's predecessors, evaluated level by level
-  of the DAG with ``jax.lax.scan``), which alone would ignore that a device runs one kernel at a
-  time, so
+  of the DAG with ``jax.lax.scan``) in which a kernel also waits for the expected work queued
+  before it (in topological order) on its device, and
 * a smooth maximum of the expected work per device (load) is taken with it, and
 * a penalty for expected resident bytes above a device's capacity.
 
@@ -67,6 +67,7 @@ class _Arrays:
     lv_nodes: np.ndarray  # (L, W) node index (n_pad + 1 = sink for padding)
     lv_preds: np.ndarray  # (L, W, K) predecessor index (n_pad = "-inf" source for padding)
     lv_edges: np.ndarray  # (L, W, K) edge index (e_pad - 1 padding edge... any, masked)
+    order: np.ndarray  # (n_pad,) topological order, padding last
     scale: float
     num_groups: int
 
@@ -126,8 +127,10 @@ def _arrays(problem: PlacementProblem, scale: float) -> _Arrays:
         for q, (p, ed) in enumerate(zip(pr.preds[i], pr.pred_edges[i])):
             lv_preds[lv, w, q] = p
             lv_edges[lv, w, q] = ed
+    order = np.concatenate([problem.order, np.arange(n, n_pad)])
     return _Arrays(times, mask, group, src, dst, eb, lat.astype(np.float32) / scale,
-                   inv.astype(np.float32), mem, cap, lv_nodes, lv_preds, lv_edges, scale, G)  # fmt: skip
+                   inv.astype(np.float32), mem, cap, lv_nodes, lv_preds, lv_edges, order, scale,
+                   G)  # fmt: skip
 
 
 def _smax(x: jax.Array, beta: jax.Array, axis: int = -1) -> jax.Array:
@@ -147,11 +150,18 @@ def smooth_makespan(P: jax.Array, arr: dict, beta: jax.Array) -> jax.Array:
     )
     n_pad = times.shape[0]
     finish0 = jnp.zeros(n_pad + 2, P.dtype).at[n_pad].set(_NEG)
+    # A kernel also waits for the expected work queued before it (in topological order) on its
+    # device: exactly the device-free time of a list schedule in that order, in expectation.
+    order = arr["order"]
+    work = (P * times)[order]
+    queued = jnp.cumsum(work, axis=0) - work
+    queue = jnp.zeros(n_pad, P.dtype).at[order].set(jnp.sum(P[order] * queued, -1))
+    queue = jnp.concatenate([queue, jnp.zeros(2, P.dtype)])
 
     def step(finish, xs):
         nodes, preds, edges = xs
         vals = finish[preds] + comm[edges]  # (W, K)
-        vals = jnp.concatenate([jnp.zeros((*vals.shape[:-1], 1), vals.dtype), vals], -1)
+        vals = jnp.concatenate([queue[nodes][:, None], vals], -1)
         f = ec[jnp.minimum(nodes, n_pad - 1)] + _smax(vals, beta)
         return finish.at[nodes].set(f), None
 
@@ -211,7 +221,7 @@ def _optimise(logits0, key, arr, steps, lr, tau0, tau1, beta, mem_weight):
 
 def _jnp_arrays(a: _Arrays) -> dict:
     keys = ("times", "mask", "group", "src", "dst", "ebytes", "lat", "inv_bw", "mem", "cap",
-            "lv_nodes", "lv_preds", "lv_edges")  # fmt: skip
+            "lv_nodes", "lv_preds", "lv_edges", "order")  # fmt: skip
     return {k: jnp.asarray(getattr(a, k)) for k in keys}
 
 

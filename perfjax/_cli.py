@@ -493,16 +493,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_list(text: str) -> str | list[str]:
+    """``--devices`` value: ``"all"``, or comma-separated names, each checked against the catalog."""
+    if text == "all":
+        return "all"
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    for n in names:
+        _device_or_error(n)
+    return names
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     r = _resolve(args)
-    names = (
-        "all"
-        if args.devices == "all"
-        else [d.strip() for d in args.devices.split(",") if d.strip()]
-    )
-    if names != "all":
-        for n in names:
-            _device_or_error(n)
+    names = _device_list(args.devices)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         comparison = perfjax.compare(
             r.target, r.specs, names if args.devices else None, precision=args.precision
@@ -532,16 +535,7 @@ def _csv_positive_ints(text: str) -> list[int]:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     r = _resolve(args)
-    devices = None
-    if args.devices:
-        devices = (
-            "all"
-            if args.devices == "all"
-            else [d.strip() for d in args.devices.split(",") if d.strip()]
-        )
-        if devices != "all":
-            for n in devices:
-                _device_or_error(n)
+    devices = _device_list(args.devices) if args.devices else None
     precisions = []
     for p in (p.strip() for p in args.precisions.split(",") if p.strip()):
         if p != "traced" and p not in PRECISIONS:

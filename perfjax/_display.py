@@ -17,11 +17,21 @@ def fmt_count(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _fmt_si(value: float, base: str) -> str:
+    for prefix, scale in (("", 1.0), ("m", 1e-3), ("µ", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{base}"
+    return f"{value / 1e-9:.3g} n{base}"
+
+
 def fmt_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+    """1.23 ms, 45.6 µs."""
+    return _fmt_si(seconds, "s")
+
+
+def fmt_energy(joules: float) -> str:
+    """1.23 mJ, 45.6 µJ."""
+    return _fmt_si(joules, "J")
 
 
 def render(renderable: Any, width: int = 120) -> str:

@@ -122,7 +122,7 @@ class Recommendation:
         from rich.table import Table
         from rich.text import Text
 
-        from perfjax._display import fmt_count, fmt_time
+        from perfjax._display import fmt_count, fmt_energy, fmt_time
 
         batches = sorted({r.batch for r in self.rows})
         batch_txt = (
@@ -156,7 +156,7 @@ class Recommendation:
             cells += [
                 fmt_time(r.time_s),
                 fmt_count(r.samples_per_s),
-                _fmt_energy(r.energy_j_per_sample),
+                fmt_energy(r.energy_j_per_sample),
                 r.bound,
                 f"{100 * r.utilization:.0f}%",
                 f"{r.vs_best:.2f}x",
@@ -181,7 +181,7 @@ class Recommendation:
         bound, best at the top, each bar labelled with its value."""
         from matplotlib.ticker import FuncFormatter
 
-        from perfjax._display import fmt_count, fmt_time, pyplot
+        from perfjax._display import fmt_count, fmt_energy, fmt_time, pyplot
 
         plt = pyplot()
         rows = self.rows
@@ -193,7 +193,7 @@ class Recommendation:
         fmt, xlabel = {
             "latency": (fmt_time, "predicted time per call"),
             "throughput": (lambda v: f"{fmt_count(v)}/s", "predicted throughput (samples/s)"),
-            "energy": (_fmt_energy, "predicted energy per sample"),
+            "energy": (fmt_energy, "predicted energy per sample"),
         }[self.objective]
         values = [getattr(r, _METRIC[self.objective]) for r in rows]
         finite = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
@@ -462,13 +462,6 @@ def _bound_clause(pred: Prediction, spec: DeviceSpec) -> str:
 
 def _x(ratio: float) -> str:
     return f"{ratio:.3g}x"
-
-
-def _fmt_energy(joules: float) -> str:
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6)):
-        if joules >= scale:
-            return f"{joules / scale:.3g} {unit}"
-    return f"{joules / 1e-9:.3g} nJ"
 
 
 def _better(objective: str, a: float, b: float) -> float:

@@ -34,6 +34,7 @@ def __getattr__(name: str):
         return importlib.import_module("perfjax.models")
     raise AttributeError(f"module 'perfjax' has no attribute {name!r}")
 
+
 __all__ = [
     "Comparison",
     "DeviceSpec",

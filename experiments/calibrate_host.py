@@ -73,7 +73,10 @@ def main(argv=None) -> int:
     t_measure = time.perf_counter() - t0
 
     cal = calibrate.fit(
-        micro, holdout=0.25, steps=args.steps, loss=args.loss,
+        micro,
+        holdout=0.25,
+        steps=args.steps,
+        loss=args.loss,
         name="host CPU calibration (microbenchmarks)",
     )
     cal = dataclasses.replace(

@@ -1,0 +1,92 @@
+"""Smoke tests of experiments/zoo_host.py and experiments/zoo_gpus.py (their core functions)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+
+import pytest
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_exp_{name}", EXPERIMENTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def zoo_host():
+    return _load("zoo_host")
+
+
+@pytest.fixture(scope="module")
+def zoo_gpus():
+    return _load("zoo_gpus")
+
+
+def test_host_core_on_one_tiny_model(zoo_host):
+    rows, diags = zoo_host.run_cases(
+        [("mlp", "mnist", {}, (4,))], max_time_s=0.05, diagnose=False, progress=False
+    )
+    assert diags == []
+    assert [(r["model"], r["batch"], r["mode"]) for r in rows] == [
+        ("mlp", 4, "inference"),
+        ("mlp", 4, "training_step"),
+    ]
+    for r in rows:
+        for key in (
+            "measured_s",
+            "measured_p10_s",
+            "measured_p90_s",
+            "predicted_s",
+            "predicted_prior_s",
+        ):
+            assert math.isfinite(r[key]) and r[key] > 0, (key, r)
+        assert r["predicted_prior_s"] != r["predicted_s"]  # the host calibration moves it
+        assert r["interval_low_s"] <= r["predicted_s"] <= r["interval_high_s"]
+        assert r["ape"] == pytest.approx(abs(r["predicted_s"] / r["measured_s"] - 1))
+        assert r["config"] == "mnist"
+    s = zoo_host.summarize(rows)
+    assert s["overall"]["points"] == 2
+    assert set(s["per_mode"]) == {"inference", "training_step"}
+    assert math.isfinite(s["overall"]["median_ape"])
+
+
+def test_host_config_label(zoo_host):
+    assert zoo_host.config_label("0.5", dict(image_size=96)) == "0.5 image_size=96"
+
+
+def test_neusight_rows_map_to_zoo_configs(zoo_gpus):
+    df = zoo_gpus.neusight_rows()
+    assert len(df) >= 10
+    assert set(df["device"]) <= set(zoo_gpus.GPUS)
+    for r in df.drop_duplicates(["model", "batch_size", "seq_len"]).itertuples():
+        m = zoo_gpus.zoo_model(r.model, int(r.batch_size), int(r.seq_len))
+        assert m.batch == r.batch_size
+        assert m.config["seq_len"] == r.seq_len
+        assert m.config["layers"] == r.num_layer  # 24 (BERT-large), 36 (GPT-2-large)
+        assert m.name == {"bert_large": "bert", "gpt2_large": "gpt2"}[r.model]
+
+
+def test_gpu_core_predictions_are_finite_and_strict_fp32(zoo_gpus):
+    df = zoo_gpus.neusight_rows(["bert_large"])
+    df = df[(df["batch_size"] == df["batch_size"].min()) & (df["device"] == "a100-pcie-40gb")]
+    rows = zoo_gpus.compare(df, variants=("zoo", "tf32"), progress=False)
+    assert len(rows) == 1
+    r = rows[0]
+    for key in ("measured_s", "predicted_s", "predicted_prior_s", "predicted_tf32_s"):
+        assert math.isfinite(r[key]) and r[key] > 0, (key, r)
+    assert r["dots"] > 0 and r["dots_highest"] == r["dots"]  # every dot is strict fp32
+    assert r["predicted_tf32_s"] < r["predicted_s"]  # TF32 tensor cores on the A100
+
+
+def test_dot_precisions(zoo_gpus):
+    text = (
+        "%0 = stablehlo.dot_general %a, %b, contracting_dims = [1] x [0], "
+        "precision = [HIGHEST, HIGHEST] : ...\n%1 = stablehlo.dot_general %a, %b : ...\n"
+    )
+    assert zoo_gpus.dot_precisions(text) == (2, 1)

@@ -296,3 +296,11 @@ def test_gpu_predictions_use_the_shipped_calibration_by_default():
     assert q.calibration is None and q.interval_s is None and q.time_s != p.time_s
     # Other families keep their priors unless given a calibration.
     assert perfjax.predict(fn, ins, device="tpu-v4").calibration is None
+    # compare uses the same defaults as predict, device by device.
+    c = {x.device: x for x in perfjax.compare(fn, ins, ["a100-80gb", "tpu-v4"]).predictions}
+    assert c["a100-80gb"].time_s == pytest.approx(p.time_s) and c["a100-80gb"].calibration == str(
+        shipped
+    )
+    assert c["tpu-v4"].calibration is None
+    c = perfjax.compare(fn, ins, ["a100-80gb"], calibration=False).predictions[0]
+    assert c.time_s == pytest.approx(q.time_s) and c.calibration is None

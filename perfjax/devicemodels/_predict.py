@@ -356,14 +356,27 @@ def predict(
     _check_precision(precision)
     spec = get_device(device)
     program = program_for(fn_or_program, inputs, precision)
-    cal = _calibration_for(spec, calibration)
+    return _predict_program(program, spec, precision, _calibration_for(spec, calibration), params)
+
+
+def _predict_program(
+    program: Program, spec: DeviceSpec, precision: str | None, cal: Any, params: Any = None
+) -> Prediction:
     if params is None and cal is not None:
         params = cal.jax_params()
-    ev = _evaluate(program, spec, precision, params)
-    pred = _prediction(program, spec, precision, ev, cal)
+    pred = _prediction(program, spec, precision, _evaluate(program, spec, precision, params), cal)
     if cal is not None:
         pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
     return pred
+
+
+def _is_family_of(calibration: Any, spec: DeviceSpec) -> bool:
+    """Whether a given calibration (object or path) is for ``spec``'s family."""
+    from perfjax.calibrate import _fit
+
+    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
+        calibration = _fit.load(calibration)
+    return getattr(calibration, "family", None) == spec.family
 
 
 def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
@@ -531,10 +544,13 @@ def compare(
     devices: Sequence[str | DeviceSpec] | str | None = None,
     *,
     precision: str | None = None,
+    calibration: Any = None,
 ) -> Comparison:
     """Predicts one program on several devices (``devices="all"`` for the whole catalog).
 
-    A device that cannot run the program (e.g. fp8 on a V100) is listed in ``errors``.
+    A device that cannot run the program (e.g. fp8 on a V100) is listed in ``errors``. Each
+    device uses the calibration :func:`predict` would use by default; ``calibration=False``
+    forces the priors everywhere, and a given calibration applies to the devices of its family.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -555,11 +571,9 @@ def compare(
     preds, errors = [], {}
     for spec in specs:
         try:
-            preds.append(
-                _prediction(
-                    program, spec, precision, _evaluate(program, spec, precision, None), None
-                )
-            )
+            given = calibration not in (None, False) and not _is_family_of(calibration, spec)
+            cal = _calibration_for(spec, None if given else calibration)
+            preds.append(_predict_program(program, spec, precision, cal))
         except ValueError as e:
             errors[spec.name] = str(e)
     return Comparison(

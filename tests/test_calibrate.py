@@ -8,6 +8,7 @@ import pathlib
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 import perfjax
@@ -106,10 +107,15 @@ def test_short_calibration_on_this_machine_lowers_heldout_error(tmp_path):
     ms = calibrate.measure(list(calibrate.SUITES[:-1]) if "all" in calibrate.SUITES else list(calibrate.SUITES),
                            size="tiny", max_time_s=0.1, progress=False, out=str(tmp_path / "host.csv"))  # fmt: skip
     assert ms.metadata and len(ms) >= 30
-    cal = fit(Measurements.from_csv(tmp_path / "host.csv"), holdout=0.35, steps=400)
-    df = cal.report.to_dataframe()
-    held = df[df.split == "heldout"]
-    assert len(held) >= 8
+    measured = Measurements.from_csv(tmp_path / "host.csv")
+    # Three folds (different held-out programs), pooled: ~15 held-out timings of one fold are too
+    # few to beat this shared machine's noise every time.
+    held = []
+    for seed in ("fold-a", "fold-b", "fold-c"):
+        df = fit(measured, holdout=0.35, steps=400, seed=seed).report.to_dataframe()
+        held.append(df[df.split == "heldout"])
+    held = pd.concat(held)
+    assert len(held) >= 24
     # The fit's own objective (squared log error), on programs it never saw.
     before = float(np.mean(np.log(held.before_s / held.measured_s) ** 2))
     after = float(np.mean(np.log(held.after_s / held.measured_s) ** 2))

@@ -32,10 +32,8 @@ These are model predictions from published specs (GPUs with the shipped calibrat
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +45,7 @@ import pandas as pd  # noqa: E402
 
 import perfjax  # noqa: E402
 import perfjax.models  # noqa: E402
+from experiments._zoo_common import parse_cli  # noqa: E402
 
 MODELS = {"resnet18": "imagenet", "bert": "base", "gpt2": "small", "mlp": "mnist"}
 MAX_BATCH = {"resnet18": 4096, "bert": 1024, "gpt2": 1024, "mlp": 4096}
@@ -200,12 +199,7 @@ def print_summary(sat: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 models, 2 devices, 5 batches")
-    ap.add_argument("--out", type=Path, default=None, help="default docs/zoo (quick: a temp dir)")
-    a = ap.parse_args(argv)
-    out = a.out or (Path(tempfile.mkdtemp()) if a.quick else ROOT / "docs" / "zoo")
-    out.mkdir(parents=True, exist_ok=True)
+    a, out = parse_cli(__doc__, "2 models, 2 devices, 5 batches", argv)
     t0 = time.perf_counter()
     if a.quick:
         df = sweep(QUICK_MODELS, QUICK_DEVICES, {m: QUICK_BATCHES for m in QUICK_MODELS})

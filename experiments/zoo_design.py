@@ -36,10 +36,8 @@ Predictions use the calibration ``predict`` applies by default (GPUs: the shippe
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,14 +50,8 @@ import pandas as pd  # noqa: E402
 
 import perfjax  # noqa: E402
 import perfjax.models  # noqa: E402
+from experiments._zoo_common import MODELS, parse_cli  # noqa: E402
 
-MODELS = (
-    ("mlp", "mnist"),
-    ("resnet18", "imagenet"),
-    ("mobilenet_v2", "1.0"),
-    ("bert", "base"),
-    ("gpt2", "small"),
-)
 BATCHES = (1, 64)
 DEVICES = ("h100", "tpu-v5e", "l4")
 PRECISION = "bf16"
@@ -269,12 +261,7 @@ def print_summary(summary: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="mlp and tiny ResNet-18 on the H100")
-    ap.add_argument("--out", type=Path, default=None, help="default docs/zoo (quick: a temp dir)")
-    a = ap.parse_args(argv)
-    out = a.out or (Path(tempfile.mkdtemp()) if a.quick else ROOT / "docs" / "zoo")
-    out.mkdir(parents=True, exist_ok=True)
+    a, out = parse_cli(__doc__, "mlp and tiny ResNet-18 on the H100", argv)
     t0 = time.perf_counter()
     if a.quick:
         summary, fields = run((("mlp", "mnist"), ("resnet18", "tiny")), devices=("h100",))

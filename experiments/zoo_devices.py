@@ -36,10 +36,8 @@ These are model predictions from published specs (uncalibrated except GPUs), not
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,15 +50,9 @@ import pandas as pd  # noqa: E402
 
 import perfjax  # noqa: E402
 import perfjax.models  # noqa: E402
+from experiments._zoo_common import MODELS, parse_cli  # noqa: E402
 
 #: (model, config) at the published sizes; GPT-2 and BERT at 128 tokens (their default seq_len).
-MODELS = (
-    ("mlp", "mnist"),
-    ("resnet18", "imagenet"),
-    ("mobilenet_v2", "1.0"),
-    ("bert", "base"),
-    ("gpt2", "small"),
-)
 MODES = ("inference", "training_step")
 PRECISIONS = ("fp32", "bf16", "int8")
 BATCHES = (1, 64)
@@ -231,12 +223,7 @@ def print_summary(df: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny configs, 6 devices (smoke test)")
-    ap.add_argument("--out", type=Path, default=None, help="default docs/zoo (quick: a temp dir)")
-    a = ap.parse_args(argv)
-    out = a.out or (Path(tempfile.mkdtemp()) if a.quick else ROOT / "docs" / "zoo")
-    out.mkdir(parents=True, exist_ok=True)
+    a, out = parse_cli(__doc__, "tiny configs, 6 devices (smoke test)", argv)
     t0 = time.perf_counter()
     if a.quick:
         df = run_predictions([(m, "tiny") for m, _ in MODELS], QUICK_DEVICES, batches=(1, 8))

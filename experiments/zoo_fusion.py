@@ -32,9 +32,7 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,15 +45,9 @@ import pandas as pd  # noqa: E402
 
 import perfjax  # noqa: E402
 import perfjax.models  # noqa: E402
+from experiments._zoo_common import MODELS, parse_cli  # noqa: E402
 from perfjax.devicemodels._kernels import fuse  # noqa: E402
 
-MODELS = (
-    ("mlp", "mnist"),
-    ("resnet18", "imagenet"),
-    ("mobilenet_v2", "1.0"),
-    ("bert", "base"),
-    ("gpt2", "small"),
-)
 MODES = ("inference", "training_step")
 FAMILIES = ("gpu", "tpu", "cpu", "npu", "none")
 BATCH = 64
@@ -161,12 +153,7 @@ def print_summary(df: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny configs, batch 8")
-    ap.add_argument("--out", type=Path, default=None, help="default docs/zoo (quick: a temp dir)")
-    a = ap.parse_args(argv)
-    out = a.out or (Path(tempfile.mkdtemp()) if a.quick else ROOT / "docs" / "zoo")
-    out.mkdir(parents=True, exist_ok=True)
+    a, out = parse_cli(__doc__, "tiny configs, batch 8", argv)
     t0 = time.perf_counter()
     df = run([(m, "tiny") for m, _ in MODELS], batch=8) if a.quick else run()
     df.to_csv(out / "fusion.csv", index=False, float_format="%.6g")

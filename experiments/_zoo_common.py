@@ -28,3 +28,38 @@ def parse_cli(doc: str, quick_help: str, argv: list[str] | None) -> tuple[argpar
     out = a.out or (Path(tempfile.mkdtemp()) if a.quick else ROOT / "docs" / "zoo")
     out.mkdir(parents=True, exist_ok=True)
     return a, out
+
+
+def scatter_axes(lo: float, hi: float):
+    """A predicted-vs-measured figure: the y = x line and a +-25% band from ``lo`` to ``hi`` (s).
+    Returns ``(plt, fig, ax)``; draw the points, then :func:`finish_scatter`."""
+    import numpy as np
+
+    from perfjax._display import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    xs = np.geomspace(lo, hi, 50)
+    ax.fill_between(xs, xs / 1.25, xs * 1.25, color="0.87", label="±25%")
+    ax.plot(xs, xs, "k--", lw=1, label="y = x")
+    return plt, fig, ax
+
+
+def finish_scatter(plt, fig, ax, lo: float, hi: float, *, xlabel: str, ylabel: str, title: str,
+                   path: Path, legend_size: float = 7) -> None:  # fmt: skip
+    """Log-log axes over ``[lo, hi]``, labels, legend; saves ``path`` and closes the figure."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend_size, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "zoo"
 #: NeuSight model name -> (zoo model, zoo config, NeuSight layer count = the config's).
 ZOO = {"bert_large": ("bert", "large"), "gpt2_large": ("gpt2", "large")}
@@ -258,18 +260,12 @@ _MODEL_MARKERS = {"bert_large": "o", "gpt2_large": "s"}
 
 
 def plot(rows: Sequence[dict[str, Any]], path: pathlib.Path, title: str) -> None:
-    from matplotlib.ticker import NullFormatter
+    from experiments._zoo_common import finish_scatter, scatter_axes
 
-    from perfjax._display import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     m = np.array([r["measured_s"] for r in rows])
     allp = [r[k] for r in rows for k in ("predicted_s", "predicted_prior_s")]
     lo, hi = min(m.min(), min(allp)) / 1.5, max(m.max(), max(allp)) * 1.5
-    xs = np.geomspace(lo, hi, 50)
-    ax.fill_between(xs, xs / 1.25, xs * 1.25, color="0.88", label="±25%")
-    ax.plot(xs, xs, "k--", lw=1, label="y = x")
+    plt, fig, ax = scatter_axes(lo, hi)
     for r in rows:
         c, mk = _GPU_COLORS.get(r["device"], "k"), _MODEL_MARKERS.get(r["model"], "o")
         ax.scatter(
@@ -294,19 +290,18 @@ def plot(rows: Sequence[dict[str, Any]], path: pathlib.Path, title: str) -> None
     ax.scatter([], [], facecolors="none", edgecolors="k", marker="o", label="open: priors")
     if any("predicted_alt_head_s" in r for r in rows):
         ax.scatter([], [], c="k", marker="x", label="x: other head choice")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured (NeuSight, eager PyTorch fp32) (s)")
-    ax.set_ylabel("predicted, zoo model, strict fp32 (s)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6.5, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_scatter(
+        plt,
+        fig,
+        ax,
+        lo,
+        hi,
+        xlabel="measured (NeuSight, eager PyTorch fp32) (s)",
+        ylabel="predicted, zoo model, strict fp32 (s)",
+        title=title,
+        path=path,
+        legend_size=6.5,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "zoo"
 CALIBRATION = ROOT / "docs" / "calibration" / "host_calibration.json"
 MODES = ("inference", "training_step")
@@ -384,18 +386,12 @@ _MARKERS = {"inference": "o", "training_step": "^"}
 
 
 def plot(rows: Sequence[dict[str, Any]], path: pathlib.Path, title: str) -> None:
-    from matplotlib.ticker import NullFormatter
+    from experiments._zoo_common import finish_scatter, scatter_axes
 
-    from perfjax._display import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     m = np.array([r["measured_s"] for r in rows])
     p = np.array([r["predicted_s"] for r in rows])
     lo, hi = min(m.min(), p.min()) / 2, max(m.max(), p.max()) * 2
-    xs = np.geomspace(lo, hi, 50)
-    ax.fill_between(xs, xs / 1.25, xs * 1.25, color="0.85", label="±25%")
-    ax.plot(xs, xs, "k--", lw=1, label="y = x")
+    plt, fig, ax = scatter_axes(lo, hi)
     for r in rows:
         ax.scatter(
             r["measured_s"],
@@ -418,19 +414,18 @@ def plot(rows: Sequence[dict[str, Any]], path: pathlib.Path, title: str) -> None
             ax.scatter([], [], c=c, marker="s", label=name)
     for mode, mk in _MARKERS.items():
         ax.scatter([], [], c="w", edgecolors="k", marker=mk, label=mode)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured median on this CPU (s)")
-    ax.set_ylabel("predicted, host calibration (s); bars: 80% interval")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_scatter(
+        plt,
+        fig,
+        ax,
+        lo,
+        hi,
+        xlabel="measured median on this CPU (s)",
+        ylabel="predicted, host calibration (s); bars: 80% interval",
+        title=title,
+        path=path,
+        legend_size=7,
+    )
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: pathlib.Path) -> None:

@@ -310,3 +310,11 @@ def test_gpu_predictions_use_the_shipped_calibration_by_default():
     assert c["tpu-v4"].calibration is None
     c = perfjax.compare(fn, ins, ["a100-80gb"], calibration=False).predictions[0]
     assert c.time_s == pytest.approx(q.time_s) and c.calibration is None
+    # A given calibration serves its own family; other devices keep their defaults.
+    c = {
+        x.device: x
+        for x in perfjax.compare(fn, ins, ["a100-80gb", "tpu-v4"], calibration=shipped).predictions
+    }
+    assert c["a100-80gb"].calibration == str(shipped) and c["tpu-v4"].calibration is None
+    with pytest.raises(TypeError, match="calibration must be"):
+        perfjax.compare(fn, ins, ["a100-80gb"], calibration=3)

@@ -370,23 +370,12 @@ def _predict_program(
     return pred
 
 
-def _is_family_of(calibration: Any, spec: DeviceSpec) -> bool:
-    """Whether a given calibration (object or path) is for ``spec``'s family."""
+def _load_calibration(calibration: Any) -> Any:
+    """``None`` / ``False`` as given; a path loaded; anything else must be a Calibration."""
     from perfjax.calibrate import _fit
 
-    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
-        calibration = _fit.load(calibration)
-    return getattr(calibration, "family", None) == spec.family
-
-
-def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
-    """Resolves ``calibration=`` to a Calibration (or None for the priors)."""
-    from perfjax.calibrate import _fit, _host
-
-    if calibration is False:
-        return None
-    if calibration is None:
-        return _host.auto_calibration(spec)
+    if calibration is None or calibration is False:
+        return calibration
     if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
         calibration = _fit.load(calibration)
     if not isinstance(calibration, _fit.Calibration):
@@ -394,6 +383,18 @@ def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
             f"calibration must be a perfjax.calibrate.Calibration, a path to one, None or False; "
             f"got {type(calibration).__name__}."
         )
+    return calibration
+
+
+def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
+    """Resolves ``calibration=`` to a Calibration (or None for the priors)."""
+    from perfjax.calibrate import _host
+
+    calibration = _load_calibration(calibration)
+    if calibration is False:
+        return None
+    if calibration is None:
+        return _host.auto_calibration(spec)
     if calibration.family != spec.family:
         raise ValueError(
             f"calibration {calibration} is for {calibration.family} devices; {spec.name!r} is a {spec.family}."
@@ -568,11 +569,13 @@ def compare(
         devices = [devices]
     specs = [get_device(d) for d in devices]
     program = program_for(fn_or_program, inputs, precision)
+    calibration = _load_calibration(calibration)
     preds, errors = [], {}
     for spec in specs:
+        # A given calibration serves its own family; other devices keep their defaults.
+        other_family = calibration not in (None, False) and calibration.family != spec.family
         try:
-            given = calibration not in (None, False) and not _is_family_of(calibration, spec)
-            cal = _calibration_for(spec, None if given else calibration)
+            cal = _calibration_for(spec, None if other_family else calibration)
             preds.append(_predict_program(program, spec, precision, cal))
         except ValueError as e:
             errors[spec.name] = str(e)

@@ -288,6 +288,12 @@ def _update_part(op: OpView) -> Cost:
 # ---------------------------------------------------------------------------------------------
 
 
+def _gemm_features(op: OpView, batch: int, m: int, n: int, k: int) -> dict:
+    """What device models need of a contraction: its GEMM shape, precision and dtypes."""
+    return dict(kind="gemm", batch=batch, m=m, n=n, k=k, precision=_precision(op),
+                dtype=op.operands[0].dtype, out_dtype=op.results[0].dtype)  # fmt: skip
+
+
 @register_cost_rule("stablehlo.dot_general")
 def _dot_general(op: OpView) -> Cost:
     lhs, rhs = op.operands[0], op.operands[1]
@@ -305,16 +311,7 @@ def _dot_general(op: OpView) -> Cost:
     return Cost(
         flops=float(flops),
         **op.io_bytes(),
-        features=dict(
-            kind="gemm",
-            batch=batch,
-            m=m,
-            n=n,
-            k=k,
-            precision=_precision(op),
-            dtype=lhs.dtype,
-            out_dtype=op.results[0].dtype,
-        ),
+        features=_gemm_features(op, batch, m, n, k),
     )
 
 
@@ -328,16 +325,7 @@ def _dot(op: OpView) -> Cost:
     return Cost(
         flops=float(_FMA_FLOPS * op.results[0].size * k),
         **op.io_bytes(),
-        features=dict(
-            kind="gemm",
-            batch=1,
-            m=m,
-            n=n,
-            k=k,
-            precision=_precision(op),
-            dtype=lhs.dtype,
-            out_dtype=op.results[0].dtype,
-        ),
+        features=_gemm_features(op, 1, m, n, k),
     )
 
 

@@ -99,8 +99,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         cache_sharpness=4.0,
         fill=1.0,  # systolic fill/drain: one array side of rows per weight tile
         dispatch_s=1e-7,
-        power_pj=18.0,  # power cap: GPU family only
-        power_node_exp=1.0,
     ),
     "cpu": dict(
         # XLA:CPU GEMMs (Eigen / oneDNN) reach 60-80% of FMA peak on large problems.
@@ -125,8 +123,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         # Eigen-style GEMMs copy (pack) the right-hand operand into panels before the
         # micro-kernel runs: one extra read + write pass over it, not overlapped with compute.
         pack=1.0,
-        power_pj=18.0,  # power cap: GPU family only
-        power_node_exp=1.0,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -141,8 +137,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         cache_sharpness=4.0,
         fill=1.0,
         dispatch_s=1e-5,
-        power_pj=18.0,  # power cap: GPU family only
-        power_node_exp=1.0,
     ),
 }
 # AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
@@ -181,10 +175,11 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
         dispatch_log=jnp.array(math.log(pr["dispatch_s"]), jnp.float32),
         conv_speedup_log=jnp.array(0.0, jnp.float32),
+        # Family-specific parameters (unused elsewhere, kept at 1 so every family packs alike).
         mn_half_log=jnp.array(math.log(pr.get("mn_half", 1.0)), jnp.float32),
         pack_log=jnp.array(math.log(pr.get("pack", 1.0)), jnp.float32),
-        power_pj_log=jnp.array(math.log(pr["power_pj"]), jnp.float32),
-        power_node_log=jnp.array(math.log(pr["power_node_exp"]), jnp.float32),
+        power_pj_log=jnp.array(math.log(pr.get("power_pj", 1.0)), jnp.float32),
+        power_node_log=jnp.array(math.log(pr.get("power_node_exp", 1.0)), jnp.float32),
     )
 
 
@@ -530,21 +525,21 @@ def kernel_times(
     bytes_ = (k["bytes_read"] + k["bytes_written"]) * res["bytes_scale"]
     ws = jnp.maximum(bytes_, 1.0)
     sharp = jnp.exp(params["cache_sharpness_log"])
-    in_cache = jax.nn.sigmoid(sharp * (jnp.log(jnp.maximum(dev["cache_bytes"], 1.0)) - jnp.log(ws)))
-    in_cache = jnp.where(dev["cache_bytes_per_s"] > 0, in_cache, 0.0)
+
+    def fits_in_cache(size_bytes: jax.Array) -> jax.Array:
+        """Smooth share (0..1) of ``size_bytes`` that the last-level cache holds."""
+        log_ratio = jnp.log(jnp.maximum(dev["cache_bytes"], 1.0)) - jnp.log(
+            jnp.maximum(size_bytes, 1.0)
+        )
+        return jnp.where(dev["cache_bytes_per_s"] > 0, jax.nn.sigmoid(sharp * log_ratio), 0.0)
+
+    in_cache = fits_in_cache(ws)
     mem_bw = dev["memory_bytes_per_s"] * memory_eff
     cache_bw = jnp.maximum(dev["cache_bytes_per_s"], dev["memory_bytes_per_s"]) * memory_eff
     # Program inputs (weights, data) come from main memory unless all of them stay resident in
     # the last-level cache between executions; what a previous kernel produced may still be in the
     # cache when the kernel's working set fits.
-    resident = jax.nn.sigmoid(
-        sharp
-        * (
-            jnp.log(jnp.maximum(dev["cache_bytes"], 1.0))
-            - jnp.log(jnp.maximum(k["program_input_bytes"], 1.0))
-        )
-    )
-    resident = jnp.where(dev["cache_bytes_per_s"] > 0, resident, 0.0)
+    resident = fits_in_cache(k["program_input_bytes"])
     first_touch = jnp.minimum(k["input_bytes"] * res["bytes_scale"], bytes_) * (1.0 - resident)
     t_memory = first_touch / mem_bw + (bytes_ - first_touch) * (
         in_cache / cache_bw + (1.0 - in_cache) / mem_bw
@@ -572,13 +567,7 @@ def kernel_times(
         elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
         pack_bytes = jnp.where(is_matrix, 2.0 * b * kk * n * elem, 0.0)
         pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
-        pack_fit = jax.nn.sigmoid(
-            sharp
-            * (
-                jnp.log(jnp.maximum(dev["cache_bytes"], 1.0))
-                - jnp.log(jnp.maximum(pack_bytes, 1.0))
-            )
-        )
+        pack_fit = fits_in_cache(pack_bytes)
         t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
         t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
         t_body = t_body + t_pack

@@ -283,8 +283,8 @@ def test_frozen_parameters_stay_at_their_priors():
     np.testing.assert_array_equal(cal.params["launch_log"], np.asarray(prior["launch_log"]))
     np.testing.assert_array_equal(cal.params["k_half_log"], np.asarray(prior["k_half_log"]))
     assert not np.allclose(cal.params["compute_eff_logit"], prior["compute_eff_logit"])
-    with pytest.raises(ValueError, match="cannot freeze \\['speed', 'k_half_log:gemm'\\]"):
-        fit(ms, holdout=0.3, steps=10, freeze=("speed", "k_half_log:gemm"))
+    with pytest.raises(ValueError, match="cannot freeze \\['speed', 'overlap_log:gemm'\\]"):
+        fit(ms, holdout=0.3, steps=10, freeze=("speed", "overlap_log:gemm"))
     with pytest.raises(ValueError, match="Unknown loss: 'l1'"):
         fit(ms, holdout=0.3, steps=10, loss="l1")
 

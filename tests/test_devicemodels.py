@@ -26,6 +26,7 @@ from perfjax.devicemodels import (
     register_device,
     resolve,
 )
+from perfjax.devicemodels._kernels import KINDS
 from perfjax.devicemodels._predict import _res_arrays, kernels_for, program_for
 
 S = jax.ShapeDtypeStruct
@@ -447,3 +448,86 @@ def test_dynamic_update_slice_moves_only_the_slice():
     ins = (S((1000, 1024), f32), S((1, 1024), f32))
     p = perfjax.predict(f, ins, device="h100", calibration=False)
     assert p.bytes == 2 * 1024 * 4
+
+
+# ---- XLA:CPU threading and library paths ------------------------------------------------------
+
+
+def _cpu_kernels(fn, *shapes):
+    return fuse(
+        perfjax.analyze(fn, tuple(jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes)), "cpu"
+    )
+
+
+def test_cpu_parallel_units_follow_weights_and_reductions():
+    from perfjax.devicemodels._kernels import UNBOUNDED
+
+    x, w_small, w_big = (16, 16, 16, 32), (3, 3, 32, 64), (3, 3, 128, 256)  # 72 KiB, 1.1 MiB
+    alone = _cpu_kernels(lambda x, w: F.conv2d(x, w), x, w_small)
+    pooled = _cpu_kernels(lambda x, w: F.max_pool2d(F.relu(F.conv2d(x, w))), x, w_small)
+    big = _cpu_kernels(lambda x, w: F.conv2d(x, w), (1, 14, 14, 128), w_big)
+    bmm = _cpu_kernels(lambda a, b: F.matmul(a, b), (32, 128, 128), (32, 128, 128))
+    bmm_softmax = _cpu_kernels(
+        lambda a, b: F.softmax(F.matmul(a, b)), (32, 128, 128), (32, 128, 128)
+    )
+    dense = _cpu_kernels(lambda a, b: F.matmul(a, b), (256, 256), (256, 256))
+
+    def conv_of(ks):
+        pairs = zip(ks.parallel_units, ks.kind, strict=True)
+        return next(u for u, k in pairs if KINDS[k] in ("conv", "gemm"))
+
+    assert conv_of(alone) == 1.0  # one core (measured: 80 GFLOP/s on one core or two)
+    assert conv_of(pooled) == 8.0  # pairs of the 16 images once a max-pool consumes it
+    assert conv_of(big) == 2.0  # two 512 KiB blocks of weights
+    assert conv_of(bmm) == 1.0 and conv_of(bmm_softmax) == 16.0
+    assert conv_of(dense) == UNBOUNDED
+    # Other families split tiles however the model says.
+    gpu = fuse(
+        perfjax.analyze(lambda x, w: F.conv2d(x, w), (jnp.ones(x), jnp.ones(w_small))), "gpu"
+    )
+    assert np.all(gpu.parallel_units == UNBOUNDED)
+
+
+def test_one_core_kernels_are_predicted_slower_by_the_core_count():
+    spec = perfjax.device("host").replace(num_cores=8.0)
+    big = jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32)
+    x = jax.ShapeDtypeStruct((16, 32, 32, 64), jnp.float32)
+    alone = perfjax.predict(lambda x, w: F.conv2d(x, w), (x, big), device=spec, calibration=False)
+    # The same convolution split over 8 pairs of images: compute time shrinks ~8x.
+    pooled = perfjax.predict(lambda x, w: F.max_pool2d(F.conv2d(x, w)), (x, big), device=spec,
+                             calibration=False)  # fmt: skip
+    conv_time = lambda p: p.to_dataframe().query("kind == 'conv'")["compute_s"].iloc[0]
+    assert 6.0 < conv_time(alone) / conv_time(pooled) <= 8.0
+
+
+@pytest.mark.parametrize("c, o", [(1, 16), (3, 8), (16, 16), (1, 32), (3, 64), (64, 16)])
+def test_cpu_fallback_convolutions_match_xla_compiled_hlo(c, o):
+    """perfjax's rule for convolutions XLA:CPU leaves to Eigen against XLA's own compiled HLO."""
+    fn = lambda x, w: F.conv2d(x, w)
+    shapes = ((4, 16, 16, c), (3, 3, c, o))
+    ours = bool(_cpu_kernels(fn, *shapes).fallback.max())
+    hlo = jax.jit(fn).lower(*(jnp.ones(s) for s in shapes)).compile().as_text()
+    entry = hlo.split("ENTRY", 1)[1]
+    xla_eigen = any(" convolution(" in line for line in entry.splitlines())
+    assert ours == xla_eigen
+
+
+def test_cpu_call_overhead_includes_the_thread_pool_wake_up_once():
+    from perfjax.devicemodels._models import default_params, program_overhead
+
+    params = default_params("cpu")
+    small = perfjax.predict(lambda a: a * 2.0, (jnp.ones(4096),), device="host", calibration=False)
+    large = perfjax.predict(
+        lambda a: a * 2.0, (jnp.ones(1 << 20),), device="host", calibration=False
+    )
+    # Two large kernels (a reduction, then a scaled copy) still wake the pool once.
+    two = perfjax.predict(lambda a: a / jnp.max(a), (jnp.ones(1 << 20),), device="host",
+                          calibration=False)  # fmt: skip
+    dispatch = float(program_overhead(params, jnp.float32(0.0), "cpu"))
+    wake = float(jnp.exp(params["wake_log"]))
+    assert small.dispatch_s == pytest.approx(dispatch, rel=1e-3)
+    assert large.dispatch_s == pytest.approx(dispatch + wake, rel=1e-3)
+    assert two.dispatch_s == pytest.approx(dispatch + wake, rel=1e-3)
+    assert large.time_s == pytest.approx(
+        large.dispatch_s + sum(k["time_s"] * k["executions"] for k in large.kernels), rel=1e-6
+    )

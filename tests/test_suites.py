@@ -26,6 +26,7 @@ SUITE_KINDS = {
     "softmax_layernorm": {"softmax", "layernorm"},
     "conv2d_sweep": {"conv2d"},
     "attention": {"attention"},
+    "kernel_chains": {"chain"},
 }
 
 _TRANSCENDENTAL_OPS = ("exponential", "tanh", "logistic", "log", "sqrt", "erf")
@@ -58,6 +59,8 @@ def _check_kind(w: Workload, text: str, ops: set[str]) -> None:
         assert "reduce" in ops and "rsqrt" in ops, (w.id, ops)
     elif w.kind == "attention":
         assert {"dot_general", "exponential"} <= ops, (w.id, ops)
+    elif w.kind == "chain":
+        assert ops & {"reduce", "dot_general"}, (w.id, ops)
     else:
         raise AssertionError(f"unexpected kind {w.kind!r} in a suite")
 
@@ -366,3 +369,47 @@ def test_measure_rejects_bad_arguments():
         measure([], progress=False)
     with pytest.raises(ValueError, match="max_time_s"):
         measure("attention", size="tiny", max_time_s=0, progress=False)
+
+
+def test_kernel_chains_add_kernels_with_length():
+    """A chain of L steps is L times the kernels of one step (what separates per-call from
+    per-kernel costs), and bad chains are clear errors."""
+    from perfjax.devicemodels._predict import kernels_for, program_for
+
+    for op in ("norm", "matmul"):
+        counts = [
+            len(
+                kernels_for(
+                    program_for(*Workload.of("chain", op=op, n=64, length=n).build(), None), "cpu"
+                )
+            )
+            for n in (1, 4, 16)
+        ]
+        per_step = (counts[2] - counts[1]) / 12
+        assert per_step >= 1 and counts[1] - counts[0] == 3 * per_step, (op, counts)
+    with pytest.raises(ValueError, match="unknown chain op 'sort'"):
+        Workload.of("chain", op="sort", n=8, length=2).build()
+    with pytest.raises(ValueError, match="chain length must be a positive integer, got 0"):
+        Workload.of("chain", op="norm", n=8, length=0).build()
+
+
+def test_rounds_take_the_median_of_round_medians(monkeypatch):
+    """Three rounds alternate the order and keep the median of the rounds' medians: a slow
+    round (another tenant on the machine) does not move the result."""
+    medians = iter([1e-3, 9e-3, 1.1e-3])  # the second round is disturbed
+
+    def fake_run(fn, inputs, max_time_s, rtol):
+        m = next(medians)
+        stats = TimeStats.from_samples([m, m])
+        return type("R", (), {"time": stats})()
+
+    monkeypatch.setattr(perfjax.executor, "run", fake_run)
+    ms = measure([Workload.of("matmul", m=8, k=8, n=8)], rounds=3, progress=False)
+    assert ms.rows[0].time_s == pytest.approx(1.1e-3)
+    assert ms.rows[0].repeats == 6
+    assert ms.metadata["rounds"] == "3"
+    assert float(ms.metadata["round_spread_median"]) == pytest.approx(
+        (9e-3 - 1e-3) / 1.1e-3, rel=1e-3
+    )
+    with pytest.raises(ValueError, match="rounds must be a positive integer, got 0"):
+        measure([Workload.of("matmul", m=8, k=8, n=8)], rounds=0, progress=False)

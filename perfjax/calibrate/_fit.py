@@ -30,9 +30,9 @@ from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._kernels import KINDS
 from perfjax.devicemodels._models import (
     default_params,
-    dispatch_time,
     kernel_times,
     pack_numpy,
+    program_overhead,
     resolve,
 )
 from perfjax.devicemodels._predict import kernels_for, program_for
@@ -94,7 +94,7 @@ def _features(
         for k, v in packed[row.device].items():
             dev.setdefault(k, []).append(np.broadcast_to(v, (n, *np.shape(v))))
         for k, v in dict(unit=r.unit, precision=r.precision, passes=r.passes, vector_precision=r.vector_precision,
-                         bytes_scale=r.bytes_scale).items():  # fmt: skip
+                         bytes_scale=r.bytes_scale, upcast=r.upcast).items():  # fmt: skip
             res.setdefault(k, []).append(v)
         row_ids.append(np.full(n, i, np.int32))
         if progress is not None:
@@ -109,9 +109,11 @@ def _features(
 def _row_times(params, batch: _Batch, family: str) -> jax.Array:
     out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
     per_kernel = out["time_s"] * batch.arrays["executions"]
+    used = jnp.where(batch.arrays["executions"] > 0, out["pool_use"], 0.0)
+    pool = jax.ops.segment_max(used, batch.row_of_kernel, num_segments=batch.n_rows)
     return jax.ops.segment_sum(
         per_kernel, batch.row_of_kernel, num_segments=batch.n_rows
-    ) + dispatch_time(params)
+    ) + program_overhead(params, jnp.maximum(pool, 0.0), family)
 
 
 def _row_bounds(params, batch: _Batch, family: str) -> np.ndarray:
@@ -355,6 +357,7 @@ def fit(
     seed: str = "perfjax",
     name: str = "",
     progress: bool = False,
+    refit: bool = False,
 ) -> Calibration:
     """Fits the correction parameters of one device family to measured timings.
 
@@ -372,6 +375,8 @@ def fit(
       interval_level: central coverage of ``Prediction.interval_s``.
       freeze: parameters kept at their priors: a name (``"launch_log"``) or one kind of a
         per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify.
+      refit: after scoring the held-out split, fit again on every row and return those
+        parameters; the report, summary and interval stay the held-out split's.
 
     Example:
       >>> from perfjax.calibrate import Measurements, Workload, fit
@@ -422,13 +427,17 @@ def fit(
     log_meas = jnp.asarray(np.log(measured), jnp.float32)
     # Each op kind weighs the same in the loss, however many rows it has (so plentiful cheap ops
     # cannot buy their accuracy with the GEMMs').
-    mask = np.zeros(len(rows), np.float32)
-    mask[idx_train] = 1.0
-    counts: dict[str, int] = {}
-    for i in idx_train:
-        counts[rows[i].kind] = counts.get(rows[i].kind, 0) + 1
-    weight = np.array([1.0 / counts.get(r.kind, 1) for r in rows], np.float32) * mask
-    mask = jnp.asarray(weight / weight.sum())
+
+    def kind_weights(idx: np.ndarray) -> jax.Array:
+        mask = np.zeros(len(rows), np.float32)
+        mask[idx] = 1.0
+        counts: dict[str, int] = {}
+        for i in idx:
+            counts[rows[i].kind] = counts.get(rows[i].kind, 0) + 1
+        weight = np.array([1.0 / counts.get(r.kind, 1) for r in rows], np.float32) * mask
+        return jnp.asarray(weight / weight.sum())
+
+    mask = kind_weights(idx_train)
 
     prior = default_params(family, vendor)
     # A frozen entry is a parameter name, or "name:kind" for one kind of a per-kind parameter.
@@ -450,7 +459,7 @@ def fit(
     keep = {k: jnp.asarray(v) for k, v in keep.items()}
     batch = all_batch
 
-    def loss_fn(params):
+    def loss_fn(params, mask):
         pred = _row_times(params, batch, family)
         if loss == "msle":
             err = (jnp.log(pred) - log_meas) ** 2
@@ -463,10 +472,10 @@ def fit(
     tx = optax.adam(learning_rate)
 
     @jax.jit
-    def run(params):
+    def run(params, mask):
         def step(carry, _):
             params, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params)
+            loss, grads = jax.value_and_grad(loss_fn)(params, mask)
             grads = {k: g * keep[k] for k, g in grads.items()}
             updates, state = tx.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), loss
@@ -475,7 +484,7 @@ def fit(
         return params, losses
 
     t1 = time.perf_counter()
-    fitted, losses = run(prior)
+    fitted, losses = run(prior, mask)
     fitted = jax.block_until_ready(fitted)
     fit_s = time.perf_counter() - t1
     if not bool(jnp.all(jnp.isfinite(losses))):
@@ -515,10 +524,18 @@ def fit(
     )  # fmt: skip
     report = Report(report_rows, coverage, interval_level, fit_s, featurize_s, steps)
     devices = tuple(sorted({r.device for r in train}))
+    if refit:
+        # The report and the interval keep the held-out split's numbers; the parameters come
+        # from a second fit on every row (what a user should predict with).
+        refitted, refit_losses = run(prior, kind_weights(np.arange(len(rows))))
+        if bool(jnp.all(jnp.isfinite(refit_losses))):
+            fitted = jax.block_until_ready(refitted)
+            devices = tuple(sorted({r.device for r in rows}))
     meta = dict(measurements.metadata)
     meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 train_points=len(train), heldout_points=len(held), holdout=str(holdout),
-                final_loss=float(losses[-1]), interval_source=interval_source)  # fmt: skip
+                final_loss=float(losses[-1]), interval_source=interval_source,
+                refit="every row" if refit else "no")  # fmt: skip
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),

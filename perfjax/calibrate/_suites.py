@@ -42,6 +42,7 @@ SUITES = (
     "softmax_layernorm",
     "conv2d_sweep",
     "attention",
+    "kernel_chains",
     "all",
 )
 
@@ -90,6 +91,15 @@ def _matmul_sweep(size: str) -> list[Workload]:
         for kn in kns:
             for m in ms:
                 out.append(Workload.of("matmul", m=m, k=kn, n=kn, dtype=dt, precision=None))
+    # Layer-shaped: a batch of rows (tokens, images) through a dense layer that widens,
+    # narrows or keeps the features (fp32, the programs' usual precision).
+    if size != "tiny":
+        rows_ = _pick(size, None, (128, 512), (64, 128, 256, 512, 2048))
+        kns_ = _pick(size, None, ((256, 1024), (1024, 256), (768, 768)),
+                     ((256, 1024), (1024, 256), (768, 768), (768, 3072), (3072, 768)))  # fmt: skip
+        for m in rows_:
+            for k, n in kns_:
+                out.append(Workload.of("matmul", m=m, k=k, n=n, dtype="float32", precision=None))
     # Batched: many small matrices.
     bs = _pick(size, (4,), (4, 8, 16, 32), (4, 8, 16, 32, 64))
     sq = _pick(size, (32,), (64, 128), (32, 64, 128, 256))
@@ -203,6 +213,11 @@ _CONV_LAYERS = {
         (28, 128, 128, 3, 1, 128),  # depthwise 3x3
         (28, 256, 256, 3, 2, 256),  # depthwise 3x3 stride 2
         (14, 512, 512, 3, 1, 512),  # depthwise 3x3, deep
+        # Small images (MNIST / CIFAR scale): XLA:CPU runs convolutions with few output features
+        # on Eigen instead of YNNPACK, slow when the input has one or a few channels.
+        (28, 1, 16, 3, 1, 1),  # grayscale stem, 16 filters
+        (32, 3, 64, 3, 1, 1),  # RGB stem
+        (8, 64, 128, 3, 1, 1),  # low resolution, deep
     ],
 }
 _CONV_LAYERS["large"] = [
@@ -222,6 +237,17 @@ def _conv2d_sweep(size: str) -> list[Workload]:
             w = Workload.of("conv2d", batch=batch, h=hw, w=hw, c=c, o=o, kh=k, kw=k, stride=stride,
                             groups=groups)  # fmt: skip
             out.append(w)
+    return out
+
+
+def _kernel_chains(size: str) -> list[Workload]:
+    """Chains of 1, 4 and 16 unfusable kernels: the once-per-call cost (dispatch, the thread
+    pool's wake-up) against the per-kernel cost, which single-op programs cannot tell apart."""
+    lengths = _pick(size, (1, 4), (1, 4, 16), (1, 2, 4, 8, 16))
+    norms = _pick(size, (4096,), (4096, 65536, 262144), (4096, 16384, 65536, 262144, 1 << 20))
+    mats = _pick(size, (32,), (32, 128), (32, 64, 128, 256))
+    out = [Workload.of("chain", op="norm", n=n, length=k) for n in norms for k in lengths]
+    out += [Workload.of("chain", op="matmul", n=n, length=k) for n in mats for k in lengths]
     return out
 
 
@@ -248,6 +274,7 @@ _BUILDERS: dict[str, Callable[[str], list[Workload]]] = {
     "softmax_layernorm": _softmax_layernorm,
     "conv2d_sweep": _conv2d_sweep,
     "attention": _attention,
+    "kernel_chains": _kernel_chains,
 }
 
 
@@ -362,6 +389,7 @@ def measure(
     rtol: float = 0.03,
     progress: bool = True,
     remeasure_noisy: bool = True,
+    rounds: int = 1,
     out: str | os.PathLike | None = None,
 ) -> Measurements:
     """Times workloads on this machine's CPU and returns them as :class:`Measurements`.
@@ -377,6 +405,11 @@ def measure(
       remeasure_noisy: re-measure once, with a larger budget, each point whose run did not
         converge or whose ``(p90 - p10) / median`` exceeds :data:`NOISY_SPREAD`, keeping the
         re-measurement.
+      rounds: measure every workload this many times, in rounds that alternate the order
+        (forward, backward, ...), and keep the median of the rounds' medians: a slow spell of the
+        machine (another tenant, a clock change) then moves one round, not the result. The
+        median and p90 over workloads of the rounds' spread ((max - min) / median) are saved in
+        the metadata.
       out: if given, the CSV path the measurements are written to (atomically).
 
     Workloads that fail to compile or run are skipped with a warning (listed in the metadata
@@ -397,6 +430,8 @@ def measure(
     for name, v in (("max_time_s", max_time_s), ("rtol", rtol)):
         if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
             raise ValueError(f"{name} must be a positive number, got {v!r}.")
+    if not (isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1):
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
     workloads, names = _resolve(workloads_or_suite, size)
     # Build every recipe first, so a bad one fails in a second, not after minutes of measuring.
     built = [(w, w.build()) for w in workloads]
@@ -416,7 +451,7 @@ def measure(
     from perfjax.executor import run
 
     load_start = _loadavg()
-    rows, failed, remeasured = [], [], 0
+    failed, remeasured = [], 0
     first_error: BaseException | None = None
     t_start = time.perf_counter()
     columns = (
@@ -426,31 +461,52 @@ def measure(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+    # Per workload (by position): one (median, spread, repeats, re-measured) per round.
+    results: dict[int, list[tuple[float, float, int, bool]]] = {}
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("measuring", total=len(built))
-        for w, (fn, inputs) in built:
-            bar.update(task, description=f"{w.id[:60]}")
-            try:
-                r = run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
-                t = r.time
-                spread = _rel_spread(t.samples_s, t.median_s)
-                source = "perfjax.measure"
-                if remeasure_noisy and _is_noisy(t.stable, spread):
-                    # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
-                    budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
-                    r = run(fn, inputs, max_time_s=budget, rtol=rtol)
+        task = bar.add_task("measuring", total=len(built) * rounds)
+        for round_ in range(rounds):
+            order = range(len(built)) if round_ % 2 == 0 else reversed(range(len(built)))
+            for i in order:
+                w, (fn, inputs) = built[i]
+                if w.id in failed:
+                    bar.advance(task)
+                    continue
+                tag = f"round {round_ + 1}/{rounds} " if rounds > 1 else ""
+                bar.update(task, description=f"{tag}{w.id[:60]}")
+                try:
+                    r = run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
                     t = r.time
                     spread = _rel_spread(t.samples_s, t.median_s)
-                    source = "perfjax.measure (re-measured)"
-                    remeasured += 1
-                del r  # frees the outputs before the next (maybe large) program
-                rows.append(dict(workload=w, device="host", time_s=t.median_s, rel_spread=spread,
-                                 repeats=t.repeats, source=source))  # fmt: skip
-            except Exception as e:  # a compile or run failure of one program
-                failed.append(w.id)
-                first_error = first_error or e
-                warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=2)
-            bar.advance(task)
+                    again = remeasure_noisy and _is_noisy(t.stable, spread)
+                    if again:
+                        # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
+                        budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
+                        r = run(fn, inputs, max_time_s=budget, rtol=rtol)
+                        t = r.time
+                        spread = _rel_spread(t.samples_s, t.median_s)
+                        remeasured += 1
+                    del r  # frees the outputs before the next (maybe large) program
+                    results.setdefault(i, []).append((t.median_s, spread, t.repeats, again))
+                except Exception as e:  # a compile or run failure of one program
+                    failed.append(w.id)
+                    results.pop(i, None)
+                    first_error = first_error or e
+                    warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=2)
+                bar.advance(task)
+    rows, round_spreads = [], []
+    for i, (w, _) in enumerate(built):
+        if i not in results:
+            continue
+        medians = np.array([m for m, *_ in results[i]])
+        median = float(np.median(medians))
+        # The round whose median is closest to the result supplies the per-call spread.
+        best = results[i][int(np.argmin(np.abs(medians - median)))]
+        source = "perfjax.measure" + (" (re-measured)" if any(x[3] for x in results[i]) else "")
+        row = dict(workload=w, device="host", time_s=median, rel_spread=best[1],
+                   repeats=sum(x[2] for x in results[i]), source=source)  # fmt: skip
+        round_spreads.append(float((medians.max() - medians.min()) / median))
+        rows.append(row)
     if not rows:
         raise RuntimeError(
             f"measure: every workload failed; first error: {first_error!r}"
@@ -474,6 +530,10 @@ def measure(
         "rtol": repr(float(rtol)),
         "noisy_spread": repr(NOISY_SPREAD),
         "rel_spread": "(p90 - p10) / median of per-call sample times",
+        "rounds": str(rounds),
+        # How far the rounds' medians of one workload lie apart ((max - min) / median).
+        "round_spread_median": f"{np.median(round_spreads):.3f}" if rounds > 1 else "",
+        "round_spread_p90": f"{np.quantile(round_spreads, 0.9):.3f}" if rounds > 1 else "",
         "wall_s": f"{time.perf_counter() - t_start:.1f}",
         # Other processes on the CPU inflate small-op times (by ~50 us per call on 2 cores).
         "loadavg_start": load_start,

@@ -22,7 +22,7 @@ S = jax.ShapeDtypeStruct
 #: Op kinds a measurement may have (reports break errors down by kind).
 KINDS = (
     "matmul", "bmm", "linear", "conv2d", "elementwise", "transcendental", "reduction", "softmax",
-    "layernorm", "memory", "attention", "model",
+    "layernorm", "memory", "attention", "chain", "model",
 )  # fmt: skip
 
 _BUILDERS: dict[str, Callable[..., tuple[Callable, tuple]]] = {}
@@ -226,3 +226,33 @@ def _attention(b: int, t: int, h: int, d: int, causal: bool = True, dtype: str =
         return F.attention(q, k, v, causal=causal)
 
     return fn, (q, q, q)
+
+
+@register_builder("chain")
+def _chain(op: str, n: int, length: int, dtype: str = "float32"):
+    """``length`` kernels in a row that the compiler cannot fuse into one: ``"norm"`` divides
+    ``n`` elements by one plus their maximum (a reduction, then an elementwise kernel) per step;
+    ``"matmul"`` multiplies an ``n x n`` matrix by itself ``length`` times. Against chains of one,
+    they separate what a call costs once from what every further kernel costs."""
+    if op not in ("norm", "matmul"):
+        raise ValueError(f"unknown chain op {op!r}; expected 'norm' or 'matmul'.")
+    if not (isinstance(length, int) and length >= 1):
+        raise ValueError(f"chain length must be a positive integer, got {length!r}.")
+    dt = _dt(dtype)
+
+    if op == "norm":
+
+        def norm(x):
+            for _ in range(length):
+                x = F.mul(x, 1.0 / (1.0 + jnp.max(x)))
+            return x
+
+        return norm, (S((n,), dt),)
+
+    def matmuls(x):
+        y = x
+        for _ in range(length):
+            y = F.matmul(y, x)
+        return y
+
+    return matmuls, (S((n, n), dt),)

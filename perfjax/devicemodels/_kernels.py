@@ -10,6 +10,17 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
 * GEMM / convolution start their own kernel; on GPU, TPU and NPU their elementwise consumers
   (bias, activation, residual) join as an epilogue when the GEMM output has no other consumer;
   XLA's CPU backend calls a GEMM library and fuses no epilogue;
+* XLA:CPU (YNNPACK fusions, jax 0.10) splits a convolution or a batched GEMM over the cores
+  only in blocks of 512 KiB of one matrix's weights (K x N), and, when a reduction (reduce,
+  reduce-window: pooling, softmax, a sum) consumes its result through elementwise ops, over the
+  batch in pairs of images. Measured here, pinned to one core vs two: 3x3 convolutions with
+  576 KiB of weights or less run on one core (80 GFLOP/s), with 1 MiB or more on two (120-160);
+  16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
+  a 32 x 128^3 batched matmul as fast on one core as on two. The kernel table records this as
+  ``parallel_units`` (unbounded where the cores split the tiles, as for 2-D GEMMs). Dense
+  convolutions with at most 16 input and 16 output features stay on XLA's Eigen path (probed
+  here over 1-64 x 8-64 features), which is slower and runs on one core: they are marked
+  ``fallback``;
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own.
 
 Bytes of a kernel are those crossing its boundary: values read from outside (program inputs,
@@ -53,6 +64,12 @@ _COLLECTIVE = {
 _PARTIAL_READ = {"gather", "slice", "dynamic_slice"}
 #: Ops that become views (no kernel) when only GEMMs/convs consume them.
 _VIEWS = {"transpose", "copy", "slice", "dynamic_slice"}
+#: ``Kernels.parallel_units`` of a kernel whose parallelism the device model decides (tiles).
+UNBOUNDED = 1e9
+#: Weights per parallel block of an XLA:CPU convolution / batched GEMM (see the module notes).
+_WEIGHT_BLOCK_BYTES = 512 * 1024
+#: Dense convolutions with at most this many input and output features run on XLA:CPU's Eigen path.
+_NARROW_FEATURES = 16
 #: A constant at least this large is data (weights baked into the module), not an immediate.
 _CONSTANT_DATA_BYTES = 4096
 
@@ -71,13 +88,16 @@ class FusionPolicy:
     #: Row-wise normalisations (softmax, layernorm: reduce, broadcast back, reduce again) run as one
     #: kernel per row block, as XLA's GPU softmax rewriter and PyTorch's fused kernels do.
     normalization: bool = True
+    #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
+    #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
+    serial_matrix: bool = False
 
 
 POLICIES = {
     "gpu": FusionPolicy("gpu"),
     "tpu": FusionPolicy("tpu"),
     "npu": FusionPolicy("npu"),
-    "cpu": FusionPolicy("cpu", epilogue=False, normalization=False),
+    "cpu": FusionPolicy("cpu", epilogue=False, normalization=False, serial_matrix=True),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
     ),
@@ -138,6 +158,11 @@ class Kernels:
     #: Total bytes of the program's inputs (the same on every kernel of a program).
     program_input_bytes: np.ndarray
     executions: np.ndarray
+    #: Independent pieces of work the kernel can be split into across cores (1: one core,
+    #: whatever the device has; see the module notes). ``UNBOUNDED`` where tiles decide.
+    parallel_units: np.ndarray
+    #: 1 where the compiler leaves the kernel to a slower generic path (see the module notes).
+    fallback: np.ndarray
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
     #: Ops removed by fusion relative to one kernel per non-free op, and the bytes saved.
@@ -154,7 +179,8 @@ class Kernels:
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric features as float32 arrays (what the jitted models consume)."""
         keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
-                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "program_input_bytes", "executions")  # fmt: skip
+                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "program_input_bytes", "executions", "parallel_units",
+                "fallback")  # fmt: skip
         out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
         out["kind"] = np.asarray(self.kind, np.int32)
         return out
@@ -169,6 +195,7 @@ class Kernels:
                 bytes_written=self.bytes_written, gemm_b=self.gemm_b, gemm_m=self.gemm_m, gemm_n=self.gemm_n,
                 gemm_k=self.gemm_k, executions=self.executions, dtype=[r[0] for r in self.requests],
                 precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
+                parallel_units=self.parallel_units, fallback=self.fallback,
             )
         )  # fmt: skip
 
@@ -356,7 +383,22 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     rows: dict[str, list] = {k: [] for k in (
         "names", "ops", "kind", "matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written",
         "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions",
-        "requests")}  # fmt: skip
+        "requests", "parallel_units", "fallback")}  # fmt: skip
+
+    def feeds_reduction(i: int) -> bool:
+        """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
+        stack, seen = list(consumers[i]), set()
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            if cls[c] == "reduce":
+                return True
+            if cls[c] == "loop":
+                stack.extend(consumers[c])
+        return False
+
     for gi, g in enumerate(groups):
         members = g["ops"]
         member_set = set(members)
@@ -441,6 +483,24 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         rows["input_bytes"].append(float(sum(v for b, v in reads.items() if is_input(b))))
         rows["executions"].append(float(g["executions"]))
         rows["requests"].append((dtype, precision))
+        units = UNBOUNDED
+        if policy.serial_matrix and (g["kind"] == "conv" or (g["kind"] == "gemm" and b_ > 1)):
+            # Blocks of one matrix's weights (a convolution's groups share the weight tensor);
+            # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction.
+            per_matrix = anchor.operands[1].nbytes / (1.0 if g["kind"] == "conv" else b_)
+            units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
+            if feeds_reduction(g["anchor"]):
+                lead = float(feats.get("batch", 1)) if g["kind"] == "conv" else b_
+                units = max(units, lead / 2.0)
+        narrow = (
+            g["kind"] == "conv"
+            and feats.get("groups", 1) == 1
+            and max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
+        )
+        fallback = policy.serial_matrix and narrow
+        # Eigen's path fuses nothing and keeps one core (measured: as fast pinned to one core).
+        rows["parallel_units"].append(1.0 if fallback else units)
+        rows["fallback"].append(float(fallback))
 
     def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
         return np.asarray(rows[key], dtype=dtype).reshape(-1)
@@ -468,6 +528,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         input_bytes=arr("input_bytes"),
         program_input_bytes=np.full(len(rows["names"]), float(graph.input_bytes)),
         executions=executions,
+        parallel_units=arr("parallel_units"),
+        fallback=arr("fallback"),
         requests=tuple(rows["requests"]),
         unfused_kernels=unfused_count,
         unfused_bytes=unfused_bytes,

@@ -110,9 +110,10 @@ PRIORS: dict[str, dict[str, Any]] = {
         parallel_half=16384.0,
         transcendental_cost=10.0,
         overlap_q=2.0,
-        # XLA:CPU forks and joins its thread pool around each GEMM/convolution: a 16^3 matmul
-        # takes 19 us here, ~12 us more than a 16-float add (docs/calibration/host_micro.csv).
-        launch_scale=dict(gemm=6.0, conv=6.0),
+        # In a chain of small GEMMs each further GEMM costs ~1.4 us here beyond its arithmetic
+        # (docs/calibration/host_micro.csv, chain suite): per-kernel costs are small; what a
+        # single-op program pays on top is the call and the thread pool's wake-up (below).
+        launch_scale=1.0,
         cache_sharpness=4.0,
         fill=1.0,
         # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add).
@@ -123,6 +124,22 @@ PRIORS: dict[str, dict[str, Any]] = {
         # Eigen-style GEMMs copy (pack) the right-hand operand into panels before the
         # micro-kernel runs: one extra read + write pass over it, not overlapped with compute.
         pack=1.0,
+        # Sustained clock / the clock the peaks were derived from. /proc/cpuinfo reports the base
+        # clock (2.45 GHz here) while cores boost under load: a 1024^3 fp32 matmul runs at
+        # 174 GFLOP/s here, above the 157 derived from the base clock. Prior: no boost.
+        clock_scale=1.0,
+        # XLA:CPU splits kernels with more than ~32K output elements into tasks for its thread
+        # pool. The first such kernel of a call wakes the pool (~50 us here: a 65536-float add
+        # takes 59 us, a 32768-float scale 14 us); each later one hands over and joins (~6 us,
+        # 3x the launch overhead: a chain of 16 normalisations of 65536 floats adds ~20 us per
+        # step of three kernels).
+        wake_s=50e-6,
+        fork=3.0,
+        fork_elements=38000.0,
+        # bf16 GEMMs without bf16 instructions: operands converted to fp32 while packed. A
+        # 4 x 2048 x 2048 bf16 matmul takes 2.9 ms here, fp32 1.0 ms; 2048^3 1.26x the fp32 time.
+        upcast_pack=10.0,
+        upcast_rate=1.2,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -163,7 +180,9 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
     return dict(
         compute_eff_logit=jnp.array([_logit(compute[k]) for k in KINDS], jnp.float32),
         memory_eff_logit=jnp.array([_logit(pr["memory_eff"][k]) for k in KINDS], jnp.float32),
-        k_half_log=jnp.array(math.log(pr["k_half"]), jnp.float32),
+        # Per kernel class: a convolution's inner loop runs over taps x channels and reaches
+        # its efficiency at other K than a GEMM's.
+        k_half_log=jnp.full((len(KINDS),), math.log(pr["k_half"]), jnp.float32),
         parallel_half_log=jnp.array(math.log(pr["parallel_half"]), jnp.float32),
         transcendental_cost_log=jnp.array(math.log(pr["transcendental_cost"]), jnp.float32),
         overlap_log=jnp.array(math.log(pr["overlap_q"] - 1.0), jnp.float32),
@@ -175,11 +194,22 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         fill_log=jnp.array(math.log(pr["fill"]), jnp.float32),
         dispatch_log=jnp.array(math.log(pr["dispatch_s"]), jnp.float32),
         conv_speedup_log=jnp.array(0.0, jnp.float32),
+        # Grouped (e.g. depthwise) convolutions: a few channels per group leave no GEMM inside
+        # for the library's micro-kernels; their rate relative to the dense model (prior 1).
+        grouped_log=jnp.array(0.0, jnp.float32),
+        # Kernels a compiler leaves to a slower generic path (Kernels.fallback); prior: as fast.
+        fallback_log=jnp.array(0.0, jnp.float32),
         # Family-specific parameters (unused elsewhere, kept at 1 so every family packs alike).
         mn_half_log=jnp.array(math.log(pr.get("mn_half", 1.0)), jnp.float32),
         pack_log=jnp.array(math.log(pr.get("pack", 1.0)), jnp.float32),
         power_pj_log=jnp.array(math.log(pr.get("power_pj", 1.0)), jnp.float32),
         power_node_log=jnp.array(math.log(pr.get("power_node_exp", 1.0)), jnp.float32),
+        clock_scale_log=jnp.array(math.log(pr.get("clock_scale", 1.0)), jnp.float32),
+        upcast_pack_log=jnp.array(math.log(pr.get("upcast_pack", 1.0)), jnp.float32),
+        upcast_rate_log=jnp.array(math.log(pr.get("upcast_rate", 1.0)), jnp.float32),
+        wake_log=jnp.array(math.log(pr.get("wake_s", 1.0)), jnp.float32),
+        fork_log=jnp.array(math.log(pr.get("fork", 1.0)), jnp.float32),
+        fork_elements_log=jnp.array(math.log(pr.get("fork_elements", 1.0)), jnp.float32),
     )
 
 
@@ -236,6 +266,9 @@ class Resolved:
     vector_precision: np.ndarray  # index into PRECISIONS for vector FLOPs
     bytes_scale: np.ndarray  # scaling of bytes under a quantized precision override
     labels: tuple[str, ...]  # e.g. "tf32 tensor cores", "bf16 x6 (fp32 on MXU)"
+    #: 1 where narrow operands are converted up to the unit's precision first (bf16 on a CPU
+    #: without bf16 instructions); 0 elsewhere.
+    upcast: np.ndarray | None = None
 
 
 def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, float, str]:
@@ -330,6 +363,7 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     unit, prec, passes, vprec, scale = (np.zeros(n, np.int32), np.zeros(n, np.int32), np.ones(n, np.float32),
                                         np.zeros(n, np.int32), np.ones(n, np.float32))  # fmt: skip
     labels = []
+    upcast = np.zeros(n, np.float32)
     cache: dict[tuple, tuple] = {}
     for i, ((dtype, attr), kind) in enumerate(zip(kernels.requests, kernels.kind, strict=True)):
         want = _DTYPE_PRECISION.get(dtype, "fp8" if dtype.startswith("f8") else "fp32")
@@ -353,8 +387,9 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
             )
         u, p, ps, label, vp = cache[key]
         unit[i], prec[i], passes[i], vprec[i] = u, p, ps, vp
+        upcast[i] = float(is_matrix and "upcast" in label)
         labels.append(label)
-    return Resolved(unit, prec, passes, vprec, scale, tuple(labels))
+    return Resolved(unit, prec, passes, vprec, scale, tuple(labels), upcast)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +429,12 @@ def _pow2ceil(x: jax.Array) -> jax.Array:
 
 #: Smooth min(1, r) = r / (1 + r^s)^(1/s) for the GPU power cap (s large: a sharp corner).
 _POWER_CAP_SHARPNESS = 6.0
+
+#: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
+_FLOPS_PER_TASK_ELEMENT = 32.0
+
+#: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
+_FORK_SHARPNESS = 20.0
 
 #: Split-K keeps at least this much of the reduction dimension per slice.
 _SPLIT_K_MIN = 256.0
@@ -448,7 +489,16 @@ def kernel_times(
         sustained = jnp.where((dev["process_nm"] > 0) & (dev["tdp_w"] > 0), sustained, 1.0)
         peaks = peaks * sustained
         vec_peak = vec_peak * sustained
-    cores = dev["num_cores"]
+    if family == "cpu":
+        boost = jnp.exp(params["clock_scale_log"])
+        peaks, vec_peak = peaks * boost, vec_peak * boost
+        # XLA:CPU splits some kernels only over their batch (Kernels.parallel_units): they keep
+        # at most that many cores of the chip busy.
+        cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
+        serial_share = cores / dev["num_cores"]
+    else:
+        cores = dev["num_cores"] * jnp.ones_like(k["matrix_flops"])
+        serial_share = 1.0
     tile = dev["matrix_tile"]
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
     is_matrix = k["matrix_flops"] > 0
@@ -488,7 +538,7 @@ def kernel_times(
         x = tiles * split / cores
         per_unit = cores
         k_slice = kk / split
-        matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"]))
+        matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"])[kind])
         if family == "cpu":
             # CPU GEMM micro-kernels block M and N in registers: a short M or N leaves the
             # register block part empty (GPU tiles shrink instead, above).
@@ -504,9 +554,15 @@ def kernel_times(
     pad_factor = padded / jnp.maximum(k["matrix_flops"], 1.0)
     # Convolution libraries use fast algorithms (Winograd, FFT) that need fewer multiplies than
     # the direct FLOP count: a learned speed-up over the direct count (prior 1: none).
-    matrix_rate = peaks * compute_eff * matrix_util
+    matrix_rate = peaks * compute_eff * matrix_util * serial_share
     matrix_rate = jnp.where(
         kind == _CONV, matrix_rate * jnp.exp(params["conv_speedup_log"]), matrix_rate
+    )
+    matrix_rate = jnp.where(
+        (kind == _CONV) & (b > 1.5), matrix_rate * jnp.exp(params["grouped_log"]), matrix_rate
+    )
+    matrix_rate = jnp.where(
+        k["fallback"] > 0.5, matrix_rate * jnp.exp(params["fallback_log"]), matrix_rate
     )
     t_matrix = jnp.where(
         is_matrix, k["matrix_flops"] * pad_factor / jnp.maximum(matrix_rate, eps), 0.0
@@ -565,15 +621,36 @@ def kernel_times(
         # here while the arithmetic of M = 4 takes 0.3 ms (docs/calibration/host_micro.csv).
         # Element size from the GEMM's reads (A: M x K, B: K x N).
         elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
+        # Upcast operands (bf16 without bf16 instructions) are converted while packed: a
+        # slower pass (learned factor), and the micro-kernel runs below its fp32 rate.
+        upcast = res.get("upcast", jnp.zeros_like(kk)) > 0.5
         pack_bytes = jnp.where(is_matrix, 2.0 * b * kk * n * elem, 0.0)
         pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
         pack_fit = fits_in_cache(pack_bytes)
         t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
+        t_convert = t_pack * jnp.exp(params["upcast_pack_log"])
         t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
+        # The conversion pass happens even where nothing is packed (a matrix-vector product).
+        t_pack = jnp.where(upcast, t_pack + t_convert, t_pack)
         t_body = t_body + t_pack
+        t_body = jnp.where(
+            upcast, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
+        )
     t_launch = (
         dev["launch_overhead_s"] * jnp.exp(params["launch_log"])[kind] * jnp.ones_like(t_body)
     )
+    pool_use = jnp.zeros_like(t_body)
+    if family == "cpu":
+        # Thread-pool hand-off of kernels large enough to be split into tasks (the pool's
+        # wake-up, once per call, is in program_overhead).
+        # GEMMs are split by their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on
+        # two cores than on one), loops by their elements; one-core kernels never are.
+        work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, k["out_elements"])
+        pool_use = jax.nn.sigmoid(
+            _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
+        )
+        pool_use = jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, pool_use)
+        t_launch = t_launch + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * pool_use
     time = t_body + t_launch
 
     flops = k["matrix_flops"] + k["vector_flops"]
@@ -594,6 +671,7 @@ def kernel_times(
         compute_s=t_compute,
         memory_s=t_memory,
         launch_s=t_launch,
+        pool_use=pool_use,
         energy_j=energy,
         peak_flops_per_s=jnp.where(is_matrix, peaks, vec_peak),
         utilization=flops / jnp.maximum(time * jnp.where(is_matrix, peaks, vec_peak), eps),
@@ -605,11 +683,20 @@ def dispatch_time(params) -> jax.Array:
     return jnp.exp(params["dispatch_log"])
 
 
+def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
+    """Once-per-call cost of a program: dispatch, and on CPUs the thread pool's wake-up when any
+    kernel is split over it (``pool_use_max``: the largest ``pool_use`` of its kernels, 0..1)."""
+    out = dispatch_time(params)
+    if family == "cpu":
+        out = out + jnp.exp(params["wake_log"]) * pool_use_max
+    return out
+
+
 def total_time(k, dev, params, res, family: str) -> jax.Array:
-    """Program time on one stream: dispatch + sum of kernel times x executions."""
-    return dispatch_time(params) + jnp.sum(
-        kernel_times(k, dev, params, res, family)["time_s"] * k["executions"]
-    )
+    """Program time on one stream: call overhead + sum of kernel times x executions."""
+    out = kernel_times(k, dev, params, res, family)
+    used = jnp.max(jnp.where(k["executions"] > 0, out["pool_use"], 0.0), initial=0.0)
+    return program_overhead(params, used, family) + jnp.sum(out["time_s"] * k["executions"])
 
 
 kernel_times_jit = jax.jit(kernel_times, static_argnames=("family",))

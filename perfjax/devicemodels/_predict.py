@@ -19,10 +19,10 @@ from perfjax.devicemodels._kernels import KINDS, Kernels, fuse
 from perfjax.devicemodels._models import (
     QUANTIZED,
     default_params,
-    dispatch_time,
     kernel_times_jit,
     pack,
     pack_numpy,
+    program_overhead,
     resolve,
     total_time,
 )
@@ -113,7 +113,7 @@ def kernels_for(program: Program, family: str) -> Kernels:
 
 def _res_arrays(res) -> dict[str, np.ndarray]:
     return dict(unit=res.unit, precision=res.precision, passes=res.passes, vector_precision=res.vector_precision,
-                bytes_scale=res.bytes_scale)  # fmt: skip
+                bytes_scale=res.bytes_scale, upcast=res.upcast)  # fmt: skip
 
 
 def _check_precision(precision: str | None) -> None:
@@ -157,7 +157,8 @@ class Prediction:
     kernels: tuple[dict[str, Any], ...] = dataclasses.field(repr=False)
     flops: float = 0.0
     bytes: float = 0.0
-    #: Fixed cost of launching the program once (part of ``time_s``, not of any kernel).
+    #: Fixed cost of calling the program once: dispatch, and on CPUs the thread pool's wake-up
+    #: (part of ``time_s``, not of any kernel).
     dispatch_s: float = 0.0
     calibration: str | None = None
     #: (low, high) seconds from calibration residuals; ``None`` when uncalibrated.
@@ -296,13 +297,15 @@ def _evaluate(
     if len(kernels) == 0:
         zeros = np.zeros(0, np.float32)
         out = {k: zeros for k in ("time_s", "compute_s", "memory_s", "launch_s", "energy_j", "peak_flops_per_s",
-                                  "utilization", "parallel_util")}  # fmt: skip
+                                  "utilization", "parallel_util", "pool_use")}  # fmt: skip
     else:
         n = len(kernels)
         arrays, res_arrays = _pad_kernels(arrays, n), _pad_kernels(_res_arrays(res), n)
         out = kernel_times_jit(arrays, pack_numpy(spec), params, res_arrays, spec.family)
         out = {k: np.asarray(v, np.float64)[:n] for k, v in out.items()}
-    return dict(kernels=kernels, res=res, out=out, dispatch_s=float(dispatch_time(params)))
+    used = float(np.max(out["pool_use"] * (kernels.executions > 0), initial=0.0))
+    overhead = float(program_overhead(params, jnp.float32(used), spec.family))
+    return dict(kernels=kernels, res=res, out=out, dispatch_s=overhead)
 
 
 def _pad_kernels(arrays: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:

@@ -500,11 +500,15 @@ def test_one_core_kernels_are_predicted_slower_by_the_core_count():
     assert 6.0 < conv_time(alone) / conv_time(pooled) <= 8.0
 
 
-@pytest.mark.parametrize("c, o", [(1, 16), (3, 8), (16, 16), (1, 32), (3, 64), (64, 16)])
-def test_cpu_fallback_convolutions_match_xla_compiled_hlo(c, o):
+@pytest.mark.parametrize(
+    "c, o, hw, k",
+    [(1, 16, 16, 3), (3, 8, 16, 3), (16, 16, 16, 3), (1, 32, 16, 3), (3, 64, 16, 3), (64, 16, 16, 3),
+     (64, 64, 2, 3), (64, 64, 1, 3), (64, 64, 3, 3), (64, 64, 4, 5), (64, 64, 2, 1)],
+)  # fmt: skip
+def test_cpu_fallback_convolutions_match_xla_compiled_hlo(c, o, hw, k):
     """perfjax's rule for convolutions XLA:CPU leaves to Eigen against XLA's own compiled HLO."""
     fn = lambda x, w: F.conv2d(x, w)
-    shapes = ((4, 16, 16, c), (3, 3, c, o))
+    shapes = ((4, hw, hw, c), (k, k, c, o))
     ours = bool(_cpu_kernels(fn, *shapes).fallback.max())
     hlo = jax.jit(fn).lower(*(jnp.ones(s) for s in shapes)).compile().as_text()
     entry = hlo.split("ENTRY", 1)[1]

@@ -218,6 +218,7 @@ _CONV_LAYERS = {
         (28, 1, 16, 3, 1, 1),  # grayscale stem, 16 filters
         (32, 3, 64, 3, 1, 1),  # RGB stem
         (8, 64, 128, 3, 1, 1),  # low resolution, deep
+        (2, 128, 128, 3, 1, 1),  # a 3x3 window over a 2x2 map (XLA:CPU's Eigen path again)
     ],
 }
 _CONV_LAYERS["large"] = [

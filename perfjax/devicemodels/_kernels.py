@@ -18,8 +18,9 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
   a 32 x 128^3 batched matmul as fast on one core as on two. The kernel table records this as
   ``parallel_units`` (unbounded where the cores split the tiles, as for 2-D GEMMs). Dense
-  convolutions with at most 16 input and 16 output features stay on XLA's Eigen path (probed
-  here over 1-64 x 8-64 features), which is slower and runs on one core: they are marked
+  convolutions with at most 16 input and 16 output features, or a window wider than their input
+  (a 3x3 kernel over a 2x2 feature map), stay on XLA's Eigen path (probed here over 1-64 x 8-64
+  features and 1-5 pixel inputs), which is slower and runs on one core: they are marked
   ``fallback``;
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own.
 
@@ -492,12 +493,17 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             if feeds_reduction(g["anchor"]):
                 lead = float(feats.get("batch", 1)) if g["kind"] == "conv" else b_
                 units = max(units, lead / 2.0)
-        narrow = (
-            g["kind"] == "conv"
-            and feats.get("groups", 1) == 1
-            and max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
+        dense_conv = g["kind"] == "conv" and feats.get("groups", 1) == 1
+        narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
+        # A window wider than the input (a 3x3 kernel over a 2x2 feature map): XLA pads the input
+        # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).
+        small = any(
+            i < k
+            for i, k in zip(
+                feats.get("in_spatial", ()), feats.get("kernel_spatial", ()), strict=False
+            )
         )
-        fallback = policy.serial_matrix and narrow
+        fallback = policy.serial_matrix and dense_conv and (narrow or small)
         # Eigen's path fuses nothing and keeps one core (measured: as fast pinned to one core).
         rows["parallel_units"].append(1.0 if fallback else units)
         rows["fallback"].append(float(fallback))

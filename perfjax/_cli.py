@@ -590,7 +590,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for n in names:
             if n not in SUITES:
                 raise CLIError(f"unknown suite {n!r}; expected one of {', '.join(SUITES)}.")
-        measurements = measure(names, size=args.size, out=args.out)
+        measurements = measure(names, size=args.size, rounds=args.rounds, out=args.out)
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
     try:
@@ -919,6 +919,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", choices=("tiny", "default", "large"), default="default", help="suite size"
     )
     p.add_argument("--out", metavar="CSV", help="also save the measurements")
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        help="measure everything this many times and keep the median (default 1; 3 on a busy machine)",
+    )
     p.add_argument(
         "--from-csv",
         metavar="CSV",

@@ -318,3 +318,44 @@ def test_gpu_predictions_use_the_shipped_calibration_by_default():
     assert c["a100-80gb"].calibration == str(shipped) and c["tpu-v4"].calibration is None
     with pytest.raises(TypeError, match="calibration must be"):
         perfjax.compare(fn, ins, ["a100-80gb"], calibration=3)
+
+
+def test_refit_keeps_the_heldout_report_and_fits_every_row():
+    ms = _synthetic()
+    split = fit(ms, holdout=0.3, steps=150)
+    full = fit(ms, holdout=0.3, steps=150, refit=True)
+    # Same split, same report and interval: they describe the held-out programs...
+    assert full.summary == split.summary
+    assert full.residual_log_quantiles == split.residual_log_quantiles
+    assert full.metadata["refit"] == "every row" and split.metadata["refit"] == "no"
+    # ...while the parameters now come from all rows, so they fit the held-out rows better.
+    held = Measurements.from_rows(
+        [
+            r
+            for r in ms.rows
+            if r.program in {x["program"] for x in split.report.rows if x["split"] == "heldout"}
+        ]
+    )
+    assert not np.allclose(full.params["compute_eff_logit"], split.params["compute_eff_logit"])
+    assert (
+        evaluate(full, held).summary()["median_ape_after"]
+        <= evaluate(split, held).summary()["median_ape_after"]
+    )
+
+
+def test_interval_uses_split_conformal_order_statistics():
+    from perfjax.calibrate._fit import _conformal_bounds
+
+    r = np.arange(99, dtype=float)
+    # n = 99, alpha = 0.1: the 10th and 90th smallest of 99 (plain quantiles: 9.8 and 88.2).
+    assert _conformal_bounds(r, 0.1) == (9.0, 89.0)
+    # Too few points for the level: the extremes, never an index outside the sample.
+    assert _conformal_bounds(np.array([3.0, 1.0, 2.0]), 0.1) == (1.0, 3.0)
+    # On fresh draws from the same distribution the interval covers at least the level on average.
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(300):
+        lo, hi = _conformal_bounds(rng.normal(size=20), 0.1)
+        x = rng.normal(size=50)
+        covered.append(np.mean((x >= lo) & (x <= hi)))
+    assert np.mean(covered) >= 0.79

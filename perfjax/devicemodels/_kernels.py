@@ -13,15 +13,16 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
 * XLA:CPU (YNNPACK fusions, jax 0.10) splits a convolution or a batched GEMM over the cores
   only in blocks of 512 KiB of one matrix's weights (K x N), and, when a reduction (reduce,
   reduce-window: pooling, softmax, a sum) consumes its result through elementwise ops, over the
-  batch in pairs of images. Measured here, pinned to one core vs two: 3x3 convolutions with
-  576 KiB of weights or less run on one core (80 GFLOP/s), with 1 MiB or more on two (120-160);
+  batch in pairs of images. Measured here, pinned to one core vs two
+  (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains nothing from
+  the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
   16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
   a 32 x 128^3 batched matmul as fast on one core as on two. The kernel table records this as
   ``parallel_units`` (unbounded where the cores split the tiles, as for 2-D GEMMs). Dense
   convolutions with at most 16 input and 16 output features, or a window wider than their input
   (a 3x3 kernel over a 2x2 feature map), stay on XLA's Eigen path (probed here over 1-64 x 8-64
-  features and 1-5 pixel inputs), which is slower and runs on one core: they are marked
-  ``fallback``;
+  features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
+  they are marked ``fallback``;
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own.
 
 Bytes of a kernel are those crossing its boundary: values read from outside (program inputs,
@@ -504,8 +505,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             )
         )
         fallback = policy.serial_matrix and dense_conv and (narrow or small)
-        # Eigen's path fuses nothing and keeps one core (measured: as fast pinned to one core).
-        rows["parallel_units"].append(1.0 if fallback else units)
+        # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
+        rows["parallel_units"].append(UNBOUNDED if fallback else units)
         rows["fallback"].append(float(fallback))
 
     def arr(key: str, dtype: Any = np.float64) -> np.ndarray:

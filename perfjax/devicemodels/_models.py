@@ -521,10 +521,12 @@ def kernel_times(
         matrix_util = fill_util
     else:
         # Output tiles shrink to fit skinny problems (as GEMM libraries choose smaller tiles),
-        # never below the unit's minimum; work is the padded tiles, spread over the units in waves.
+        # never below the library's minimum (cuBLAS's smallest SGEMM tiles are 32 x 32, e.g. the
+        # kernel volta_sgemm_32x32_sliced1x4 in profiles); work is the padded tiles, spread over
+        # the units in waves.
         # With fewer tiles than units, libraries split K over idle units (split-K) while each
         # slice keeps at least `_SPLIT_K_MIN` of K.
-        lo = {"gpu": 16.0, "cpu": 8.0, "npu": 8.0}[family]
+        lo = {"gpu": 32.0, "cpu": 8.0, "npu": 8.0}[family]
         hi = tile if family != "cpu" else 4.0 * tile
         tm = jnp.clip(_pow2ceil(m), lo, hi)
         tn = jnp.clip(_pow2ceil(n), lo, hi)

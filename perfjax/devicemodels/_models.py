@@ -269,7 +269,7 @@ class Resolved:
     labels: tuple[str, ...]  # e.g. "tf32 tensor cores", "bf16 x6 (fp32 on MXU)"
     #: 1 where narrow operands are converted up to the unit's precision first (bf16 on a CPU
     #: without bf16 instructions); 0 elsewhere.
-    upcast: np.ndarray | None = None
+    upcast: np.ndarray
 
 
 def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, float, str]:
@@ -460,7 +460,7 @@ def kernel_times(
       dev: packed device (:func:`pack`).
       params: correction parameters (:func:`default_params`).
       res: resolved units/precisions (``unit``, ``precision``, ``passes``, ``vector_precision``,
-        ``bytes_scale``) as arrays.
+        ``bytes_scale``, ``upcast``) as arrays.
       family: ``gpu``, ``tpu``, ``cpu`` or ``npu`` (static).
     """
     kind = k["kind"]
@@ -626,7 +626,7 @@ def kernel_times(
         elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
         # Upcast operands (bf16 without bf16 instructions) are converted while packed: a
         # slower pass (learned factor), and the micro-kernel runs below its fp32 rate.
-        upcast = res.get("upcast", jnp.zeros_like(kk)) > 0.5
+        upcast = res["upcast"] > 0.5
         pack_bytes = jnp.where(is_matrix, 2.0 * b * kk * n * elem, 0.0)
         pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
         pack_fit = fits_in_cache(pack_bytes)
@@ -695,11 +695,18 @@ def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
     return out
 
 
-def total_time(k, dev, params, res, family: str) -> jax.Array:
-    """Program time on one stream: call overhead + sum of kernel times x executions."""
+def program_times(k, dev, params, res, family: str) -> dict[str, jax.Array]:
+    """:func:`kernel_times` plus ``overhead_s``, the program's once-per-call cost (kernels that
+    never execute, such as padding, do not wake the thread pool)."""
     out = kernel_times(k, dev, params, res, family)
     used = jnp.max(jnp.where(k["executions"] > 0, out["pool_use"], 0.0), initial=0.0)
-    return program_overhead(params, used, family) + jnp.sum(out["time_s"] * k["executions"])
+    return {**out, "overhead_s": program_overhead(params, used, family)}
 
 
-kernel_times_jit = jax.jit(kernel_times, static_argnames=("family",))
+def total_time(k, dev, params, res, family: str) -> jax.Array:
+    """Program time on one stream: call overhead + sum of kernel times x executions."""
+    out = program_times(k, dev, params, res, family)
+    return out["overhead_s"] + jnp.sum(out["time_s"] * k["executions"])
+
+
+program_times_jit = jax.jit(program_times, static_argnames=("family",))

@@ -19,10 +19,10 @@ from perfjax.devicemodels._kernels import KINDS, Kernels, fuse
 from perfjax.devicemodels._models import (
     QUANTIZED,
     default_params,
-    kernel_times_jit,
+    dispatch_time,
     pack,
     pack_numpy,
-    program_overhead,
+    program_times_jit,
     resolve,
     total_time,
 )
@@ -298,13 +298,13 @@ def _evaluate(
         zeros = np.zeros(0, np.float32)
         out = {k: zeros for k in ("time_s", "compute_s", "memory_s", "launch_s", "energy_j", "peak_flops_per_s",
                                   "utilization", "parallel_util", "pool_use")}  # fmt: skip
+        overhead = float(dispatch_time(params))
     else:
         n = len(kernels)
         arrays, res_arrays = _pad_kernels(arrays, n), _pad_kernels(_res_arrays(res), n)
-        out = kernel_times_jit(arrays, pack_numpy(spec), params, res_arrays, spec.family)
+        out = program_times_jit(arrays, pack_numpy(spec), params, res_arrays, spec.family)
+        overhead = float(out.pop("overhead_s"))
         out = {k: np.asarray(v, np.float64)[:n] for k, v in out.items()}
-    used = float(np.max(out["pool_use"] * (kernels.executions > 0), initial=0.0))
-    overhead = float(program_overhead(params, jnp.float32(used), spec.family))
     return dict(kernels=kernels, res=res, out=out, dispatch_s=overhead)
 
 

@@ -300,7 +300,7 @@ def problem_from(
       policy: the common fusion policy (``"gpu"``, ``"cpu"``, ``"none"`` ...).
     """
     from perfjax.devicemodels._kernels import fuse
-    from perfjax.devicemodels._models import default_params, kernel_times_jit, pack_numpy, resolve
+    from perfjax.devicemodels._models import default_params, pack_numpy, program_times_jit, resolve
     from perfjax.devicemodels._predict import _res_arrays
 
     plat = _resolve_platform(platform)
@@ -326,7 +326,7 @@ def problem_from(
             params = None
         if params is None:
             params = default_params(spec.family, spec.vendor)
-        out = kernel_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
+        out = program_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
         times[:, j] = np.asarray(out["time_s"], np.float64) * kernels.executions
 
     # Edges: op -> kernel, resolving operands through ops outside kernels (free ops, views).

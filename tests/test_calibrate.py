@@ -359,3 +359,103 @@ def test_interval_uses_split_conformal_order_statistics():
         x = rng.normal(size=50)
         covered.append(np.mean((x >= lo) & (x <= hi)))
     assert np.mean(covered) >= 0.79
+
+
+# Five GPUs without the power cap (it could single out one device and absorb its slowness).
+FLEET = [
+    perfjax.devicemodels.register_device(
+        perfjax.device(d).replace(name=f"test-{d}-nocap", process_nm=0.0, aliases=()),
+        overwrite=True,
+    )[0]
+    for d in ("h100", "a100-80gb", "v100", "l4", "a100-pcie-40gb")
+]
+
+
+def _fleet(slow=None, harness_s=0.0, seed=1):
+    """GEMMs, softmaxes and layer norms on five GPUs; ``slow`` runs 1.6x slower than its spec says
+    (a device effect), and every layer norm pays ``harness_s`` more (a per-op harness cost: both
+    are reduction kernels, so only a per-op factor can tell them apart)."""
+    rng = np.random.default_rng(seed)
+    truth = _truth_params()
+    rows = []
+    for dev in FLEET:
+        programs = [Workload.of("matmul", m=m, k=k, n=n) for m, k, n in GEMMS[::2]]
+        programs += [Workload.of(op, b=b, h=1024)
+                     for op in ("softmax", "layernorm") for b in (1, 16, 256, 4096, 65536)]  # fmt: skip
+        for w in programs:
+            fn, ins = w.build()
+            t = perfjax.predict(fn, ins, device=dev, params=truth).time_s
+            t = t * (1.6 if dev == slow else 1.0) + (harness_s if w.kind == "layernorm" else 0.0)
+            rows.append(dict(workload=w, device=dev, time_s=t * math.exp(rng.normal(0, 0.03))))
+    return Measurements.from_rows(rows, {"source": "synthetic fleet"})
+
+
+def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
+    ms = _fleet(slow=FLEET[2])
+    held = {"devices": [FLEET[4]]}
+    plain = fit(ms, holdout=held, steps=400)
+    robust = fit(ms, holdout=held, steps=400, device_effects=True, effect_threshold=0.05)
+    # The V100's slowness is put on the V100 (its GEMM factor ~1.6), not on every GPU...
+    effects = robust.metadata["device_effects"]
+    assert set(effects) == set(FLEET[:4])
+    assert effects[FLEET[2]]["matmul"] == pytest.approx(1.6, rel=0.15)
+    assert all(abs(effects[d]["matmul"] - 1) < 0.1 for d in (FLEET[0], FLEET[1], FLEET[3]))
+    # ...so the GPU nobody fitted on is predicted better than by a fit that spreads it.
+    bias_plain = np.median(
+        [
+            math.log(r["after_s"] / r["measured_s"])
+            for r in plain.report.rows
+            if r["split"] == "heldout"
+        ]
+    )
+    bias_robust = np.median(
+        [
+            math.log(r["after_s"] / r["measured_s"])
+            for r in robust.report.rows
+            if r["split"] == "heldout"
+        ]
+    )
+    assert bias_plain > 0.05 and abs(bias_robust) < bias_plain / 2
+    # Predictions use the shared parameters: same structure as a plain calibration.
+    assert set(robust.params) == set(plain.params)
+    with pytest.raises(ValueError, match="effect_threshold must be > 0"):
+        fit(ms, holdout=held, steps=5, device_effects=True, effect_threshold=0.0)
+
+
+def test_harness_effects_learn_a_per_op_fixed_cost_shared_by_every_device():
+    ms = _fleet(harness_s=30e-6)
+    held = {"devices": [FLEET[4]]}
+    plain = fit(ms, holdout=held, steps=400)
+    harness = fit(ms, holdout=held, steps=400, harness_effects=True)
+    factors = harness.metadata["harness_effects"]
+    # The layer norms' fixed cost grew (x several); the softmaxes' (same kernels) did not.
+    assert factors["layernorm"] > 2.5 * factors["softmax"] and abs(factors["matmul"] - 1) < 0.2
+    # The held-out GPU, timed by the same harness, is predicted better with the harness's costs.
+    for kind in ("softmax", "layernorm"):
+        before = plain.summary["per_kind"][kind]["median_ape_after"]
+        after = harness.summary["per_kind"][kind]["median_ape_after"]
+        assert after < 0.15 < before, (kind, before, after)
+    # The calibration's parameters do not carry them (a compiled program does not pay them).
+    assert "harness_effects" not in harness.params
+
+
+def test_cross_conformal_interval_uses_every_row_out_of_fold():
+    ms = _synthetic()
+    split = fit(ms, holdout=0.3, steps=150)
+    cv = fit(ms, holdout=0.3, steps=150, interval_folds=4)
+    assert cv.metadata["interval_points"] == len(ms) > split.metadata["interval_points"]
+    assert "cross-conformal" in cv.metadata["interval_source"]
+    # Same held-out report; only the interval (and its coverage estimate) change.
+    assert cv.summary == split.summary
+    assert cv.residual_log_quantiles != split.residual_log_quantiles
+    lo, hi = cv.residual_log_quantiles
+    assert lo < 0 < hi and 0.6 <= cv.report.coverage <= 0.97
+    # Out-of-fold residuals are larger than in-sample ones: the interval is not the training fit's.
+    train = [
+        math.log(r["measured_s"] / r["after_s"]) for r in cv.report.rows if r["split"] == "train"
+    ]
+    assert hi - lo >= np.quantile(train, 0.9) - np.quantile(train, 0.1)
+    with pytest.raises(ValueError, match="interval_folds must be 0"):
+        fit(ms, holdout=0.3, steps=5, interval_folds=1)
+    with pytest.raises(ValueError, match="needs at least 100 measurements"):
+        fit(ms, holdout=0.3, steps=5, interval_folds=10)

@@ -519,3 +519,34 @@ def test_recommend_bad_precision_exits_2(capsys, model):
     code, _, err = cli(capsys, "recommend", f"{model}:mlp", "-i", f"f32[{M},{K}]", "-i", f"f32[{K},{N}]",
                        "--precisions", "fp5")  # fmt: skip
     assert code == 2 and "unknown precision 'fp5'" in err
+
+
+def test_calibrate_and_validate_from_csv(capsys, tmp_path):
+    from perfjax.calibrate import Measurements, Workload, load
+
+    rows = [dict(workload=Workload.of("matmul", m=m, k=k, n=n), device="h100",
+                 time_s=2.5e-15 * m * k * n + 8e-6)
+            for m in (16, 64, 128, 256, 512, 1024, 2048, 4096) for k in (256, 512, 1024, 2048, 4096)
+            for n in (512, 1024, 4096)]  # fmt: skip
+    csv = Measurements.from_rows(rows, {"source": "synthetic"}).to_csv(tmp_path / "h100.csv")
+    code, _, err = cli(capsys, "calibrate", "--from-csv", csv, "--steps", "60")
+    assert code == 2 and "--save PATH is required" in err
+    save, png = tmp_path / "cal.json", tmp_path / "heldout.png"
+    code, out, err = cli(
+        capsys, "calibrate", "--from-csv", csv, "--steps", "60", "--save", save, "--plot", png
+    )
+    assert code == 0 and "held-out" in out.lower() and png.stat().st_size > 10_000
+    cal = load(save)
+    # 120 rows: the interval is cross-conformal over every row.
+    assert (
+        cal.metadata["interval_points"] == 120
+        and "cross-conformal" in cal.metadata["interval_source"]
+    )
+    code, out, _ = cli(capsys, "validate", save, "--measurements", csv, "--json")
+    got = json.loads(out)
+    assert code == 0 and got["points"] == 120
+    assert got["median_ape_after"] < got["median_ape_before"] and 0.0 <= got["coverage"] <= 1.0
+    code, _, err = cli(capsys, "calibrate", "--from-csv", tmp_path / "missing.csv", "--save", save)
+    assert code == 2 and "missing.csv" in err
+    code, _, err = cli(capsys, "validate", tmp_path / "missing.json", "--measurements", csv)
+    assert code == 2 and "no calibration file" in err

@@ -107,14 +107,23 @@ def _features(
     return _Batch(cat(arrays), cat(dev), cat(res), np.concatenate(row_ids), len(rows))
 
 
-def _row_times(params, batch: _Batch, family: str) -> jax.Array:
+def _row_parts(params, batch: _Batch, family: str) -> tuple[jax.Array, jax.Array]:
+    """Per row: (time of the kernels' work, fixed costs: launches and the call's overhead)."""
     out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
-    per_kernel = out["time_s"] * batch.arrays["executions"]
-    used = jnp.where(batch.arrays["executions"] > 0, out["pool_use"], 0.0)
+    ex = batch.arrays["executions"]
+    used = jnp.where(ex > 0, out["pool_use"], 0.0)
     pool = jax.ops.segment_max(used, batch.row_of_kernel, num_segments=batch.n_rows)
-    return jax.ops.segment_sum(
-        per_kernel, batch.row_of_kernel, num_segments=batch.n_rows
-    ) + program_overhead(params, jnp.maximum(pool, 0.0), family)
+
+    def per_row(x):
+        return jax.ops.segment_sum(x * ex, batch.row_of_kernel, num_segments=batch.n_rows)
+
+    fixed = per_row(out["launch_s"]) + program_overhead(params, jnp.maximum(pool, 0.0), family)
+    return per_row(out["time_s"] - out["launch_s"]), fixed
+
+
+def _row_times(params, batch: _Batch, family: str) -> jax.Array:
+    body, fixed = _row_parts(params, batch, family)
+    return body + fixed
 
 
 def _row_bounds(params, batch: _Batch, family: str) -> np.ndarray:
@@ -369,6 +378,10 @@ def fit(
     name: str = "",
     progress: bool = False,
     refit: bool = False,
+    device_effects: bool = False,
+    effect_threshold: float = 0.1,
+    harness_effects: bool = False,
+    interval_folds: int = 0,
 ) -> Calibration:
     """Fits the correction parameters of one device family to measured timings.
 
@@ -384,10 +397,28 @@ def fit(
         quadratic within ``huber_delta`` and linear beyond: a few pathological timings pull the
         fit less).
       interval_level: central coverage of ``Prediction.interval_s``.
+      interval_folds: 0: the interval comes from the held-out split's residuals. K >= 2:
+        cross-conformal: K more fits, each without one K-th of the programs, give every row a
+        residual from a fit that did not see it; the interval (and its two-fold coverage
+        estimate) use all of them: K times fewer points are wasted than with the split alone.
       freeze: parameters kept at their priors: a name (``"launch_log"``) or one kind of a
         per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify.
       refit: after scoring the held-out split, fit again on every row and return those
         parameters; the report, summary and interval stay the held-out split's.
+      device_effects: fit, beside the shared parameters, a time factor per (training device, op
+        kind) and a factor on each device's fixed costs (launch and call overhead), with a Laplace
+        (L1) prior. They absorb what no spec explains about one device (its host, driver, library
+        version, a measurement harness), so that one unusual device does not bend the shared
+        parameters: these fit the typical device (a median, not a mean). Predictions use the
+        shared parameters only; the fitted factors are reported in ``metadata["device_effects"]``.
+        Useful with three or more devices.
+      effect_threshold: the log error a (device, kind) group must exceed before its effect departs
+        from 1 (the L1 prior's weight, scaled by the group's weight in the loss).
+      harness_effects: fit a factor per op kind on the fixed costs, shared by every device: the
+        per-op cost of the harness that took the measurements (NeuSight times each PyTorch op
+        with its Python call: a layer norm's floor is ~1.8x an add's on every GPU). The report
+        (held-out rows too: same harness) includes them; ``params`` do not, since a compiled
+        program does not pay them. Factors in ``metadata["harness_effects"]``.
 
     Example:
       >>> from perfjax.calibrate import Measurements, Workload, fit
@@ -469,33 +500,77 @@ def fit(
         )
     keep = {k: jnp.asarray(v) for k, v in keep.items()}
     batch = all_batch
+    if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
+        raise ValueError(
+            f"interval_folds must be 0 (off) or an integer >= 2, got {interval_folds!r}."
+        )
+    if interval_folds and len(rows) < 10 * interval_folds:
+        raise ValueError(
+            f"interval_folds={interval_folds} needs at least {10 * interval_folds} measurements "
+            f"(10 per fold), got {len(rows)}."
+        )
+    if effect_threshold <= 0:
+        raise ValueError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
+    effect_devices = sorted({r.device for r in rows})
+    effect_kinds = sorted({r.kind for r in rows})
+    dev_of_row = jnp.asarray([effect_devices.index(r.device) for r in rows])
+    kind_of_row = jnp.asarray([effect_kinds.index(r.kind) for r in rows])
+    n_dev, n_kind = len(effect_devices), len(effect_kinds)
+    no_effects = dict(
+        speed=jnp.zeros((n_dev, n_kind)), fixed=jnp.zeros((n_dev,)), kind_fixed=jnp.zeros((n_kind,))
+    )
 
-    def loss_fn(params, mask):
-        pred = _row_times(params, batch, family)
+    def predict_rows(params, eff):
+        """Row times with the effects in use (device effects where fitted, harness effects)."""
+        if not (device_effects or harness_effects):
+            return _row_times(params, batch, family)
+        body, fixed = _row_parts(params, batch, family)
+        fixed_log = eff["kind_fixed"][kind_of_row] if harness_effects else 0.0
+        if device_effects:
+            body = body * jnp.exp(eff["speed"][dev_of_row, kind_of_row])
+            fixed_log = fixed_log + eff["fixed"][dev_of_row]
+        return body + fixed * jnp.exp(fixed_log)
+
+    def l1(x):  # |x|, smooth within 0.01 of 0 (Adam's steps stay small near the kink)
+        return jnp.sqrt(x * x + 1e-4)
+
+    def loss_fn(theta, mask):
+        params, eff = theta["model"], theta["effects"]
+        pred = predict_rows(params, eff)
         if loss == "msle":
             err = (jnp.log(pred) - log_meas) ** 2
         else:  # "huber": squared near zero, linear beyond `huber_delta` (outliers pull less)
             err = 2.0 * optax.losses.huber_loss(jnp.log(pred), log_meas, delta=huber_delta)
         data = jnp.sum(err * mask)
         reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
-        return data + prior_weight * reg
+        out = data + prior_weight * reg + prior_weight * jnp.mean(eff["kind_fixed"] ** 2)
+        if device_effects:
+            # Weight of each group in the data term: an effect stays at 0 until the group's
+            # mean log error exceeds effect_threshold (the L1 subgradient bound).
+            w_group = jax.ops.segment_sum(mask, dev_of_row * n_kind + kind_of_row, n_dev * n_kind)
+            w_dev = jax.ops.segment_sum(mask, dev_of_row, n_dev)
+            out = out + 2.0 * effect_threshold * (
+                jnp.sum(w_group * l1(eff["speed"].reshape(-1))) + jnp.sum(w_dev * l1(eff["fixed"]))
+            )
+        return out
 
     tx = optax.adam(learning_rate)
 
     @jax.jit
     def run(params, mask):
         def step(carry, _):
-            params, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, mask)
-            grads = {k: g * keep[k] for k, g in grads.items()}
-            updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), loss
+            theta, state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(theta, mask)
+            grads = dict(grads, model={k: g * keep[k] for k, g in grads["model"].items()})
+            updates, state = tx.update(grads, state, theta)
+            return (optax.apply_updates(theta, updates), state), loss
 
-        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return params, losses
+        theta = dict(model=params, effects=no_effects)
+        (theta, _), losses = jax.lax.scan(step, (theta, tx.init(theta)), None, length=steps)
+        return theta["model"], theta["effects"], losses
 
     t1 = time.perf_counter()
-    fitted, losses = run(prior, mask)
+    fitted, effects, losses = run(prior, mask)
     fitted = jax.block_until_ready(fitted)
     fit_s = time.perf_counter() - t1
     if not bool(jnp.all(jnp.isfinite(losses))):
@@ -504,7 +579,10 @@ def fit(
         )
 
     before = np.asarray(_row_times(prior, batch, family), np.float64)
-    after = np.asarray(_row_times(fitted, batch, family), np.float64)
+    # Population parameters (no device effects); the harness's per-op costs where fitted.
+    after = np.asarray(
+        predict_rows(fitted, dict(no_effects, kind_fixed=effects["kind_fixed"])), np.float64
+    )
     bound_after = _row_bounds(fitted, batch, family)
 
     # Interval: quantiles of held-out log residuals on fold A; coverage measured on fold B.
@@ -524,6 +602,26 @@ def fit(
         # Too few held-out points to place an interval: use every residual, and say so.
         fold_a = fold_b = held_idx = np.arange(len(rows))
         interval_source = "all residuals, training included (fewer than 10 held-out points)"
+    if interval_folds:
+        # Cross-conformal: each row's residual from the fit without its fold.
+        fold_of = np.array([min(int(_fold(r.program, seed + "/cv") * interval_folds), interval_folds - 1)
+                            for r in rows])  # fmt: skip
+        for f in range(interval_folds):
+            out_idx = np.flatnonzero(fold_of == f)
+            if not len(out_idx):
+                continue
+            p_f, e_f, l_f = run(prior, kind_weights(np.flatnonzero(fold_of != f)))
+            if not bool(jnp.all(jnp.isfinite(l_f))):
+                raise FloatingPointError(f"the fit without interval fold {f} diverged.")
+            pred_f = np.asarray(predict_rows(p_f, dict(no_effects, kind_fixed=e_f["kind_fixed"])))
+            resid[out_idx] = np.log(measured[out_idx] / pred_f[out_idx])
+        held_idx = np.arange(len(rows))
+        fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
+        fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+        interval_source = (
+            f"cross-conformal: quantiles of every row's residual from the {interval_folds} fits "
+            "without its fold; coverage: two folds, each scored with the other's quantiles"
+        )
     lo, hi = _conformal_bounds(resid[held_idx], alpha)
     if fold_a is fold_b:
         coverage = float(np.mean((resid[fold_b] >= lo) & (resid[fold_b] <= hi)))
@@ -545,15 +643,27 @@ def fit(
     if refit:
         # The report and the interval keep the held-out split's numbers; the parameters come
         # from a second fit on every row (what a user should predict with).
-        refitted, refit_losses = run(prior, kind_weights(np.arange(len(rows))))
+        refitted, refit_effects, refit_losses = run(prior, kind_weights(np.arange(len(rows))))
         if bool(jnp.all(jnp.isfinite(refit_losses))):
-            fitted = jax.block_until_ready(refitted)
+            fitted, effects = jax.block_until_ready((refitted, refit_effects))
             devices = tuple(sorted({r.device for r in rows}))
     meta = dict(measurements.metadata)
     meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 train_points=len(train), heldout_points=len(held), holdout=str(holdout),
                 final_loss=float(losses[-1]), interval_source=interval_source,
+                interval_points=len(held_idx),
                 refit="every row" if refit else "no")  # fmt: skip
+    if device_effects:
+        fitted_devices = set(devices)
+        meta["device_effects"] = {
+            d: {**{k: round(float(np.exp(effects["speed"][i, j])), 4) for j, k in enumerate(effect_kinds)},
+                "fixed_costs": round(float(np.exp(effects["fixed"][i])), 4)}
+            for i, d in enumerate(effect_devices) if d in fitted_devices
+        }  # fmt: skip
+    if harness_effects:
+        meta["harness_effects"] = {
+            k: round(float(np.exp(effects["kind_fixed"][j])), 4) for j, k in enumerate(effect_kinds)
+        }
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),

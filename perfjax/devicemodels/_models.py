@@ -429,7 +429,7 @@ def _pow2ceil(x: jax.Array) -> jax.Array:
 
 
 #: Smooth min(1, r) = r / (1 + r^s)^(1/s) for the GPU power cap (s large: a sharp corner).
-_POWER_CAP_SHARPNESS = 6.0
+_POWER_CAP_SHARPNESS = 12.0
 
 #: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
 _FLOPS_PER_TASK_ELEMENT = 32.0

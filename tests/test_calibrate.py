@@ -398,8 +398,8 @@ def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
     # The V100's slowness is put on the V100 (its GEMM factor ~1.6), not on every GPU...
     effects = robust.metadata["device_effects"]
     assert set(effects) == set(FLEET[:4])
-    assert effects[FLEET[2]]["matmul"] == pytest.approx(1.6, rel=0.15)
-    assert all(abs(effects[d]["matmul"] - 1) < 0.1 for d in (FLEET[0], FLEET[1], FLEET[3]))
+    assert effects[FLEET[2]]["gemm"] == pytest.approx(1.6, rel=0.15)
+    assert all(abs(effects[d]["gemm"] - 1) < 0.1 for d in (FLEET[0], FLEET[1], FLEET[3]))
     # ...so the GPU nobody fitted on is predicted better than by a fit that spreads it.
     bias_plain = np.median(
         [
@@ -416,10 +416,53 @@ def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
         ]
     )
     assert bias_plain > 0.05 and abs(bias_robust) < bias_plain / 2
-    # Predictions use the shared parameters: same structure as a plain calibration.
-    assert set(robust.params) == set(plain.params)
+    # Same parameter structure as a plain calibration; the fitted devices' own factors apart.
+    assert set(robust.params) == set(plain.params) and set(robust.device_params) == set(FLEET[:4])
+    assert not plain.device_params
     with pytest.raises(ValueError, match="effect_threshold must be > 0"):
         fit(ms, holdout=held, steps=5, device_effects=True, effect_threshold=0.0)
+
+
+def test_a_calibrated_device_is_predicted_with_its_own_factors(tmp_path):
+    import dataclasses
+
+    ms = _fleet(slow=FLEET[2])
+    cal = fit(
+        ms, holdout={"devices": [FLEET[4]]}, steps=400, device_effects=True, effect_threshold=0.05
+    )
+    fn, ins = Workload.of("matmul", m=4096, k=4096, n=4096).build()
+    shared_only = dataclasses.replace(cal, device_params={})
+    slow = perfjax.predict(fn, ins, device=FLEET[2], calibration=cal)
+    assert slow.time_s / perfjax.predict(
+        fn, ins, device=FLEET[2], calibration=shared_only
+    ).time_s == (pytest.approx(1.6, rel=0.15))
+    assert f"with {FLEET[2]}'s own factors" in slow.calibration
+    # A device the fit never saw gets the shared parameters.
+    other = perfjax.predict(fn, ins, device="h100", calibration=cal)
+    assert other.time_s == perfjax.predict(fn, ins, device="h100", calibration=shared_only).time_s
+    assert other.calibration == str(cal)
+    # Saved and loaded with the calibration; evaluate uses them too.
+    again = load(cal.save(tmp_path / "fleet.json"))
+    np.testing.assert_allclose(
+        again.device_params[FLEET[2]]["kind_time_log"], cal.device_params[FLEET[2]]["kind_time_log"]
+    )
+    slow_rows = Measurements.from_rows([r for r in ms.rows if r.device == FLEET[2]])
+    assert (
+        evaluate(again, slow_rows).summary()["median_ape_after"]
+        < evaluate(shared_only, slow_rows).summary()["median_ape_after"] / 3
+    )
+
+
+def test_calibrations_saved_before_device_factors_still_load(synthetic_fit, tmp_path):
+    _, cal = synthetic_fit
+    d = json.loads(cal.save(tmp_path / "new.json").read_text())
+    for key in ("params", "prior"):
+        del d[key]["kind_time_log"]
+    del d["device_params"]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    old = load(tmp_path / "old.json")
+    np.testing.assert_array_equal(old.params["kind_time_log"], 0.0)
+    assert old.device_params == {}
 
 
 def test_harness_effects_learn_a_per_op_fixed_cost_shared_by_every_device():

@@ -107,8 +107,11 @@ def _features(
     return _Batch(cat(arrays), cat(dev), cat(res), np.concatenate(row_ids), len(rows))
 
 
-def _row_parts(params, batch: _Batch, family: str) -> tuple[jax.Array, jax.Array]:
-    """Per row: (time of the kernels' work, fixed costs: launches and the call's overhead)."""
+def _row_parts(
+    params, batch: _Batch, family: str, body_log: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Per row: (time of the kernels' work, fixed costs: launches and the call's overhead).
+    ``body_log``: a log factor per kernel on its work (device effects)."""
     out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
     ex = batch.arrays["executions"]
     used = jnp.where(ex > 0, out["pool_use"], 0.0)
@@ -118,7 +121,10 @@ def _row_parts(params, batch: _Batch, family: str) -> tuple[jax.Array, jax.Array
         return jax.ops.segment_sum(x * ex, batch.row_of_kernel, num_segments=batch.n_rows)
 
     fixed = per_row(out["launch_s"]) + program_overhead(params, jnp.maximum(pool, 0.0), family)
-    return per_row(out["time_s"] - out["launch_s"]), fixed
+    body = out["time_s"] - out["launch_s"]
+    if body_log is not None:
+        body = body * jnp.exp(body_log)
+    return per_row(body), fixed
 
 
 def _row_times(params, batch: _Batch, family: str) -> jax.Array:
@@ -281,9 +287,16 @@ class Calibration:
     summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     name: str = ""
+    #: Per fitted device, parameters that replace the shared ones on that device (device effects:
+    #: ``kind_time_log``, a time factor per kernel class), e.g. ``{"p100": {"kind_time_log": ...}}``.
+    device_params: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
-    def jax_params(self) -> dict[str, jax.Array]:
-        return {k: jnp.asarray(v, jnp.float32) for k, v in self.params.items()}
+    def jax_params(self, device: str | None = None) -> dict[str, jax.Array]:
+        """The parameters to predict with: the shared ones, and ``device``'s own where fitted."""
+        out = {k: jnp.asarray(v, jnp.float32) for k, v in self.params.items()}
+        for k, v in self.device_params.get(device, {}).items():
+            out[k] = jnp.asarray(v, jnp.float32)
+        return out
 
     def interval(self, time_s: float) -> tuple[float, float]:
         lo, hi = self.residual_log_quantiles
@@ -299,6 +312,8 @@ class Calibration:
             prior={k: np.asarray(v).tolist() for k, v in self.prior.items()},
             residual_log_quantiles=list(self.residual_log_quantiles), interval_level=self.interval_level,
             summary=dict(self.summary), metadata=dict(self.metadata),
+            device_params={d: {k: np.asarray(v).tolist() for k, v in p.items()}
+                           for d, p in self.device_params.items()},
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
@@ -328,18 +343,36 @@ def load(path: str | os.PathLike) -> Calibration:
         )
     expected = default_params(d["family"])
     params = {k: np.asarray(v, np.float32) for k, v in d["params"].items()}
-    if set(params) != set(expected) or any(
-        np.shape(params[k]) != np.shape(expected[k]) for k in expected
-    ):
+    # Parameters added since the file was written (e.g. kind_time_log) take their priors.
+    added = [k for k in _ADDED_PARAMS if k in expected and k not in params]
+    for k in added:
+        params[k] = np.asarray(expected[k])
+    prior = {k: np.asarray(v, np.float32) for k, v in d["prior"].items()}
+    prior.update({k: np.asarray(expected[k]) for k in added if k not in prior})
+    device_params = {
+        dev: {k: np.asarray(v, np.float32) for k, v in p.items()}
+        for dev, p in d.get("device_params", {}).items()
+    }
+    if (
+        set(params) != set(expected)
+        or any(np.shape(params[k]) != np.shape(expected[k]) for k in expected)
+        or any(k not in expected or np.shape(v) != np.shape(expected[k])
+               for p in device_params.values() for k, v in p.items())
+    ):  # fmt: skip
         raise ValueError(
             f"{path.name}: parameters do not match the {d['family']} model of this perfjax version."
         )
     return Calibration(
         family=d["family"], devices=tuple(d["devices"]), params=params,
-        prior={k: np.asarray(v, np.float32) for k, v in d["prior"].items()},
+        prior=prior, device_params=device_params,
         residual_log_quantiles=tuple(d["residual_log_quantiles"]), interval_level=float(d["interval_level"]),
         summary=d.get("summary", {}), metadata=d.get("metadata", {}), name=d.get("name", ""),
     )  # fmt: skip
+
+
+#: Parameters newer than calibration format 1's first files: a file without them is read with
+#: their priors.
+_ADDED_PARAMS = ("kind_time_log",)
 
 
 def _conformal_bounds(resid: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -405,15 +438,17 @@ def fit(
         per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify.
       refit: after scoring the held-out split, fit again on every row and return those
         parameters; the report, summary and interval stay the held-out split's.
-      device_effects: fit, beside the shared parameters, a time factor per (training device, op
-        kind) and a factor on each device's fixed costs (launch and call overhead), with a Laplace
-        (L1) prior. They absorb what no spec explains about one device (its host, driver, library
-        version, a measurement harness), so that one unusual device does not bend the shared
-        parameters: these fit the typical device (a median, not a mean). Predictions use the
-        shared parameters only; the fitted factors are reported in ``metadata["device_effects"]``.
-        Useful with three or more devices.
-      effect_threshold: the log error a (device, kind) group must exceed before its effect departs
-        from 1 (the L1 prior's weight, scaled by the group's weight in the loss).
+      device_effects: fit, beside the shared parameters, a time factor per (training device,
+        kernel class) and a factor on each device's fixed costs (launch and call overhead), with a
+        Laplace (L1) prior. They absorb what no spec explains about one device (its host, driver,
+        library version, cooling), so that one unusual device does not bend the shared
+        parameters: these fit the typical device (a median, not a mean). Predictions on a device
+        the fit saw use its time factors (``Calibration.device_params``); any other device gets
+        the shared parameters. The fixed-cost factors (often the measuring harness's) are only
+        reported, with the rest, in ``metadata["device_effects"]``. Useful with three or more
+        devices.
+      effect_threshold: the log error a (device, kernel class) group must exceed before its
+        effect departs from 1 (the L1 prior's weight, scaled by the group's weight in the loss).
       harness_effects: fit a factor per op kind on the fixed costs, shared by every device: the
         per-op cost of the harness that took the measurements (NeuSight times each PyTorch op
         with its Python call: a layer norm's floor is ~1.8x an add's on every GPU). The report
@@ -498,6 +533,8 @@ def fit(
             f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
             f"(per-kind ones also as 'name:kind', kind in {list(KINDS)})."
         )
+    # kind_time_log is the device effects' slot: shared, it would only duplicate the efficiencies.
+    keep["kind_time_log"][...] = 0.0
     keep = {k: jnp.asarray(v) for k, v in keep.items()}
     batch = all_batch
     if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
@@ -516,20 +553,30 @@ def fit(
     dev_of_row = jnp.asarray([effect_devices.index(r.device) for r in rows])
     kind_of_row = jnp.asarray([effect_kinds.index(r.kind) for r in rows])
     n_dev, n_kind = len(effect_devices), len(effect_kinds)
+    # Device effects act on kernels (per device and kernel class), so a calibration can apply
+    # them to any program run on a device it was fitted on.
+    dev_of_kernel = jnp.asarray(np.asarray(dev_of_row)[batch.row_of_kernel])
+    kind_of_kernel = jnp.asarray(batch.arrays["kind"])
     no_effects = dict(
-        speed=jnp.zeros((n_dev, n_kind)), fixed=jnp.zeros((n_dev,)), kind_fixed=jnp.zeros((n_kind,))
+        speed=jnp.zeros((n_dev, len(KINDS))),
+        fixed=jnp.zeros((n_dev,)),
+        kind_fixed=jnp.zeros((n_kind,)),
     )
 
     def predict_rows(params, eff):
         """Row times with the effects in use (device effects where fitted, harness effects)."""
         if not (device_effects or harness_effects):
             return _row_times(params, batch, family)
-        body, fixed = _row_parts(params, batch, family)
+        body_log = eff["speed"][dev_of_kernel, kind_of_kernel] if device_effects else None
+        body, fixed = _row_parts(params, batch, family, body_log)
         fixed_log = eff["kind_fixed"][kind_of_row] if harness_effects else 0.0
         if device_effects:
-            body = body * jnp.exp(eff["speed"][dev_of_row, kind_of_row])
             fixed_log = fixed_log + eff["fixed"][dev_of_row]
         return body + fixed * jnp.exp(fixed_log)
+
+    kernels_per_row = jnp.asarray(
+        np.bincount(batch.row_of_kernel, minlength=len(rows)), jnp.float32
+    )
 
     def l1(x):  # |x|, smooth within 0.01 of 0 (Adam's steps stay small near the kink)
         return jnp.sqrt(x * x + 1e-4)
@@ -547,7 +594,11 @@ def fit(
         if device_effects:
             # Weight of each group in the data term: an effect stays at 0 until the group's
             # mean log error exceeds effect_threshold (the L1 subgradient bound).
-            w_group = jax.ops.segment_sum(mask, dev_of_row * n_kind + kind_of_row, n_dev * n_kind)
+            # (a kernel class's weight on a device: its rows' weights, counted once per row)
+            w_kernel = mask[batch.row_of_kernel] / kernels_per_row[batch.row_of_kernel]
+            w_group = jax.ops.segment_sum(
+                w_kernel, dev_of_kernel * len(KINDS) + kind_of_kernel, n_dev * len(KINDS)
+            )
             w_dev = jax.ops.segment_sum(mask, dev_of_row, n_dev)
             out = out + 2.0 * effect_threshold * (
                 jnp.sum(w_group * l1(eff["speed"].reshape(-1))) + jnp.sum(w_dev * l1(eff["fixed"]))
@@ -579,10 +630,15 @@ def fit(
         )
 
     before = np.asarray(_row_times(prior, batch, family), np.float64)
-    # Population parameters (no device effects); the harness's per-op costs where fitted.
-    after = np.asarray(
-        predict_rows(fitted, dict(no_effects, kind_fixed=effects["kind_fixed"])), np.float64
-    )
+
+    # What a user of the calibration gets: the shared parameters and, on a device it was fitted
+    # on, that device's time factors (a held-out device has none); the harness's per-op costs
+    # where fitted (the held-out rows were timed by the same harness); never the device's fixed
+    # costs (harness-specific).
+    def as_used(eff):
+        return dict(no_effects, speed=eff["speed"], kind_fixed=eff["kind_fixed"])
+
+    after = np.asarray(predict_rows(fitted, as_used(effects)), np.float64)
     bound_after = _row_bounds(fitted, batch, family)
 
     # Interval: quantiles of held-out log residuals on fold A; coverage measured on fold B.
@@ -613,7 +669,7 @@ def fit(
             p_f, e_f, l_f = run(prior, kind_weights(np.flatnonzero(fold_of != f)))
             if not bool(jnp.all(jnp.isfinite(l_f))):
                 raise FloatingPointError(f"the fit without interval fold {f} diverged.")
-            pred_f = np.asarray(predict_rows(p_f, dict(no_effects, kind_fixed=e_f["kind_fixed"])))
+            pred_f = np.asarray(predict_rows(p_f, as_used(e_f)))
             resid[out_idx] = np.log(measured[out_idx] / pred_f[out_idx])
         held_idx = np.arange(len(rows))
         fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
@@ -653,11 +709,16 @@ def fit(
                 final_loss=float(losses[-1]), interval_source=interval_source,
                 interval_points=len(held_idx),
                 refit="every row" if refit else "no")  # fmt: skip
+    device_params = {}
     if device_effects:
         fitted_devices = set(devices)
         meta["device_effects"] = {
-            d: {**{k: round(float(np.exp(effects["speed"][i, j])), 4) for j, k in enumerate(effect_kinds)},
+            d: {**{k: round(float(np.exp(effects["speed"][i, j])), 4) for j, k in enumerate(KINDS)},
                 "fixed_costs": round(float(np.exp(effects["fixed"][i])), 4)}
+            for i, d in enumerate(effect_devices) if d in fitted_devices
+        }  # fmt: skip
+        device_params = {
+            d: {"kind_time_log": np.asarray(effects["speed"][i], np.float32)}
             for i, d in enumerate(effect_devices) if d in fitted_devices
         }  # fmt: skip
     if harness_effects:
@@ -668,7 +729,7 @@ def fit(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),
         interval_level=interval_level, report=report, summary=report.summary("heldout"), metadata=meta,
-        name=name or f"{family} calibration on {', '.join(devices)}",
+        name=name or f"{family} calibration on {', '.join(devices)}", device_params=device_params,
     )  # fmt: skip
 
 
@@ -694,7 +755,16 @@ def evaluate(calibration: Calibration, measurements: Measurements) -> Report:
     featurize_s = time.perf_counter() - t0
     prior = {k: jnp.asarray(v) for k, v in calibration.prior.items()}
     before = np.asarray(_row_times(prior, batch, calibration.family), np.float64)
-    after = np.asarray(_row_times(calibration.jax_params(), batch, calibration.family), np.float64)
+    # Each row with its device's parameters (device effects where the calibration has them).
+    params = calibration.jax_params()
+    body_log = None
+    if calibration.device_params:
+        factors = np.stack(
+            [np.asarray(calibration.jax_params(r.device)["kind_time_log"]) for r in rows]
+        )
+        body_log = jnp.asarray(factors[batch.row_of_kernel, batch.arrays["kind"]])
+    body, fixed = _row_parts(params, batch, calibration.family, body_log)
+    after = np.asarray(body + fixed, np.float64)
     bounds = _row_bounds(calibration.jax_params(), batch, calibration.family)
     measured = np.array([r.time_s for r in rows])
     resid = np.log(measured / after)

@@ -211,6 +211,9 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         wake_log=jnp.array(math.log(pr.get("wake_s", 1.0)), jnp.float32),
         fork_log=jnp.array(math.log(pr.get("fork", 1.0)), jnp.float32),
         fork_elements_log=jnp.array(math.log(pr.get("fork_elements", 1.0)), jnp.float32),
+        # A time factor per kernel class on one device (1 here): where a calibration fitted
+        # device effects (``fit(device_effects=True)``), predictions for that device use them.
+        kind_time_log=jnp.zeros((len(KINDS),), jnp.float32),
     )
 
 
@@ -639,6 +642,13 @@ def kernel_times(
         t_body = jnp.where(
             upcast, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
         )
+    # Device-specific time factor per kernel class (calibrated device effects; 1 by default).
+    device_factor = jnp.exp(params["kind_time_log"])[kind]
+    t_body, t_compute, t_memory = (
+        t_body * device_factor,
+        t_compute * device_factor,
+        t_memory * device_factor,
+    )
     t_launch = (
         dev["launch_overhead_s"] * jnp.exp(params["launch_log"])[kind] * jnp.ones_like(t_body)
     )

@@ -366,7 +366,7 @@ def _predict_program(
     program: Program, spec: DeviceSpec, precision: str | None, cal: Any, params: Any = None
 ) -> Prediction:
     if params is None and cal is not None:
-        params = cal.jax_params()
+        params = cal.jax_params(spec.name)
     pred = _prediction(program, spec, precision, _evaluate(program, spec, precision, params), cal)
     if cal is not None:
         pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
@@ -387,6 +387,16 @@ def _load_calibration(calibration: Any) -> Any:
             f"got {type(calibration).__name__}."
         )
     return calibration
+
+
+def _calibration_label(calibration: Any, spec: DeviceSpec) -> str | None:
+    """What ``Prediction.calibration`` says: the calibration, and whether it had this device's
+    own factors (device effects fitted on its measurements)."""
+    if calibration is None:
+        return None
+    if spec.name in getattr(calibration, "device_params", {}):
+        return f"{calibration} (with {spec.name}'s own factors)"
+    return str(calibration)
 
 
 def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
@@ -443,7 +453,7 @@ def _prediction(
         bottleneck=max(shares, key=shares.get) if total else "launch", bound_shares=shares, kernels=rows,
         flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
         dispatch_s=float(ev["dispatch_s"]),
-        calibration=None if calibration is None else str(calibration), spec=spec,
+        calibration=_calibration_label(calibration, spec), spec=spec,
     )  # fmt: skip
 
 
@@ -627,7 +637,9 @@ def spec_gradient(
     kernels = kernels_for(program, spec.family)
     res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
     cal = _calibration_for(spec, calibration)
-    params = cal.jax_params() if cal is not None else default_params(spec.family, spec.vendor)
+    params = (
+        cal.jax_params(spec.name) if cal is not None else default_params(spec.family, spec.vendor)
+    )
     t, g = _time_and_grad(spec.family)(spec, kernels.arrays(), params, _res_arrays(res))
     return float(t), g
 

@@ -321,7 +321,7 @@ def problem_from(
             from perfjax.devicemodels._predict import _calibration_for
 
             cal = _calibration_for(spec, None)
-            params = cal.jax_params() if cal is not None else None
+            params = cal.jax_params(spec.name) if cal is not None else None
         except Exception:
             params = None
         if params is None:

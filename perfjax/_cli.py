@@ -598,8 +598,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         # With enough rows the interval is cross-conformal over 10 folds (every row's residual
         # from a fit without it); below 100 rows, the held-out split's residuals.
         folds = 10 if len(measurements) >= 100 else 0
-        cal = calibrate.fit(measurements, holdout=args.holdout, steps=args.steps, refit=True,
-                            interval_folds=folds)  # fmt: skip
+        cal = calibrate.fit(
+            measurements,
+            holdout=args.holdout,
+            steps=args.steps,
+            refit=True,
+            interval_folds=folds,
+            device_effects=args.device_effects,
+            harness_effects=args.harness_effects,
+        )
     except ValueError as e:
         raise CLIError(_one_line(e)) from e
     print(render(cal.report.table(), width=_width()))
@@ -944,6 +951,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--holdout", type=float, default=0.25, help="fraction of programs held out (default 0.25)"
     )
     p.add_argument("--steps", type=_positive_int, default=400, help="Adam steps (default 400)")
+    p.add_argument(
+        "--device-effects",
+        action="store_true",
+        help="fit a time factor per device and kernel class (several devices: the shared "
+        "parameters fit the median device; each fitted device is predicted with its own factors)",
+    )
+    p.add_argument(
+        "--harness-effects",
+        action="store_true",
+        help="fit the measuring harness's fixed cost per op kind (not saved for predictions)",
+    )
     p.add_argument(
         "--plot", metavar="PNG", help="predicted vs measured scatter of held-out programs"
     )

@@ -1,6 +1,7 @@
 """The ``perfjax`` command line: run, trace and analyze on files, modules and .mlir exports."""
 
 import json
+import math
 import os
 import pathlib
 import re
@@ -550,3 +551,34 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
     assert code == 2 and "missing.csv" in err
     code, _, err = cli(capsys, "validate", tmp_path / "missing.json", "--measurements", csv)
     assert code == 2 and "no calibration file" in err
+
+
+def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_path):
+    from perfjax.calibrate import Measurements, Workload, load
+
+    # Timings the model itself predicts on four GPUs, one of them 1.5x slower: only device
+    # effects can keep that GPU's slowness apart from the shared parameters. (Power cap off: it
+    # could single out one GPU and absorb its slowness.)
+    names = [
+        perfjax.devicemodels.register_device(
+            perfjax.device(d).replace(name=f"cli-{d}-nocap", process_nm=0.0, aliases=()),
+            overwrite=True,
+        )[0]
+        for d in ("h100", "a100-80gb", "h200", "a100-pcie-40gb")
+    ]
+    rows = []
+    for dev in names:
+        for m, k, n in [(m, k, n) for m in (64, 256, 1024, 4096) for k in (512, 2048, 4096)
+                        for n in (512, 4096)]:  # fmt: skip
+            w = Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16")
+            t = perfjax.predict(*w.build(), device=dev, calibration=False).time_s
+            rows.append(dict(workload=w, device=dev, time_s=t * (1.5 if dev == names[3] else 1.0)))
+    csv = Measurements.from_rows(rows, {"source": "synthetic"}).to_csv(tmp_path / "gpus.csv")
+    save = tmp_path / "cal.json"
+    code, _, err = cli(capsys, "calibrate", "--from-csv", csv, "--steps", "300", "--save", save,
+                       "--device-effects")  # fmt: skip
+    assert code == 0, err
+    cal = load(save)
+    assert set(cal.device_params) == set(names)
+    gemm = {d: math.exp(float(p["kind_time_log"][0])) for d, p in cal.device_params.items()}
+    assert gemm[names[3]] > 1.2 * max(gemm[n] for n in names[:3]), gemm

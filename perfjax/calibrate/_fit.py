@@ -4,8 +4,11 @@ Loss: mean squared log error between predicted and measured times over the train
 plus ``prior_weight`` x the mean squared distance of every (unconstrained) parameter from its
 prior. Programs, never repeats of one program, are split between training and held-out data; all
 reported errors are on held-out programs. The spread of held-out log residuals gives each
-calibrated prediction an interval (split-conformal); its coverage is measured by splitting the
-held-out points in two folds, each scored with the interval of the other.
+calibrated prediction an interval (split-conformal, or cross-conformal with ``interval_folds``);
+its coverage is measured by splitting those residuals in two folds, each scored with the interval
+of the other. With several devices, ``device_effects`` gives each a time factor per kernel class
+under a Laplace prior (the shared parameters then fit the median device), and
+``harness_effects`` gives each op kind a factor on the fixed costs of the measuring harness.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 import time
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         f"{len(ops)} op timings on {ops.devices()}, kinds {ops.kinds()}; {len(models)} whole-model timings"
     )
 
-    logo, model_rows = {}, []
+    logo, model_rows, logo_resid = {}, [], {}
     for gpu in GPUS:
         cal = calibrate.fit(
             ops,
@@ -106,6 +107,8 @@ def main(argv=None) -> int:
             **EFFECTS,
         )
         s = cal.report.summary("heldout")
+        logo_resid[gpu] = np.array([math.log(r["measured_s"] / r["after_s"])
+                                    for r in cal.report.rows if r["split"] == "heldout"])  # fmt: skip
         logo[gpu] = dict(points=s["points"], median_ape_before=s["median_ape_before"],
                          median_ape_after=s["median_ape_after"], p90_ape_after=s["p90_ape_after"],
                          per_kind=s["per_kind"], coverage=cal.report.coverage)  # fmt: skip
@@ -149,6 +152,14 @@ def main(argv=None) -> int:
     if not args.no_ship:
         shipped.save(SHIPPED)
         print(f"shipped {final} -> {SHIPPED}")
+    # What a user predicting an unseen GPU gets: the shipped interval (set on the five GPUs'
+    # held-out programs) around the leave-one-GPU-out predictions.
+    lo, hi = final.residual_log_quantiles
+    shipped_interval_coverage = {
+        g: float(np.mean((r >= lo) & (r <= hi))) for g, r in logo_resid.items()
+    }
+    print("the shipped 80% interval around each held-out GPU's predictions covers "
+          + ", ".join(f"{g} {100 * c:.0f}%" for g, c in shipped_interval_coverage.items()))  # fmt: skip
     # The whole models were never fitted on (ops only): score the default GPU calibration on them.
     default_rows = calibrate.evaluate(shipped, models).rows
     default_ape = [abs(r["after_s"] / r["measured_s"] - 1) for r in default_rows]
@@ -167,6 +178,8 @@ def main(argv=None) -> int:
                           median_ape_after=float(np.median(model_ape_after)) if model_rows else None,
                           rows=model_rows),
         final_fit=dict(final.summary), total_s=time.perf_counter() - t0,
+        shipped_interval=dict(low_factor=math.exp(lo), high_factor=math.exp(hi),
+                              coverage_on_heldout_gpus=shipped_interval_coverage),
         device_effects=final.metadata.get("device_effects"),
         harness_effects=final.metadata.get("harness_effects"),
         whole_models_shipped_default=dict(points=len(default_rows), median_ape=float(np.median(default_ape)),

@@ -535,3 +535,23 @@ def test_cpu_call_overhead_includes_the_thread_pool_wake_up_once():
     assert large.time_s == pytest.approx(
         large.dispatch_s + sum(k["time_s"] * k["executions"] for k in large.kernels), rel=1e-6
     )
+
+
+def test_cublas_sgemm_tiles_narrow_outputs_by_128():
+    """fp32 GEMMs on an NVIDIA GPU's CUDA cores pay a 128-wide tile for a narrow output; other
+    vendors' GPUs keep the smaller tiles."""
+    import jax.numpy as jnp
+
+    def t(n, device, dtype=jnp.float32, precision="highest"):
+        a, b = jnp.ones((4096, 4096), dtype), jnp.ones((4096, n), dtype)
+
+        def f(x, y):
+            return jnp.matmul(x, y, precision=precision)
+
+        return perfjax.predict(f, (a, b), device=device, calibration=False).time_s
+
+    # V100 fp32 (CUDA cores): 12 output columns cost about what 128 do (compute-bound).
+    assert t(12, "v100") == pytest.approx(t(128, "v100"), rel=0.1)
+    assert t(12, "v100") > 3 * t(32, "v100") / 4  # ... and not the 32-wide tile's quarter
+    # Apple's GPU (not cuBLAS): the narrow output is cheaper.
+    assert t(32, "apple-m2") < 0.6 * t(128, "apple-m2")

@@ -36,6 +36,19 @@ from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
 
 _P = {p: i for i, p in enumerate(PRECISIONS)}
 _CONV = KINDS.index("conv")
+_GEMM = KINDS.index("gemm")
+#: cuBLAS's SGEMM kernels on CUDA cores tile the output's contiguous dimension by 128 (kernel
+#: names sgemm_128x32 / 128x64 / 128x128): a GEMM with a narrow output (N = 12 columns) costs
+#: the 128-wide tile's time (NeuSight's fp32 bmm timings: measured/predicted falls with N below
+#: ~40 on every GPU, by up to 3x with a 32-wide tile). NVIDIA GPUs only (other vendors' BLAS
+#: libraries are not measured here).
+_SGEMM_MIN_N_TILE = 128.0
+
+
+def _sgemm_n_tile(spec: DeviceSpec) -> float:
+    return _SGEMM_MIN_N_TILE if spec.family == "gpu" and spec.vendor.lower() == "nvidia" else 0.0
+
+
 _DTYPE_PRECISION = {
     "float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8", "uint8": "int8",
     "int4": "int4", "uint4": "int4", "tensorfloat32": "tf32",
@@ -241,6 +254,7 @@ def pack(spec: DeviceSpec) -> dict[str, jax.Array]:
     else:
         out["vector_peaks"] = out["matrix_peaks"] / _NO_VECTOR_UNIT_SLOWDOWN
     out["matrix_tile"] = jnp.asarray(float(spec.matrix_tile), jnp.float32)
+    out["sgemm_n_tile"] = jnp.asarray(_sgemm_n_tile(spec), jnp.float32)
     return out
 
 
@@ -257,6 +271,7 @@ def pack_numpy(spec: DeviceSpec) -> dict[str, np.ndarray]:
     else:
         out["vector_peaks"] = out["matrix_peaks"] / np.float32(_NO_VECTOR_UNIT_SLOWDOWN)
     out["matrix_tile"] = np.float32(spec.matrix_tile)
+    out["sgemm_n_tile"] = np.float32(_sgemm_n_tile(spec))
     return out
 
 
@@ -533,7 +548,13 @@ def kernel_times(
         lo = {"gpu": 32.0, "cpu": 8.0, "npu": 8.0}[family]
         hi = tile if family != "cpu" else 4.0 * tile
         tm = jnp.clip(_pow2ceil(m), lo, hi)
-        tn = jnp.clip(_pow2ceil(n), lo, hi)
+        lo_n = lo
+        if family == "gpu":
+            # (cuBLAS SGEMM on CUDA cores: no tile narrower than sgemm_n_tile in N)
+            lo_n = jnp.where(
+                (kind == _GEMM) & (res["unit"] == 1), jnp.maximum(dev["sgemm_n_tile"], lo), lo
+            )
+        tn = jnp.clip(_pow2ceil(n), lo_n, jnp.maximum(hi, lo_n))
         tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
         padded = 2.0 * tiles * tm * tn * kk
         split = jnp.clip(jnp.minimum(cores / tiles, kk / _SPLIT_K_MIN), 1.0, None)

@@ -160,6 +160,8 @@ class Prediction:
     #: Fixed cost of calling the program once: dispatch, and on CPUs the thread pool's wake-up
     #: (part of ``time_s``, not of any kernel).
     dispatch_s: float = 0.0
+    #: The calibration used (its name; "... (with <device>'s own factors)" where it was fitted on
+    #: this device and applies that device's time factors); ``None``: published specs and priors.
     calibration: str | None = None
     #: (low, high) seconds from calibration residuals; ``None`` when uncalibrated.
     interval_s: tuple[float, float] | None = None

@@ -23,6 +23,11 @@ per (model, batch, seq) and predicted on every GPU:
   on the A100, the same as fp32 on the older GPUs);
 * ``predicted_reference_s``: the strict-fp32 ``perfjax/calibrate/_programs.py`` stacks that
   ``experiments/calibrate_gpus.py`` scores (pre-LN blocks, no BERT embedding layernorm).
+* ``predicted_eager_s``: the zoo program fused as eager PyTorch runs it (fusion policy
+  ``"eager"``: every elementwise op its own kernel, softmax / layer norm one kernel each, no GEMM
+  epilogue) instead of XLA's, same calibration: NeuSight timed eager PyTorch. Its ops are
+  StableHLO's, so a GELU (one PyTorch kernel) counts as several kernels: an upper side for eager
+  traffic, where ``predicted_s`` (XLA's fusion) is the lower side.
 
 Outputs (deterministic order): docs/zoo/gpu_models_vs_neusight.csv,
 docs/zoo/gpu_models_vs_neusight.png, docs/zoo/gpu_summary.json.
@@ -143,6 +148,8 @@ def programs_for(model: str, batch: int, seq: int, *, variants: Sequence[str]) -
         elif v == "alt_head":
             afn, ain = _alt_head_program(m)
             out[v] = perfjax.trace(highest(afn), ain)
+        elif v == "eager":
+            pass  # the zoo program under another fusion policy (see _eager_time)
         elif v == "reference":
             rfn, rin = _program(model, batch=batch, seq=seq, precision="highest")
             out[v] = perfjax.trace(rfn, rin)
@@ -152,7 +159,10 @@ def programs_for(model: str, batch: int, seq: int, *, variants: Sequence[str]) -
 
 
 def compare(
-    df, *, variants: Sequence[str] = ("zoo", "alt_head", "tf32", "reference"), progress: bool = True
+    df,
+    *,
+    variants: Sequence[str] = ("zoo", "alt_head", "tf32", "reference", "eager"),
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per NeuSight timing: measured vs the zoo's predictions (see the module docstring)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -208,12 +218,40 @@ def compare(
                 for v in variants:
                     if v == "zoo":
                         continue
-                    t = perfjax.predict(progs[v], device=r.device).time_s
+                    if v == "eager":
+                        t = _eager_time(progs["zoo"], r.device)
+                    else:
+                        t = perfjax.predict(progs[v], device=r.device).time_s
                     row[f"predicted_{v}_s"] = t
                     row[f"ape_{v}"] = abs(t / meas - 1)
                 rows.append(row)
                 bar.advance(task)
     return rows
+
+
+def _eager_time(program, device: str) -> float:
+    """The zoo program's time with the default calibration, fused as eager PyTorch runs it
+    (``POLICIES["eager"]``: every elementwise op a kernel, softmax / layer norm one kernel each,
+    no GEMM epilogue) instead of as XLA would (``predict`` always uses the family's policy)."""
+    import perfjax
+    from perfjax.devicemodels import fuse
+    from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve
+    from perfjax.devicemodels._predict import (
+        _calibration_for,
+        _pad_kernels,
+        _res_arrays,
+        graph_for,
+    )
+
+    spec = perfjax.device(device)
+    kernels = fuse(graph_for(program), "eager")
+    res = resolve(kernels, spec, None)
+    params = _calibration_for(spec, None).jax_params(spec.name)
+    n = len(kernels)
+    out = program_times_jit(_pad_kernels(kernels.arrays(), n), pack_numpy(spec), params,
+                            _pad_kernels(_res_arrays(res), n), spec.family)  # fmt: skip
+    executions = kernels.arrays()["executions"]
+    return float(out["overhead_s"]) + float(np.sum(np.asarray(out["time_s"])[:n] * executions))
 
 
 def _stats(x) -> dict[str, float]:
@@ -327,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         df = df[df["batch_size"] == df["batch_size"].min()]
     rows = compare(
-        df, variants=("zoo",) if args.quick else ("zoo", "alt_head", "tf32", "reference")
+        df, variants=("zoo",) if args.quick else ("zoo", "alt_head", "tf32", "reference", "eager")
     )
     total_s = time.perf_counter() - t0
     summary = summarize(rows)

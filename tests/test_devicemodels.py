@@ -291,6 +291,23 @@ def test_gpu_fuses_the_epilogue_and_cpu_does_not():
     assert float(gpu.matrix_flops.sum() + gpu.vector_flops.sum()) == g.flops
 
 
+def test_eager_policy_keeps_library_softmax_but_not_elementwise_fusion():
+    """``"eager"`` (PyTorch without compile): softmax is one kernel, as in PyTorch, while the bias
+    add and every elementwise op of the GELU are kernels of their own (PyTorch runs a GELU as one
+    kernel: for composite activations the policy over-counts)."""
+
+    def block(x, w, b):
+        return F.softmax(F.gelu(F.bias_add(F.matmul(x, w), b)))
+
+    g = perfjax.analyze(block, (S((64, 256), f32), S((256, 128), f32), S((128,), f32)))
+    gpu, eager, none = fuse(g, "gpu"), fuse(g, "eager"), fuse(g, "none")
+    assert eager.policy == "eager" and len(gpu) < len(eager) < len(none)
+    # The softmax is a single row-wise kernel under "eager" (and several under "none").
+    kinds = [KINDS[i] for i in eager.kind]
+    assert kinds.count("reduce") == 1 and kinds[0] == "gemm" and len(kinds) > 3
+    assert gpu.bytes.sum() < eager.bytes.sum() <= none.bytes.sum()
+
+
 def test_elementwise_chain_is_one_kernel_moving_input_and_output_once():
     n = 1 << 20
     g = perfjax.analyze(lambda a: jnp.tanh(a * 2.0 + 1.0) * a, (S((n,), f32),))

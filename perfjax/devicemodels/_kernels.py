@@ -103,6 +103,13 @@ POLICIES = {
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
     ),
+    # An eager framework (PyTorch without torch.compile): each elementwise op is its own kernel,
+    # softmax and layer norm are single library kernels, GEMMs have no fused activation. (Ops
+    # are StableHLO's: a GELU, one PyTorch kernel, counts as several, so for composite
+    # activations this over-counts eager traffic.)
+    "eager": FusionPolicy(
+        "eager", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=True
+    ),
 }
 
 

@@ -25,7 +25,8 @@ per (model, batch, seq) and predicted on every GPU:
   ``experiments/calibrate_gpus.py`` scores (pre-LN blocks, no BERT embedding layernorm).
 * ``predicted_eager_s``: the zoo program fused as eager PyTorch runs it (fusion policy
   ``"eager"``: every elementwise op its own kernel, softmax / layer norm one kernel each, no GEMM
-  epilogue) instead of XLA's, same calibration: NeuSight timed eager PyTorch. Its ops are
+  epilogue; ``predict(..., fusion="eager")``) instead of XLA's, same calibration: NeuSight timed
+  eager PyTorch. Its ops are
   StableHLO's, so a GELU (one PyTorch kernel) counts as several kernels: an upper side for eager
   traffic, where ``predicted_s`` (XLA's fusion) is the lower side.
 
@@ -231,27 +232,11 @@ def compare(
 
 def _eager_time(program, device: str) -> float:
     """The zoo program's time with the default calibration, fused as eager PyTorch runs it
-    (``POLICIES["eager"]``: every elementwise op a kernel, softmax / layer norm one kernel each,
-    no GEMM epilogue) instead of as XLA would (``predict`` always uses the family's policy)."""
+    (``fusion="eager"``: every elementwise op a kernel, softmax / layer norm one kernel each, no
+    GEMM epilogue) instead of as XLA would."""
     import perfjax
-    from perfjax.devicemodels import fuse
-    from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve
-    from perfjax.devicemodels._predict import (
-        _calibration_for,
-        _pad_kernels,
-        _res_arrays,
-        graph_for,
-    )
 
-    spec = perfjax.device(device)
-    kernels = fuse(graph_for(program), "eager")
-    res = resolve(kernels, spec, None)
-    params = _calibration_for(spec, None).jax_params(spec.name)
-    n = len(kernels)
-    out = program_times_jit(_pad_kernels(kernels.arrays(), n), pack_numpy(spec), params,
-                            _pad_kernels(_res_arrays(res), n), spec.family)  # fmt: skip
-    executions = kernels.arrays()["executions"]
-    return float(out["overhead_s"]) + float(np.sum(np.asarray(out["time_s"])[:n] * executions))
+    return perfjax.predict(program, device=device, fusion="eager").time_s
 
 
 def _stats(x) -> dict[str, float]:

@@ -572,3 +572,24 @@ def test_cublas_sgemm_tiles_narrow_outputs_by_128():
     assert t(12, "v100") > 3 * t(32, "v100") / 4  # ... and not the 32-wide tile's quarter
     # Apple's GPU (not cuBLAS): the narrow output is cheaper.
     assert t(32, "apple-m2") < 0.6 * t(128, "apple-m2")
+
+
+def test_predict_with_the_eager_fusion_policy():
+    """``fusion="eager"``: kernels as eager PyTorch runs them; more launches and traffic than the
+    family's compiler fusion, recorded on the prediction; unknown policies are refused."""
+
+    def block(x, w, b):
+        return F.softmax(F.gelu(F.bias_add(F.matmul(x, w), b)))
+
+    ins = (S((4096, 1024), f32), S((1024, 1024), f32), S((1024,), f32))
+    fused = perfjax.predict(block, ins, device="h100")
+    eager = perfjax.predict(block, ins, device="h100", fusion="eager")
+    assert fused.fusion == "gpu" and eager.fusion == "eager"
+    assert len(eager.kernels) > len(fused.kernels) and eager.bytes > fused.bytes
+    assert eager.time_s > fused.time_s and eager.to_dict()["fusion"] == "eager"
+    # Same arithmetic either way.
+    assert eager.flops == pytest.approx(fused.flops)
+    c = perfjax.compare(block, ins, ["h100", "tpu-v4"], fusion="eager")
+    assert {p.fusion for p in c.predictions} == {"eager"}
+    with pytest.raises(ValueError, match="unknown fusion policy 'xla'; expected one of"):
+        perfjax.predict(block, ins, device="h100", fusion="xla")

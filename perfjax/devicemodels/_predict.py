@@ -15,7 +15,7 @@ import numpy as np
 
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
-from perfjax.devicemodels._kernels import KINDS, Kernels, fuse
+from perfjax.devicemodels._kernels import KINDS, POLICIES, Kernels, fuse
 from perfjax.devicemodels._models import (
     QUANTIZED,
     default_params,
@@ -104,11 +104,21 @@ def graph_for(program: Program) -> Graph:
     return g
 
 
-def kernels_for(program: Program, family: str) -> Kernels:
+def kernels_for(program: Program, family: str, fusion: str | None = None) -> Kernels:
+    """The program's kernels under ``fusion`` (a policy name), by default the family's policy."""
+    policy = fusion or family
     table = _kernels.setdefault(program, {})
-    if family not in table:
-        table[family] = fuse(graph_for(program), family)
-    return table[family]
+    if policy not in table:
+        table[policy] = fuse(graph_for(program), policy)
+    return table[policy]
+
+
+def _check_fusion(fusion: str | None) -> None:
+    if fusion is not None and fusion not in POLICIES:
+        raise ValueError(
+            f"unknown fusion policy {fusion!r}; expected one of {sorted(POLICIES)} "
+            "(or None: the device family's)."
+        )
 
 
 def _res_arrays(res) -> dict[str, np.ndarray]:
@@ -166,6 +176,8 @@ class Prediction:
     #: (low, high) seconds from calibration residuals; ``None`` when uncalibrated.
     interval_s: tuple[float, float] | None = None
     spec: DeviceSpec | None = dataclasses.field(default=None, repr=False)
+    #: The fusion policy the kernels were formed with (the family's, or ``predict(fusion=...)``).
+    fusion: str = ""
 
     def to_dataframe(self):
         import pandas as pd
@@ -178,7 +190,7 @@ class Prediction:
             time_s=self.time_s, energy_j=self.energy_j, utilization=self.utilization,
             parallel_utilization=self.parallel_utilization, bottleneck=self.bottleneck,
             bound_shares=dict(self.bound_shares), flops=self.flops, bytes=self.bytes, num_kernels=len(self.kernels),
-            calibration=self.calibration, interval_s=self.interval_s,
+            calibration=self.calibration, interval_s=self.interval_s, fusion=self.fusion,
         )  # fmt: skip
 
     def table(self, max_rows: int = 25):
@@ -210,6 +222,8 @@ class Prediction:
             f"{fmt_count(self.flops)}FLOP, {fmt_count(self.bytes)}B across kernel boundaries",
         )
         head.add_row("calibration", self.calibration or "none (published specs and priors)")
+        if self.fusion and self.fusion != self.family:
+            head.add_row("fusion", f"{self.fusion} policy (not the {self.family} compiler's)")
         t = Table(
             title=f"kernels (slowest {min(max_rows, len(self.kernels))} of {len(self.kernels)})"
         )
@@ -290,9 +304,13 @@ class Prediction:
 
 
 def _evaluate(
-    program: Program, spec: DeviceSpec, precision: str | None, params: Mapping | None
+    program: Program,
+    spec: DeviceSpec,
+    precision: str | None,
+    params: Mapping | None,
+    fusion: str | None = None,
 ) -> dict[str, Any]:
-    kernels = kernels_for(program, spec.family)
+    kernels = kernels_for(program, spec.family, fusion)
     res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
     params = params if params is not None else default_params(spec.family, spec.vendor)
     arrays = kernels.arrays()
@@ -333,6 +351,7 @@ def predict(
     precision: str | None = None,
     calibration: Any = None,
     params: Mapping[str, Any] | None = None,
+    fusion: str | None = None,
 ) -> Prediction:
     """Predicts how long ``fn_or_program`` takes on ``device``, and why.
 
@@ -351,25 +370,42 @@ def predict(
         ``perfjax.calibrate.host_calibration_path``), else the family's priors; ``False`` forces
         the priors. A calibrated prediction carries ``interval_s``.
       params: correction parameters (overrides ``calibration``).
+      fusion: how ops are grouped into kernels: ``None`` as the device family's compiler does
+        (XLA); ``"eager"`` as an eager framework runs the program (PyTorch without
+        ``torch.compile``: every elementwise op a kernel, softmax and layer norm one kernel
+        each); ``"none"`` one kernel per op; or another family's policy
+        (``perfjax.devicemodels.POLICIES``).
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
       >>> x = jax.ShapeDtypeStruct((1 << 24,), jnp.float32)
       >>> perfjax.predict(lambda a: a * 2.0, (x,), device="a100-80gb").bottleneck
       'memory'
+      >>> f = lambda a: jnp.tanh(a * 2.0 + 1.0)
+      >>> eager = perfjax.predict(f, (x,), device="a100-80gb", fusion="eager")
+      >>> eager.time_s > perfjax.predict(f, (x,), device="a100-80gb").time_s  # 3 kernels, not 1
+      True
     """
     _check_precision(precision)
+    _check_fusion(fusion)
     spec = get_device(device)
     program = program_for(fn_or_program, inputs, precision)
-    return _predict_program(program, spec, precision, _calibration_for(spec, calibration), params)
+    cal = _calibration_for(spec, calibration)
+    return _predict_program(program, spec, precision, cal, params, fusion)
 
 
 def _predict_program(
-    program: Program, spec: DeviceSpec, precision: str | None, cal: Any, params: Any = None
+    program: Program,
+    spec: DeviceSpec,
+    precision: str | None,
+    cal: Any,
+    params: Any = None,
+    fusion: str | None = None,
 ) -> Prediction:
     if params is None and cal is not None:
         params = cal.jax_params(spec.name)
-    pred = _prediction(program, spec, precision, _evaluate(program, spec, precision, params), cal)
+    ev = _evaluate(program, spec, precision, params, fusion)
+    pred = _prediction(program, spec, precision, ev, cal)
     if cal is not None:
         pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
     return pred
@@ -455,7 +491,7 @@ def _prediction(
         bottleneck=max(shares, key=shares.get) if total else "launch", bound_shares=shares, kernels=rows,
         flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
         dispatch_s=float(ev["dispatch_s"]),
-        calibration=_calibration_label(calibration, spec), spec=spec,
+        calibration=_calibration_label(calibration, spec), spec=spec, fusion=kernels.policy,
     )  # fmt: skip
 
 
@@ -561,12 +597,14 @@ def compare(
     *,
     precision: str | None = None,
     calibration: Any = None,
+    fusion: str | None = None,
 ) -> Comparison:
     """Predicts one program on several devices (``devices="all"`` for the whole catalog).
 
     A device that cannot run the program (e.g. fp8 on a V100) is listed in ``errors``. Each
     device uses the calibration :func:`predict` would use by default; ``calibration=False``
     forces the priors everywhere, and a given calibration applies to the devices of its family.
+    ``fusion`` as in :func:`predict` (``None``: each device family's own policy).
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -576,6 +614,7 @@ def compare(
       'h100'
     """
     _check_precision(precision)
+    _check_fusion(fusion)
     if devices is None:
         devices = DEFAULT_COMPARE
     elif devices == "all":
@@ -591,7 +630,7 @@ def compare(
         other_family = calibration not in (None, False) and calibration.family != spec.family
         try:
             cal = _calibration_for(spec, None if other_family else calibration)
-            preds.append(_predict_program(program, spec, precision, cal))
+            preds.append(_predict_program(program, spec, precision, cal, fusion=fusion))
         except ValueError as e:
             errors[spec.name] = str(e)
     return Comparison(

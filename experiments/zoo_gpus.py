@@ -150,7 +150,7 @@ def programs_for(model: str, batch: int, seq: int, *, variants: Sequence[str]) -
             afn, ain = _alt_head_program(m)
             out[v] = perfjax.trace(highest(afn), ain)
         elif v == "eager":
-            pass  # the zoo program under another fusion policy (see _eager_time)
+            pass  # the zoo program under another fusion policy (in compare)
         elif v == "reference":
             rfn, rin = _program(model, batch=batch, seq=seq, precision="highest")
             out[v] = perfjax.trace(rfn, rin)
@@ -219,8 +219,8 @@ def compare(
                 for v in variants:
                     if v == "zoo":
                         continue
-                    if v == "eager":
-                        t = _eager_time(progs["zoo"], r.device)
+                    if v == "eager":  # the zoo program, fused as eager PyTorch runs it
+                        t = perfjax.predict(progs["zoo"], device=r.device, fusion="eager").time_s
                     else:
                         t = perfjax.predict(progs[v], device=r.device).time_s
                     row[f"predicted_{v}_s"] = t
@@ -228,15 +228,6 @@ def compare(
                 rows.append(row)
                 bar.advance(task)
     return rows
-
-
-def _eager_time(program, device: str) -> float:
-    """The zoo program's time with the default calibration, fused as eager PyTorch runs it
-    (``fusion="eager"``: every elementwise op a kernel, softmax / layer norm one kernel each, no
-    GEMM epilogue) instead of as XLA would."""
-    import perfjax
-
-    return perfjax.predict(program, device=device, fusion="eager").time_s
 
 
 def _stats(x) -> dict[str, float]:

@@ -762,13 +762,15 @@ def evaluate(calibration: Calibration, measurements: Measurements) -> Report:
     params = calibration.jax_params()
     body_log = None
     if calibration.device_params:
-        factors = np.stack(
-            [np.asarray(calibration.jax_params(r.device)["kind_time_log"]) for r in rows]
-        )
+        per_device = {
+            d: np.asarray(calibration.jax_params(d)["kind_time_log"])
+            for d in {r.device for r in rows}
+        }
+        factors = np.stack([per_device[r.device] for r in rows])
         body_log = jnp.asarray(factors[batch.row_of_kernel, batch.arrays["kind"]])
     body, fixed = _row_parts(params, batch, calibration.family, body_log)
     after = np.asarray(body + fixed, np.float64)
-    bounds = _row_bounds(calibration.jax_params(), batch, calibration.family)
+    bounds = _row_bounds(params, batch, calibration.family)
     measured = np.array([r.time_s for r in rows])
     resid = np.log(measured / after)
     lo, hi = calibration.residual_log_quantiles

@@ -249,6 +249,13 @@ def _through_free(i: int, direct: list[list[int]], cls: list[str]) -> list[int]:
     return out or [-1]
 
 
+def fusion_policy(name: str) -> FusionPolicy:
+    """The fusion policy called ``name`` (a key of ``POLICIES``), or a ValueError listing them."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown fusion policy {name!r}; expected one of {sorted(POLICIES)}.")
+    return POLICIES[name]
+
+
 def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     """Groups ``graph``'s ops into kernels under a family's fusion policy.
 
@@ -260,11 +267,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
       (1, 2)
     """
     if isinstance(policy, str):
-        if policy not in POLICIES:
-            raise ValueError(
-                f"unknown fusion policy {policy!r}; expected one of {sorted(POLICIES)}."
-            )
-        policy = POLICIES[policy]
+        policy = fusion_policy(policy)
     ops = graph.ops
     n = len(ops)
     cls = [op_class(o) for o in ops]

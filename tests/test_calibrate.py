@@ -320,6 +320,25 @@ def test_gpu_predictions_use_the_shipped_calibration_by_default():
         perfjax.compare(fn, ins, ["a100-80gb"], calibration=3)
 
 
+def test_shipped_gpu_calibration_helps_on_deepbench_which_it_never_saw():
+    """Independent data: DeepBench's fp32 GEMMs and convolutions (another harness, older
+    libraries, other shapes) on a GTX 1080 Ti, a GPU no fit saw, scored with the shipped
+    calibration's shared parameters: calibrating on NeuSight lowers the median error of both."""
+    import dataclasses
+
+    from perfjax.calibrate import load_deepbench
+
+    shared = dataclasses.replace(calibrate.shipped_calibration("gpu"), device_params={})
+    db = load_deepbench(kinds=["gemm", "conv"], precisions=["fp32"], devices=["gtx-1080ti"])
+    df = evaluate(shared, db).to_dataframe()
+    assert set(df.kind) == {"matmul", "conv2d"} and len(df) > 200
+    for kind, g in df.groupby("kind"):
+        before = np.median(np.abs(g.before_s / g.measured_s - 1))
+        after = np.median(np.abs(g.after_s / g.measured_s - 1))
+        assert after < 0.8 * before, (kind, before, after)
+        assert after < 0.3, (kind, after)
+
+
 def test_refit_keeps_the_heldout_report_and_fits_every_row():
     ms = _synthetic()
     split = fit(ms, holdout=0.3, steps=150)

@@ -574,6 +574,46 @@ def test_cublas_sgemm_tiles_narrow_outputs_by_128():
     assert t(32, "apple-m2") < 0.6 * t(128, "apple-m2")
 
 
+@given(
+    x=st.integers(1, 5000),
+    lo=st.sampled_from([8.0, 16.0, 32.0]),
+    hi=st.sampled_from([64.0, 128.0, 256.0]),
+)
+@settings(max_examples=60, deadline=None)
+def test_convolution_tile_choice_pads_least(x, lo, hi):
+    """The convolution tile is the candidate (hi, hi/2, hi/4, hi/8, not below lo) that pads
+    least, the larger on a tie: checked against a brute-force search."""
+    from perfjax.devicemodels._models import _tile_choice
+
+    tile, padded = (
+        float(v) for v in _tile_choice(jnp.float32(x), jnp.float32(lo), jnp.float32(hi))
+    )
+    cands = [hi / 2**j for j in range(4) if hi / 2**j >= lo]
+    best = min(math.ceil(x / t) * t for t in cands)
+    assert padded == best and padded >= x
+    assert tile == max(t for t in cands if math.ceil(x / t) * t == best)
+
+
+def test_gpu_convolutions_pad_output_channels_to_the_best_tile():
+    """A 3x3 convolution with 150 output channels runs 160 columns (5 x 32) on a GPU, not 256
+    (2 x 128): about 150/256 of the 256-channel one's time; fp32 GEMMs keep the power-of-two
+    tile (150 columns cost what 256 do)."""
+
+    def conv(o):
+        x, w = S((32, 56, 56, 256), f32), S((3, 3, 256, o), f32)
+        return perfjax.predict(lambda a, b: F.conv2d(a, b), (x, w),  # fp32: CUDA cores
+                               device="v100", calibration=False).time_s  # fmt: skip
+
+    def gemm(n):
+        x, w = S((8192, 2048), f32), S((2048, n), f32)
+        return perfjax.predict(lambda a, b: F.matmul(a, b, precision="highest"), (x, w),
+                               device="v100", calibration=False).time_s  # fmt: skip
+
+    assert conv(150) == pytest.approx(conv(256) * 160 / 256, rel=0.08)
+    assert conv(160) == pytest.approx(conv(150), rel=0.02)
+    assert gemm(150) == pytest.approx(gemm(256), rel=0.05)
+
+
 def test_predict_with_the_eager_fusion_policy():
     """``fusion="eager"``: kernels as eager PyTorch runs them; more launches and traffic than the
     family's compiler fusion, recorded on the prediction; unknown policies are refused."""

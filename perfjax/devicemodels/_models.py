@@ -449,6 +449,19 @@ def _pow2ceil(x: jax.Array) -> jax.Array:
 #: Smooth min(1, r) = r / (1 + r^s)^(1/s) for the GPU power cap (s large: a sharp corner).
 _POWER_CAP_SHARPNESS = 12.0
 
+
+def _tile_choice(x: jax.Array, lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The output tile a GPU convolution library picks along one dimension of extent ``x``:
+    among ``hi``, ``hi/2``, ``hi/4`` and ``hi/8`` (not below ``lo``), the one that pads ``x``
+    least (the larger on a tie). Returns (tile, padded extent)."""
+    x, lo, hi = jnp.broadcast_arrays(x, lo, hi)
+    cands = hi[..., None] / 2.0 ** jnp.arange(4.0)
+    padded = jnp.ceil(x[..., None] / cands) * cands
+    padded = jnp.where(cands >= lo[..., None], padded, 1e30)
+    i = jnp.argmin(padded, axis=-1)[..., None]
+    return (jnp.take_along_axis(cands, i, -1)[..., 0], jnp.take_along_axis(padded, i, -1)[..., 0])
+
+
 #: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
 _FLOPS_PER_TASK_ELEMENT = 32.0
 
@@ -555,8 +568,21 @@ def kernel_times(
                 (kind == _GEMM) & (res["unit"] == 1), jnp.maximum(dev["sgemm_n_tile"], lo), lo
             )
         tn = jnp.clip(_pow2ceil(n), lo_n, jnp.maximum(hi, lo_n))
+        pm, pn = jnp.ceil(m / tm) * tm, jnp.ceil(n / tn) * tn
+        if family == "gpu":
+            # cuDNN's implicit-GEMM convolutions pick the tile that pads least: a 3x3
+            # convolution with 150 output channels runs 160 columns (5 x 32), not 256 (2 x 128);
+            # NeuSight's convolutions whose padding the two rules count 1.25-2x apart took
+            # 0.63-0.69x of the 128-tile prediction, relative to the same GPU's other
+            # convolutions, on all four GPUs. cuBLAS GEMMs keep the power-of-two rule above (the
+            # same choice for them scores worse on DeepBench's GEMMs: docs/calibration/README.md).
+            tm_c, pm_c = _tile_choice(m, lo, hi)
+            tn_c, pn_c = _tile_choice(n, lo_n, jnp.maximum(hi, lo_n))
+            conv = kind == _CONV
+            tm, pm = jnp.where(conv, tm_c, tm), jnp.where(conv, pm_c, pm)
+            tn, pn = jnp.where(conv, tn_c, tn), jnp.where(conv, pn_c, pn)
         tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
-        padded = 2.0 * tiles * tm * tn * kk
+        padded = 2.0 * b * pm * pn * kk
         split = jnp.clip(jnp.minimum(cores / tiles, kk / _SPLIT_K_MIN), 1.0, None)
         if family == "gpu":
             # cuDNN's implicit-GEMM convolutions do not split K: a convolution with few output

@@ -37,6 +37,7 @@ import numpy as np
 import perfjax
 from perfjax._display import fmt_count, fmt_time, render
 from perfjax.devicemodels import PRECISIONS
+from perfjax.devicemodels._kernels import POLICIES
 from perfjax.executor import program_inputs
 from perfjax.lowering import Program
 
@@ -480,7 +481,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             pred = perfjax.predict(program if args.precision is None else r.target, None if args.precision is None
                                    else r.specs, device=spec, precision=args.precision,
-                                   calibration=calibration)  # fmt: skip
+                                   calibration=calibration, fusion=args.fusion)  # fmt: skip
         except FileNotFoundError as e:
             raise CLIError(_one_line(e)) from e
     if args.roofline:
@@ -508,7 +509,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = _device_list(args.devices)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         comparison = perfjax.compare(
-            r.target, r.specs, names if args.devices else None, precision=args.precision
+            r.target,
+            r.specs,
+            names if args.devices else None,
+            precision=args.precision,
+            fusion=args.fusion,
         )
     if args.plot:
         comparison.plot(args.plot)
@@ -814,6 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     precision_help = "fp32/bf16/fp16/fp64 re-trace with cast inputs; int8/fp8/int4 quantize GEMMs (default: as traced)"
+    fusion_help = ("how ops become kernels: eager = one kernel per op as PyTorch without compile runs them; "
+                   "a family name (gpu, tpu, cpu, npu) = that compiler's fusion; none = no fusion "
+                   "(default: the device family's compiler)")  # fmt: skip
     p = sub.add_parser(
         "predict",
         parents=[common],
@@ -828,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print the prediction and its kernels as JSON"
     )
+    p.add_argument("--fusion", choices=sorted(POLICIES), help=fusion_help)
     p.add_argument("--roofline", metavar="PNG", help="also write a roofline plot to PNG")
     p.add_argument(
         "--calibration",
@@ -856,6 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated names, or 'all' (default: one or two per family)",
     )
     p.add_argument("--precision", choices=PRECISIONS, help=precision_help)
+    p.add_argument("--fusion", choices=sorted(POLICIES), help=fusion_help)
     p.add_argument("--json", action="store_true", help="print one JSON record per device")
     p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
     p.set_defaults(func=cmd_compare)

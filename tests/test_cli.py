@@ -413,6 +413,30 @@ def test_predict_json_matches_the_python_api(capsys, model):
     assert len(got["kernels"]) == len(want.kernels)
 
 
+def test_predict_and_compare_with_a_fusion_policy(capsys, model):
+    """--fusion eager: the kernels eager PyTorch would launch (matmul and relu apart), as the
+    Python API's predict(fusion="eager"); compare passes it on; unknown policies are refused."""
+    code, out, _ = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "h100", "--json",
+                       "--fusion", "eager")  # fmt: skip
+    assert code == 0
+    got = json.loads(out)
+    x, w = jax.ShapeDtypeStruct((M, K), jnp.float32), jax.ShapeDtypeStruct((K, N), jnp.float32)
+    fn = lambda x, w: perfjax.ops.relu(perfjax.ops.matmul(x, w))
+    eager = perfjax.predict(fn, (x, w), device="h100", fusion="eager")
+    fused = perfjax.predict(fn, (x, w), device="h100")
+    assert got["fusion"] == "eager" and len(got["kernels"]) == len(eager.kernels) == 2
+    assert len(fused.kernels) == 1
+    assert got["time_s"] == pytest.approx(eager.time_s, rel=1e-6) and eager.time_s > fused.time_s
+    code, out, _ = cli(capsys, "compare", f"{model}:mlp", *MLP_INPUTS, "--devices", "h100,tpu-v4",
+                       "--json", "--fusion", "eager")  # fmt: skip
+    rows = {r["device"]: r for r in json.loads(out)}
+    assert code == 0 and rows["h100"]["time_s"] == pytest.approx(eager.time_s, rel=1e-6)
+    code, _, err = cli(
+        capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "h100", "--fusion", "xla"
+    )
+    assert code == 2 and "invalid choice: 'xla'" in err
+
+
 def test_predict_table_precision_and_roofline(capsys, model, tmp_path):
     png = tmp_path / "roof.png"
     code, out, _err = cli(capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "a100-80gb",

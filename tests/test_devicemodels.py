@@ -26,7 +26,7 @@ from perfjax.devicemodels import (
     register_device,
     resolve,
 )
-from perfjax.devicemodels._kernels import KINDS
+from perfjax.devicemodels._kernels import KINDS, op_class
 from perfjax.devicemodels._predict import _res_arrays, kernels_for, program_for
 
 S = jax.ShapeDtypeStruct
@@ -633,3 +633,29 @@ def test_predict_with_the_eager_fusion_policy():
     assert {p.fusion for p in c.predictions} == {"eager"}
     with pytest.raises(ValueError, match="unknown fusion policy 'xla'; expected one of"):
         perfjax.predict(block, ins, device="h100", fusion="xla")
+
+
+def test_eager_policy_runs_each_flash_op_call_as_one_kernel():
+    """Under ``eager`` a Flash op is one framework op: a GELU's ~10 StableHLO ops are one kernel,
+    two GELU calls are two, a layer norm and the softmax after it are two; elementwise jax.numpy
+    code outside Flash ops stays one kernel per StableHLO op."""
+    x, w = S((64, 128), f32), S((128, 256), f32)
+    g = perfjax.analyze(lambda a, b: F.gelu(F.gelu(F.matmul(a, b))), (x, w))
+    calls = sorted({o.call for o in g.ops if o.origin == "flash.gelu"})
+    assert len(calls) == 2 and all(o.call == -1 for o in g.ops if o.origin is None)
+    eager = fuse(g, "eager")
+    assert [n.split(":")[0] for n in eager.names] == ["flash.matmul", "flash.gelu", "flash.gelu"]
+    # Each GELU kernel holds that call's elementwise ops, all of them.
+    loops = sum(1 for o in g.ops if o.origin == "flash.gelu" and op_class(o) == "loop")
+    assert sum(len(k) for k in eager.ops[1:]) == loops
+    assert len(fuse(g, "none")) == 1 + loops
+    ln = lambda a, b: F.softmax(F.layernorm(F.matmul(a, b), jnp.ones(256), jnp.zeros(256)))
+    g = perfjax.analyze(ln, (x, w))
+    assert [n.split(":")[0] for n in fuse(g, "eager").names] == [
+        "flash.matmul",
+        "flash.layernorm",
+        "flash.softmax",
+    ]
+    assert len(fuse(g, "gpu")) == 2  # XLA's normalisation fusion joins them
+    plain = perfjax.analyze(lambda a: jax.nn.gelu(a) * 2.0, (x,))
+    assert len(fuse(plain, "eager")) == sum(op_class(o) == "loop" for o in plain.ops) > 3

@@ -93,6 +93,9 @@ class FusionPolicy:
     #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
     #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
     serial_matrix: bool = False
+    #: The elementwise ops of one Flash-op call (``Op.call``) form one kernel, as an eager
+    #: framework runs each of its ops as one kernel (a GELU's StableHLO ops: one kernel).
+    op_calls: bool = False
 
 
 POLICIES = {
@@ -104,11 +107,16 @@ POLICIES = {
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
     ),
     # An eager framework (PyTorch without torch.compile): each elementwise op is its own kernel,
-    # softmax and layer norm are single library kernels, GEMMs have no fused activation. (Ops
-    # are StableHLO's: a GELU, one PyTorch kernel, counts as several, so for composite
-    # activations this over-counts eager traffic.)
+    # softmax and layer norm are single library kernels, GEMMs have no fused activation. A Flash
+    # op is one framework op (a GELU: one kernel); outside Flash ops every StableHLO op counts as
+    # one (plain jax.numpy code over-counts eager kernels where one framework op is several).
     "eager": FusionPolicy(
-        "eager", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=True
+        "eager",
+        epilogue=False,
+        reduce_inputs=False,
+        loop_fusion=False,
+        normalization=True,
+        op_calls=True,
     ),
 }
 
@@ -324,13 +332,19 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         group_of[i] = len(groups)
         groups.append(dict(kind=kind, ops=[i], open=open_, anchor=i, executions=ops[i].executions))
 
+    # Flash-op call -> its open elementwise kernel (policy.op_calls).
+    call_group: dict[int, int] = {}
     for i, op in enumerate(ops):
         c = cls[i]
         if c in ("free", "view") or op.executions == 0:
             continue
         producers = [b for s in op.sources for b in bases(s) if b >= 0 and group_of[b] >= 0]
         target = None
-        if c == "loop" and policy.loop_fusion:
+        if c == "loop" and policy.op_calls and op.call >= 0 and op.call in call_group:
+            g = groups[call_group[op.call]]
+            if g["open"] and g["kind"] == "elementwise" and g["executions"] == op.executions:
+                target = call_group[op.call]
+        if target is None and c == "loop" and policy.loop_fusion:
             for p in producers:
                 g = groups[group_of[p]]
                 if g["executions"] != op.executions or not g["open"]:
@@ -357,6 +371,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             # Join a row-wise normalisation kernel when this op works on the same rows.
             for p in producers:
                 g = groups[group_of[p]]
+                if policy.op_calls and ops[g["ops"][0]].call != op.call:
+                    continue  # an eager framework's normalisation kernel ends with its op
                 if (
                     g.get("rows")
                     and g["executions"] == op.executions
@@ -373,6 +389,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                 "collective": "collective"}.get(c, "other")  # fmt: skip
         new_group(i, kind, open_=kind in ("elementwise", "gemm", "conv"))
         _mark_rows(groups[-1], op, c, policy)
+        if kind == "elementwise" and policy.op_calls and op.call >= 0:
+            call_group[op.call] = len(groups) - 1
 
     in_bytes = [t.nbytes for t in graph.in_types]
 

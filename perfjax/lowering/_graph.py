@@ -59,6 +59,9 @@ class Op:
     features: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     #: False when no cost rule exists (only with ``on_unsupported="warn"``); counts are then 0.
     modeled: bool = True
+    #: Which call of a Flash op this op belongs to (numbered in program order; -1 outside any):
+    #: the ops of one ``flash.gelu`` call share it, two calls differ.
+    call: int = -1
 
     @property
     def bytes(self) -> float:
@@ -332,6 +335,9 @@ class _Walker:
         self.unsupported: list[tuple[str, str]] = []
         self.notes: list[str] = []
         self.call_depth = 0
+        # The Flash-op call being walked (-1: none) and how many have started.
+        self.flash_call = -1
+        self.flash_calls = 0
 
     # Values are mapped to the index of the op producing them (-1: a program input).
     def walk_block(
@@ -398,6 +404,7 @@ class _Walker:
                 bytes_written=cost.bytes_written,
                 features=dict(cost.features),
                 modeled=modeled,
+                call=self.flash_call,
             )
         )
         for r in op.results:
@@ -420,7 +427,11 @@ class _Walker:
         new_origin = origin or (m.group(1) if m else None)
         if new_origin and re.search(r"_\d+$", new_origin):
             new_origin = re.sub(r"_\d+$", "", new_origin)
+        outer_call = self.flash_call
+        if origin is None and new_origin is not None:  # the outermost Flash op of this call
+            self.flash_call, self.flash_calls = self.flash_calls, self.flash_calls + 1
         outs = self.walk_block(block, inner, new_origin, f"{path}/{callee}", executions)
+        self.flash_call = outer_call
         self.call_depth -= 1
         for r, producer in zip(op.results, outs, strict=False):
             env[r] = producer

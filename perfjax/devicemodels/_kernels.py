@@ -23,7 +23,13 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   (a 3x3 kernel over a 2x2 feature map), stay on XLA's Eigen path (probed here over 1-64 x 8-64
   features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
   they are marked ``fallback``;
-* scatter, sort, dynamic-update-slice and collectives are kernels of their own.
+* scatter, sort, dynamic-update-slice and collectives are kernels of their own; so are FFTs,
+  top-k, linear-algebra solvers (Cholesky, LU, QR, eigen- and singular-value decompositions,
+  triangular solves) and host callbacks, whose cost rules mark them (``features["kind"]`` of
+  ``fft``, ``sort``, ``solver``, ``host_callback``). A solver is not a GEMM: it runs as a
+  sequence of dependent panel steps (:func:`solver_steps`), each paying a launch or loop-iteration
+  latency on top of its arithmetic; a host callback pays a round trip to the host
+  (``Kernels.host_round_trips``).
 
 Bytes of a kernel are those crossing its boundary: values read from outside (program inputs,
 other kernels' outputs, large constants) and results consumed outside or returned.
@@ -57,7 +63,47 @@ _OWN_KERNEL = {
     "rng_bit_generator",
     "map",
     "fft",
+    "cholesky",
+    "triangular_solve",
+    "top_k",
 }
+#: ``features["kind"]`` values (set by cost rules) of ops that always form a kernel of their own.
+_OWN_KINDS = {"fft", "sort", "solver", "host_callback", "opaque"}
+#: Panel width of blocked factorizations (LAPACK / cuSOLVER / XLA's TPU expansions use 32-256;
+#: the smaller end bounds the number of dependent steps from above for mid-size matrices).
+_PANEL = 32.0
+#: Routines whose reduction to condensed form (tridiagonal, bidiagonal, Hessenberg) is a sequence
+#: of one Householder step per column (LAPACK sytrd/gebrd/gehrd: BLAS-2, memory-bound steps).
+_PER_COLUMN_ROUTINES = ("syevd", "geev", "gees", "gesvd", "gehrd", "sytrd")
+
+
+def solver_steps(features: dict) -> float:
+    """Dependent steps of a linear-algebra solver kernel (0 for anything else).
+
+    Blocked factorizations (Cholesky, LU, QR, triangular solves) advance one panel of
+    ``_PANEL`` columns per step; eigen- and singular-value decompositions reduce the matrix to
+    condensed form one column at a time (Golub & Van Loan, *Matrix Computations*, 4th ed.,
+    sections 5.1, 8.3, 8.6), so their steps grow with ``n``. Each step is a launch (GPU) or a
+    loop iteration (TPU) the device model charges a latency for.
+
+    Example:
+      >>> solver_steps(dict(kind="solver", routine="potrf", n=64)), solver_steps(dict(kind="solver", routine="syevd", n=64))
+      (2.0, 64.0)
+    """
+    if features.get("kind") != "solver":
+        return 0.0
+    dims = [float(features[d]) for d in ("m", "n") if isinstance(features.get(d), (int, float))]
+    n = min(dims) if dims else 0.0
+    if n <= 0:
+        return 0.0
+    routine = str(features.get("routine", "")).lower()
+    if routine in ("lu_pivots_to_permutation", "gtsv", "cholesky_update", "syrk"):
+        return 1.0
+    if routine in _PER_COLUMN_ROUTINES:
+        return n
+    return float(-(-n // _PANEL))
+
+
 _COLLECTIVE = {
     "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "collective_permute", "collective_broadcast",
     "send", "recv",
@@ -131,6 +177,10 @@ def op_class(op: Op) -> str:
     s = _short(op)
     if s in _FREE or op.name.startswith("stablehlo.custom_call@Sharding") or "SPMD" in op.name:
         return "free"
+    if op.features.get("kind") in _OWN_KINDS:
+        return "other"
+    if op.features.get("folded"):
+        return "free"
     if s in _MATRIX:
         return _MATRIX[s]
     if s in _REDUCE:
@@ -182,6 +232,12 @@ class Kernels:
     fallback: np.ndarray
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
+    #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
+    #: paying a launch or loop-iteration latency.
+    serial_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    #: Host callbacks in the kernel (``jax.pure_callback``, ``jax.debug.print``): a round trip
+    #: to the host each, plus their operands and results over the host link.
+    host_round_trips: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     #: Ops removed by fusion relative to one kernel per non-free op, and the bytes saved.
     unfused_kernels: int = 0
     unfused_bytes: float = 0.0
@@ -197,7 +253,7 @@ class Kernels:
         """The numeric features as float32 arrays (what the jitted models consume)."""
         keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
                 "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "program_input_bytes", "executions", "parallel_units",
-                "fallback")  # fmt: skip
+                "fallback", "serial_steps", "host_round_trips")  # fmt: skip
         out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
         out["kind"] = np.asarray(self.kind, np.int32)
         return out
@@ -213,6 +269,7 @@ class Kernels:
                 gemm_k=self.gemm_k, executions=self.executions, dtype=[r[0] for r in self.requests],
                 precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
                 parallel_units=self.parallel_units, fallback=self.fallback,
+                serial_steps=self.serial_steps, host_round_trips=self.host_round_trips,
             )
         )  # fmt: skip
 
@@ -380,6 +437,23 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                 ):
                     target = group_of[p]
                     break
+        if target is not None and c == "loop" and groups[target]["kind"] == "elementwise":
+            # XLA's loop fusion takes every producer whose only consumers are in the fusion: a
+            # GELU's 0.5 * x branch joins the tanh branch (one kernel, not two).
+            for p in producers:
+                gp = group_of[p]
+                g = groups[gp]
+                if gp == target or g.get("dead") or g["kind"] != "elementwise" or not g["open"]:
+                    continue
+                if g["executions"] != op.executions or policy.op_calls:
+                    continue
+                inside = set(g["ops"]) | {i}
+                if any(is_output[j] or not consumers[j] <= inside for j in g["ops"]):
+                    continue
+                for j in g["ops"]:
+                    group_of[j] = target
+                groups[target]["ops"] = sorted(groups[target]["ops"] + g["ops"])
+                g["dead"] = True
         if target is not None:
             group_of[i] = target
             groups[target]["ops"].append(i)
@@ -413,7 +487,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     rows: dict[str, list] = {k: [] for k in (
         "names", "ops", "kind", "matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written",
         "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions",
-        "requests", "parallel_units", "fallback")}  # fmt: skip
+        "requests", "parallel_units", "fallback", "serial_steps", "host_round_trips")}  # fmt: skip
 
     def feeds_reduction(i: int) -> bool:
         """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
@@ -430,6 +504,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         return False
 
     for gi, g in enumerate(groups):
+        if g.get("dead"):
+            continue  # merged into another loop fusion
         members = g["ops"]
         member_set = set(members)
         reads: dict[int, float] = {}
@@ -536,6 +612,10 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         rows["parallel_units"].append(UNBOUNDED if fallback else units)
         rows["fallback"].append(float(fallback))
+        rows["serial_steps"].append(sum(solver_steps(dict(ops[i].features)) for i in members))
+        rows["host_round_trips"].append(
+            float(sum(ops[i].features.get("kind") == "host_callback" for i in members))
+        )
 
     def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
         return np.asarray(rows[key], dtype=dtype).reshape(-1)
@@ -566,6 +646,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
         parallel_units=arr("parallel_units"),
         fallback=arr("fallback"),
         requests=tuple(rows["requests"]),
+        serial_steps=arr("serial_steps"),
+        host_round_trips=arr("host_round_trips"),
         unfused_kernels=unfused_count,
         unfused_bytes=unfused_bytes,
     )

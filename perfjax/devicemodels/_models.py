@@ -374,7 +374,9 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     """Decides, per kernel, which unit and precision of ``spec`` executes it.
 
     Matmul precision follows the program (dtype and StableHLO ``precision`` attribute), as XLA
-    does; ``precision`` in ``QUANTIZED`` runs every matrix kernel at that precision instead.
+    does; ``precision`` in ``QUANTIZED`` runs every matrix kernel at that precision instead, and
+    ``precision="fp32"`` runs fp32 matrix kernels as strict fp32 (precision HIGHEST: no TF32 on
+    GPUs, six bf16 passes on TPUs).
     """
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}.")
@@ -387,6 +389,9 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     for i, ((dtype, attr), kind) in enumerate(zip(kernels.requests, kernels.kind, strict=True)):
         want = _DTYPE_PRECISION.get(dtype, "fp8" if dtype.startswith("f8") else "fp32")
         is_matrix = KINDS[kind] in ("gemm", "conv")
+        if precision == "fp32" and is_matrix and want == "fp32":
+            # precision="fp32" asks for strict fp32: no TF32 / single-pass bf16 shortcut.
+            attr = "HIGHEST"
         if precision in QUANTIZED and is_matrix:
             scale[i] = _BITS[precision] / _BITS.get(want, 32)
             want = precision
@@ -427,8 +432,17 @@ def soft_ceil(x: jax.Array, sharpness: jax.Array | float = 50.0) -> jax.Array:
 
 def smooth_max(a: jax.Array, b: jax.Array, q: jax.Array) -> jax.Array:
     """``(a^q + b^q)^(1/q)`` computed stably: equals max(a, b) as q grows."""
-    m = jnp.maximum(jnp.maximum(a, b), 1e-30)
-    return m * ((a / m) ** q + (b / m) ** q) ** (1.0 / q)
+    # (Both zero, as for a zero-size kernel: 0, with a finite gradient.)
+    live = jnp.maximum(a, b) > 1e-30
+    a, b = jnp.where(live, a, 1.0), jnp.where(live, b, 1.0)
+    m = jnp.maximum(a, b)
+    return jnp.where(live, m * ((a / m) ** q + (b / m) ** q) ** (1.0 / q), 0.0)
+
+
+def _safe_div(a: jax.Array, b: jax.Array, tiny: float = 1e-30) -> jax.Array:
+    """``a / max(b, tiny)`` whose gradient stays finite where ``b`` is (or underflows to) 0."""
+    ok = b > tiny
+    return jnp.where(ok, a / jnp.where(ok, b, 1.0), a / tiny)
 
 
 def _pick(table: jax.Array, index: jax.Array) -> jax.Array:
@@ -461,6 +475,15 @@ def _tile_choice(x: jax.Array, lo: jax.Array, hi: jax.Array) -> tuple[jax.Array,
     i = jnp.argmin(padded, axis=-1)[..., None]
     return (jnp.take_along_axis(cands, i, -1)[..., 0], jnp.take_along_axis(padded, i, -1)[..., 0])
 
+
+#: Latency of one dependent step of a solver, as a multiple of the device's launch overhead.
+_STEP_LATENCY_SCALE = {"gpu": 1.0, "tpu": 1.0, "npu": 1.0, "cpu": 0.1}
+
+#: Host round trip of one Python callback (``jax.pure_callback``): on an accelerator the device
+#: synchronises, copies operands to the host, takes the GIL and copies results back (JAX's
+#: callback docs: "a host synchronization"); on a CPU only the Python call remains. Assumed
+#: figures, not measured here: tens of microseconds on accelerators, a few on a CPU.
+_CALLBACK_S = {"gpu": 30e-6, "tpu": 50e-6, "npu": 50e-6, "cpu": 5e-6}
 
 #: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
 _FLOPS_PER_TASK_ELEMENT = 32.0
@@ -496,6 +519,8 @@ def kernel_times(
     """
     kind = k["kind"]
     eps = 1e-30
+    # Counts are never negative (a zero-size kernel has none): guard the model against any that are.
+    k = {name: (jnp.maximum(v, 0.0) if name != "kind" else v) for name, v in k.items()}
     compute_eff = jax.nn.sigmoid(params["compute_eff_logit"])[kind]
     memory_eff = jax.nn.sigmoid(params["memory_eff_logit"])[kind]
     peaks = jnp.where(
@@ -583,7 +608,7 @@ def kernel_times(
             tn, pn = jnp.where(conv, tn_c, tn), jnp.where(conv, pn_c, pn)
         tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
         padded = 2.0 * b * pm * pn * kk
-        split = jnp.clip(jnp.minimum(cores / tiles, kk / _SPLIT_K_MIN), 1.0, None)
+        split = jnp.clip(jnp.minimum(cores / jnp.maximum(tiles, 1.0), kk / _SPLIT_K_MIN), 1.0, None)
         if family == "gpu":
             # cuDNN's implicit-GEMM convolutions do not split K: a convolution with few output
             # tiles leaves SMs idle.
@@ -617,9 +642,7 @@ def kernel_times(
     matrix_rate = jnp.where(
         k["fallback"] > 0.5, matrix_rate * jnp.exp(params["fallback_log"]), matrix_rate
     )
-    t_matrix = jnp.where(
-        is_matrix, k["matrix_flops"] * pad_factor / jnp.maximum(matrix_rate, eps), 0.0
-    )
+    t_matrix = jnp.where(is_matrix, _safe_div(k["matrix_flops"] * pad_factor, matrix_rate), 0.0)
 
     # Vector work: occupancy grows with the elements available per core.
     occupancy_x = k["out_elements"] / (cores * jnp.exp(params["parallel_half_log"]))
@@ -627,7 +650,7 @@ def kernel_times(
     vector_eff = jax.nn.sigmoid(params["compute_eff_logit"][2])
     vec_work = k["vector_flops"] + k["transcendentals"] * jnp.exp(params["transcendental_cost_log"])
     vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, compute_eff) * occupancy
-    t_vector = vec_work / jnp.maximum(vec_rate, eps)
+    t_vector = _safe_div(vec_work, vec_rate)
     t_compute = t_matrix + t_vector
 
     # Memory: harmonic blend of cache and DRAM/HBM bandwidth by the working set's fit.
@@ -711,6 +734,15 @@ def kernel_times(
         )
         pool_use = jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, pool_use)
         t_launch = t_launch + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * pool_use
+    # Linear-algebra solvers: each dependent panel step pays a launch (GPU) or loop iteration
+    # (TPU, NPU); on a CPU the steps are calls inside one LAPACK routine (a tenth of that).
+    step_s = dev["launch_overhead_s"] * _STEP_LATENCY_SCALE[family]
+    t_launch = t_launch + k.get("serial_steps", jnp.zeros_like(t_body)) * step_s
+    # Host callbacks: a round trip to the host's Python, plus operands and results over the link.
+    trips = k.get("host_round_trips", jnp.zeros_like(t_body))
+    link = jnp.where(dev["host_link_bytes_per_s"] > 0, dev["host_link_bytes_per_s"], 1.0)
+    link_s = jnp.where(dev["host_link_bytes_per_s"] > 0, bytes_ / link, 0.0)
+    t_launch = t_launch + jnp.where(trips > 0, trips * _CALLBACK_S[family] + link_s, 0.0)
     time = t_body + t_launch
 
     flops = k["matrix_flops"] + k["vector_flops"]

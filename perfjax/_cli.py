@@ -36,12 +36,17 @@ import numpy as np
 
 import perfjax
 from perfjax._display import fmt_count, fmt_time, render
+from perfjax._errors import CalibrationError, DeviceSpecError, InputMemoryError
 from perfjax.devicemodels import PRECISIONS
 from perfjax.devicemodels._kernels import POLICIES
 from perfjax.executor import program_inputs
 from perfjax.lowering import Program
 
 EXIT_USAGE = 2
+#: Exit status of an unexpected internal error (a bug in perfjax, not in the user's input).
+EXIT_INTERNAL = 1
+#: Environment variable that makes every command show full tracebacks (as ``--debug``).
+DEBUG_ENV = "PERFJAX_DEBUG"
 
 _DTYPE_ALIASES = {
     "f64": "float64",
@@ -319,7 +324,8 @@ def _x64_context(specs: Sequence[jax.ShapeDtypeStruct]) -> contextlib.AbstractCo
 @contextlib.contextmanager
 def _user_code(label: str, is_program: bool) -> Iterator[None]:
     """Turns the errors a user's function or module causes (bad shapes, ops without cost rules,
-    unreadable StableHLO) into CLIError."""
+    unreadable StableHLO, any exception the function raises) into CLIError, naming the function
+    and the exception."""
     try:
         yield
     except CLIError:
@@ -337,9 +343,74 @@ def _user_code(label: str, is_program: bool) -> Iterator[None]:
             else:
                 message += f" ({cli} to count the other ops)"
         raise CLIError(message) from e
-    except (TypeError, ValueError) as e:
+    except (DeviceSpecError, CalibrationError, InputMemoryError) as e:
+        # Not the user's function: a bad device, calibration, or inputs too large for this machine.
+        raise CLIError(_one_line(e)) from e
+    except Exception as e:  # anything the user's function (or a program it builds) raises
         what = f"program {label!r}" if is_program else f"{label}"
         raise CLIError(f"{what}: {type(e).__name__}: {_one_line(e)}") from e
+
+
+def check_writable(path: str | None, option: str, *, create_dirs: bool = False) -> None:
+    """Fails early, before any work, when ``path`` (the value of ``option``) cannot be written:
+    a directory, a missing or non-directory parent (unless ``create_dirs``), no permission.
+
+    Example:
+      >>> check_writable("/no/such/dir/out.png", "--plot")
+      Traceback (most recent call last):
+      ...
+      perfjax._cli.CLIError: cannot write --plot '/no/such/dir/out.png': directory '/no/such/dir' does not exist.
+    """
+    if not path:
+        return
+    p = pathlib.Path(path)
+    head = f"cannot write {option} {path!r}"
+    if p.is_dir():
+        raise CLIError(f"{head}: it is a directory; give a file path such as {str(p / 'out')!r}.")
+    parent = p.parent
+    if not parent.exists():
+        if not create_dirs:
+            raise CLIError(f"{head}: directory {str(parent)!r} does not exist.")
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(f"{head}: {str(parent)!r} is not a directory.")
+    if (p.exists() and not os.access(p, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{head}: permission denied.")
+
+
+@contextlib.contextmanager
+def _writing(path: str, option: str) -> Iterator[None]:
+    """Turns an ``OSError`` while writing ``path`` into one CLIError line naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise CLIError(f"cannot write {option} {path!r}: {e.strerror or _one_line(e)}.") from e
+
+
+def _require_finite(what: str, value: Any) -> None:
+    """A prediction must be a finite number: never print NaN/None with exit status 0."""
+    try:
+        ok = math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CLIError(
+            f"{what} is {value!r}, not a finite time; the device spec, calibration or program "
+            "gives a non-finite prediction (check the spec's rates and the calibration's values)."
+        )
+
+
+def _load_calibration_arg(path: str | None) -> Any:
+    """``--calibration PATH`` read and checked before any work, so its errors name the file."""
+    if not path:
+        return None
+    from perfjax.calibrate import load
+
+    try:
+        return load(path)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        raise CLIError(_one_line(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,6 +449,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     r = _resolve(args)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         result = perfjax.run(r.target, r.specs, max_time_s=args.max_time)
+    _require_finite(f"the measured median time of {result.name}", result.time.median_s)
     outs = _outputs(result.outputs)
     inputs = [_fmt_type(s.shape, s.dtype) for s in r.specs]
     if args.json:
@@ -435,7 +507,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def _device_or_error(name: str):
     try:
         return perfjax.device(name)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise CLIError(_one_line(e)) from e
 
 
@@ -473,19 +545,22 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    check_writable(args.roofline, "--roofline")
     r = _resolve(args)
     spec = _device_or_error(args.device)
+    calibration = _load_calibration_arg(args.calibration)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         program = perfjax.trace(r.target, r.specs)
-        calibration = args.calibration if args.calibration else None
         try:
             pred = perfjax.predict(program if args.precision is None else r.target, None if args.precision is None
                                    else r.specs, device=spec, precision=args.precision,
                                    calibration=calibration, fusion=args.fusion)  # fmt: skip
         except FileNotFoundError as e:
             raise CLIError(_one_line(e)) from e
+    _require_finite(f"the predicted time of {r.label} on {spec.name}", pred.time_s)
     if args.roofline:
-        pred.plot_roofline(args.roofline)
+        with _writing(args.roofline, "--roofline"):
+            pred.plot_roofline(args.roofline)
         print(f"perfjax: wrote {args.roofline}", file=sys.stderr)
     if args.json:
         _print_json({**pred.to_dict(), "kernels": list(pred.kernels)})
@@ -505,6 +580,7 @@ def _device_list(text: str) -> str | list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    check_writable(args.plot, "--plot")
     r = _resolve(args)
     names = _device_list(args.devices)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
@@ -515,8 +591,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             precision=args.precision,
             fusion=args.fusion,
         )
+    for pred in comparison.predictions:
+        _require_finite(f"the predicted time of {r.label} on {pred.device}", pred.time_s)
     if args.plot:
-        comparison.plot(args.plot)
+        with _writing(args.plot, "--plot"):
+            comparison.plot(args.plot)
         print(f"perfjax: wrote {args.plot}", file=sys.stderr)
     if args.json:
         _print_json(comparison.to_dataframe().to_dict(orient="records"))
@@ -539,6 +618,7 @@ def _csv_positive_ints(text: str) -> list[int]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    check_writable(args.plot, "--plot")
     r = _resolve(args)
     devices = _device_list(args.devices) if args.devices else None
     precisions = []
@@ -551,18 +631,24 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         precisions.append(None if p == "traced" else p)
     if not precisions:
         raise CLIError("--precisions is empty; e.g. --precisions fp32,bf16,int8")
+    calibration = _load_calibration_arg(args.calibration)
     with _x64_context(r.specs), _user_code(r.label, r.is_program):
         try:
             rec = perfjax.recommend(
                 r.target, r.specs, objective=args.objective, devices=devices,
                 precisions=precisions, batch_sizes=args.batch_sizes, batch=args.batch,
                 batch_argnums=args.batch_arg, top=args.top,
-                calibration=args.calibration if args.calibration else None,
+                calibration=calibration,
             )  # fmt: skip
         except FileNotFoundError as e:
             raise CLIError(_one_line(e)) from e
+    for row in rec.rows:
+        _require_finite(
+            f"the predicted time of {r.label} on {row.device} ({row.precision})", row.time_s
+        )
     if args.plot:
-        rec.plot(args.plot)
+        with _writing(args.plot, "--plot"):
+            rec.plot(args.plot)
         print(f"perfjax: wrote {args.plot}", file=sys.stderr)
     if args.json:
         _print_json(rec.to_dict())
@@ -580,6 +666,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from perfjax import calibrate
 
+    check_writable(args.out, "--out", create_dirs=True)
+    check_writable(args.save, "--save", create_dirs=True)
+    check_writable(args.plot, "--plot")
     if args.from_csv:
         measurements = None
         for path in args.from_csv:
@@ -595,7 +684,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for n in names:
             if n not in SUITES:
                 raise CLIError(f"unknown suite {n!r}; expected one of {', '.join(SUITES)}.")
-        measurements = measure(names, size=args.size, rounds=args.rounds, out=args.out)
+        with _writing(args.out or "", "--out"):
+            measurements = measure(names, size=args.size, rounds=args.rounds, out=args.out)
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
     try:
@@ -625,10 +715,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         cal = dataclasses.replace(
             cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}
         )
-    cal.save(save)
+    with _writing(save, "--save"):
+        cal.save(save)
     print(f"perfjax: saved {cal} to {save}", file=sys.stderr)
     if args.plot:
-        cal.report.plot(args.plot)
+        with _writing(args.plot, "--plot"):
+            cal.report.plot(args.plot)
         print(f"perfjax: wrote {args.plot}", file=sys.stderr)
     return 0
 
@@ -636,6 +728,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from perfjax import calibrate
 
+    check_writable(args.plot, "--plot")
     try:
         cal = calibrate.load(args.calibration)
         measurements = calibrate.Measurements.from_csv(args.measurements)
@@ -647,7 +740,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         print(render(report.table(), width=_width()))
     if args.plot:
-        report.plot(args.plot)
+        with _writing(args.plot, "--plot"):
+            report.plot(args.plot)
         print(f"perfjax: wrote {args.plot}", file=sys.stderr)
     return 0
 
@@ -657,6 +751,7 @@ def _header(title: str) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    check_writable(args.csv, "--csv")
     r = _resolve(args)
     with (
         _x64_context(r.specs),
@@ -728,7 +823,9 @@ examples:
   perfjax trace examples/mlp.py:mlp -i 'f32[64,784]' -i 'f32[784,128]' -i 'f32[128,10]' --stage jaxpr
   perfjax run model.mlir --max-time 0.5 --json
 
-exit status: 0 on success, 2 for usage errors and programs perfjax cannot load, trace or cost.
+exit status: 0 on success, 2 for usage errors and programs perfjax cannot load, trace, run or cost
+(one line "perfjax: error: ..."; --debug or PERFJAX_DEBUG=1 shows the traceback), 1 for an internal
+error of perfjax.
 """
 
 
@@ -754,8 +851,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--traceback",
+        "--debug",
+        dest="traceback",
         action="store_true",
-        help="on an error, show the full Python traceback instead of one line",
+        help="on an error, show the full Python traceback instead of one line "
+        f"(or set {DEBUG_ENV}=1)",
     )
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -1018,8 +1118,11 @@ def main(argv: list[str] | None = None) -> int:
         added.append(str(pathlib.Path(where).resolve().parent))
     added = [p for p in dict.fromkeys(added) if p not in sys.path]
     sys.path[:0] = added
-    # (commands without the common options, such as calibrate, have no --traceback)
-    show_traceback = getattr(args, "traceback", False)
+    # (commands without the common options, such as calibrate, have no --traceback: the
+    # environment variable works for every command)
+    show_traceback = getattr(args, "traceback", False) or os.environ.get(
+        DEBUG_ENV, ""
+    ).strip() not in ("", "0")
     try:
         return args.func(args)
     except CLIError as e:
@@ -1036,6 +1139,9 @@ def main(argv: list[str] | None = None) -> int:
         perfjax.StableHLOParseError,
         perfjax.UnsupportedProgramError,
         perfjax.UnsupportedOpError,
+        DeviceSpecError,
+        CalibrationError,
+        InputMemoryError,
     ) as e:
         if show_traceback:
             raise
@@ -1048,10 +1154,19 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as e:  # a bug in perfjax: still one line, with how to see the traceback
+        if show_traceback:
+            raise
+        print(
+            f"perfjax: error: internal error: {type(e).__name__}: {_one_line(e)} (rerun with "
+            f"--debug or {DEBUG_ENV}=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     finally:
         for p in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(p)
 
 
-__all__ = ["CLIError", "build_parser", "load_target", "main", "parse_spec"]
+__all__ = ["CLIError", "build_parser", "check_writable", "load_target", "main", "parse_spec"]

@@ -18,3 +18,24 @@ class UnsupportedOpError(ValueError):
 
 class UnsupportedProgramError(ValueError):
     """The module is valid but uses a feature perfjax cannot cost (e.g. dynamic shapes)."""
+
+
+class DeviceSpecError(ValueError):
+    """A device spec (built in code, read from a file or given to ``predict``) has a bad value:
+    a negative, zero, NaN or infinite rate, size or latency. The message names every bad field,
+    its value and what is expected."""
+
+
+class CalibrationError(ValueError):
+    """A calibration (built in code or read from a file) is malformed: a missing key, an unknown
+    parameter, a non-finite value, an inverted interval. The message names the file, the key and
+    the value."""
+
+
+class HostCallbackError(UnsupportedProgramError):
+    """The module calls back into Python (``jax.pure_callback``, ``jax.debug.print`` ...); a module
+    read from text has no Python function to call, so it cannot be run."""
+
+
+class InputMemoryError(MemoryError):
+    """The random inputs asked for do not fit in the memory available on this machine."""

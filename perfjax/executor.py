@@ -18,6 +18,8 @@ import collections
 import dataclasses
 import gc
 import math
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from perfjax._errors import HostCallbackError, InputMemoryError
 from perfjax.lowering._program import Program, check_inputs, signature
 
 
@@ -172,8 +175,60 @@ def _compile_fn(fn: Callable, inputs: tuple[Any, ...]) -> tuple[Callable, float,
     return jitted, t2 - t1, t1 - t0, False
 
 
+#: custom_call targets that call back into the Python interpreter (jax.pure_callback, io_callback,
+#: jax.debug.print/callback, host_callback): they look up a Python function registered when jax
+#: lowered the module, which a module read from text does not have.
+_CALLBACK_TARGET = re.compile(
+    r"""(?:@|call_target_name\s*=\s*"|custom_call_target\s*=\s*")"""
+    r"""(xla_(?:ffi_)?python_(?:cpu|gpu|tpu)_callback|[\w.]*python[\w.]*callback[\w.]*)"""
+)
+
+
+def host_callbacks(stablehlo: str) -> list[str]:
+    """Names of the Python host-callback custom_call targets used by a StableHLO module.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> def f(x):
+      ...     jax.debug.print("{x}", x=x)
+      ...     return x + 1
+      >>> host_callbacks(jax.jit(f).lower(jnp.ones(3)).as_text())
+      ['xla_ffi_python_cpu_callback']
+      >>> host_callbacks(jax.jit(lambda x: x + 1).lower(jnp.ones(3)).as_text())
+      []
+    """
+    return sorted(set(_CALLBACK_TARGET.findall(stablehlo)))
+
+
+def check_runnable(program: Program) -> None:
+    """Refuses, before compiling, a program read from text that calls back into Python.
+
+    The callback's Python function lives only in the process that lowered the module; XLA would
+    call a missing function and crash the interpreter. (Running the *function* works: jax keeps
+    its callbacks.) Raises :class:`~perfjax._errors.HostCallbackError`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> text = jax.jit(lambda x: x + 1).lower(jnp.ones(3)).as_text()
+      >>> check_runnable(Program.from_stablehlo(text)) is None
+      True
+    """
+    if program.fn is not None or program.lowered is not None:
+        return
+    targets = host_callbacks(program.stablehlo)
+    if targets:
+        raise HostCallbackError(
+            f"program {program.name!r} calls back into Python (custom_call {', '.join(targets)}: "
+            "jax.pure_callback, jax.debug.print or io_callback), and a module read from StableHLO "
+            "text has no Python function to call, so it cannot be run. Run the JAX function itself "
+            "(perfjax.run(fn, inputs)), or export the module without callbacks; analyze and "
+            "predict still work on it."
+        )
+
+
 def _program_callable(program: Program, inputs: tuple[Any, ...]) -> tuple[Callable, float, bool]:
     """A callable for a Program read from StableHLO: flat arrays in, flat outputs out."""
+    check_runnable(program)
     leaves = jax.tree_util.tree_leaves(inputs)
     if len(leaves) != len(program.in_types):
         raise ValueError(
@@ -202,34 +257,156 @@ def _program_callable(program: Program, inputs: tuple[Any, ...]) -> tuple[Callab
     return call, compile_s, cached
 
 
-def materialize(inputs: tuple[Any, ...], seed: int = 0) -> tuple[Any, ...]:
+#: Environment variable that caps the memory (bytes) random inputs may take, e.g. for tests or
+#: shared machines; without it the limit is the memory the OS reports as available.
+MEMORY_LIMIT_ENV = "PERFJAX_MEMORY_LIMIT_BYTES"
+
+
+def available_memory_bytes() -> float:
+    """Memory random inputs may use: ``$PERFJAX_MEMORY_LIMIT_BYTES`` if set, else the OS's
+    available memory (``MemAvailable`` of ``/proc/meminfo``, or ``sysconf``), else ``inf``.
+
+    Example:
+      >>> available_memory_bytes() > 0
+      True
+    """
+    env = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if env:
+        try:
+            value = float(env)
+        except ValueError:
+            value = math.nan
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(
+                f"${MEMORY_LIMIT_ENV} must be a number of bytes >= 0 (e.g. 8e9), got {env!r}."
+            )
+        return value
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def _gib(n: float) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1 (``74.5 GiB``, ``3.81 MiB``)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def _draw_bytes(dt: np.dtype, size: int) -> int:
+    """Peak bytes to draw ``size`` random values of ``dt`` (the result plus a float32 draw when
+    the dtype has no generator of its own, as bfloat16 and float8 do not)."""
+    native = dt == np.bool_ or np.issubdtype(dt, np.integer) or dt in (np.float32, np.float64)
+    return size * dt.itemsize + (0 if native else size * 4 * (2 if dt.kind == "c" else 1))
+
+
+def _random(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+    """Random data drawn directly in ``dt`` (no float64 intermediate)."""
+    if dt == np.bool_:
+        return rng.integers(0, 2, size=shape, dtype=np.bool_)
+    if np.issubdtype(dt, np.integer):
+        return rng.integers(0, 8, size=shape, dtype=dt)
+    if dt in (np.float32, np.float64):
+        data = rng.random(shape, dtype=dt)
+    else:  # float16, bfloat16, float8, complex: draw float32 then cast
+        data = rng.random(shape, dtype=np.float32)
+    data *= 2
+    data -= 1
+    return data.astype(dt, copy=False)
+
+
+def materialize(
+    inputs: tuple[Any, ...], seed: int = 0, *, memory_limit_bytes: float | None = None
+) -> tuple[Any, ...]:
     """Replaces each ``jax.ShapeDtypeStruct`` by deterministic random data of that shape and dtype.
 
     Floats are uniform in [-1, 1); integers in [0, 8) (valid indices for small tables); bools
-    are fair coin flips.
+    are fair coin flips. Data is drawn in the target dtype (bfloat16 and float8 via float32), and
+    inputs that would not fit in ``memory_limit_bytes`` (default: :func:`available_memory_bytes`)
+    are refused with :class:`~perfjax._errors.InputMemoryError` before anything is allocated.
 
     Example:
       >>> import jax, jax.numpy as jnp
       >>> materialize((jax.ShapeDtypeStruct((2, 3), jnp.float32),))[0].shape
       (2, 3)
+      >>> try:
+      ...     materialize((jax.ShapeDtypeStruct((1000, 1000), jnp.float32),), memory_limit_bytes=1e6)
+      ... except MemoryError as e:
+      ...     print(str(e).split(" but")[0])
+      random inputs need 3.81 MiB (4000000 bytes)
     """
+    is_struct = lambda x: isinstance(x, jax.ShapeDtypeStruct)
+    structs = [x for x in jax.tree_util.tree_leaves(inputs, is_leaf=is_struct) if is_struct(x)]
+    if not structs:
+        return inputs
+    sizes = [math.prod(x.shape) for x in structs]
+    need = sum(n * np.dtype(x.dtype).itemsize for n, x in zip(sizes, structs, strict=True))
+    # The largest input also needs its float32 draw while it is cast (bf16, fp16, float8).
+    peak = need + max(
+        _draw_bytes(np.dtype(x.dtype), n) - n * np.dtype(x.dtype).itemsize
+        for n, x in zip(sizes, structs, strict=True)
+    )
+    limit = available_memory_bytes() if memory_limit_bytes is None else float(memory_limit_bytes)
+    if peak > limit:
+        big = max(
+            zip(sizes, structs, strict=True), key=lambda t: t[0] * np.dtype(t[1].dtype).itemsize
+        )
+        shape = ",".join(map(str, big[1].shape))
+        source = (
+            f"${MEMORY_LIMIT_ENV}"
+            if memory_limit_bytes is None and os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+            else "memory_limit_bytes"
+            if memory_limit_bytes is not None
+            else "available memory"
+        )
+        raise InputMemoryError(
+            f"random inputs need {_gib(peak)} ({peak} bytes) but only {_gib(limit)} "
+            f"({int(limit)} bytes) is available ({source}); the largest is "
+            f"{np.dtype(big[1].dtype).name}[{shape}] ({_gib(big[0] * np.dtype(big[1].dtype).itemsize)}). "
+            "Use smaller shapes, or pass real arrays."
+        )
     rng = np.random.default_rng(seed)
 
     def make(x):
-        if not isinstance(x, jax.ShapeDtypeStruct):
+        if not is_struct(x):
             return x
-        dt = np.dtype(x.dtype)
-        if dt == np.bool_:
-            data = rng.random(x.shape) < 0.5
-        elif np.issubdtype(dt, np.integer):
-            data = rng.integers(0, 8, size=x.shape).astype(dt)
-        else:
-            data = rng.uniform(-1, 1, size=x.shape).astype(np.float32)
-        return jax.device_put(np.asarray(data).astype(dt))
+        return jax.device_put(_random(rng, tuple(x.shape), np.dtype(x.dtype)))
 
-    return jax.tree_util.tree_map(
-        make, inputs, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct)
-    )
+    return jax.tree_util.tree_map(make, inputs, is_leaf=is_struct)
+
+
+def _check_timing(
+    rtol: Any, min_repeats: Any, max_repeats: Any, max_time_s: Any, warmup_s: Any, sample_s: Any
+) -> None:
+    """Raises ``ValueError``/``TypeError`` naming a bad timing argument and what it must be."""
+    for name, v in (("rtol", rtol), ("max_time_s", max_time_s), ("sample_s", sample_s)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must be a positive number, got {type(v).__name__} {v!r}.")
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a positive number (finite, > 0), got {v!r}.")
+    if isinstance(warmup_s, bool) or not isinstance(warmup_s, (int, float)):
+        raise TypeError(
+            f"warmup_s must be a number of seconds >= 0, got {type(warmup_s).__name__} {warmup_s!r}."
+        )
+    if not (warmup_s >= 0 and math.isfinite(warmup_s)):
+        raise ValueError(f"warmup_s must be a finite number of seconds >= 0, got {warmup_s!r}.")
+    for name, v in (("min_repeats", min_repeats), ("max_repeats", max_repeats)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer >= 1, got {type(v).__name__} {v!r}.")
+    if min_repeats < 1 or max_repeats < min_repeats:
+        raise ValueError(
+            f"need 1 <= min_repeats <= max_repeats, got min_repeats={min_repeats} and "
+            f"max_repeats={max_repeats}."
+        )
 
 
 def run(
@@ -243,6 +420,7 @@ def run(
     warmup_s: float = 0.02,
     sample_s: float = 2e-4,
     time_it: bool = True,
+    memory_limit_bytes: float | None = None,
 ) -> RunResult:
     """Compiles (once per input signature), runs on the CPU through XLA, and times the program.
 
@@ -256,6 +434,12 @@ def run(
       warmup_s: warm-up duration (at least one call).
       sample_s: target duration of one sample (calls per sample are chosen to reach it).
       time_it: ``False`` runs once and returns outputs with a single-sample ``TimeStats``.
+      memory_limit_bytes: most memory the random inputs may take (default: ``$PERFJAX_MEMORY_LIMIT_BYTES``
+        or the memory available); larger inputs are refused before anything is allocated.
+
+    A program read from StableHLO text that calls back into Python (``jax.pure_callback``,
+    ``jax.debug.print``) is refused with :class:`~perfjax._errors.HostCallbackError`; run the
+    function itself instead.
 
     Example:
       >>> import jax.numpy as jnp, perfjax
@@ -263,16 +447,16 @@ def run(
       >>> float(r.outputs.sum()), r.time.repeats >= 3
       (64.0, True)
     """
-    for name, v in (("rtol", rtol), ("max_time_s", max_time_s), ("sample_s", sample_s)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name} must be a positive number, got {v!r}.")
-    if min_repeats < 1 or max_repeats < min_repeats:
-        raise ValueError(
-            f"need 1 <= min_repeats <= max_repeats, got {min_repeats} and {max_repeats}."
-        )
-    inputs = materialize(check_inputs(inputs))
+    _check_timing(rtol, min_repeats, max_repeats, max_time_s, warmup_s, sample_s)
     if isinstance(fn_or_program, Program) and fn_or_program.fn is not None:
         fn_or_program = fn_or_program.fn
+    if isinstance(fn_or_program, Program):
+        check_runnable(fn_or_program)  # before anything is allocated or compiled
+    elif not callable(fn_or_program):
+        raise TypeError(
+            f"run expects a function or a perfjax.Program, got {type(fn_or_program).__name__}."
+        )
+    inputs = materialize(check_inputs(inputs), memory_limit_bytes=memory_limit_bytes)
     if isinstance(fn_or_program, Program):
         call, compile_s, cached = _program_callable(fn_or_program, inputs)
         device = jax.devices("cpu")[0]
@@ -328,6 +512,7 @@ def time_callable(
       >>> s.median_s > 0
       True
     """
+    _check_timing(rtol, min_repeats, max_repeats, max_time_s, warmup_s, sample_s)
     # Block on a single array directly: jax.block_until_ready flattens a pytree on every call
     # (~2.5 µs), which would be measured as the program's time.
     first = call(*args)
@@ -414,7 +599,10 @@ def program_inputs(program: Program) -> tuple[jax.ShapeDtypeStruct, ...]:
 __all__ = [
     "RunResult",
     "TimeStats",
+    "available_memory_bytes",
+    "check_runnable",
     "clear_cache",
+    "host_callbacks",
     "materialize",
     "program_inputs",
     "run",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import hashlib
 import json
 import math
@@ -29,10 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from perfjax._errors import CalibrationError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._kernels import KINDS
 from perfjax.devicemodels._models import (
+    PRIORS,
     default_params,
     kernel_times,
     pack_numpy,
@@ -294,6 +297,14 @@ class Calibration:
     #: ``kind_time_log``, a time factor per kernel class), e.g. ``{"p100": {"kind_time_log": ...}}``.
     device_params: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        problem = _calibration_problem(self)
+        if problem is not None:
+            label = f"calibration {self.name!r}" if self.name else "calibration"
+            err = CalibrationError(f"{label}: {problem}.")
+            err.problem = problem  # what load() reports after the file's name
+            raise err
+
     def jax_params(self, device: str | None = None) -> dict[str, jax.Array]:
         """The parameters to predict with: the shared ones, and ``device``'s own where fitted."""
         out = {k: jnp.asarray(v, jnp.float32) for k, v in self.params.items()}
@@ -329,22 +340,179 @@ class Calibration:
         return path
 
 
+def _finite_array(key: str, value: Any) -> tuple[np.ndarray | None, str | None]:
+    """``value`` as a float32 array, or a description of why it is not finite numbers."""
+    try:
+        arr = np.asarray(value, np.float32)
+    except (TypeError, ValueError):
+        return None, f"{key} = {value!r} (expected finite numbers)"
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))
+        at = f"[{', '.join(map(str, bad[0]))}]" if arr.ndim else ""
+        return None, f"{key}{at} = {float(arr[tuple(bad[0])])!r} (expected a finite number)"
+    return arr, None
+
+
+def _params_problem(
+    key: str, params: Any, expected: Mapping[str, Any], family: str, *, complete: bool
+) -> str | None:
+    if not isinstance(params, Mapping):
+        return f"{key} must be a mapping of parameter name -> numbers, got {type(params).__name__}"
+    unknown = sorted(set(params) - set(expected))
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), list(expected), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return (
+            f"{key} has unknown parameter(s) {', '.join(hints)} for the {family} model; "
+            f"known: {', '.join(sorted(expected))}"
+        )
+    missing = sorted(set(expected) - set(params))
+    if complete and missing:
+        return (
+            f"{key} is missing parameter(s) {', '.join(map(repr, missing))} of the {family} model"
+        )
+    for k, v in params.items():
+        arr, problem = _finite_array(f"{key}.{k}", v)
+        if problem is not None:
+            return problem
+        if arr.shape != np.shape(expected[k]):
+            return (
+                f"{key}.{k} has shape {arr.shape}; the {family} model expects "
+                f"{np.shape(expected[k])}"
+            )
+    return None
+
+
+def _calibration_problem(cal: Calibration) -> str | None:
+    """What is wrong with a calibration's fields (the first problem found), or None."""
+    if cal.family not in PRIORS:
+        close = difflib.get_close_matches(str(cal.family), sorted(PRIORS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"family = {cal.family!r}{hint}; expected one of {sorted(PRIORS)}"
+    expected = default_params(cal.family)
+    if isinstance(cal.devices, (str, bytes)) or not all(isinstance(d, str) for d in cal.devices):
+        return f"devices = {cal.devices!r}; expected a list of device names"
+    for key, params in (("params", cal.params), ("prior", cal.prior)):
+        problem = _params_problem(key, params, expected, cal.family, complete=True)
+        if problem is not None:
+            return problem
+    if not isinstance(cal.device_params, Mapping):
+        return (
+            "device_params must map device names to parameter tables, got "
+            f"{type(cal.device_params).__name__}"
+        )
+    for dev, params in cal.device_params.items():
+        problem = _params_problem(
+            f"device_params.{dev}", params, expected, cal.family, complete=False
+        )
+        if problem is not None:
+            return problem
+    q = cal.residual_log_quantiles
+    try:
+        lo, hi = (float(v) for v in q)
+    except (TypeError, ValueError):
+        return (
+            f"residual_log_quantiles = {q!r}; expected two numbers [low, high] "
+            "(log of measured / predicted)"
+        )
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"residual_log_quantiles = {[lo, hi]!r}; expected two finite numbers [low, high]"
+    if lo > hi:
+        return (
+            f"residual_log_quantiles = {[lo, hi]!r} is inverted: low must be <= high "
+            "(the interval would have its low end above its high end)"
+        )
+    level = cal.interval_level
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float, np.floating))
+        or not 0 < float(level) < 1
+    ):
+        return f"interval_level = {level!r}; expected a number in (0, 1) such as 0.8"
+    return None
+
+
+_REQUIRED_KEYS = (
+    "family",
+    "devices",
+    "params",
+    "prior",
+    "residual_log_quantiles",
+    "interval_level",
+)
+
+
 def load(path: str | os.PathLike) -> Calibration:
-    """Reads a calibration saved by :meth:`Calibration.save`, checking its format and version."""
+    """Reads a calibration saved by :meth:`Calibration.save`, checking its format, version and
+    every value (known family and parameter names, finite numbers, an interval with low <= high).
+
+    Errors are :class:`~perfjax._errors.CalibrationError` (a ``ValueError``) naming the file, the
+    key and the value; a missing file is a ``FileNotFoundError``.
+
+    Example:
+      >>> import importlib.resources
+      >>> cal = load(importlib.resources.files("perfjax.calibrate") / "data/gpu_calibration.json")
+      >>> cal.family, cal.interval(1.0)[0] <= cal.interval(1.0)[1]
+      ('gpu', True)
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"calibration path must be a str or os.PathLike, got {type(path).__name__} {path!r}."
+        )
     path = pathlib.Path(path)
+    where = f"calibration file {str(path)!r}"
     if not path.exists():
         raise FileNotFoundError(f"no calibration file at {str(path)!r}")
+    if not path.is_file():
+        raise CalibrationError(f"{where} is not a file.")
     try:
         d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path.name} is not a perfjax calibration (invalid JSON: {e}).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CalibrationError(
+            f"{where} is not a perfjax calibration (invalid JSON: {e})."
+        ) from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ValueError(f'{path.name} is not a perfjax calibration (no \'"format": "{FORMAT}"\').')
-    if d.get("version") != VERSION:
-        raise ValueError(
-            f"{path.name} has calibration format version {d.get('version')}; this perfjax reads {VERSION}."
+        raise CalibrationError(
+            f'{where} is not a perfjax calibration (no \'"format": "{FORMAT}"\').'
         )
-    expected = default_params(d["family"])
+    if d.get("version") != VERSION:
+        raise CalibrationError(
+            f"{where} has calibration format version {d.get('version')!r}; this perfjax reads {VERSION}."
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in d]
+    if missing:
+        raise CalibrationError(
+            f"{where} is missing key(s) {', '.join(map(repr, missing))}; a calibration needs "
+            f"{', '.join(_REQUIRED_KEYS)}."
+        )
+    family = d["family"]
+    if family not in PRIORS:
+        raise CalibrationError(f"{where}: family = {family!r}; expected one of {sorted(PRIORS)}.")
+    expected = default_params(family)
+    for key in ("params", "prior"):
+        if not isinstance(d[key], dict):
+            raise CalibrationError(
+                f"{where}: {key} must be a mapping of parameter name -> numbers, got {d[key]!r}."
+            )
+    device_params_in = d.get("device_params", {})
+    if not isinstance(device_params_in, dict) or not all(
+        isinstance(p, dict) for p in device_params_in.values()
+    ):
+        raise CalibrationError(
+            f"{where}: device_params must map device names to parameter tables, got "
+            f"{device_params_in!r}."
+        )
+    for key, table in (
+        ("params", d["params"]),
+        ("prior", d["prior"]),
+        *((f"device_params.{dev}", p) for dev, p in device_params_in.items()),
+    ):
+        for k, v in table.items():
+            _, problem = _finite_array(f"{key}.{k}", v)
+            if problem is not None:
+                raise CalibrationError(f"{where}: {problem}.")
     params = {k: np.asarray(v, np.float32) for k, v in d["params"].items()}
     # Parameters added since the file was written (e.g. kind_time_log) take their priors.
     added = [k for k in _ADDED_PARAMS if k in expected and k not in params]
@@ -354,23 +522,25 @@ def load(path: str | os.PathLike) -> Calibration:
     prior.update({k: np.asarray(expected[k]) for k in added if k not in prior})
     device_params = {
         dev: {k: np.asarray(v, np.float32) for k, v in p.items()}
-        for dev, p in d.get("device_params", {}).items()
+        for dev, p in device_params_in.items()
     }
-    if (
-        set(params) != set(expected)
-        or any(np.shape(params[k]) != np.shape(expected[k]) for k in expected)
-        or any(k not in expected or np.shape(v) != np.shape(expected[k])
-               for p in device_params.values() for k, v in p.items())
-    ):  # fmt: skip
-        raise ValueError(
-            f"{path.name}: parameters do not match the {d['family']} model of this perfjax version."
+    devices = d["devices"]
+    if isinstance(devices, (str, bytes)) or not isinstance(devices, list):
+        raise CalibrationError(f"{where}: devices = {devices!r}; expected a list of device names.")
+    quantiles = d["residual_log_quantiles"]
+    if not isinstance(quantiles, list) or len(quantiles) != 2:
+        raise CalibrationError(
+            f"{where}: residual_log_quantiles = {quantiles!r}; expected two numbers [low, high]."
         )
-    return Calibration(
-        family=d["family"], devices=tuple(d["devices"]), params=params,
-        prior=prior, device_params=device_params,
-        residual_log_quantiles=tuple(d["residual_log_quantiles"]), interval_level=float(d["interval_level"]),
-        summary=d.get("summary", {}), metadata=d.get("metadata", {}), name=d.get("name", ""),
-    )  # fmt: skip
+    try:
+        return Calibration(
+            family=family, devices=tuple(devices), params=params, prior=prior,
+            device_params=device_params, residual_log_quantiles=tuple(quantiles),
+            interval_level=d["interval_level"], summary=d.get("summary", {}),
+            metadata=d.get("metadata", {}), name=d.get("name", ""),
+        )  # fmt: skip
+    except CalibrationError as e:
+        raise CalibrationError(f"{where}: {getattr(e, 'problem', e)}.") from None
 
 
 #: Parameters newer than calibration format 1's first files: a file without them is read with

@@ -53,17 +53,25 @@ def devices(family: str | None = None) -> list[str]:
 def device(name: str | DeviceSpec) -> DeviceSpec:
     """The spec of a device by name or alias (case-insensitive); ``"host"`` is this machine.
 
-    Unknown names raise ``ValueError`` listing the closest known names.
+    A ``DeviceSpec`` is validated and returned as is (every path that takes a device, such as
+    ``predict``, ``compare``, ``sensitivity``, ``recommend`` and platforms, goes through here), so a
+    negative, zero or NaN rate raises :class:`~perfjax._errors.DeviceSpecError` naming the field
+    instead of giving NaN times. Unknown names raise ``ValueError`` listing the closest known names.
 
     Example:
       >>> import perfjax
       >>> perfjax.device("nvidia-h100").name
       'h100'
+      >>> perfjax.device(perfjax.device("h100").replace(memory_bytes_per_s=6e12)).memory_bytes_per_s
+      6000000000000.0
     """
     if isinstance(name, DeviceSpec):
-        return name
+        return validate(name)
     if not isinstance(name, str):
-        raise TypeError(f"device must be a name or a DeviceSpec, got {type(name).__name__}.")
+        raise TypeError(
+            f"device must be a name (str, e.g. 'h100') or a DeviceSpec, got {type(name).__name__} "
+            f"{name!r}."
+        )
     key = name.strip().lower()
     if key == "host":
         return host_spec()

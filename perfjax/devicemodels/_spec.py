@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
+
+from perfjax._errors import DeviceSpecError
 
 #: Precision names, from widest to narrowest.
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
@@ -145,53 +148,118 @@ _FLOAT_FIELDS = tuple(
 )
 
 
+#: Fields that are rates or sizes: finite and > 0.
+_POSITIVE_FIELDS = ("memory_bytes_per_s", "num_cores", "clock_hz", "host_link_bytes_per_s")
+#: Fields where 0 means "none" or "not modelled" (no device DRAM, no cache model, no launch cost,
+#: no power figure, process node unknown): finite and >= 0.
+_NONNEGATIVE_FIELDS = (
+    "memory_bytes",
+    "cache_bytes",
+    "cache_bytes_per_s",
+    "launch_overhead_s",
+    "tdp_w",
+    "idle_w",
+    "process_nm",
+)
+
+
+def _concrete(value: Any) -> Any:
+    """``value`` as a NumPy array when it is a concrete number or array, ``None`` for a value
+    traced by a JAX transformation (it is checked where it was concrete), ``False`` when it is
+    not numeric at all."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, bool) or isinstance(value, (str, bytes)) or value is None:
+        return False
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        return False
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
+    ):
+        return False
+    return arr
+
+
+def _problem(field: str, value: Any, positive: bool) -> str | None:
+    """A description of what is wrong with ``value`` for ``field``, or None when it is fine."""
+    want = "a finite number > 0" if positive else "a finite number >= 0"
+    arr = _concrete(value)
+    if arr is None:
+        return None
+    if arr is False:
+        return f"{field} = {value!r} ({type(value).__name__}; expected {want})"
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr) | ((arr <= 0) if positive else (arr < 0))
+    if not bad.any():
+        return None
+    shown = float(arr[bad].flat[0]) if arr.ndim else float(arr)
+    return f"{field} = {shown!r} (expected {want})"
+
+
 def validate(spec: DeviceSpec, where: str = "") -> DeviceSpec:
-    """Checks families, units and signs; raises ``ValueError`` naming the field and the fix."""
+    """Checks a spec's family, precisions and every numeric field; returns it unchanged.
+
+    Rates and sizes (peaks, ``memory_bytes_per_s``, ``num_cores``, ``clock_hz``,
+    ``host_link_bytes_per_s``) must be finite and > 0; capacities, latencies and powers that may
+    be 0 (``memory_bytes``, ``cache_*``, ``launch_overhead_s``, ``tdp_w``, ``idle_w``,
+    ``process_nm``) finite and >= 0. Values traced by ``jax.grad``/``jit`` are skipped. Raises
+    :class:`~perfjax._errors.DeviceSpecError` (a ``ValueError``) naming every bad field, its
+    value and what is expected.
+
+    Example:
+      >>> spec = DeviceSpec(name="toy", family="gpu", matrix_flops_per_s={"bf16": 1e12},
+      ...                   memory_bytes_per_s=-1e11)
+      >>> try:
+      ...     validate(spec)
+      ... except ValueError as e:
+      ...     print(e)
+      device 'toy': invalid spec: memory_bytes_per_s = -100000000000.0 (expected a finite number > 0).
+    """
+    if not isinstance(spec, DeviceSpec):
+        raise TypeError(f"expected a DeviceSpec, got {type(spec).__name__} {spec!r}.")
     at = f" ({where})" if where else ""
     if spec.family not in FAMILIES:
-        raise ValueError(
+        raise DeviceSpecError(
             f"device {spec.name!r}{at}: family must be one of {FAMILIES}, got {spec.family!r}."
         )
+    problems: list[str] = []
     for unit in ("matrix_flops_per_s", "vector_flops_per_s"):
         table = getattr(spec, unit)
+        if not isinstance(table, Mapping):
+            raise DeviceSpecError(
+                f"device {spec.name!r}{at}: {unit} must be a mapping of precision -> FLOP/s, "
+                f"got {type(table).__name__} {table!r}."
+            )
         for prec, value in table.items():
             if prec not in PRECISIONS:
                 close = difflib.get_close_matches(str(prec), PRECISIONS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
+                raise DeviceSpecError(
                     f"device {spec.name!r}{at}: {unit} has unknown precision {prec!r}{hint}; valid: {PRECISIONS}."
                 )
-            _check_positive(spec.name, f"{unit}.{prec}", value, at)
+            problems.append(_problem(f"{unit}.{prec}", value, positive=True))
     if not spec.matrix_flops_per_s and not spec.vector_flops_per_s:
-        raise ValueError(
+        raise DeviceSpecError(
             f"device {spec.name!r}{at}: give at least one peak in matrix_flops_per_s or vector_flops_per_s."
         )
-    for name in ("memory_bytes_per_s", "num_cores", "clock_hz"):
-        _check_positive(spec.name, name, getattr(spec, name), at)
-    for name in _FLOAT_FIELDS:
-        value = getattr(spec, name)
-        if isinstance(value, (int, float)) and (not math.isfinite(value) or value < 0):
-            raise ValueError(
-                f"device {spec.name!r}{at}: {name} must be a finite number >= 0, got {value!r}."
-            )
-    if not isinstance(spec.matrix_tile, int) or spec.matrix_tile < 1:
-        raise ValueError(
+    for name in _POSITIVE_FIELDS:
+        problems.append(_problem(name, getattr(spec, name), positive=True))
+    for name in _NONNEGATIVE_FIELDS:
+        problems.append(_problem(name, getattr(spec, name), positive=False))
+    found = [p for p in problems if p is not None]
+    if found:
+        raise DeviceSpecError(f"device {spec.name!r}{at}: invalid spec: {'; '.join(found)}.")
+    if (
+        isinstance(spec.matrix_tile, bool)
+        or not isinstance(spec.matrix_tile, int)
+        or spec.matrix_tile < 1
+    ):
+        raise DeviceSpecError(
             f"device {spec.name!r}{at}: matrix_tile must be a positive int, got {spec.matrix_tile!r}."
         )
     return spec
-
-
-def _check_positive(device: str, field: str, value: Any, at: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if hasattr(value, "shape"):  # a traced or array value inside jax transformations
-            return
-        raise ValueError(
-            f"device {device!r}{at}: {field} must be a number, got {type(value).__name__} {value!r}."
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"device {device!r}{at}: {field} must be a positive number, got {value!r}."
-        )
 
 
 def spec_from_mapping(data: Mapping[str, Any], where: str = "") -> DeviceSpec:

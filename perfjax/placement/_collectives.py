@@ -68,6 +68,62 @@ def _lg(p: Any) -> Any:
     return math.ceil(math.log2(p)) if isinstance(p, (int, np.integer)) else jnp.ceil(jnp.log2(p))
 
 
+def _values(x: Any) -> np.ndarray | None:
+    """Concrete values of ``x`` as float64 (None while traced by jit/grad/vmap: checked outside)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    if isinstance(x, bool) or isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"expected a number, got {type(x).__name__} {x!r}")
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"expected a number, got {type(x).__name__} {x!r}") from None
+    return arr
+
+
+def _check(where: str, name: str, x: Any, *, positive: bool | None, unit: str) -> None:
+    """Raises ``ValueError`` unless every concrete value of ``x`` is finite and > 0 (``positive``),
+    >= 0 (``positive=False``) or any sign (``None``), naming the argument, what was expected and
+    the value given."""
+    sign = {True: " > 0", False: " >= 0", None: ""}[positive]
+    want = f"a finite number{sign} ({unit})"
+    try:
+        arr = _values(x)
+    except TypeError as e:
+        raise TypeError(f"{where}: {name} must be {want}; {e}.") from None
+    if arr is None:
+        return
+    bad = ~np.isfinite(arr)
+    if positive is not None:
+        bad |= (arr <= 0) if positive else (arr < 0)
+    if bad.any():
+        shown = float(arr[bad].flat[0])
+        raise ValueError(f"{where}: {name} must be {want}, got {shown!r}.")
+
+
+def _check_group_size(where: str, p: Any) -> None:
+    arr = _values(p) if not isinstance(p, (str, bytes, bool)) and p is not None else False
+    if arr is False:
+        raise TypeError(f"{where}: group_size must be an integer >= 1 (devices), got {p!r}.")
+    if arr is None:
+        return
+    bad = ~np.isfinite(arr) | (arr < 1) | (arr != np.round(arr))
+    if bad.any():
+        raise ValueError(
+            f"{where}: group_size must be an integer >= 1 (devices), got {float(arr[bad].flat[0])!r}."
+        )
+
+
+def _check_args(where: str, nbytes: Any, group_size: Any, bandwidth: Any, latency: Any) -> None:
+    _check(where, "nbytes", nbytes, positive=False, unit="bytes per device")
+    if group_size is not None:
+        _check_group_size(where, group_size)
+    _check(where, "bandwidth_bytes_per_s", bandwidth, positive=True, unit="bytes/s")
+    # Only finite here: finite-difference gradient checks probe latencies just below 0, and the
+    # latencies of a platform are checked >= 0 when it is built.
+    _check(where, "latency_s", latency, positive=None, unit="seconds")
+
+
 # ---------------------------------------------------------------------------------------------
 # alpha-beta formulas (Thakur et al. 2005, Table 1), n = operand bytes per device
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +142,7 @@ def all_reduce_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
       >>> float(all_reduce_time_s(8e9, 8, 1e9, 0.0))  # 2 * 7/8 * 8 GB / 1 GB/s
       14.0
     """
+    _check_args("all_reduce_time_s", nbytes, group_size, bandwidth_bytes_per_s, latency_s)
     p, n, b, a = group_size, nbytes, bandwidth_bytes_per_s, latency_s
     if algorithm == "ring":
         return 2 * (p - 1) / p * n / b + 2 * (p - 1) * a
@@ -102,6 +159,7 @@ def all_gather_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
     * ring: ``p-1`` steps forwarding one shard: ``(p-1) (alpha + n/B)``.
     * recursive_doubling: ``lg p alpha + (p-1) n/B`` (each step doubles the data held).
     """
+    _check_args("all_gather_time_s", nbytes, group_size, bandwidth_bytes_per_s, latency_s)
     p, n, b, a = group_size, nbytes, bandwidth_bytes_per_s, latency_s
     if algorithm == "ring":
         return (p - 1) * (a + n / b)
@@ -116,6 +174,7 @@ def reduce_scatter_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, 
     * ring: ``p-1`` steps of ``n/p`` bytes: ``(p-1) (alpha + n/(p B))``.
     * recursive_halving: ``lg p alpha + (p-1)/p n/B``.
     """
+    _check_args("reduce_scatter_time_s", nbytes, group_size, bandwidth_bytes_per_s, latency_s)
     p, n, b, a = group_size, nbytes, bandwidth_bytes_per_s, latency_s
     if algorithm == "ring":
         return (p - 1) * (a + n / (p * b))
@@ -130,6 +189,7 @@ def all_to_all_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
     * pairwise exchange: ``p-1`` steps of ``n/p`` bytes: ``(p-1)(alpha + n/(p B))`` (full bisection).
     * bruck: ``lg p`` steps of ``n/2`` bytes: ``lg p (alpha + n/(2B))`` (latency-optimal).
     """
+    _check_args("all_to_all_time_s", nbytes, group_size, bandwidth_bytes_per_s, latency_s)
     p, n, b, a = group_size, nbytes, bandwidth_bytes_per_s, latency_s
     if algorithm == "pairwise":
         return (p - 1) * (a + n / (p * b))
@@ -146,6 +206,7 @@ def broadcast_time_s(
     * binomial_tree: ``lg p (alpha + n/B)``.
     * scatter_allgather (van de Geijn): ``(lg p + p - 1) alpha + 2 (p-1)/p n/B``.
     """
+    _check_args("broadcast_time_s", nbytes, group_size, bandwidth_bytes_per_s, latency_s)
     p, n, b, a = group_size, nbytes, bandwidth_bytes_per_s, latency_s
     if algorithm == "binomial_tree":
         return _lg(p) * (a + n / b)
@@ -155,7 +216,13 @@ def broadcast_time_s(
 
 
 def send_recv_time_s(nbytes, bandwidth_bytes_per_s, latency_s):
-    """Point to point: ``alpha + n/B``."""
+    """Point to point: ``alpha + n/B``.
+
+    Example:
+      >>> float(send_recv_time_s(1e9, 1e9, 1e-6))
+      1.000001
+    """
+    _check_args("send_recv_time_s", nbytes, None, bandwidth_bytes_per_s, latency_s)
     return latency_s + nbytes / bandwidth_bytes_per_s
 
 
@@ -182,6 +249,13 @@ def torus_time_s(kind, nbytes, dims, bandwidth_bytes_per_s, latency_s):
       7.0
     """
     kind = _kind(kind)
+    _check_args("torus_time_s", nbytes, None, bandwidth_bytes_per_s, latency_s)
+    if isinstance(dims, (str, bytes)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims
+    ):
+        raise ValueError(
+            f"torus_time_s: dims must be a sequence of integers >= 1 (chips per dimension), got {dims!r}."
+        )
     dims = [int(d) for d in dims if int(d) > 1]
     p = math.prod(dims) if dims else 1
     n, b, a = nbytes, bandwidth_bytes_per_s, latency_s
@@ -297,6 +371,16 @@ def ring_parameters(platform, group: Sequence[int | str] | None = None) -> tuple
 def _group(platform, group) -> list[int]:
     if group is None:
         return list(range(platform.num_devices))
+    if isinstance(group, (str, bytes)) or not isinstance(group, Sequence | np.ndarray):
+        raise TypeError(
+            f"group must be a sequence of device indices or names of platform {platform.name!r}, "
+            f"got {type(group).__name__} {group!r}."
+        )
+    if len(group) == 0:
+        raise ValueError(
+            f"group is empty; list at least one device of platform {platform.name!r} "
+            f"({', '.join(platform.device_names)}), or pass group=None for all of them."
+        )
     idx = [platform.index(g) for g in group]
     if len(set(idx)) != len(idx):
         raise ValueError(f"group {list(group)!r} lists a device twice.")
@@ -325,6 +409,8 @@ def algorithm_times_s(kind: str, nbytes: Any, platform, group=None) -> dict[str,
 
     platform = get_platform(platform)
     kind = _kind(kind)
+    _check(f"{kind} on platform {platform.name!r}", "nbytes", nbytes, positive=False,
+           unit="operand bytes per device")  # fmt: skip
     if kind == "send_recv":
         if group is None or len(group) != 2:
             raise ValueError("send_recv needs group=(src, dst).")

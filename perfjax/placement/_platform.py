@@ -33,6 +33,7 @@ import numpy as np
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as catalog_devices
 from perfjax.devicemodels._spec import DeviceSpec
+from perfjax.devicemodels._spec import validate as validate_spec
 
 #: Link kinds a platform may use.
 LINK_KINDS = ("pcie", "nvlink", "nvswitch", "ici", "host", "network", "infinity-fabric")
@@ -336,6 +337,13 @@ def _validate(p: Platform) -> None:
         raise ValueError(
             f"{where}: {len(p.device_names)} device names but {len(p.specs)} specs; give one spec per instance."
         )
+    for name, spec in zip(p.device_names, p.specs, strict=True):
+        if not isinstance(spec, DeviceSpec):
+            raise ValueError(
+                f"{where}: device {name!r} must have a DeviceSpec (perfjax.device(...)), got "
+                f"{type(spec).__name__} {spec!r}."
+            )
+        validate_spec(spec, f"{where}, device {name!r}")
     seen: set[str] = set()
     for name in (*p.device_names, *p.switches):
         if name in seen:
@@ -421,7 +429,7 @@ def _validate(p: Platform) -> None:
 
 def _spec_for(platform_name: str, instance: str, device_name: Any) -> DeviceSpec:
     if isinstance(device_name, DeviceSpec):
-        return device_name
+        return validate_spec(device_name, f"platform {platform_name!r}, device {instance!r}")
     if not isinstance(device_name, str):
         raise ValueError(
             f"platform {platform_name!r}: device {instance!r} must name a catalog device (a string such as "

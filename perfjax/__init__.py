@@ -8,7 +8,16 @@ Example:
 """
 
 from perfjax import ops, placement
-from perfjax._errors import StableHLOParseError, UnsupportedOpError, UnsupportedProgramError
+from perfjax._errors import (
+    CalibrationError,
+    DeviceSpecError,
+    HostCallbackError,
+    InputMemoryError,
+    PrecisionCastError,
+    StableHLOParseError,
+    UnsupportedOpError,
+    UnsupportedProgramError,
+)
 from perfjax._recommend import Recommendation, recommend
 from perfjax.devicemodels import (
     Comparison,
@@ -36,10 +45,15 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "CalibrationError",
     "Comparison",
     "DeviceSpec",
+    "DeviceSpecError",
     "Graph",
+    "HostCallbackError",
+    "InputMemoryError",
     "Op",
+    "PrecisionCastError",
     "Prediction",
     "Program",
     "Recommendation",

@@ -39,3 +39,7 @@ class HostCallbackError(UnsupportedProgramError):
 
 class InputMemoryError(MemoryError):
     """The random inputs asked for do not fit in the memory available on this machine."""
+
+
+class PrecisionCastError(ValueError):
+    """Re-tracing a function with its floating inputs cast to a precision failed in JAX."""

@@ -14,7 +14,7 @@ import jax
 
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
-from perfjax.devicemodels._predict import Prediction, predict, program_for
+from perfjax.devicemodels._predict import PrecisionCastError, Prediction, predict, program_for
 from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
 from perfjax.lowering._program import Program, abstractify, check_inputs
 
@@ -685,14 +685,18 @@ def recommend(
     )
 
     # ---- trace once per (precision, batch); a trace error is the user's, except that a program
-    # read from text cannot be re-traced at a cast precision ----
+    # read from text cannot be re-traced at a cast precision, and a cast JAX rejects is skipped.
+    # Each predict() below lowers the trace for its device's platform (cuda/rocm/tpu/cpu) ----
     programs: dict[tuple, Program | str] = {}
     for p in precs:
         for b, call_args in calls:
             try:
                 programs[p, b] = program_for(fn, None if isinstance(fn, Program) else call_args, p)
             except Exception as e:
-                if isinstance(fn, Program) and isinstance(e, ValueError):
+                # A precision JAX cannot trace the function at (e.g. an FFT in bf16) is skipped.
+                if isinstance(e, PrecisionCastError) or (
+                    isinstance(fn, Program) and isinstance(e, ValueError)
+                ):
                     programs[p, b] = str(e).split("\n")[0]
                     continue
                 if len(calls) > 1:

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from perfjax._errors import HostCallbackError, InputMemoryError
-from perfjax.lowering._program import Program, check_inputs, signature
+from perfjax.lowering._program import Program, check_inputs, signature, trace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,14 +245,16 @@ def _program_callable(program: Program, inputs: tuple[Any, ...]) -> tuple[Callab
     t0 = time.perf_counter()
     exe = program.compiled
     compile_s = 0.0 if cached else time.perf_counter() - t0
-    device = jax.devices("cpu")[0]
+    if isinstance(exe, jax.stages.Compiled):
+        # A program from jax.stages.Lowered: JAX's own executable takes the flat arrays.
+        def call_compiled(*arrays):
+            return jax.tree_util.tree_leaves(exe(*arrays))
 
+        return call_compiled, compile_s, cached
     execute = exe.execute_sharded
 
     def call(*arrays):
         return [o[0] for o in execute(list(arrays)).disassemble_into_single_device_arrays()]
-
-    del device
 
     return call, compile_s, cached
 
@@ -448,6 +450,8 @@ def run(
       (64.0, True)
     """
     _check_timing(rtol, min_repeats, max_repeats, max_time_s, warmup_s, sample_s)
+    if isinstance(fn_or_program, (jax.stages.Traced, jax.stages.Lowered)):
+        fn_or_program = trace(fn_or_program)
     if isinstance(fn_or_program, Program) and fn_or_program.fn is not None:
         fn_or_program = fn_or_program.fn
     if isinstance(fn_or_program, Program):

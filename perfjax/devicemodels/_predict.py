@@ -5,14 +5,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.stages
 import numpy as np
 
+from perfjax._errors import PrecisionCastError, UnsupportedProgramError
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
 from perfjax.devicemodels._kernels import KINDS, Kernels, fuse, fusion_policy
@@ -27,16 +30,76 @@ from perfjax.devicemodels._models import (
     total_time,
 )
 from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
-from perfjax.lowering._graph import Graph, build_graph
-from perfjax.lowering._program import Program, abstractify, check_inputs, signature, trace
+from perfjax.lowering._graph import Graph, build_graph, check_loop_trips
+from perfjax.lowering._program import (
+    Program,
+    abstractify,
+    check_inputs,
+    check_platform,
+    program_from_traced,
+    signature,
+    trace,
+    trace_name,
+    trace_stage,
+)
 
 _CAST = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp64": jnp.float64}
 _BOUNDS = ("compute", "memory", "launch")
 
-# Analyses are cached per Program object (and traces per function and signature).
-_graphs: weakref.WeakKeyDictionary[Program, Graph] = weakref.WeakKeyDictionary()
-_kernels: weakref.WeakKeyDictionary[Program, dict[str, Kernels]] = weakref.WeakKeyDictionary()
+# Analyses are cached per Program object (and traces per function, signature, platform, config).
+_graphs: weakref.WeakKeyDictionary[Program, dict[Any, Graph]] = weakref.WeakKeyDictionary()
+_kernels: weakref.WeakKeyDictionary[Program, dict[Any, Kernels]] = weakref.WeakKeyDictionary()
 _traces: collections.OrderedDict[Any, Program] = collections.OrderedDict()
+# One trace (jax.stages.Traced) per function, signature, precision and config, lowered per platform.
+_staged: collections.OrderedDict[Any, tuple] = collections.OrderedDict()
+_TRACE_CACHE_SIZE = 64
+
+
+def lowering_platform(device: str | DeviceSpec) -> tuple[str, tuple[str, ...]]:
+    """The JAX platform a program is lowered for to be costed on ``device``, with notes.
+
+    NVIDIA GPUs lower for ``cuda``, AMD GPUs for ``rocm`` (other GPUs for ``cuda``, XLA's GPU
+    pipeline, with a note), TPUs for ``tpu``, CPUs and ``host`` for ``cpu``; NPUs have no JAX
+    platform and are costed as lowered for ``cpu`` (with a note).
+
+    Example:
+      >>> lowering_platform("h100")[0], lowering_platform("mi300x")[0], lowering_platform("tpu-v4")[0]
+      ('cuda', 'rocm', 'tpu')
+    """
+    spec = get_device(device)
+    family, vendor = spec.family, (spec.vendor or "").strip().lower()
+    if family == "gpu":
+        if vendor in ("nvidia", ""):
+            return "cuda", ()
+        if vendor in ("amd", "ati"):
+            return "rocm", ()
+        return "cuda", (
+            f"JAX has no lowering for {spec.vendor} GPUs: {spec.name} is costed on the program "
+            "as JAX lowers it for CUDA (XLA's GPU pipeline).",
+        )
+    if family == "tpu":
+        return "tpu", ()
+    if family == "cpu":
+        return "cpu", ()
+    return "cpu", (
+        f"JAX has no platform for {family.upper()}s: {spec.name} is costed on the program as JAX "
+        "lowers it for the CPU (e.g. RNG as rolled loops, linalg as LAPACK calls).",
+    )
+
+
+def _config_key() -> tuple[Any, ...]:
+    """JAX settings that change what a trace produces (a ``with jax.default_matmul_precision``
+    block, x64 mode, the PRNG implementation ...): part of every trace-cache key."""
+    from jax._src import config as jc
+
+    names = ("default_matmul_precision", "enable_x64", "default_prng_impl",
+             "threefry_partitionable", "numpy_dtype_promotion", "numpy_rank_promotion")  # fmt: skip
+    out = []
+    for n in names:
+        state = getattr(jc, n, None)
+        value = getattr(state, "value", None)
+        out.append(value if isinstance(value, (str, int, float, bool, type(None))) else str(value))
+    return tuple(out)
 
 
 def _cast_inputs(inputs: tuple[Any, ...], precision: str) -> tuple[Any, ...]:
@@ -50,67 +113,203 @@ def _cast_inputs(inputs: tuple[Any, ...], precision: str) -> tuple[Any, ...]:
     return jax.tree_util.tree_map(cast, abstractify(inputs))
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().split("\n")[0]
+    return f"{type(e).__name__}: {text[:300]}"
+
+
 def program_for(
-    fn_or_program: Callable | Program | str, inputs: Sequence[Any] | None, precision: str | None
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None,
+    precision: str | None,
+    platform: str | None = None,
 ) -> Program:
-    """Traces (cached per function and input signature), re-tracing with cast inputs for
-    ``precision`` in fp32/bf16/fp16/fp64, and at bf16 for a quantized precision (int8/fp8/int4
-    GEMMs with bf16 elsewhere, as quantized deployments run; a Program read from text keeps its
-    dtypes)."""
+    """The program to cost: traced (cached per function, input signature, platform, precision and
+    the JAX config that changes traces) and lowered for ``platform``.
+
+    ``precision`` in fp32/bf16/fp16/fp64 re-traces with floating inputs cast; if JAX rejects the
+    cast program (e.g. an FFT of bf16, a conv mixing dtypes), :class:`PrecisionCastError` names
+    the precision and what JAX said (a prediction at a precision the program cannot run at
+    would be wrong); fp64 needs ``jax_enable_x64`` (JAX would otherwise silently trace fp32). A
+    quantized precision (int8/fp8/int4) re-traces at bf16 (quantized GEMMs, bf16 elsewhere, as
+    quantized deployments run); if that bf16 re-trace fails, the program is kept as traced (the
+    GEMMs are still costed at the quantized precision) and ``Program.notes`` says so.
+
+    ``platform`` (``cpu``, ``cuda``, ``rocm``, ``tpu``; ``None``: as given, CPU for a function):
+    a function or a traced Program is lowered for it; if JAX cannot lower the program for it
+    (a CPU-only custom call or a host callback) the CPU lowering is used and ``Program.notes``
+    says so. A Program read from text (or a ``jax.stages.Lowered``) is used as is.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jax.ShapeDtypeStruct((64, 1024), jnp.float32)
+      >>> program_for(jnp.sin, (x,), "bf16", "tpu").in_types[0].dtype
+      'bfloat16'
+    """
+    if platform is not None:
+        platform = check_platform(platform)
     if isinstance(fn_or_program, str):
         fn_or_program = Program.from_stablehlo(fn_or_program)
+    elif isinstance(fn_or_program, (jax.stages.Lowered, jax.stages.Traced)):
+        fn_or_program = trace(fn_or_program)  # then re-lowered (Traced) or noted (Lowered) below
     if isinstance(fn_or_program, Program):
-        program = fn_or_program
-        if precision in _CAST:
-            if program.fn is None or program.example_inputs is None:
-                raise ValueError(
-                    f"precision={precision!r} re-traces the program with cast inputs, but this Program was "
-                    "read from StableHLO text; trace it at that precision yourself, or pass a quantized "
-                    f"precision ({', '.join(QUANTIZED)}) which applies at the model level."
-                )
-            return program_for(program.fn, program.example_inputs, precision)
-        if precision in QUANTIZED and program.fn is not None and program.example_inputs is not None:
-            return program_for(program.fn, program.example_inputs, "bf16")
-        return program
+        return _program_for_program(fn_or_program, precision, platform)
     if not callable(fn_or_program):
         raise TypeError(
-            f"expected a function, a Program or StableHLO text, got {type(fn_or_program).__name__}."
+            f"expected a function, a Program, a jax.stages.Traced/Lowered or StableHLO text, got "
+            f"{type(fn_or_program).__name__}."
         )
+    if inputs is None:
+        trace_stage(fn_or_program, None)  # a clear error when the function takes arguments
     inputs = check_inputs(inputs)
+    platform = platform or "cpu"
+    if precision == "fp64" and not jax.config.jax_enable_x64:
+        raise PrecisionCastError(
+            "precision='fp64' re-traces with float64 inputs, but jax_enable_x64 is off, so JAX "
+            "would trace float32 instead; enable it with jax.config.update('jax_enable_x64', True)."
+        )
+    traced_inputs = inputs
     if precision in _CAST:
-        inputs = _cast_inputs(inputs, precision)
+        traced_inputs = _cast_inputs(inputs, precision)
     elif precision in QUANTIZED:
-        inputs = _cast_inputs(inputs, "bf16")
+        traced_inputs = _cast_inputs(inputs, "bf16")
     try:
-        key = (fn_or_program, signature(inputs))
-        hash(key)
+        trace_key = (fn_or_program, signature(traced_inputs), precision, _config_key())
+        hash(trace_key)
     except TypeError:
-        key = None
+        trace_key = None
+    key = None if trace_key is None else (*trace_key, platform)
     if key is not None and key in _traces:
         _traces.move_to_end(key)
         return _traces[key]
-    program = trace(fn_or_program, inputs)
+    staged = _staged.get(trace_key) if trace_key is not None else None
+    if staged is None:
+        staged = _stage(fn_or_program, inputs, traced_inputs, precision)
+        if trace_key is not None:
+            _staged[trace_key] = staged
+            while len(_staged) > _TRACE_CACHE_SIZE:
+                _staged.popitem(last=False)
+    else:
+        _staged.move_to_end(trace_key)
+    program = _lower_with_fallback(*staged, trace_name(fn_or_program), platform)
     if key is not None:
         _traces[key] = program
-        while len(_traces) > 32:
+        while len(_traces) > _TRACE_CACHE_SIZE:
             _traces.popitem(last=False)
     return program
 
 
-def graph_for(program: Program) -> Graph:
-    g = _graphs.get(program)
-    if g is None:
-        g = _graphs[program] = build_graph(program)
-    return g
+def _stage(
+    fn: Callable, inputs: tuple[Any, ...], traced_inputs: tuple[Any, ...], precision: str | None
+) -> tuple[Callable, Any, tuple[Any, ...], tuple[str, ...]]:
+    """Traces ``fn`` once (for every platform): ``(jitted, traced, abstract inputs, notes)``."""
+    try:
+        return (*trace_stage(fn, traced_inputs), ())
+    except Exception as e:
+        if precision in _CAST:
+            raise PrecisionCastError(
+                f"precision={precision!r} re-traces {trace_name(fn)} with every floating input "
+                f"cast to {np.dtype(_CAST[precision]).name}, and JAX rejected that "
+                f"({_first_line(e)}). Predict with precision=None (as traced), or trace the "
+                "function at the dtypes it accepts."
+            ) from e
+        if precision not in QUANTIZED or traced_inputs is inputs:
+            raise
+        # The bf16 re-trace of a quantized precision failed: keep the program as traced.
+        note = (
+            f"precision={precision!r}: the program could not be re-traced with bf16 inputs "
+            f"({_first_line(e)}); it is costed as traced, with GEMMs/convs at {precision}."
+        )
+        return (*trace_stage(fn, inputs), (note,))
 
 
-def kernels_for(program: Program, family: str, fusion: str | None = None) -> Kernels:
+def _lower_with_fallback(
+    jitted: Callable, traced: Any, specs: tuple[Any, ...], notes: tuple[str, ...], name: str,
+    platform: str,
+) -> Program:  # fmt: skip
+    """``traced`` lowered for ``platform``, or for the CPU (with a note) when JAX cannot."""
+    try:
+        return program_from_traced(jitted, traced, specs, name, platform, notes)
+    except Exception as e:
+        if platform == "cpu":
+            raise
+        note = _fallback_note(name, platform, e)
+        return program_from_traced(jitted, traced, specs, name, "cpu", (*notes, note))
+
+
+def _fallback_note(name: str, platform: str, e: BaseException) -> str:
+    return (
+        f"JAX could not lower {name} for {platform} ({_first_line(e)}); it is costed as lowered "
+        "for the CPU."
+    )
+
+
+def _program_for_program(program: Program, precision: str | None, platform: str | None) -> Program:
+    if precision in _CAST or precision in QUANTIZED:
+        if program.fn is not None and program.example_inputs is not None:
+            target = platform or program.platform
+            return program_for(program.fn, program.example_inputs, precision, target)
+        if precision in _CAST:
+            raise ValueError(
+                f"precision={precision!r} re-traces the program with cast inputs, but this Program was "
+                "read from StableHLO text (or given lowered); trace it at that precision yourself, or "
+                f"pass a quantized precision ({', '.join(QUANTIZED)}) which applies at the model level."
+            )
+    if platform is None or platform == program.platform:
+        return program
+    cache = program._relowered
+    if ("as costed", platform) in cache:
+        return cache["as costed", platform]
+    if program.traced is not None:
+        try:
+            out = program.for_platform(platform)
+        except Exception as e:
+            cpu = program.for_platform("cpu")
+            out = dataclasses.replace(
+                cpu, notes=(*cpu.notes, _fallback_note(program.name, platform, e))
+            )
+    else:
+        source = "read from StableHLO text" if program.lowered is None else "given already lowered"
+        where = f"for {program.platform}" if program.platform else "by its exporter"
+        note = (
+            f"{program.name} was {source} and is costed as lowered {where}, not re-lowered for "
+            f"{platform}."
+        )
+        out = dataclasses.replace(program, notes=(*program.notes, note))
+    cache["as costed", platform] = out
+    return out
+
+
+def graph_for(
+    program: Program, *, on_unsupported: str = "error", loop_trips: int | None = None
+) -> Graph:
+    """The program's costed graph (cached per program, ``on_unsupported`` and ``loop_trips``)."""
+    table = _graphs.setdefault(program, {})
+    key = (on_unsupported, loop_trips)
+    if key not in table:
+        with warnings.catch_warnings():
+            # predict reports unmodeled ops itself, on every call (a cached graph would not warn).
+            warnings.simplefilter("ignore", UserWarning)
+            table[key] = build_graph(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
+    return table[key]
+
+
+def kernels_for(
+    program: Program,
+    family: str,
+    fusion: str | None = None,
+    *,
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
+) -> Kernels:
     """The program's kernels under ``fusion`` (a policy name), by default the family's policy."""
     policy = fusion or family
     table = _kernels.setdefault(program, {})
-    if policy not in table:
-        table[policy] = fuse(graph_for(program), policy)
-    return table[policy]
+    key = (policy, on_unsupported, loop_trips)
+    if key not in table:
+        graph = graph_for(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
+        table[key] = fuse(graph, policy)
+    return table[key]
 
 
 def _check_fusion(fusion: str | None) -> None:
@@ -176,6 +375,14 @@ class Prediction:
     spec: DeviceSpec | None = dataclasses.field(default=None, repr=False)
     #: The fusion policy the kernels were formed with (the family's, or ``predict(fusion=...)``).
     fusion: str = ""
+    #: The JAX platform the program was costed as lowered for (``cuda``, ``rocm``, ``tpu``,
+    #: ``cpu``; ``None``: a module read from text, as its exporter lowered it).
+    platform: str | None = None
+    #: What the reader must know about this number: the lowering used when it is not the
+    #: device's own, loops whose trip count was not static, precision casts not applied ...
+    notes: tuple[str, ...] = ()
+    #: ``(op name, location)`` of ops without a cost rule, not counted (``on_unsupported="warn"``).
+    unmodeled_ops: tuple[tuple[str, str], ...] = ()
 
     def to_dataframe(self):
         import pandas as pd
@@ -189,6 +396,7 @@ class Prediction:
             parallel_utilization=self.parallel_utilization, bottleneck=self.bottleneck,
             bound_shares=dict(self.bound_shares), flops=self.flops, bytes=self.bytes, num_kernels=len(self.kernels),
             calibration=self.calibration, interval_s=self.interval_s, fusion=self.fusion,
+            platform=self.platform, notes=list(self.notes), unmodeled_ops=[list(u) for u in self.unmodeled_ops],
         )  # fmt: skip
 
     def table(self, max_rows: int = 25):
@@ -222,6 +430,16 @@ class Prediction:
         head.add_row("calibration", self.calibration or "none (published specs and priors)")
         if self.fusion and self.fusion != self.family:
             head.add_row("fusion", f"{self.fusion} policy (not the {self.family} compiler's)")
+        if self.platform:
+            head.add_row("lowered for", self.platform)
+        for note in self.notes:
+            head.add_row("note", note)
+        if self.unmodeled_ops:
+            names = sorted({n for n, _ in self.unmodeled_ops})
+            head.add_row(
+                "not counted",
+                f"{len(self.unmodeled_ops)} ops without a cost rule: {', '.join(names)}",
+            )
         t = Table(
             title=f"kernels (slowest {min(max_rows, len(self.kernels))} of {len(self.kernels)})"
         )
@@ -307,9 +525,10 @@ def _evaluate(
     precision: str | None,
     params: Mapping | None,
     fusion: str | None = None,
+    graph_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    kernels = kernels_for(program, spec.family, fusion)
-    res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
+    kernels = kernels_for(program, spec.family, fusion, **(graph_options or {}))
+    res = resolve(kernels, spec, precision if precision in (*QUANTIZED, "fp32") else None)
     params = params if params is not None else default_params(spec.family, spec.vendor)
     arrays = kernels.arrays()
     if len(kernels) == 0:
@@ -350,8 +569,17 @@ def predict(
     calibration: Any = None,
     params: Mapping[str, Any] | None = None,
     fusion: str | None = None,
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
 ) -> Prediction:
     """Predicts how long ``fn_or_program`` takes on ``device``, and why.
+
+    The program is costed as JAX lowers it for the device's platform (NVIDIA GPUs: ``cuda``, AMD
+    GPUs: ``rocm``, TPUs: ``tpu``, CPUs: ``cpu``), not as it lowers for this machine: threefry
+    RNG is a rolled loop on CPU only, linalg calls LAPACK on CPU and cuSOLVER on CUDA. NPUs have
+    no JAX platform and use the CPU lowering; a program JAX cannot lower for the device's platform
+    (a host callback, a CPU-only custom call) falls back to the CPU lowering. Both are stated in
+    ``Prediction.notes``, as are loops whose trip count is not static (also a ``UserWarning``).
 
     Args:
       fn_or_program: a JAX function (with ``inputs``), a traced :class:`Program` (works without
@@ -373,6 +601,11 @@ def predict(
         ``torch.compile``: every elementwise op a kernel, softmax and layer norm one kernel
         each); ``"none"`` one kernel per op; or another family's policy
         (``perfjax.devicemodels.POLICIES``).
+      on_unsupported: ``"error"`` (default) raises :class:`perfjax.UnsupportedOpError` for ops
+        without a cost rule; ``"warn"`` warns, costs them as zero and lists them in
+        ``Prediction.unmodeled_ops``.
+      loop_trips: the trip count of every while loop whose count is not static (bounded by a
+        traced value); ``None`` counts such a body once, with a note and a warning.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -386,10 +619,18 @@ def predict(
     """
     _check_precision(precision)
     _check_fusion(fusion)
+    options = _graph_options(on_unsupported, loop_trips)
     spec = get_device(device)
-    program = program_for(fn_or_program, inputs, precision)
+    platform, notes = lowering_platform(spec)
+    program = program_for(fn_or_program, inputs, precision, platform)
     cal = _calibration_for(spec, calibration)
-    return _predict_program(program, spec, precision, cal, params, fusion)
+    return _predict_program(program, spec, precision, cal, params, fusion, notes=notes, **options)
+
+
+def _graph_options(on_unsupported: str, loop_trips: Any) -> dict[str, Any]:
+    if on_unsupported not in ("error", "warn"):
+        raise ValueError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
+    return dict(on_unsupported=on_unsupported, loop_trips=check_loop_trips(loop_trips))
 
 
 def _predict_program(
@@ -399,11 +640,38 @@ def _predict_program(
     cal: Any,
     params: Any = None,
     fusion: str | None = None,
+    *,
+    notes: tuple[str, ...] = (),
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
 ) -> Prediction:
     if params is None and cal is not None:
         params = cal.jax_params(spec.name)
-    ev = _evaluate(program, spec, precision, params, fusion)
+    options = dict(on_unsupported=on_unsupported, loop_trips=loop_trips)
+    graph = graph_for(program, **options)
+    ev = _evaluate(program, spec, precision, params, fusion, options)
     pred = _prediction(program, spec, precision, ev, cal)
+    all_notes = (*notes, *program.notes, *graph.notes)
+    if graph.assumed_loops:
+        all_notes += (
+            f"loop_trips={graph.loop_trips}: {graph.assumed_loops} while loop(s) without a static "
+            "trip count counted that many times.",
+        )
+    pred = dataclasses.replace(
+        pred, platform=program.platform, notes=all_notes, unmodeled_ops=graph.unmodeled_ops
+    )
+    for note in graph.notes:
+        warnings.warn(
+            f"perfjax.predict({program.name}, {spec.name}): {note}", UserWarning, stacklevel=3
+        )
+    if graph.unmodeled_ops:
+        kinds = sorted({n for n, _ in graph.unmodeled_ops})
+        warnings.warn(
+            f"perfjax.predict({program.name}, {spec.name}): {len(graph.unmodeled_ops)} op(s) without "
+            f"a cost rule are not counted: {', '.join(kinds)} (listed in Prediction.unmodeled_ops).",
+            UserWarning,
+            stacklevel=3,
+        )
     if cal is not None:
         pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
     return pred
@@ -463,22 +731,31 @@ def _prediction(
     bound_idx = parts.argmax(axis=0) if len(kernels) else np.zeros(0, int)
     # Shares of kernel time (the program's dispatch is reported apart, in dispatch_s).
     shares = {
-        b: float(times[bound_idx == i].sum() / kernel_total) if kernel_total else 0.0
+        b: float(times[bound_idx == i].sum() / kernel_total) if kernel_total > 0 else 0.0
         for i, b in enumerate(_BOUNDS)
     }
     flops = kernels.matrix_flops + kernels.vector_flops
     bytes_ = kernels.bytes * res.bytes_scale
-    busy = np.minimum(out["utilization"], 1.0)
-    util = float((busy * times).sum() / total) if total else 0.0
-    par = out["parallel_util"]
-    par_util = float((par * times).sum() / total) if total else 0.0
+    bad = ~np.isfinite(out["time_s"]) | (out["time_s"] < 0)
+    if bad.any():
+        names = [kernels.names[i] for i in np.flatnonzero(bad)[:5]]
+        raise UnsupportedProgramError(
+            f"the {spec.family} model gave a non-finite or negative time for {int(bad.sum())} kernel(s) "
+            f"of {program.name} on {spec.name} (first: {', '.join(names)}); this is a perfjax bug, "
+            "please report it with the program."
+        )
+    # A kernel that does no work (zero-size arrays) has no utilisation (0, not 0/0).
+    busy = np.where(np.isfinite(out["utilization"]), np.clip(out["utilization"], 0.0, 1.0), 0.0)
+    util = float((busy * times).sum() / total) if total > 0 else 0.0
+    par = np.where(np.isfinite(out["parallel_util"]), np.clip(out["parallel_util"], 0.0, 1.0), 0.0)
+    par_util = float((par * times).sum() / total) if total > 0 else 0.0
     rows = tuple(
         dict(
             kernel=kernels.names[i], kind=KINDS[kernels.kind[i]], unit=res.labels[i], time_s=float(out["time_s"][i]),
             compute_s=float(out["compute_s"][i]), memory_s=float(out["memory_s"][i]),
             launch_s=float(out["launch_s"][i]), bound=_BOUNDS[bound_idx[i]], utilization=float(busy[i]),
             parallel_utilization=float(par[i]), flops=float(flops[i]), bytes=float(bytes_[i]),
-            intensity=float(flops[i] / bytes_[i]) if bytes_[i] else math.inf, executions=float(execs[i]),
+            intensity=_intensity(flops[i], bytes_[i]), executions=float(execs[i]),
             energy_j=float(out["energy_j"][i] * execs[i]),
         )
         for i in range(len(kernels))
@@ -486,11 +763,18 @@ def _prediction(
     return Prediction(
         program=program.name, device=spec.name, family=spec.family, precision=precision, time_s=total,
         energy_j=float((out["energy_j"] * execs).sum()), utilization=util, parallel_utilization=par_util,
-        bottleneck=max(shares, key=shares.get) if total else "launch", bound_shares=shares, kernels=rows,
+        bottleneck=max(shares, key=shares.get) if kernel_total > 0 else "launch", bound_shares=shares, kernels=rows,
         flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
         dispatch_s=float(ev["dispatch_s"]),
         calibration=_calibration_label(calibration, spec), spec=spec, fusion=kernels.policy,
     )  # fmt: skip
+
+
+def _intensity(flops: float, bytes_: float) -> float:
+    """FLOP per byte: ``inf`` for compute on no memory traffic, 0 for a kernel with no work."""
+    if bytes_ > 0:
+        return float(flops / bytes_)
+    return math.inf if flops > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,13 +880,17 @@ def compare(
     precision: str | None = None,
     calibration: Any = None,
     fusion: str | None = None,
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
 ) -> Comparison:
     """Predicts one program on several devices (``devices="all"`` for the whole catalog).
 
     A device that cannot run the program (e.g. fp8 on a V100) is listed in ``errors``. Each
     device uses the calibration :func:`predict` would use by default; ``calibration=False``
     forces the priors everywhere, and a given calibration applies to the devices of its family.
-    ``fusion`` as in :func:`predict` (``None``: each device family's own policy).
+    ``fusion``, ``on_unsupported`` and ``loop_trips`` as in :func:`predict` (``None``: each
+    device family's own policy). The program is lowered once per platform the devices need
+    (``cuda``, ``rocm``, ``tpu``, ``cpu``), as :func:`predict` lowers it.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -619,20 +907,32 @@ def compare(
         devices = list_devices()
     elif isinstance(devices, (str, DeviceSpec)):
         devices = [devices]
+    options = _graph_options(on_unsupported, loop_trips)
     specs = [get_device(d) for d in devices]
-    program = program_for(fn_or_program, inputs, precision)
     calibration = _load_calibration(calibration)
+    # One lowering per platform (program_for's cache also covers unhashable functions here).
+    programs: dict[str, Program] = {}
+    name = None
     preds, errors = [], {}
     for spec in specs:
+        platform, notes = lowering_platform(spec)
+        if platform not in programs:
+            programs[platform] = program_for(fn_or_program, inputs, precision, platform)
+        program = programs[platform]
+        name = name or program.name
         # A given calibration serves its own family; other devices keep their defaults.
         other_family = calibration not in (None, False) and calibration.family != spec.family
         try:
             cal = _calibration_for(spec, None if other_family else calibration)
-            preds.append(_predict_program(program, spec, precision, cal, fusion=fusion))
+            preds.append(
+                _predict_program(
+                    program, spec, precision, cal, fusion=fusion, notes=notes, **options
+                )
+            )
         except ValueError as e:
             errors[spec.name] = str(e)
     return Comparison(
-        program=program.name, precision=precision, predictions=tuple(preds), errors=errors
+        program=name or "", precision=precision, predictions=tuple(preds), errors=errors
     )
 
 
@@ -660,8 +960,12 @@ def spec_gradient(
     device: str | DeviceSpec,
     precision: str | None = None,
     calibration: Any = None,
+    loop_trips: int | None = None,
 ) -> tuple[float, DeviceSpec]:
     """Predicted time and its gradient with respect to every numeric field of the spec.
+
+    The program is lowered for the device's platform, as :func:`predict` does; ``loop_trips`` as
+    in :func:`predict`.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -672,9 +976,10 @@ def spec_gradient(
     """
     _check_precision(precision)
     spec = get_device(device)
-    program = program_for(fn_or_program, inputs, precision)
-    kernels = kernels_for(program, spec.family)
-    res = resolve(kernels, spec, precision if precision in QUANTIZED else None)
+    loop_trips = check_loop_trips(loop_trips)
+    program = program_for(fn_or_program, inputs, precision, lowering_platform(spec)[0])
+    kernels = kernels_for(program, spec.family, loop_trips=loop_trips)
+    res = resolve(kernels, spec, precision if precision in (*QUANTIZED, "fp32") else None)
     cal = _calibration_for(spec, calibration)
     params = (
         cal.jax_params(spec.name) if cal is not None else default_params(spec.family, spec.vendor)
@@ -690,12 +995,14 @@ def sensitivity(
     *,
     precision: str | None = None,
     calibration: Any = None,
+    loop_trips: int | None = None,
 ) -> dict[str, float]:
     """Elasticities ``d log(time) / d log(field)`` for every numeric spec field, via ``jax.grad``.
 
     ``-1`` means time is inversely proportional to the field (fully bound by it); ``0`` means
-    it does not matter. Peaks appear as ``matrix_flops_per_s.bf16`` etc. ``calibration`` as in
-    :func:`predict` (by default the same calibration ``predict`` uses).
+    it does not matter. Peaks appear as ``matrix_flops_per_s.bf16`` etc. ``calibration`` and
+    ``loop_trips`` as in :func:`predict` (by default the same calibration ``predict`` uses); the
+    program is lowered for the device's platform.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -706,8 +1013,9 @@ def sensitivity(
     """
     spec = get_device(device)
     t, g = spec_gradient(
-        fn_or_program, inputs, device=spec, precision=precision, calibration=calibration
-    )
+        fn_or_program, inputs, device=spec, precision=precision, calibration=calibration,
+        loop_trips=loop_trips,
+    )  # fmt: skip
     out: dict[str, float] = {}
     for name, value in spec.numeric_fields().items():
         grad = getattr(g, name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +31,21 @@ _TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
 _FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")
 _LOC_NAME_RE = re.compile(r'loc\((?:callsite\()?"([^"]*)"')
 _LOC_FILE_RE = re.compile(r'"([^"]+\.py)":(\d+)')
+
+# Constant folding, as XLA's HloConstantFolding pass does it: an op whose operands are all
+# constants (``stablehlo.constant`` or the results of folded ops) is evaluated at compile time.
+# XLA does not fold iota (or anything computed from one: cheaper at run time), ops with side
+# effects or randomness, custom calls, collectives, FFTs, or results/operands of more than 45M
+# elements (``kMaximumConstantSizeElements``).
+_NEVER_FOLDED = {
+    "stablehlo.iota", "stablehlo.rng", "stablehlo.rng_bit_generator", "stablehlo.custom_call",
+    "stablehlo.fft", "stablehlo.all_reduce", "stablehlo.all_gather", "stablehlo.reduce_scatter",
+    "stablehlo.all_to_all", "stablehlo.collective_permute", "stablehlo.collective_broadcast",
+    "stablehlo.send", "stablehlo.recv", "stablehlo.infeed", "stablehlo.outfeed",
+    "stablehlo.after_all", "stablehlo.create_token", "stablehlo.optimization_barrier",
+    "stablehlo.partition_id", "stablehlo.replica_id", "stablehlo.get_dimension_size",
+}  # fmt: skip
+_FOLD_MAX_ELEMENTS = 45_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +115,10 @@ class Graph:
     unmodeled_ops: tuple[tuple[str, str], ...] = ()
     #: Things the reader must know about the counts (e.g. a loop whose trip count is unknown).
     notes: tuple[str, ...] = ()
+    #: The trip count given for loops whose count is not static (``loop_trips=``), and how many
+    #: while loops it was applied to.
+    loop_trips: int | None = None
+    assumed_loops: int = 0
 
     # ---- totals ---------------------------------------------------------------------------
 
@@ -206,6 +227,8 @@ class Graph:
             critical_path_ops=len(self.critical_path()),
             unmodeled_ops=[list(u) for u in self.unmodeled_ops],
             notes=list(self.notes),
+            loop_trips=self.loop_trips,
+            assumed_loops=self.assumed_loops,
         )
 
     def to_dataframe(self):
@@ -321,7 +344,9 @@ def _int_constant(op) -> int | None:
 
 
 class _Walker:
-    def __init__(self, module, on_unsupported: str, count_loop_trips: bool):
+    def __init__(
+        self, module, on_unsupported: str, count_loop_trips: bool, loop_trips: int | None = None
+    ):
         from jax._src.lib.mlir import ir
 
         self.ir = ir
@@ -334,6 +359,13 @@ class _Walker:
         self.ops: list[Op] = []
         self.unsupported: list[tuple[str, str]] = []
         self.notes: list[str] = []
+        self.loop_trips = loop_trips
+        #: While loops whose trip count came from ``loop_trips``.
+        self.assumed_loops = 0
+        #: MLIR values known at compile time (constants and the results of folded ops).
+        self.const_values: set = set()
+        #: The values the last walked block returned (to tell whether a call's results are constant).
+        self.returned: list = []
         self.call_depth = 0
         # The Flash-op call being walked (-1: none) and how many have started.
         self.flash_call = -1
@@ -347,6 +379,7 @@ class _Walker:
         for op in block.operations:
             name = op.operation.name
             if name in _TERMINATORS:
+                self.returned = list(op.operands)
                 return [env.get(v, -1) for v in op.operands]
             if name in ("func.call", "call"):
                 self._call(op, env, origin, path, executions)
@@ -358,6 +391,7 @@ class _Walker:
                 self._case(op, env, origin, path, executions)
             else:
                 self._leaf(op, env, origin, path, executions)
+        self.returned = []
         return []
 
     def _leaf(self, op, env, origin, path, executions) -> None:
@@ -383,6 +417,11 @@ class _Walker:
                 raise UnsupportedProgramError(
                     f"cost rule for {key} failed at {source or scope}: {e}"
                 ) from e
+        features = dict(cost.features)
+        folded = self._folds(op, name, view)
+        if folded:
+            cost = Cost()
+            features["folded"] = True
         sources = tuple(env.get(v, -1) for v in op.operands)
         inputs = tuple(dict.fromkeys(i for i in sources if i >= 0))
         index = len(self.ops)
@@ -402,13 +441,24 @@ class _Walker:
                 transcendentals=cost.transcendentals,
                 bytes_read=cost.bytes_read,
                 bytes_written=cost.bytes_written,
-                features=dict(cost.features),
+                features=features,
                 modeled=modeled,
                 call=self.flash_call,
             )
         )
         for r in op.results:
             env[r] = index
+        if folded or name == "stablehlo.constant":
+            self.const_values.update(op.results)
+
+    def _folds(self, op, name: str, view: _View) -> bool:
+        """Whether XLA evaluates ``op`` at compile time (every operand a constant)."""
+        if name in _NEVER_FOLDED or name == "stablehlo.constant" or not len(op.operands):
+            return False
+        if not all(v in self.const_values for v in op.operands):
+            return False
+        sizes = [t.size for t in view.operands + view.results]
+        return max(sizes, default=0) <= _FOLD_MAX_ELEMENTS
 
     def _enter(self, callee: str, env, op, origin, path, executions) -> list[int]:
         if callee not in self.funcs:
@@ -423,6 +473,9 @@ class _Walker:
         inner = collections.ChainMap(
             {a: env.get(v, -1) for a, v in zip(block.arguments, op.operands, strict=True)}
         )
+        self.const_values.update(
+            a for a, v in zip(block.arguments, op.operands, strict=True) if v in self.const_values
+        )
         m = _FLASH_RE.match(callee)
         new_origin = origin or (m.group(1) if m else None)
         if new_origin and re.search(r"_\d+$", new_origin):
@@ -431,10 +484,14 @@ class _Walker:
         if origin is None and new_origin is not None:  # the outermost Flash op of this call
             self.flash_call, self.flash_calls = self.flash_calls, self.flash_calls + 1
         outs = self.walk_block(block, inner, new_origin, f"{path}/{callee}", executions)
+        returned = self.returned
         self.flash_call = outer_call
         self.call_depth -= 1
         for r, producer in zip(op.results, outs, strict=False):
             env[r] = producer
+        self.const_values.update(
+            r for r, v in zip(op.results, returned, strict=False) if v in self.const_values
+        )
         return outs
 
     def _call(self, op, env, origin, path, executions) -> None:
@@ -449,9 +506,13 @@ class _Walker:
         cond, body = op.regions[0].blocks[0], op.regions[1].blocks[0]
         trips = self._trip_count(op, env)
         scope, source = _location(op)
-        if trips is None:
+        if trips is None and self.loop_trips is not None:
+            trips = self.loop_trips
+            self.assumed_loops += 1
+        elif trips is None:
             self.notes.append(
-                f"while loop at {source or scope or path}: trip count not static; its body is counted once"
+                f"while loop at {source or scope or path}: trip count not static; its body is "
+                "counted once (state the count with loop_trips=N)"
             )
             trips = 1
         if not self.count_loop_trips:
@@ -563,14 +624,25 @@ class _Walker:
 
 
 def build_graph(
-    program: Program, *, on_unsupported: str = "error", count_loop_trips: bool = True
+    program: Program,
+    *,
+    on_unsupported: str = "error",
+    count_loop_trips: bool = True,
+    loop_trips: int | None = None,
 ) -> Graph:
-    """Walks ``program``'s StableHLO into a :class:`Graph` (see :func:`analyze`)."""
+    """Walks ``program``'s StableHLO into a :class:`Graph` (see :func:`analyze`).
+
+    Example:
+      >>> import jax.numpy as jnp, perfjax
+      >>> build_graph(perfjax.trace(lambda x: x * 2, (jnp.ones(8),))).flops
+      8.0
+    """
     if on_unsupported not in ("error", "warn"):
         raise ValueError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
+    loop_trips = check_loop_trips(loop_trips)
     ctx, module = parse_module(program.stablehlo_debug or program.stablehlo)
     with ctx:
-        walker = _Walker(module, on_unsupported, count_loop_trips)
+        walker = _Walker(module, on_unsupported, count_loop_trips, loop_trips)
         entry = "main" if "main" in walker.funcs else next(iter(walker.funcs))
         block = walker.funcs[entry].regions[0].blocks[0]
         env: collections.ChainMap = collections.ChainMap(
@@ -599,7 +671,23 @@ def build_graph(
         outputs=tuple(outs),
         unmodeled_ops=tuple(walker.unsupported),
         notes=tuple(walker.notes),
+        loop_trips=loop_trips if walker.assumed_loops else None,
+        assumed_loops=walker.assumed_loops,
     )
+
+
+def check_loop_trips(loop_trips: Any) -> int | None:
+    """``loop_trips`` validated: ``None`` or an integer >= 0."""
+    if loop_trips is None:
+        return None
+    if isinstance(loop_trips, bool) or not isinstance(loop_trips, numbers.Integral):
+        raise TypeError(
+            f"loop_trips must be an integer (the trip count of every while loop whose count is not "
+            f"static) or None, got {type(loop_trips).__name__} ({loop_trips!r})."
+        )
+    if loop_trips < 0:
+        raise ValueError(f"loop_trips must be >= 0, got {loop_trips}.")
+    return int(loop_trips)
 
 
 def analyze(
@@ -608,16 +696,27 @@ def analyze(
     *,
     on_unsupported: str = "error",
     count_loop_trips: bool = True,
+    loop_trips: int | None = None,
+    platform: str | None = None,
 ) -> Graph:
     """Exact operation counts of a program: per op, per Flash op, and in total.
 
     Args:
-      fn_or_program: a JAX function, a :class:`Program`, or StableHLO text / a ``.mlir`` path.
+      fn_or_program: a JAX function, a :class:`Program`, a ``jax.stages.Traced`` or
+        ``jax.stages.Lowered``, or StableHLO text / a ``.mlir`` path / a folder from
+        :meth:`Program.save`.
       inputs: positional arguments (arrays or ``jax.ShapeDtypeStruct``) when a function is given.
       on_unsupported: ``"error"`` (default) raises :class:`UnsupportedOpError` listing ops that
         have no cost rule; ``"warn"`` warns and lists them in ``Graph.unmodeled_ops``.
       count_loop_trips: multiply loop bodies by their static trip count (``False`` counts each
         body once, as XLA's ``cost_analysis`` does).
+      loop_trips: the trip count of every while loop whose count is not static (e.g. bounded by
+        a traced argument); ``None`` counts such a body once and says so in ``Graph.notes``.
+      platform: lower for ``"cpu"`` (default), ``"cuda"``, ``"rocm"`` or ``"tpu"`` (see
+        :func:`perfjax.trace`); a program read from text is used as is.
+
+    Ops whose operands are all compile-time constants are folded as XLA folds them: they are
+    kept (``features["folded"]``) with zero counts.
 
     Example:
       >>> import jax.numpy as jnp, perfjax
@@ -625,10 +724,17 @@ def analyze(
       >>> g.flops, g.transcendentals
       (100.0, 100.0)
     """
-    if isinstance(fn_or_program, str):
+    if isinstance(fn_or_program, (str, os.PathLike)):
         program = Program.from_stablehlo(fn_or_program)
     elif isinstance(fn_or_program, Program):
         program = fn_or_program
+        if platform is not None and program.traced is not None:
+            program = program.for_platform(platform)
     else:
-        program = trace(fn_or_program, inputs)
-    return build_graph(program, on_unsupported=on_unsupported, count_loop_trips=count_loop_trips)
+        program = trace(fn_or_program, inputs, platform=platform)
+    return build_graph(
+        program,
+        on_unsupported=on_unsupported,
+        count_loop_trips=count_loop_trips,
+        loop_trips=loop_trips,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import os
 import pathlib
 import re
@@ -13,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from perfjax._errors import StableHLOParseError
+from perfjax._errors import StableHLOParseError, UnsupportedProgramError
 from perfjax.lowering._types import TensorType
 
 
@@ -44,16 +45,26 @@ def parse_module(text: str):
 
 def _leaf_spec(path: str, x: Any) -> jax.ShapeDtypeStruct:
     if isinstance(x, jax.ShapeDtypeStruct):
+        bad = [d for d in x.shape if isinstance(d, (int, np.integer)) and d < 0]
+        if bad:
+            raise ValueError(
+                f"inputs{path}: jax.ShapeDtypeStruct has shape {tuple(x.shape)} with negative "
+                f"dimension(s) {bad}; every dimension must be >= 0 (0 for an empty axis)."
+            )
         return x
     if isinstance(x, (jax.Array, np.ndarray, np.generic)):
         return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
     if isinstance(x, (bool, int, float, complex)):
         arr = np.asarray(x)
         return jax.ShapeDtypeStruct(arr.shape, jax.dtypes.canonicalize_dtype(arr.dtype))
+    hint = (
+        " Strings are not JAX values: encode text as an integer array of token ids."
+        if isinstance(x, (str, bytes))
+        else " Wrap arrays in a tuple of positional arguments: inputs=(x, w)."
+    )
     raise TypeError(
         f"inputs{path}: expected an array, a Python number or a jax.ShapeDtypeStruct, got "
-        f"{type(x).__name__} ({x!r:.60}). Wrap arrays in a tuple of positional arguments: "
-        "inputs=(x, w)."
+        f"{type(x).__name__} ({x!r:.60}).{hint}"
     )
 
 
@@ -124,17 +135,35 @@ def _main_signature(module) -> tuple[tuple[TensorType, ...], tuple[TensorType, .
     return ins, outs, name
 
 
+#: Platforms a program can be lowered for (``jax.jit(f).trace(...).lower(lowering_platforms=...)``
+#: works for each of them on a CPU-only machine).
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+_PLATFORM_COMMENT_RE = re.compile(r"\s*// perfjax: lowered for platform=(\w+)")
+
+
+def check_platform(platform: str | None) -> str:
+    """``platform`` validated (``None`` is this machine's ``"cpu"``)."""
+    if platform is None:
+        return "cpu"
+    if platform not in PLATFORMS:
+        raise ValueError(
+            f"unknown platform {platform!r}; expected one of {PLATFORMS} (or None: cpu)."
+        )
+    return platform
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Program:
-    """A tensor program at every stage: jaxpr, StableHLO, and XLA's optimized HLO for this CPU.
+    """A tensor program at every stage: jaxpr, StableHLO (as lowered for ``platform``), and XLA's
+    optimized HLO for this CPU.
 
-    Build one with :func:`perfjax.trace` or :meth:`Program.from_stablehlo`.
+    Build one with :func:`perfjax.trace`, :meth:`Program.from_stablehlo` or :meth:`Program.load`.
 
     Example:
       >>> import jax.numpy as jnp, perfjax
       >>> p = perfjax.trace(lambda x: jnp.tanh(x) * 2, (jnp.ones(4),))
-      >>> "stablehlo.tanh" in p.stablehlo
-      True
+      >>> "stablehlo.tanh" in p.stablehlo, p.platform
+      (True, 'cpu')
     """
 
     name: str
@@ -150,12 +179,24 @@ class Program:
     fn: Callable | None = dataclasses.field(repr=False, default=None)
     example_inputs: tuple[Any, ...] | None = dataclasses.field(repr=False, default=None)
     lowered: Any = dataclasses.field(repr=False, default=None)
+    #: The JAX platform the StableHLO was lowered for (``cpu``, ``cuda``, ``rocm``, ``tpu``);
+    #: ``None`` for a module read from text (lowered by whoever exported it).
+    platform: str | None = None
+    #: How this program was obtained, when it is not exactly what was asked for (a fallback
+    #: lowering, a precision cast that could not be applied ...). Copied into predictions.
+    notes: tuple[str, ...] = ()
+    #: The ``jax.stages.Traced`` the program was lowered from (re-lowered for other platforms).
+    traced: Any = dataclasses.field(repr=False, default=None)
+    _relowered: dict = dataclasses.field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     # ---- construction ---------------------------------------------------------------------
 
     @staticmethod
     def from_stablehlo(text_or_path: str | os.PathLike) -> Program:
-        """Reads a StableHLO module from text or from a ``.mlir`` file (any framework's export).
+        """Reads a StableHLO module from text, a ``.mlir`` file (any framework's export), or a
+        folder written by :meth:`save` (its ``program.mlir``).
 
         Example:
           >>> import jax, jax.numpy as jnp
@@ -163,12 +204,23 @@ class Program:
           >>> Program.from_stablehlo(text).in_types[0].shape
           (3,)
         """
+        folder = None
         if isinstance(text_or_path, os.PathLike) or (
             isinstance(text_or_path, str)
             and "\n" not in text_or_path
-            and text_or_path.strip().endswith((".mlir", ".txt", ".stablehlo"))
+            and (
+                text_or_path.strip().endswith((".mlir", ".txt", ".stablehlo"))
+                or (len(text_or_path) < 4096 and os.path.isdir(text_or_path))
+            )
         ):
             path = pathlib.Path(text_or_path)
+            if path.is_dir():
+                folder, path = path, path / "program.mlir"
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"{str(folder)!r} is a folder without program.mlir; expected a folder "
+                        "written by Program.save(folder) or a .mlir file."
+                    )
             if not path.exists():
                 raise FileNotFoundError(f"no StableHLO file at {str(path)!r}")
             text = path.read_text()
@@ -183,20 +235,111 @@ class Program:
         ctx, module = parse_module(text)
         with ctx:
             ins, outs, name = _main_signature(module)
+        jaxpr = None
+        if folder is not None and (folder / "program.jaxpr").exists():
+            jaxpr = (folder / "program.jaxpr").read_text()
+        m = _PLATFORM_COMMENT_RE.match(text)
+        platform = check_platform(m.group(1)) if m and m.group(1) in PLATFORMS else None
         return Program(
             name=name,
             stablehlo=text,
-            jaxpr=None,
+            jaxpr=jaxpr,
             in_types=ins,
             out_types=outs,
             stablehlo_debug=text,
+            platform=platform,
         )
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> Program:
+        """Reads a program saved by :meth:`save`: a ``.mlir`` file or a folder.
+
+        Example:
+          >>> import tempfile, jax.numpy as jnp, perfjax
+          >>> p = perfjax.trace(lambda x: x + 1, (jnp.ones(2),))
+          >>> Program.load(p.save(tempfile.mkdtemp() + "/f")).in_types == p.in_types
+          True
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Program.load expects a path, got {type(path).__name__}.")
+        path = pathlib.Path(path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no program at {str(path)!r}; expected a .mlir file or a folder written by "
+                "Program.save."
+            )
+        return Program.from_stablehlo(path)
+
+    @staticmethod
+    def from_lowered(lowered: Any, name: str | None = None) -> Program:
+        """A program from a ``jax.stages.Lowered`` (``jax.jit(f).lower(x)``): used as lowered (for
+        the platform it was lowered for); it cannot be re-lowered or re-traced.
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> Program.from_lowered(jax.jit(jnp.sin).lower(jnp.ones(3))).platform
+          'cpu'
+        """
+        platforms = tuple(getattr(getattr(lowered, "_lowering", None), "_platforms", None) or ())
+        platform = platforms[0] if len(platforms) == 1 and platforms[0] in PLATFORMS else None
+        return _program_from(lowered, name or _lowered_name(lowered), platform=platform)
+
+    # ---- other platforms --------------------------------------------------------------------
+
+    def for_platform(self, platform: str) -> Program:
+        """The same traced program lowered for ``platform`` (``cpu``, ``cuda``, ``rocm``, ``tpu``),
+        from its jaxpr (no re-trace; cached). A program read from text or from a
+        ``jax.stages.Lowered`` cannot be re-lowered and raises ``ValueError`` unless it already is
+        for ``platform``.
+
+        Example:
+          >>> import jax, jax.numpy as jnp, perfjax
+          >>> p = perfjax.trace(lambda x: jnp.linalg.cholesky(x), (jnp.eye(4),))
+          >>> "cusolver" in p.for_platform("cuda").stablehlo
+          True
+        """
+        platform = check_platform(platform)
+        if platform == self.platform:
+            return self
+        if platform in self._relowered:
+            return self._relowered[platform]
+        if self.traced is None:
+            raise ValueError(
+                f"program {self.name!r} was "
+                + ("read from StableHLO text" if self.lowered is None else "given already lowered")
+                + f" (for {self.platform or 'an unknown platform'}); it cannot be lowered for "
+                f"{platform!r}. Trace the function with perfjax.trace(fn, inputs, platform="
+                f"{platform!r})."
+            )
+        lowered = _lower(self.traced, platform, self.name)
+        out = _program_from(
+            lowered, self.name, platform=platform, traced=self.traced, fn=self.fn,
+            example_inputs=self.example_inputs, notes=self.notes,
+        )  # fmt: skip
+        self._relowered[platform] = out
+        return out
 
     # ---- stages ---------------------------------------------------------------------------
 
     @functools.cached_property
     def compiled(self) -> Any:
-        """XLA's executable for this CPU (compiled once, then cached)."""
+        """XLA's executable for this CPU (compiled once, then cached).
+
+        A program lowered for another platform (``cuda``, ``rocm``, ``tpu``) compiles its CPU
+        lowering (:meth:`for_platform` ``("cpu")``, the same jaxpr), which is what runs here; one
+        that cannot be re-lowered (read from text, or a ``jax.stages.Lowered``) raises
+        ``UnsupportedProgramError``.
+        """
+        if self.platform not in (None, "cpu"):
+            try:
+                cpu = self.for_platform("cpu")
+            except ValueError:
+                raise UnsupportedProgramError(
+                    f"program {self.name!r} is lowered for {self.platform!r} and cannot be "
+                    "re-lowered for this CPU; .compiled, .hlo and .cost_analysis() need a CPU "
+                    "lowering: trace the function with platform='cpu'."
+                ) from None
+            return cpu.compiled
         if self.lowered is not None:
             return self.lowered.compile()
         from jax._src import xla_bridge
@@ -217,14 +360,17 @@ class Program:
 
     @property
     def hlo(self) -> str:
-        """XLA's optimized HLO module for this machine's CPU (after fusion and layout passes)."""
+        """XLA's optimized HLO module for this machine's CPU (after fusion and layout passes);
+        for a program lowered for another platform, that of its CPU lowering (see
+        :attr:`compiled`)."""
         c = self.compiled
         if hasattr(c, "as_text"):
             return c.as_text()
         return c.hlo_modules()[0].to_string()
 
     def cost_analysis(self) -> dict[str, float]:
-        """XLA's own ``HloCostAnalysis`` of the compiled module (flops, bytes accessed ...)."""
+        """XLA's own ``HloCostAnalysis`` of the module compiled for this CPU (flops, bytes
+        accessed ...); see :attr:`compiled` for programs lowered for another platform."""
         c = self.compiled
         ca = c.cost_analysis()
         if isinstance(ca, list):
@@ -233,7 +379,9 @@ class Program:
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
         """Writes the StableHLO to ``path`` (``.mlir``); a path without that suffix is a folder that
-        receives ``program.mlir``, ``program.jaxpr`` and ``program.hlo``.
+        receives ``program.mlir``, ``program.jaxpr`` and, for a program lowered for this CPU,
+        ``program.hlo``. The platform is kept in a leading MLIR comment. :meth:`load` reads
+        either form back.
 
         Example:
           >>> import tempfile, jax.numpy as jnp, perfjax
@@ -243,15 +391,22 @@ class Program:
           True
         """
         path = pathlib.Path(path)
+        text = self.stablehlo
+        if self.platform is not None and not _PLATFORM_COMMENT_RE.match(text):
+            # An MLIR comment, so the file stays a plain StableHLO module for any reader.
+            text = f"// perfjax: lowered for platform={self.platform}\n{text}"
         if path.suffix == ".mlir":
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, self.stablehlo)
+            _atomic_write(path, text)
             return path
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / "program.mlir", self.stablehlo)
+        _atomic_write(path / "program.mlir", text)
         if self.jaxpr is not None:
             _atomic_write(path / "program.jaxpr", self.jaxpr)
-        _atomic_write(path / "program.hlo", self.hlo)
+        # The optimized HLO is XLA's for this CPU: only written for a CPU lowering (another
+        # platform's folder would otherwise hold a different program's HLO).
+        if self.platform in (None, "cpu"):
+            _atomic_write(path / "program.hlo", self.hlo)
         return path
 
     def __str__(self) -> str:
@@ -266,13 +421,117 @@ def _atomic_write(path: pathlib.Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def trace(fn: Callable | Program, inputs: Sequence[Any] | None = None) -> Program:
-    """Traces ``fn`` on ``inputs`` and lowers it to StableHLO (nothing is allocated or run).
+def _lowered_name(lowered: Any) -> str:
+    name = getattr(getattr(lowered, "_lowering", None), "_name", None) or "lowered"
+    return (
+        re.sub(r"[^A-Za-z0-9_.]", "_", re.sub(r"^jit[_(]?", "", str(name)).rstrip(")")) or "lowered"
+    )
+
+
+def _lower(traced: Any, platform: str, name: str) -> Any:
+    """``traced`` lowered for ``platform``; a failure says which platform JAX rejected."""
+    try:
+        return traced.lower(lowering_platforms=(platform,))
+    except Exception as e:
+        e.add_note(f"(perfjax: lowering {name!r} for platform {platform!r})")
+        raise
+
+
+def _program_from(
+    lowered: Any,
+    name: str,
+    *,
+    platform: str | None,
+    traced: Any = None,
+    fn: Callable | None = None,
+    example_inputs: tuple[Any, ...] | None = None,
+    notes: tuple[str, ...] = (),
+) -> Program:
+    text = lowered.as_text()
+    debug = lowered.as_text(debug_info=True)
+    ctx, module = parse_module(text)
+    with ctx:
+        ins, outs, _ = _main_signature(module)
+    return Program(
+        name=name,
+        stablehlo=text,
+        jaxpr=str(traced.jaxpr) if traced is not None else None,
+        in_types=ins,
+        out_types=outs,
+        stablehlo_debug=debug,
+        fn=fn,
+        example_inputs=example_inputs,
+        lowered=lowered,
+        platform=platform,
+        notes=notes,
+        traced=traced,
+    )
+
+
+def _required_positional(fn: Callable) -> list[str] | None:
+    """Names of ``fn``'s positional parameters without a default (``None``: cannot tell)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in kinds and p.default is inspect.Parameter.empty
+    ]
+
+
+def trace_stage(
+    fn: Callable, inputs: Sequence[Any] | None
+) -> tuple[Callable, Any, tuple[Any, ...]]:
+    """``(jitted fn, jax.stages.Traced, abstract inputs)``: the platform-independent half of
+    :func:`trace` (used to lower one trace for several platforms)."""
+    if not callable(fn):
+        raise TypeError(
+            "trace expects a callable or a Program (or a jax.stages.Traced or jax.stages.Lowered), "
+            f"got {type(fn).__name__}."
+        )
+    if inputs is None:
+        required = _required_positional(fn)
+        if required:
+            raise TypeError(
+                f"{_fn_name(fn)} takes positional argument(s) {', '.join(required)} but no inputs "
+                "were given; pass inputs=(...) with one array or jax.ShapeDtypeStruct per argument, "
+                "e.g. inputs=(jax.ShapeDtypeStruct((8, 16), jnp.float32),)."
+            )
+    inputs = check_inputs(inputs)
+    specs = abstractify(inputs)
+    jitted = fn if hasattr(fn, "lower") and hasattr(fn, "trace") else jax.jit(fn)
+    try:
+        traced = jitted.trace(*specs)
+    except TypeError as e:
+        if inputs == () and "missing" in str(e) and "argument" in str(e):
+            raise TypeError(
+                f"{_fn_name(fn)} needs inputs, but none were given ({e}); pass inputs=(...)."
+            ) from None
+        raise
+    return jitted, traced, specs
+
+
+def trace(
+    fn: Callable | Program | Any,
+    inputs: Sequence[Any] | None = None,
+    *,
+    platform: str | None = None,
+) -> Program:
+    """Traces ``fn`` on ``inputs`` and lowers it to StableHLO for ``platform`` (nothing is
+    allocated or run).
 
     Args:
-      fn: a JAX-traceable function (plain, jitted, or using Flash ops), or a ``Program``
-        (returned as is).
+      fn: a JAX-traceable function (plain, jitted, or using Flash ops); a ``Program`` (returned
+        as is, or re-lowered when ``platform`` names another one); a ``jax.stages.Traced``
+        (lowered for ``platform``); or a ``jax.stages.Lowered`` (used as lowered).
       inputs: tuple of positional arguments: pytrees of arrays or ``jax.ShapeDtypeStruct``.
+        Needed when ``fn`` takes arguments.
+      platform: ``"cpu"`` (default: this machine), ``"cuda"``, ``"rocm"`` or ``"tpu"``: JAX lowers
+        some ops differently per platform (threefry RNG as a rolled loop on CPU only; linalg as
+        LAPACK, cuSOLVER or hipSOLVER calls); this needs no such device.
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -280,29 +539,55 @@ def trace(fn: Callable | Program, inputs: Sequence[Any] | None = None) -> Progra
       >>> p = perfjax.trace(lambda x: perfjax.ops.relu(x), (x,))
       >>> "flash.relu" in p.jaxpr and "@flash.relu" in p.stablehlo
       True
+      >>> perfjax.trace(jnp.linalg.cholesky, (jnp.eye(4),), platform="cuda").platform
+      'cuda'
     """
+    import jax.stages
+
+    explicit = platform is not None
+    platform = check_platform(platform)
     if isinstance(fn, Program):
-        return fn
-    if not callable(fn):
-        raise TypeError(f"trace expects a callable or a Program, got {type(fn).__name__}.")
-    inputs = check_inputs(inputs)
-    specs = abstractify(inputs)
-    jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
-    traced = jitted.trace(*specs)
-    lowered = traced.lower()
-    text = lowered.as_text()
-    debug = lowered.as_text(debug_info=True)
-    ctx, module = parse_module(text)
-    with ctx:
-        ins, outs, _ = _main_signature(module)
-    return Program(
-        name=_fn_name(fn),
-        stablehlo=text,
-        jaxpr=str(traced.jaxpr),
-        in_types=ins,
-        out_types=outs,
-        stablehlo_debug=debug,
-        fn=jitted,
-        example_inputs=specs,
-        lowered=lowered,
-    )
+        return fn.for_platform(platform) if explicit else fn
+    if isinstance(fn, jax.stages.Lowered):
+        program = Program.from_lowered(fn)
+        if explicit and program.platform != platform:
+            raise ValueError(
+                f"this jax.stages.Lowered is lowered for {program.platform!r}, not {platform!r}, "
+                "and cannot be re-lowered; pass the jax.stages.Traced (jax.jit(f).trace(...)) or "
+                "the function instead."
+            )
+        return program
+    if isinstance(fn, jax.stages.Traced):
+        name = re.sub(r"[^A-Za-z0-9_.]", "_", str(fn.fun_name))
+        # jax.jit(traced) re-evaluates its jaxpr: runnable, and re-traceable at cast dtypes.
+        return program_from_traced(jax.jit(fn), fn, _arg_specs(fn), name, platform)
+    jitted, traced, specs = trace_stage(fn, inputs)
+    return program_from_traced(jitted, traced, specs, _fn_name(fn), platform)
+
+
+def program_from_traced(
+    jitted: Callable | None, traced: Any, specs: tuple[Any, ...] | None, name: str, platform: str,
+    notes: tuple[str, ...] = (),
+) -> Program:  # fmt: skip
+    """A :class:`Program` from a ``jax.stages.Traced`` lowered for ``platform``."""
+    platform = check_platform(platform)
+    return _program_from(
+        _lower(traced, platform, name), name, platform=platform, traced=traced, fn=jitted,
+        example_inputs=specs, notes=notes,
+    )  # fmt: skip
+
+
+def trace_name(fn: Callable) -> str:
+    """The name a traced program gets (the function's, made identifier-safe)."""
+    return _fn_name(fn)
+
+
+def _arg_specs(traced: Any) -> tuple[Any, ...] | None:
+    """The positional inputs of a ``jax.stages.Traced`` as ShapeDtypeStructs (``None``: unknown)."""
+    try:
+        args, kwargs = traced.args_info
+        if kwargs:
+            return None
+        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tuple(args))
+    except Exception:
+        return None

@@ -68,12 +68,18 @@ class _Batch:
 _KERNELS: dict[tuple[str, str], Any] = {}
 
 
+#: The JAX platform each family's workloads are lowered for (NPUs have none: the CPU's).
+_FAMILY_PLATFORM = {"gpu": "cuda", "tpu": "tpu", "cpu": "cpu", "npu": "cpu"}
+
+
 def workload_kernels(workload, family: str):
     """Kernel features of a workload's program under a family's fusion (cached per workload id)."""
     key = (workload.id, family)
     if key not in _KERNELS:
         fn, inputs = workload.build()
-        _KERNELS[key] = kernels_for(program_for(fn, inputs, None), family)
+        # Lowered as predict lowers it for the family's devices (GPUs: XLA's CUDA pipeline).
+        platform = _FAMILY_PLATFORM.get(family, "cpu")
+        _KERNELS[key] = kernels_for(program_for(fn, inputs, None, platform), family)
     return _KERNELS[key]
 
 

@@ -440,3 +440,10 @@ def test_run_accepts_traced_and_lowered_stages():
         np.testing.assert_allclose(
             np.asarray(jax.tree_util.tree_leaves(out)[0]), [0.0, 2.0, 4.0, 6.0]
         )
+
+
+def test_huge_batched_solver_reads_back_despite_shardy_factor_sizes():
+    # JAX prints the custom call's Shardy factor sizes, which its parser reads as 32-bit.
+    a = jax.ShapeDtypeStruct((2**33, 8, 8), jnp.float32)
+    p = perfjax.predict(jnp.linalg.eigh, (a,), device="h100", calibration=False)
+    assert math.isfinite(p.time_s) and p.time_s > 1.0

@@ -265,7 +265,9 @@ def test_mismatched_parameters_are_refused(synthetic_fit, tmp_path):
     d = cal.to_dict()
     d["params"]["compute_eff_logit"] = [0.0]
     path = _csv(tmp_path, json.dumps(d), "c.json")
-    with pytest.raises(ValueError, match=r"compute_eff_logit has shape \(1,\); the gpu model expects \(6,\)"):
+    with pytest.raises(
+        ValueError, match=r"compute_eff_logit has shape \(1,\); the gpu model expects \(6,\)"
+    ):
         load(path)
 
 

@@ -447,3 +447,23 @@ def test_huge_batched_solver_reads_back_despite_shardy_factor_sizes():
     a = jax.ShapeDtypeStruct((2**33, 8, 8), jnp.float32)
     p = perfjax.predict(jnp.linalg.eigh, (a,), device="h100", calibration=False)
     assert math.isfinite(p.time_s) and p.time_s > 1.0
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a: a + 0.0,
+        lambda a: a * 0.5 + 0,
+        lambda a: 0.0 + a * 1.0,
+        lambda a: a - 0.0,
+        lambda a: a / 1.0,
+        lambda a: a + 1.0,
+        lambda a: a * 0.0,
+        lambda a: 0.0 - a,
+    ],
+)
+def test_neutral_elements_are_dropped_as_xla_drops_them(fn):
+    # optax's AdamW adds eps_root = 0.0 once per parameter: XLA counts no work for it.
+    x = jnp.ones(1000)
+    xla = jax.jit(fn).lower(x).cost_analysis().get("flops", 0.0) or 0.0
+    assert perfjax.analyze(fn, (x,)).flops == xla

@@ -179,7 +179,7 @@ def op_class(op: Op) -> str:
         return "free"
     if op.features.get("kind") in _OWN_KINDS:
         return "other"
-    if op.features.get("folded"):
+    if op.features.get("folded") or op.features.get("simplified"):
         return "free"
     if s in _MATRIX:
         return _MATRIX[s]

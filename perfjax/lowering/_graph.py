@@ -422,6 +422,10 @@ class _Walker:
         if folded:
             cost = Cost()
             features["folded"] = True
+        elif self._identity(op, name):
+            # x + 0, x - 0, x * 1: XLA's algebraic simplifier returns x (no work).
+            cost = Cost()
+            features["simplified"] = True
         sources = tuple(env.get(v, -1) for v in op.operands)
         inputs = tuple(dict.fromkeys(i for i in sources if i >= 0))
         index = len(self.ops)
@@ -450,6 +454,48 @@ class _Walker:
             env[r] = index
         if folded or name == "stablehlo.constant":
             self.const_values.update(op.results)
+
+    def _splat(self, value) -> float | None:
+        """The value of a constant splat (through broadcasts, reshapes and converts), else None."""
+        ir = self.ir
+        for _ in range(8):
+            owner = value.owner
+            if isinstance(owner, ir.Block) or not hasattr(owner, "name"):
+                return None
+            if owner.name in (
+                "stablehlo.broadcast_in_dim",
+                "stablehlo.reshape",
+                "stablehlo.convert",
+            ):
+                value = owner.operands[0]
+                continue
+            if owner.name != "stablehlo.constant":
+                return None
+            try:
+                dense = ir.DenseElementsAttr(owner.attributes["value"])
+                if not dense.is_splat:
+                    return None
+                v = dense.get_splat_value()
+                if isinstance(v, (ir.FloatAttr, ir.IntegerAttr)):
+                    return float(v.value)
+                return None
+            except (ValueError, TypeError):
+                return None
+        return None
+
+    def _identity(self, op, name: str) -> bool:
+        """Whether ``op`` is ``x + 0``, ``x - 0`` or ``x * 1`` of the same type as x (XLA's
+        unoptimized cost analysis already drops these; it keeps ``x / 1``)."""
+        neutral = {"stablehlo.add": (0.0, (0, 1)), "stablehlo.subtract": (0.0, (1,)),
+                   "stablehlo.multiply": (1.0, (0, 1))}.get(name)  # fmt: skip
+        if neutral is None or len(op.operands) != 2:
+            return False
+        value, positions = neutral
+        for k in positions:
+            other = op.operands[1 - k]
+            if other.type == op.results[0].type and self._splat(op.operands[k]) == value:
+                return True
+        return False
 
     def _folds(self, op, name: str, view: _View) -> bool:
         """Whether XLA evaluates ``op`` at compile time (every operand a constant)."""

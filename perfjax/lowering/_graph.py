@@ -280,31 +280,13 @@ class Graph:
 # ---------------------------------------------------------------------------------------------
 
 
-class _View:
-    """An :class:`perfjax.lowering._rules.OpView` over an MLIR operation."""
+class _View(_rules.MlirOpView):
+    """An :class:`perfjax.lowering._rules.OpView` over an MLIR operation of the program."""
 
-    __slots__ = ("_op", "location", "name", "operands", "results")
+    __slots__ = ()
 
     def __init__(self, op, name: str, location: str):
-        self._op = op
-        self.name = name
-        self.location = location
-        self.operands = tuple(TensorType.parse(str(v.type)) for v in op.operands)
-        self.results = tuple(TensorType.parse(str(v.type)) for v in op.results)
-
-    def attr(self, name: str) -> Any:
-        attrs = self._op.attributes
-        return attrs[name] if name in attrs else None
-
-    def attr_str(self, name: str) -> str | None:
-        a = self.attr(name)
-        return None if a is None else str(a)
-
-    def io_bytes(self) -> dict[str, float]:
-        return dict(
-            bytes_read=float(sum(t.nbytes for t in self.operands)),
-            bytes_written=float(sum(t.nbytes for t in self.results)),
-        )
+        super().__init__(op, location, name)
 
     def region_cost(self, index: int) -> Cost:
         regions = self._op.regions

@@ -249,12 +249,14 @@ def _mlir_element(dtype: str) -> str:
     return _MLIR_ELEMENT.get(dtype, dtype)
 
 
-class _MlirOpView:
+class MlirOpView:
     """An :class:`OpView` over an operation of an expansion module (no source location)."""
 
-    def __init__(self, op, location: str):
+    __slots__ = ("_op", "location", "name", "operands", "results")
+
+    def __init__(self, op, location: str, name: str | None = None):
         self._op = op
-        self.name = op.name
+        self.name = name or op.name
         self.location = location
         self.operands = tuple(TensorType.parse(str(v.type)) for v in op.operands)
         self.results = tuple(TensorType.parse(str(v.type)) for v in op.results)
@@ -311,7 +313,7 @@ def _block_ops_cost(blocks, location: str) -> Cost:
                     f"{location}",
                     [(name, location)],
                 )
-            c = rule(_MlirOpView(inner, location))
+            c = rule(MlirOpView(inner, location))
             total = total + Cost(c.flops, c.transcendentals)
     return total
 

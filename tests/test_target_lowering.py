@@ -467,3 +467,21 @@ def test_neutral_elements_are_dropped_as_xla_drops_them(fn):
     x = jnp.ones(1000)
     xla = jax.jit(fn).lower(x).cost_analysis().get("flops", 0.0) or 0.0
     assert perfjax.analyze(fn, (x,)).flops == xla
+
+
+def test_notes_name_the_users_code_not_perfjax(tmp_path):
+    src = tmp_path / "user_model.py"
+    src.write_text(
+        "from jax import lax\n"
+        "def f(x, n):\n"
+        "    return lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, c[1] * 2.0), (0, x))[1]\n"
+    )
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_model", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x, n = jax.ShapeDtypeStruct((8,), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32)
+    with pytest.warns(UserWarning, match="user_model.py:3"):
+        p = perfjax.predict(mod.f, (x, n), device="h100", calibration=False)
+    assert any("user_model.py:3" in note for note in p.notes)

@@ -25,6 +25,24 @@ def _ir():
     return mlir, ir
 
 
+def _exclude_own_frames() -> None:
+    """Source locations in traced programs name the user's code, not perfjax's machinery (a
+    note "while loop at model.py:12", not "at _program.py:442"). JAX's private hook; a JAX
+    without it keeps the default."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        from jax._src import source_info_util
+
+        for part in ("lowering", "devicemodels", "placement", "calibrate", "executor.py",
+                     "_recommend.py", "_cli.py", "_demo.py"):  # fmt: skip
+            source_info_util.register_exclusion(str(root / part))
+    except (ImportError, AttributeError):
+        pass
+
+
+_exclude_own_frames()
+
+
 #: Shardy sharding rules of custom calls (``sdy.sharding_rule = #sdy.op_sharding_rule<...>``).
 _SDY_RULE_RE = re.compile(r",?\s*sdy\.sharding_rule = #sdy\.op_sharding_rule<.*?\}(?:, custom)?>")
 

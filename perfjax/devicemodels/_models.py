@@ -376,7 +376,8 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     Matmul precision follows the program (dtype and StableHLO ``precision`` attribute), as XLA
     does; ``precision`` in ``QUANTIZED`` runs every matrix kernel at that precision instead, and
     ``precision="fp32"`` runs fp32 matrix kernels as strict fp32 (precision HIGHEST: no TF32 on
-    GPUs, six bf16 passes on TPUs).
+    GPUs, six bf16 passes on TPUs). Other precisions (bf16, fp16, fp64) act through the program's
+    dtypes (``predict`` re-traces with cast inputs) and change nothing here.
     """
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}.")

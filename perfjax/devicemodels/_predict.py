@@ -528,7 +528,7 @@ def _evaluate(
     graph_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     kernels = kernels_for(program, spec.family, fusion, **(graph_options or {}))
-    res = resolve(kernels, spec, precision if precision in (*QUANTIZED, "fp32") else None)
+    res = resolve(kernels, spec, precision)
     params = params if params is not None else default_params(spec.family, spec.vendor)
     arrays = kernels.arrays()
     if len(kernels) == 0:
@@ -979,7 +979,7 @@ def spec_gradient(
     loop_trips = check_loop_trips(loop_trips)
     program = program_for(fn_or_program, inputs, precision, lowering_platform(spec)[0])
     kernels = kernels_for(program, spec.family, loop_trips=loop_trips)
-    res = resolve(kernels, spec, precision if precision in (*QUANTIZED, "fp32") else None)
+    res = resolve(kernels, spec, precision)
     cal = _calibration_for(spec, calibration)
     params = (
         cal.jax_params(spec.name) if cal is not None else default_params(spec.family, spec.vendor)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.stages
 import numpy as np
 
 from perfjax._errors import StableHLOParseError, UnsupportedProgramError
@@ -127,9 +128,14 @@ def signature(inputs: tuple[Any, ...]) -> Any:
     return tree, tuple((tuple(s.shape), str(s.dtype)) for s in leaves)
 
 
-def _fn_name(fn: Callable) -> str:
-    name = getattr(fn, "__name__", None) or type(fn).__name__
+def _safe_name(name: str) -> str:
+    """``name`` as an identifier-safe program name."""
     return re.sub(r"[^A-Za-z0-9_.]", "_", name)
+
+
+def trace_name(fn: Callable) -> str:
+    """The name a traced program gets (the function's, made identifier-safe)."""
+    return _safe_name(getattr(fn, "__name__", None) or type(fn).__name__)
 
 
 def _main_signature(module) -> tuple[tuple[TensorType, ...], tuple[TensorType, ...], str]:
@@ -449,9 +455,7 @@ def _atomic_write(path: pathlib.Path, text: str) -> None:
 
 def _lowered_name(lowered: Any) -> str:
     name = getattr(getattr(lowered, "_lowering", None), "_name", None) or "lowered"
-    return (
-        re.sub(r"[^A-Za-z0-9_.]", "_", re.sub(r"^jit[_(]?", "", str(name)).rstrip(")")) or "lowered"
-    )
+    return _safe_name(re.sub(r"^jit[_(]?", "", str(name)).rstrip(")")) or "lowered"
 
 
 def _lower(traced: Any, platform: str, name: str) -> Any:
@@ -522,7 +526,7 @@ def trace_stage(
         required = _required_positional(fn)
         if required:
             raise TypeError(
-                f"{_fn_name(fn)} takes positional argument(s) {', '.join(required)} but no inputs "
+                f"{trace_name(fn)} takes positional argument(s) {', '.join(required)} but no inputs "
                 "were given; pass inputs=(...) with one array or jax.ShapeDtypeStruct per argument, "
                 "e.g. inputs=(jax.ShapeDtypeStruct((8, 16), jnp.float32),)."
             )
@@ -534,7 +538,7 @@ def trace_stage(
     except TypeError as e:
         if inputs == () and "missing" in str(e) and "argument" in str(e):
             raise TypeError(
-                f"{_fn_name(fn)} needs inputs, but none were given ({e}); pass inputs=(...)."
+                f"{trace_name(fn)} needs inputs, but none were given ({e}); pass inputs=(...)."
             ) from None
         raise
     return jitted, traced, specs
@@ -568,8 +572,6 @@ def trace(
       >>> perfjax.trace(jnp.linalg.cholesky, (jnp.eye(4),), platform="cuda").platform
       'cuda'
     """
-    import jax.stages
-
     explicit = platform is not None
     platform = check_platform(platform)
     if isinstance(fn, Program):
@@ -584,11 +586,11 @@ def trace(
             )
         return program
     if isinstance(fn, jax.stages.Traced):
-        name = re.sub(r"[^A-Za-z0-9_.]", "_", str(fn.fun_name))
+        name = _safe_name(str(fn.fun_name))
         # jax.jit(traced) re-evaluates its jaxpr: runnable, and re-traceable at cast dtypes.
         return program_from_traced(jax.jit(fn), fn, _arg_specs(fn), name, platform)
     jitted, traced, specs = trace_stage(fn, inputs)
-    return program_from_traced(jitted, traced, specs, _fn_name(fn), platform)
+    return program_from_traced(jitted, traced, specs, trace_name(fn), platform)
 
 
 def program_from_traced(
@@ -601,11 +603,6 @@ def program_from_traced(
         _lower(traced, platform, name), name, platform=platform, traced=traced, fn=jitted,
         example_inputs=specs, notes=notes,
     )  # fmt: skip
-
-
-def trace_name(fn: Callable) -> str:
-    """The name a traced program gets (the function's, made identifier-safe)."""
-    return _fn_name(fn)
 
 
 def _arg_specs(traced: Any) -> tuple[Any, ...] | None:

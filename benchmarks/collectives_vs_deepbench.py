@@ -9,6 +9,10 @@ published figures only (nothing fitted to these timings):
   = 12.3 GB/s; all GPUs under one root complex (``pcie-tree``), 1 us per hop (as ``4xa100-pcie``);
 * NCCL 2.0 has only the ring algorithm (trees arrived in NCCL 2.4), so ``algorithm="ring"``.
 
+A PCIe tree has no fitted collective parameters (``fitted_family`` is None: the calibrated model
+covers NVLink/NVSwitch and Infinity Fabric), so ``collective_time_s``'s default (``fit="auto"``)
+is the alpha-beta model on these figures; ``predict`` checks it.
+
 The table also reports a second, *fitted* variant to separate the shape of the model from the
 bandwidth figure: one effective link bandwidth per GPU type, fitted on its 2-GPU rows only and
 evaluated on the 4- and 8-GPU rows it did not see.
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 import perfjax
-from perfjax.placement import collective_time_s, from_mapping
+from perfjax.placement import collective_time_s, fitted_family, from_mapping
 
 DATA = pathlib.Path(perfjax.__file__).parent / "placement" / "data" / "deepbench_allreduce.csv.gz"
 OUT = pathlib.Path(__file__).parent / "results" / "collectives_vs_deepbench.csv"
@@ -62,6 +66,7 @@ def predict(rows: pd.DataFrame, bandwidth_by_gpu: dict[str, float]) -> np.ndarra
     out = []
     for r in rows.itertuples():
         plat = server(GPUS[r.gpu], int(r.num_devices), bandwidth_by_gpu[r.gpu])
+        assert fitted_family(plat) is None, "a PCIe server must stay on the alpha-beta model"
         out.append(
             float(collective_time_s("all_reduce", float(r.size_bytes_fp32), plat, algorithm="ring"))
         )

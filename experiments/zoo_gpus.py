@@ -22,7 +22,7 @@ per (model, batch, seq) and predicted on every GPU:
 * ``predicted_tf32_s``: the zoo function without the precision override (DEFAULT precision: TF32
   on the A100, the same as fp32 on the older GPUs);
 * ``predicted_reference_s``: the strict-fp32 ``perfjax/calibrate/_programs.py`` stacks that
-  ``experiments/calibrate_gpus.py`` scores (pre-LN blocks, no BERT embedding layernorm).
+  ``experiments/gpu_generalization.py`` scores (pre-LN blocks, no BERT embedding layernorm).
 * ``predicted_eager_s``: the zoo program fused as eager PyTorch runs it (fusion policy
   ``"eager"``: every elementwise op its own kernel, softmax / layer norm one kernel each, no GEMM
   epilogue; ``predict(..., fusion="eager")``) instead of XLA's, same calibration: NeuSight timed
@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 OUT = ROOT / "docs" / "zoo"
 #: NeuSight model name -> (zoo model, zoo config, NeuSight layer count = the config's).
 ZOO = {"bert_large": ("bert", "large"), "gpt2_large": ("gpt2", "large")}
-#: The GPUs NeuSight measured, as catalog names (as in experiments/calibrate_gpus.py).
+#: The GPUs NeuSight measured, as catalog names (as in experiments/gpu_generalization.py).
 GPUS = ("p4", "p100", "t4", "v100-pcie", "a100-pcie-40gb")
 
 

@@ -65,7 +65,13 @@ def test_fit_recovers_known_parameters_and_lowers_heldout_error(synthetic_fit):
     s = cal.summary
     assert s["median_ape_before"] > 0.2  # the prior is far from the truth...
     assert s["median_ape_after"] < 0.08  # ...the fit lands near the 5% noise on held-out programs
+    # The bf16 tensor-core GEMM efficiency: the class's, times the matrix unit's and bf16's
+    # (the three multiply: only their product is identified by one precision's GEMMs).
     eff = 1 / (1 + math.exp(-float(cal.params["compute_eff_logit"][0])))
+    bf16 = perfjax.devicemodels.PRECISIONS.index("bf16")
+    eff *= math.exp(
+        float(cal.params["precision_eff_log"][bf16]) + float(cal.params["matrix_unit_eff_log"])
+    )
     assert eff == pytest.approx(0.55, abs=0.06)
 
 
@@ -93,9 +99,9 @@ def test_fit_of_a_thousand_measurements(tmp_path):
     # 1000+ rows (the speed target is measured by benchmarks/fit_speed.py, not asserted here).
     base = _synthetic()
     rows = [dict(workload=r.workload, device=d, time_s=r.time_s) for r in base for d in
-            ("h100", "a100-80gb", "v100", "l4", "h200", "rtx-4090", "a100-40gb", "mi300x", "t4", "p100", "p4",
-             "v100-pcie", "a100-pcie-40gb", "a100-pcie-80gb", "gtx-1080ti", "titan-xp", "mi250x", "apple-m1",
-             "apple-m2")]  # fmt: skip
+            ("h100", "a100-80gb", "v100", "l4", "h200", "rtx-4090", "a100-40gb", "b200", "t4", "p100", "p4",
+             "v100-pcie", "a100-pcie-40gb", "a100-pcie-80gb", "gtx-1080ti", "titan-xp", "gb200", "gb300",
+             "l40s")]  # fmt: skip
     ms = Measurements.from_rows(rows)
     assert len(ms) >= 1000
     cal = fit(ms, holdout=0.2, steps=50)
@@ -412,15 +418,17 @@ def _fleet(slow=None, harness_s=0.0, seed=1):
 
 
 def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
-    ms = _fleet(slow=FLEET[2])
+    # (The slow GPU runs its fp32 GEMMs on TF32 tensor cores like three others: the V100, alone on
+    # CUDA cores, has a unit of its own that shared parameters could bend for it.)
+    ms = _fleet(slow=FLEET[1])
     held = {"devices": [FLEET[4]]}
     plain = fit(ms, holdout=held, steps=400)
     robust = fit(ms, holdout=held, steps=400, device_effects=True, effect_threshold=0.05)
-    # The V100's slowness is put on the V100 (its GEMM factor ~1.6), not on every GPU...
+    # The A100's slowness is put on the A100 (its GEMM factor ~1.6), not on every GPU...
     effects = robust.metadata["device_effects"]
     assert set(effects) == set(FLEET[:4])
-    assert effects[FLEET[2]]["gemm"] == pytest.approx(1.6, rel=0.15)
-    assert all(abs(effects[d]["gemm"] - 1) < 0.1 for d in (FLEET[0], FLEET[1], FLEET[3]))
+    assert effects[FLEET[1]]["gemm"] == pytest.approx(1.6, rel=0.15)
+    assert all(abs(effects[d]["gemm"] - 1) < 0.1 for d in (FLEET[0], FLEET[2], FLEET[3]))
     # ...so the GPU nobody fitted on is predicted better than by a fit that spreads it.
     bias_plain = np.median(
         [
@@ -447,17 +455,17 @@ def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
 def test_a_calibrated_device_is_predicted_with_its_own_factors(tmp_path):
     import dataclasses
 
-    ms = _fleet(slow=FLEET[2])
+    ms = _fleet(slow=FLEET[1])
     cal = fit(
         ms, holdout={"devices": [FLEET[4]]}, steps=400, device_effects=True, effect_threshold=0.05
     )
     fn, ins = Workload.of("matmul", m=4096, k=4096, n=4096).build()
     shared_only = dataclasses.replace(cal, device_params={})
-    slow = perfjax.predict(fn, ins, device=FLEET[2], calibration=cal)
+    slow = perfjax.predict(fn, ins, device=FLEET[1], calibration=cal)
     assert slow.time_s / perfjax.predict(
-        fn, ins, device=FLEET[2], calibration=shared_only
+        fn, ins, device=FLEET[1], calibration=shared_only
     ).time_s == (pytest.approx(1.6, rel=0.15))
-    assert f"with {FLEET[2]}'s own factors" in slow.calibration
+    assert f"with {FLEET[1]}'s own factors" in slow.calibration
     # A device the fit never saw gets the shared parameters.
     other = perfjax.predict(fn, ins, device="h100", calibration=cal)
     assert other.time_s == perfjax.predict(fn, ins, device="h100", calibration=shared_only).time_s
@@ -465,12 +473,15 @@ def test_a_calibrated_device_is_predicted_with_its_own_factors(tmp_path):
     # Saved and loaded with the calibration; evaluate uses them too.
     again = load(cal.save(tmp_path / "fleet.json"))
     np.testing.assert_allclose(
-        again.device_params[FLEET[2]]["kind_time_log"], cal.device_params[FLEET[2]]["kind_time_log"]
+        again.device_params[FLEET[1]]["kind_time_log"], cal.device_params[FLEET[1]]["kind_time_log"]
     )
-    slow_rows = Measurements.from_rows([r for r in ms.rows if r.device == FLEET[2]])
+    slow_rows = Measurements.from_rows(
+        [r for r in ms.rows if r.device == FLEET[1] and r.kind == "matmul"]
+    )
     assert (
         evaluate(again, slow_rows).summary()["median_ape_after"]
-        < evaluate(shared_only, slow_rows).summary()["median_ape_after"] / 3
+        < evaluate(shared_only, slow_rows).summary()["median_ape_after"]
+        / 1.5  # (small GEMMs: the 1.6x on fixed costs is not shipped)
     )
 
 
@@ -491,9 +502,12 @@ def test_harness_effects_learn_a_per_op_fixed_cost_shared_by_every_device():
     held = {"devices": [FLEET[4]]}
     plain = fit(ms, holdout=held, steps=400)
     harness = fit(ms, holdout=held, steps=400, harness_effects=True)
-    factors = harness.metadata["harness_effects"]
-    # The layer norms' fixed cost grew (x several); the softmaxes' (same kernels) did not.
-    assert factors["layernorm"] > 2.5 * factors["softmax"] and abs(factors["matmul"] - 1) < 0.2
+    cost_s = harness.metadata["harness_effects"]
+    # The layer norms pay ~30 us more per call; the softmaxes (same kernels) and GEMMs do not
+    # (those two take the same share of the fleet's doubled launch costs, which the shared
+    # launch term, kept at its prior under harness effects, leaves to them).
+    assert cost_s["layernorm"] - cost_s["softmax"] == pytest.approx(30e-6, rel=0.3)
+    assert abs(cost_s["matmul"] - cost_s["softmax"]) < 3e-6
     # The held-out GPU, timed by the same harness, is predicted better with the harness's costs.
     for kind in ("softmax", "layernorm"):
         before = plain.summary["per_kind"][kind]["median_ape_after"]

@@ -120,11 +120,23 @@ def test_precision_support(specs):
     assert "bf16" not in specs["v100-pcie"].precisions()
     with pytest.raises(ValueError):
         specs["v100"].peak_flops_per_s("bf16")
-    # TF32 only from Ampere on; FP8 only on Hopper / Ada / MI300X.
+    # TF32 only from Ampere on; FP8 only on Hopper / Ada / Blackwell / CDNA3 and later.
     for name in ("v100", "v100-pcie", "t4", "p4", "p100", "gtx-1080ti", "titan-xp"):
         assert "tf32" not in specs[name].precisions(), name
     fp8 = {n for n, s in specs.items() if "fp8" in s.precisions()}
-    assert fp8 <= {"h100", "h200", "rtx-4090", "l4", "mi300x"}, fp8
+    assert fp8 <= {
+        "h100",
+        "h200",
+        "rtx-4090",
+        "l4",
+        "l40s",
+        "b200",
+        "gb200",
+        "gb300",
+        "mi300x",
+        "mi325x",
+        "mi355x",
+    }, fp8
     # Pre-Volta GPUs have no tensor cores.
     for name in ("p4", "p100", "gtx-1080ti", "titan-xp"):
         assert not specs[name].matrix_flops_per_s, name
@@ -138,6 +150,20 @@ def test_precision_support(specs):
         if spec.family == "npu":
             assert "int8" in spec.matrix_flops_per_s, name
     assert set(specs["xeon-8480"].matrix_flops_per_s) == {"bf16", "int8"}
+
+
+def test_blackwell_and_cdna4_figures(specs):
+    # Dense Blackwell tensor peaks are half the datasheets' sparse figures: bf16 = 2 x tf32, fp8 = 2 x bf16.
+    for name in ("b200", "gb200", "gb300"):
+        m = specs[name].matrix_flops_per_s
+        assert m["bf16"] == pytest.approx(2 * m["tf32"]) and m["fp8"] == pytest.approx(
+            2 * m["bf16"]
+        ), name
+    # The XLA measured tables' best GEMMs stay below these peaks (B200 bf16 1,670 TFLOP/s; gfx950 1,426).
+    assert 1.67e15 < specs["b200"].matrix_flops_per_s["bf16"] < 2 * 1.67e15
+    assert 1.43e15 < specs["mi355x"].matrix_flops_per_s["bf16"] < 2 * 1.43e15
+    # Blackwell Ultra trades FP64 for FP4.
+    assert specs["gb300"].matrix_flops_per_s["fp64"] < specs["b200"].matrix_flops_per_s["fp64"] / 10
 
 
 def test_matrix_tiles(specs):

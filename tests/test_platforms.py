@@ -29,13 +29,63 @@ def _pair(**over):
 
 
 def test_builtins_load_and_have_expected_shape():
-    assert platforms() == ["4xa100-pcie", "8xh100-nvlink", "host+a100-pcie", "tpu-v4-2x2x2"]
+    assert platforms() == [
+        "4xa100-pcie",
+        "8xb200-nvlink",
+        "8xh100-nvlink",
+        "8xmi300x",
+        "8xmi355x",
+        "gb200-nvl72",
+        "gb300-nvl72",
+        "host+a100-pcie",
+        "tpu-v4-2x2x2",
+    ]
     p = platform("8xh100-nvlink")
     assert p.device_names == tuple(f"gpu{i}" for i in range(8))
     assert {s.name for s in p.specs} == {"h100"}
     assert p.switches == ("nvswitch",)
     assert p.memory_bytes == (p.specs[0].memory_bytes,) * 8
     assert platform("8XH100-NVLINK") is p  # case-insensitive, cached
+
+
+@pytest.mark.parametrize(
+    "name, device, count, switch, bandwidth, vendor",
+    [
+        ("8xb200-nvlink", "b200", 8, "nvswitch", 900e9, "NVIDIA"),
+        ("gb200-nvl72", "gb200", 72, "nvlink-switch", 900e9, "NVIDIA"),
+        ("gb300-nvl72", "gb300", 72, "nvlink-switch", 900e9, "NVIDIA"),
+    ],
+)
+def test_nvlink5_switch_platforms(name, device, count, switch, bandwidth, vendor):
+    p = platform(name)
+    assert p.num_devices == count and {s.name for s in p.specs} == {device}
+    assert {s.vendor for s in p.specs} == {vendor}
+    assert p.switches == (switch,) and len(p.links) == count  # one port per GPU
+    assert "datasheet" in p.source and "NVLink" in p.source  # names its published figures
+    bw = p.bandwidth_matrix_bytes_per_s()
+    off = ~np.eye(count, dtype=bool)
+    # Per direction: 18 NVLink 5 links x 50 GB/s = 900 GB/s ("1.8 TB/s" counts both directions).
+    assert np.all(bw[off] == bandwidth)
+    assert p.route("gpu0", f"gpu{count - 1}") == ("gpu0", switch, f"gpu{count - 1}")
+    np.testing.assert_allclose(p.latency_matrix_s()[off], 2e-6)
+
+
+@pytest.mark.parametrize(
+    "name, device, link_bytes_per_s",
+    [("8xmi355x", "mi355x", 76.8e9), ("8xmi300x", "mi300x", 64e9)],
+)
+def test_infinity_fabric_platforms_are_fully_connected(name, device, link_bytes_per_s):
+    p = platform(name)
+    assert p.num_devices == 8 and {s.name for s in p.specs} == {device}
+    assert {s.vendor for s in p.specs} == {"AMD"} and p.switches == ()
+    assert "datasheet" in p.source and "Infinity Fabric" in p.source
+    # One direct link per pair (8 choose 2), each the per-direction rate of one link
+    # (MI355X 153.6 GB/s, MI300X 128 GB/s bidirectional).
+    assert len(p.links) == 28 and {link.kind for link in p.links} == {"infinity-fabric"}
+    bw = p.bandwidth_matrix_bytes_per_s()
+    assert np.all(bw[~np.eye(8, dtype=bool)] == link_bytes_per_s)
+    assert p.route("gpu2", "gpu7") == ("gpu2", "gpu7")  # one hop, no switch
+    assert p.transfer_time_s("gpu0", "gpu5", link_bytes_per_s) == pytest.approx(1.0 + 1e-6)
 
 
 def test_nvswitch_routes_two_hops():

@@ -43,6 +43,7 @@ from perfjax.devicemodels._models import (
     resolve,
 )
 from perfjax.devicemodels._predict import kernels_for, program_for
+from perfjax.devicemodels._spec import PRECISIONS
 
 FORMAT = "perfjax-calibration"
 VERSION = 1
@@ -156,6 +157,15 @@ def _row_bounds(params, batch: _Batch, family: str) -> np.ndarray:
     for b in range(3):
         np.add.at(sums[b], batch.row_of_kernel, parts[b])
     return sums.argmax(axis=0)
+
+
+def _row_classes(params, batch: _Batch, family: str) -> np.ndarray:
+    """Per row, the index (into ``KINDS``) of the kernel class that takes most of its time."""
+    out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
+    t = np.asarray(out["time_s"]) * batch.arrays["executions"]
+    sums = np.zeros((batch.n_rows, len(KINDS)))
+    np.add.at(sums, (batch.row_of_kernel, np.asarray(batch.arrays["kind"])), t)
+    return sums.argmax(axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +291,47 @@ class Report:
 # ---------------------------------------------------------------------------------------------
 
 
+def _catalog_spec(device: Any):
+    """The catalog spec of ``device`` (a name, alias or spec), or None when it is not a catalog device."""
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        return device if hasattr(device, "family") else None
+    try:
+        return get_device(device)
+    except (KeyError, ValueError):
+        return None
+
+
+#: Published figures that place a device among others, each compared in log2 (doublings).
+_DISTANCE_FIGURES = ("fp32 vector peak", "memory_bytes_per_s", "tdp_w", "process_nm", "num_cores")
+
+
+def _figures(spec) -> np.ndarray:
+    vec = spec.vector_flops_per_s.get("fp32") or spec.matrix_flops_per_s.get("fp32") or 1.0
+    vals = (vec, spec.memory_bytes_per_s, spec.tdp_w, spec.process_nm, spec.num_cores)
+    return np.log2(np.maximum(np.asarray(vals, np.float64), 1e-9))
+
+
+def device_distance(spec, fitted: Sequence[str]) -> float:
+    """How unlike ``spec`` is the nearest of the ``fitted`` devices: the root mean square of the
+    log2 ratios of their published figures (fp32 vector peak, memory bandwidth, TDP, process node,
+    cores), plus 1 when no fitted device shares its vendor. 0 for a fitted device.
+
+    Example:
+      >>> round(device_distance(get_device("v100"), ["v100-pcie"]), 2)  # same chip, 300 vs 250 W
+      0.12
+    """
+    specs = [s for s in (_catalog_spec(d) for d in fitted) if s is not None]
+    if not specs:
+        return 1.0
+    vendor = (spec.vendor or "").strip().lower()
+    me = _figures(spec)
+    best = min(float(np.sqrt(np.mean((me - _figures(s)) ** 2))) for s in specs)
+    same_vendor = any((s.vendor or "").strip().lower() == vendor for s in specs)
+    return best + (0.0 if same_vendor else 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Calibration:
     """Fitted correction parameters for one device family, with their held-out report.
@@ -302,6 +353,11 @@ class Calibration:
     #: Per fitted device, parameters that replace the shared ones on that device (device effects:
     #: ``kind_time_log``, a time factor per kernel class), e.g. ``{"p100": {"kind_time_log": ...}}``.
     device_params: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    #: Per vendor fitted on its own (lowercase, e.g. ``"amd"``): its parameters, used on that
+    #: vendor's devices instead of the shared ones (:meth:`with_vendor`).
+    vendor_params: Mapping[str, Mapping[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    #: The devices each of ``vendor_params`` was fitted on.
+    vendor_devices: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problem = _calibration_problem(self)
@@ -311,15 +367,78 @@ class Calibration:
             err.problem = problem  # what load() reports after the file's name
             raise err
 
+    def vendors(self) -> tuple[str, ...]:
+        """Vendors (lowercase) of the devices the shared ``params`` were fitted on."""
+        out = set()
+        for d in self.devices:
+            spec = _catalog_spec(d)
+            if spec is not None and spec.vendor:
+                out.add(spec.vendor.strip().lower())
+        return tuple(sorted(out))
+
     def jax_params(self, device: str | None = None) -> dict[str, jax.Array]:
-        """The parameters to predict with: the shared ones, and ``device``'s own where fitted."""
-        out = {k: jnp.asarray(v, jnp.float32) for k, v in self.params.items()}
-        for k, v in self.device_params.get(device, {}).items():
+        """The parameters to predict with on ``device``.
+
+        The shared parameters serve devices of the vendors they were fitted on; a vendor fitted
+        on its own (``vendor_params``) gets its own set; any other vendor gets the family's priors
+        (a value fitted on NVIDIA GPUs is never applied to an AMD GPU). On a device the fit saw,
+        its own factors (``device_params``) replace the shared ones.
+        """
+        base: Mapping[str, Any] = self.params
+        spec = _catalog_spec(device) if device is not None else None
+        if spec is not None and spec.family == self.family:
+            vendor = (spec.vendor or "").strip().lower()
+            fitted = self.vendors()
+            if vendor in self.vendor_params:
+                base = {**default_params(self.family, vendor), **self.vendor_params[vendor]}
+            elif fitted and vendor not in fitted:
+                base = default_params(self.family, vendor)
+        out = {k: jnp.asarray(v, jnp.float32) for k, v in base.items()}
+        for k, v in self.device_params.get(spec.name if spec is not None else device, {}).items():
             out[k] = jnp.asarray(v, jnp.float32)
         return out
 
-    def interval(self, time_s: float) -> tuple[float, float]:
+    def covers(self, device: str) -> str:
+        """How this calibration applies to ``device``: ``"fitted"`` (the fit saw it),
+        ``"vendor"`` (its vendor's parameters were fitted, on other devices) or ``"prior"``."""
+        spec = _catalog_spec(device)
+        name = spec.name if spec is not None else device
+        if name in self.devices or any(name in v for v in self.vendor_devices.values()):
+            return "fitted"
+        vendor = (spec.vendor or "").strip().lower() if spec is not None else ""
+        if vendor in self.vendor_params or vendor in self.vendors() or not self.vendors():
+            return "vendor"
+        return "prior"
+
+    def interval_log_bounds(
+        self, device: str | None = None, kernel_class: str | None = None
+    ) -> tuple[float, float]:
+        """(low, high) log of measured / predicted at ``interval_level`` for ``device``.
+
+        On a device the fit saw: the held-out programs' residual quantiles. On any other device,
+        where the calibration carries them (``metadata["unseen_interval"]``), the quantiles of
+        leave-one-device-out residuals of programs whose time is mostly ``kernel_class``
+        (``gemm``, ``conv``, ``elementwise``, ``reduce``; all of them for another class or
+        ``None``), widened in proportion to the device's distance from the fitted ones
+        (:func:`device_distance`): a device unlike any fitted one gets a wider interval.
+        """
         lo, hi = self.residual_log_quantiles
+        unseen = (
+            self.metadata.get("unseen_interval") if isinstance(self.metadata, Mapping) else None
+        )
+        if device is None or not unseen or self.covers(device) == "fitted":
+            return float(lo), float(hi)
+        spec = _catalog_spec(device)
+        fitted = [*self.devices, *[x for v in self.vendor_devices.values() for x in v]]
+        dist = device_distance(spec, fitted) if spec is not None else 1.0
+        widen = 1.0 + float(unseen["widen_per_distance"]) * dist
+        bounds = (unseen.get("by_class") or {}).get(kernel_class) or unseen
+        return float(bounds["low"]) * widen, float(bounds["high"]) * widen
+
+    def interval(
+        self, time_s: float, device: str | None = None, kernel_class: str | None = None
+    ) -> tuple[float, float]:
+        lo, hi = self.interval_log_bounds(device, kernel_class)
         return float(time_s * math.exp(lo)), float(time_s * math.exp(hi))
 
     def __str__(self) -> str:
@@ -334,7 +453,38 @@ class Calibration:
             summary=dict(self.summary), metadata=dict(self.metadata),
             device_params={d: {k: np.asarray(v).tolist() for k, v in p.items()}
                            for d, p in self.device_params.items()},
+            vendor_params={d: {k: np.asarray(v).tolist() for k, v in p.items()}
+                           for d, p in self.vendor_params.items()},
+            vendor_devices={v: list(d) for v, d in self.vendor_devices.items()},
         )  # fmt: skip
+
+    def with_vendor(self, other: Calibration) -> Calibration:
+        """This calibration plus ``other``'s parameters for the vendor ``other`` was fitted on
+        (one vendor, same family), e.g. an NVIDIA calibration with an AMD one.
+
+        Example:
+          >>> import importlib.resources
+          >>> cal = load(importlib.resources.files("perfjax.calibrate") / "data/gpu_calibration.json")
+          >>> cal.covers("mi355x"), cal.covers("h100")
+          ('fitted', 'vendor')
+        """
+        if other.family != self.family:
+            raise ValueError(
+                f"cannot combine a {self.family} calibration with a {other.family} one."
+            )
+        vendors = other.vendors()
+        if len(vendors) != 1:
+            raise ValueError(
+                f"with_vendor needs a calibration fitted on one vendor; {other} has {list(vendors)}."
+            )
+        if vendors[0] in self.vendors():
+            raise ValueError(f"{self} already fits {vendors[0]} devices; fit each vendor once.")
+        return dataclasses.replace(
+            self,
+            vendor_params={**self.vendor_params, vendors[0]: dict(other.params)},
+            vendor_devices={**self.vendor_devices, vendors[0]: tuple(other.devices)},
+            device_params={**self.device_params, **other.device_params},
+        )
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
         """Writes versioned JSON atomically: a crash never leaves a half-written calibration."""
@@ -412,6 +562,17 @@ def _calibration_problem(cal: Calibration) -> str | None:
     for dev, params in cal.device_params.items():
         problem = _params_problem(
             f"device_params.{dev}", params, expected, cal.family, complete=False
+        )
+        if problem is not None:
+            return problem
+    if not isinstance(cal.vendor_params, Mapping):
+        return (
+            "vendor_params must map vendor names to parameter tables, got "
+            f"{type(cal.vendor_params).__name__}"
+        )
+    for vendor, params in cal.vendor_params.items():
+        problem = _params_problem(
+            f"vendor_params.{vendor}", params, expected, cal.family, complete=False
         )
         if problem is not None:
             return problem
@@ -530,6 +691,32 @@ def load(path: str | os.PathLike) -> Calibration:
         dev: {k: np.asarray(v, np.float32) for k, v in p.items()}
         for dev, p in device_params_in.items()
     }
+    vendor_params_in = d.get("vendor_params", {})
+    vendor_devices_in = d.get("vendor_devices", {})
+    if not isinstance(vendor_params_in, dict) or not all(
+        isinstance(p, dict) for p in vendor_params_in.values()
+    ):
+        raise CalibrationError(
+            f"{where}: vendor_params must map vendor names to parameter tables, got "
+            f"{vendor_params_in!r}."
+        )
+    if not isinstance(vendor_devices_in, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for v in vendor_devices_in.values()
+    ):
+        raise CalibrationError(
+            f"{where}: vendor_devices must map vendor names to lists of device names, got "
+            f"{vendor_devices_in!r}."
+        )
+    for vendor, table in vendor_params_in.items():
+        for k, v in table.items():
+            _, problem = _finite_array(f"vendor_params.{vendor}.{k}", v)
+            if problem is not None:
+                raise CalibrationError(f"{where}: {problem}.")
+    vendor_params = {
+        vendor: {k: np.asarray(v, np.float32) for k, v in p.items()}
+        for vendor, p in vendor_params_in.items()
+    }
     devices = d["devices"]
     if isinstance(devices, (str, bytes)) or not isinstance(devices, list):
         raise CalibrationError(f"{where}: devices = {devices!r}; expected a list of device names.")
@@ -542,6 +729,8 @@ def load(path: str | os.PathLike) -> Calibration:
         return Calibration(
             family=family, devices=tuple(devices), params=params, prior=prior,
             device_params=device_params, residual_log_quantiles=tuple(quantiles),
+            vendor_params=vendor_params,
+            vendor_devices={v: tuple(x) for v, x in vendor_devices_in.items()},
             interval_level=d["interval_level"], summary=d.get("summary", {}),
             metadata=d.get("metadata", {}), name=d.get("name", ""),
         )  # fmt: skip
@@ -551,7 +740,7 @@ def load(path: str | os.PathLike) -> Calibration:
 
 #: Parameters newer than calibration format 1's first files: a file without them is read with
 #: their priors.
-_ADDED_PARAMS = ("kind_time_log",)
+_ADDED_PARAMS = ("kind_time_log", "precision_eff_log", "matrix_unit_eff_log")
 
 
 def _conformal_bounds(resid: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -562,6 +751,23 @@ def _conformal_bounds(resid: np.ndarray, alpha: float) -> tuple[float, float]:
     k_lo = min(max(int(np.floor((n + 1) * alpha)) - 1, 0), n - 1)
     k_hi = min(max(int(np.ceil((n + 1) * (1 - alpha))) - 1, 0), n - 1)
     return float(r[k_lo]), float(r[k_hi])
+
+
+#: A harness's per-op cost before fitting (harness_effects): small next to a kernel launch.
+_HARNESS_PRIOR_S = 1e-6
+
+#: Sources whose rows were timed by another harness than the default one (one per data set):
+#: their fixed costs get factors of their own.
+_HARNESS_PREFIXES = ("xla:", "deepbench:")
+
+
+def _harness_group(row: Row) -> str:
+    """The harness-effect group of a row: its op kind, prefixed by its data set where that set
+    was timed by its own harness (XLA's CUPTI kernel times, DeepBench's host loops)."""
+    for prefix in _HARNESS_PREFIXES:
+        if row.source.startswith(prefix):
+            return f"{prefix[:-1]}/{row.kind}"
+    return row.kind
 
 
 def _fold(program: str, salt: str) -> float:
@@ -628,11 +834,13 @@ def fit(
         devices.
       effect_threshold: the log error a (device, kernel class) group must exceed before its
         effect departs from 1 (the L1 prior's weight, scaled by the group's weight in the loss).
-      harness_effects: fit a factor per op kind on the fixed costs, shared by every device: the
-        per-op cost of the harness that took the measurements (NeuSight times each PyTorch op
-        with its Python call: a layer norm's floor is ~1.8x an add's on every GPU). The report
-        (held-out rows too: same harness) includes them; ``params`` do not, since a compiled
-        program does not pay them. Factors in ``metadata["harness_effects"]``.
+      harness_effects: fit a cost in seconds per op kind (and data set, for XLA and DeepBench
+        rows) added to every row's fixed costs, shared by every device: the per-op cost of the
+        harness that took the measurements (NeuSight times each PyTorch op with its Python call:
+        a layer norm's floor is ~1.8x an add's on every GPU). The shared launch and call costs
+        then stay at their priors (device time). The report (held-out rows too: same harness)
+        includes them; ``params`` do not, since a compiled program does not pay them. Costs in
+        seconds in ``metadata["harness_effects"]``.
 
     Example:
       >>> from perfjax.calibrate import Measurements, Workload, fit
@@ -653,6 +861,13 @@ def fit(
             f"measurements span several device families {sorted(families)}; fit one family at a time."
         )
     family = families.pop()
+    vendors = sorted({(get_device(r.device).vendor or "").strip().lower() for r in rows})
+    if len(vendors) > 1:
+        raise ValueError(
+            f"measurements span several vendors {vendors}; fit one vendor at a time (a GEMM "
+            "efficiency fitted on one vendor's library says nothing of another's) and combine the "
+            "calibrations with Calibration.with_vendor()."
+        )
     vendor = get_device(rows[0].device).vendor
 
     if isinstance(holdout, Mapping):
@@ -701,19 +916,27 @@ def fit(
     unknown_frozen = []
     for entry in freeze:
         pname, _, kind = entry.partition(":")
-        if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in KINDS)):
+        labels = PRECISIONS if pname == "precision_eff_log" else KINDS
+        if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in labels)):
             unknown_frozen.append(entry)
         elif kind:
-            keep[pname][KINDS.index(kind)] = 0.0
+            keep[pname][labels.index(kind)] = 0.0
         else:
             keep[pname][...] = 0.0
     if unknown_frozen:
         raise ValueError(
             f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
-            f"(per-kind ones also as 'name:kind', kind in {list(KINDS)})."
+            f"(per-kind ones also as 'name:kind', kind in {list(KINDS)}; "
+            f"precision_eff_log as 'precision_eff_log:bf16', precision in {list(PRECISIONS)})."
         )
     # kind_time_log is the device effects' slot: shared, it would only duplicate the efficiencies.
     keep["kind_time_log"][...] = 0.0
+    if harness_effects:
+        # The fixed costs then belong to the harnesses (a factor per data set and op kind on the
+        # priors): the shared per-kernel launch and per-call costs stay the device's, so a data
+        # set timed on the device (CUPTI) is not charged another's Python dispatch.
+        keep["launch_log"][...] = 0.0
+        keep["dispatch_log"][...] = 0.0
     keep = {k: jnp.asarray(v) for k, v in keep.items()}
     batch = all_batch
     if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
@@ -728,9 +951,9 @@ def fit(
     if effect_threshold <= 0:
         raise ValueError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
     effect_devices = sorted({r.device for r in rows})
-    effect_kinds = sorted({r.kind for r in rows})
+    effect_kinds = sorted({_harness_group(r) for r in rows})
     dev_of_row = jnp.asarray([effect_devices.index(r.device) for r in rows])
-    kind_of_row = jnp.asarray([effect_kinds.index(r.kind) for r in rows])
+    kind_of_row = jnp.asarray([effect_kinds.index(_harness_group(r)) for r in rows])
     n_dev, n_kind = len(effect_devices), len(effect_kinds)
     # Device effects act on kernels (per device and kernel class), so a calibration can apply
     # them to any program run on a device it was fitted on.
@@ -742,16 +965,29 @@ def fit(
         kind_fixed=jnp.zeros((n_kind,)),
     )
 
+    # A harness's per-op cost is additive (its Python call, event records, synchronisation),
+    # per group; a group without training rows has none that the fit could know (0 s).
+    trained_group = np.zeros(n_kind, np.float32)
+    for r, h in zip(rows, is_held, strict=True):
+        if not h:
+            trained_group[effect_kinds.index(_harness_group(r))] = 1.0
+    trained_group = jnp.asarray(trained_group)
+
+    def harness_s(eff):
+        return _HARNESS_PRIOR_S * jnp.exp(eff["kind_fixed"]) * trained_group
+
     def predict_rows(params, eff):
         """Row times with the effects in use (device effects where fitted, harness effects)."""
         if not (device_effects or harness_effects):
             return _row_times(params, batch, family)
         body_log = eff["speed"][dev_of_kernel, kind_of_kernel] if device_effects else None
         body, fixed = _row_parts(params, batch, family, body_log)
-        fixed_log = eff["kind_fixed"][kind_of_row] if harness_effects else 0.0
+        if harness_effects:
+            fixed = fixed + harness_s(eff)[kind_of_row]
         if device_effects:
-            fixed_log = fixed_log + eff["fixed"][dev_of_row]
-        return body + fixed * jnp.exp(fixed_log)
+            # (the device's fixed costs: its launches, and the host its harness ran on)
+            fixed = fixed * jnp.exp(eff["fixed"][dev_of_row])
+        return body + fixed
 
     kernels_per_row = jnp.asarray(
         np.bincount(batch.row_of_kernel, minlength=len(rows)), jnp.float32
@@ -769,7 +1005,8 @@ def fit(
             err = 2.0 * optax.losses.huber_loss(jnp.log(pred), log_meas, delta=huber_delta)
         data = jnp.sum(err * mask)
         reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
-        out = data + prior_weight * reg + prior_weight * jnp.mean(eff["kind_fixed"] ** 2)
+        # (harness costs span 0 to ~100 us: a weak pull towards the 1 us prior)
+        out = data + prior_weight * reg + 1e-3 * prior_weight * jnp.mean(eff["kind_fixed"] ** 2)
         if device_effects:
             # Weight of each group in the data term: an effect stays at 0 until the group's
             # mean log error exceeds effect_threshold (the L1 subgradient bound).
@@ -819,6 +1056,7 @@ def fit(
 
     after = np.asarray(predict_rows(fitted, as_used(effects)), np.float64)
     bound_after = _row_bounds(fitted, batch, family)
+    row_class = _row_classes(fitted, batch, family)
 
     # Interval: quantiles of held-out log residuals on fold A; coverage measured on fold B.
     resid = np.log(measured / after)
@@ -870,7 +1108,8 @@ def fit(
     report_rows = tuple(
         dict(program=r.program, kind=r.kind, device=r.device, split="heldout" if h else "train",
              measured_s=float(measured[i]), before_s=float(before[i]), after_s=float(after[i]),
-             bound_after=_BOUNDS[bound_after[i]], expected_bound=_expected_bound(r))
+             bound_after=_BOUNDS[bound_after[i]], expected_bound=_expected_bound(r),
+             kernel_class=KINDS[row_class[i]])
         for i, (r, h) in enumerate(zip(rows, is_held, strict=True))
     )  # fmt: skip
     report = Report(report_rows, coverage, interval_level, fit_s, featurize_s, steps)
@@ -901,9 +1140,8 @@ def fit(
             for i, d in enumerate(effect_devices) if d in fitted_devices
         }  # fmt: skip
     if harness_effects:
-        meta["harness_effects"] = {
-            k: round(float(np.exp(effects["kind_fixed"][j])), 4) for j, k in enumerate(effect_kinds)
-        }
+        cost = np.asarray(harness_s(effects))
+        meta["harness_effects"] = {k: float(f"{cost[j]:.4g}") for j, k in enumerate(effect_kinds)}
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),
@@ -932,28 +1170,35 @@ def evaluate(calibration: Calibration, measurements: Measurements) -> Report:
     t0 = time.perf_counter()
     batch = _features(rows, calibration.family)
     featurize_s = time.perf_counter() - t0
-    prior = {k: jnp.asarray(v) for k, v in calibration.prior.items()}
-    before = np.asarray(_row_times(prior, batch, calibration.family), np.float64)
-    # Each row with its device's parameters (device effects where the calibration has them).
-    params = calibration.jax_params()
-    body_log = None
-    if calibration.device_params:
-        per_device = {
-            d: np.asarray(calibration.jax_params(d)["kind_time_log"])
-            for d in {r.device for r in rows}
-        }
-        factors = np.stack([per_device[r.device] for r in rows])
-        body_log = jnp.asarray(factors[batch.row_of_kernel, batch.arrays["kind"]])
-    body, fixed = _row_parts(params, batch, calibration.family, body_log)
-    after = np.asarray(body + fixed, np.float64)
-    bounds = _row_bounds(params, batch, calibration.family)
+    # Each device with the parameters a prediction on it uses (its vendor's, its own factors
+    # where fitted); "before" is the device's vendor priors.
+    fam = calibration.family
+    n = len(rows)
+    before, after = np.zeros(n), np.zeros(n)
+    bounds = np.zeros(n, np.int64)
+    classes = np.zeros(n, np.int64)
+    lo, hi = np.zeros(n), np.zeros(n)
+    for dev in sorted({r.device for r in rows}):
+        idx = np.array([i for i, r in enumerate(rows) if r.device == dev])
+        spec = get_device(dev)
+        prior = default_params(fam, spec.vendor)
+        before[idx] = np.asarray(_row_times(prior, batch, fam), np.float64)[idx]
+        params = calibration.jax_params(dev)
+        body_log = jnp.asarray(np.asarray(params["kind_time_log"])[batch.arrays["kind"]])
+        shared = dict(params, kind_time_log=jnp.zeros_like(params["kind_time_log"]))
+        body, fixed = _row_parts(shared, batch, fam, body_log)
+        after[idx] = np.asarray(body + fixed, np.float64)[idx]
+        bounds[idx] = _row_bounds(params, batch, fam)[idx]
+        classes[idx] = _row_classes(params, batch, fam)[idx]
+        for i in idx:
+            lo[i], hi[i] = calibration.interval_log_bounds(dev, KINDS[classes[i]])
     measured = np.array([r.time_s for r in rows])
     resid = np.log(measured / after)
-    lo, hi = calibration.residual_log_quantiles
     coverage = float(np.mean((resid >= lo) & (resid <= hi)))
     report_rows = tuple(
         dict(program=r.program, kind=r.kind, device=r.device, split="heldout", measured_s=float(measured[i]),
              before_s=float(before[i]), after_s=float(after[i]), bound_after=_BOUNDS[bounds[i]],
+             kernel_class=KINDS[classes[i]],
              expected_bound=_expected_bound(r))
         for i, r in enumerate(rows)
     )  # fmt: skip

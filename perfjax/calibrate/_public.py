@@ -503,3 +503,107 @@ def load_deepbench(
             f"devices={devices!r}; skipped: {dict(skipped)}."
         )
     return Measurements(tuple(rows), meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA's measured GEMM table
+# ---------------------------------------------------------------------------------------------
+
+XLA_LICENCE = "Apache-2.0"
+XLA_COMMIT = "dc660322168302831d1cbc4c99683cd79671286e"
+XLA_URL = "https://github.com/openxla/xla"
+#: XLA's device keys -> catalog devices (gfx950 is CDNA4: the f32 rows reach 6.5x the MI350-series
+#: FP32 matrix peak, so the table is the MI355X's figures; sm_90/gfx942 are not shipped).
+XLA_ARCHS = {"sm_100_B200": "b200", "gfx950": "mi355x", "sm_90": "h100", "gfx942": "mi300x"}
+_XLA_TYPES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32", "f8e4m3fn": "float8_e4m3fn",
+              "f8e5m2": "float8_e5m2"}  # fmt: skip
+
+
+def xla_dtype_precision(label: str, arch: str = "sm_100_B200") -> str:
+    """The precision class of an XLA table dtype label on ``arch``: ``bf16xbf16->bf16`` ->
+    ``bf16``, fp8 pairs -> ``fp8``, ``f32xf32->f32`` -> ``tf32`` on NVIDIA (DEFAULT precision:
+    TF32 tensor cores) and ``fp32`` on AMD (XLA keeps F32 on ROCm)."""
+    lhs = label.split("x", 1)[0]
+    f32 = "fp32" if arch.startswith("gfx") else "tf32"
+    return {"bf16": "bf16", "f16": "fp16", "f32": f32}.get(
+        lhs, "fp8" if lhs.startswith("f8") else lhs
+    )
+
+
+def load_xla_matmul(
+    archs: Iterable[str] | None = None,
+    dtypes: Iterable[str] | None = None,
+    max_rows_per_group: int | None = None,
+) -> Measurements:
+    """XLA's measured GEMM times (``default_matmul_perf_table``: B200 and CDNA4) as measurements.
+
+    Each row is one ``dot(lhs[b,m,k], rhs[b,k,n])`` at DEFAULT precision compiled by XLA's GPU
+    pipeline, timed as the median CUPTI kernel duration (device time, no launch or host cost).
+    Its workload is a ``matmul`` with both operands of the lhs type (fp8 pairs of mixed types use
+    e4m3 for both: the same operand bytes and the same fp8 tensor-core rate).
+
+    Args:
+      archs: XLA device keys to keep (``sm_100_B200``, ``gfx950``); None keeps both.
+      dtypes: XLA dtype labels (``bf16xbf16->bf16``, ``f32xf32->f32``, ...) or precision classes
+        (``bf16``, ``fp16``, ``tf32``, ``fp8``); None keeps all.
+      max_rows_per_group: a deterministic subsample per (arch, dtype label).
+
+    Example:
+      >>> ms = load_xla_matmul(archs=["sm_100_B200"], dtypes=["bf16"])
+      >>> ms.devices(), len(ms)
+      (['b200'], 375)
+    """
+    df = _read("xla_matmul.csv.gz")
+    want_archs = None
+    if archs is not None:
+        want_archs = {archs} if isinstance(archs, str) else set(archs)
+        bad = sorted(want_archs - set(df["arch"].unique()))
+        if bad:
+            raise ValueError(
+                f"unknown XLA arch(s) {bad}; the table has {sorted(df['arch'].unique())}."
+            )
+    want_dtypes = None
+    if dtypes is not None:
+        want_dtypes = {dtypes} if isinstance(dtypes, str) else set(dtypes)
+        known = set(df["dtype"].unique()) | {
+            xla_dtype_precision(d, a) for a, d in zip(df["arch"], df["dtype"], strict=True)
+        }
+        bad = sorted(want_dtypes - known)
+        if bad:
+            raise ValueError(
+                f"unknown XLA dtype label(s) or precision(s) {bad}; expected some of {sorted(known)}."
+            )
+    kept, filtered = [], 0
+    for r in df.itertuples(index=False):
+        label = str(r.dtype)
+        if (want_archs is not None and r.arch not in want_archs) or (
+            want_dtypes is not None
+            and label not in want_dtypes
+            and xla_dtype_precision(label, r.arch) not in want_dtypes
+        ):
+            filtered += 1
+            continue
+        dtype = _XLA_TYPES[label.split("x", 1)[0]]
+        b = int(r.b)
+        w = Workload.of(
+            "matmul", m=int(r.m), k=int(r.k), n=int(r.n), b=b if b > 1 else 0, dtype=dtype
+        )
+        src = f"xla:matmul.csv arch={r.arch} dtype={label} b={b} m={r.m} n={r.n} k={r.k}"
+        kept.append(((r.arch, label), XLA_ARCHS[r.arch], w, float(r.time_s), src))
+    not_selected = 0
+    if max_rows_per_group is not None:
+        kept, not_selected = _subsample(kept, max_rows_per_group, key=lambda x: x[0])
+    rows = [Row(w, d, t, source=s) for _, d, w, t, s in kept]
+    if not rows:
+        raise ValueError(f"no XLA GEMM rows left for archs={archs!r}, dtypes={dtypes!r}.")
+    meta = _metadata(
+        "xla_matmul",
+        source=f"XLA default_matmul_perf_table.txtpb, {XLA_URL} (read at ROCm/xla main 183fa00c)",
+        licence=XLA_LICENCE,
+        commit=XLA_COMMIT,
+        measured="median CUPTI kernel duration (device time) of a DEFAULT-precision dot through XLA's GPU pipeline",
+        rows_loaded=len(rows),
+        rows_filtered_out=filtered,
+        rows_not_selected=not_selected,
+    )
+    return Measurements(tuple(rows), meta)

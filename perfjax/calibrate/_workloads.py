@@ -114,6 +114,9 @@ def _matmul(
     dt = _dt(dtype)
 
     def fn(x, w):
+        if dt.itemsize == 1 and jnp.issubdtype(dt, jnp.floating):
+            # fp8 GEMMs accumulate in fp32 and return bf16 (as XLA's measured fp8 dots do).
+            return jnp.matmul(x, w, precision=precision, preferred_element_type=jnp.bfloat16)
         return F.matmul(x, w, precision=precision)
 
     return fn, (S((*lead, m, k), dt), S((*lead, k, n), dt))

@@ -170,8 +170,19 @@ PRIORS: dict[str, dict[str, Any]] = {
         dispatch_s=1e-5,
     ),
 }
-# AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
-VENDOR_PRIORS = {"amd": dict(gemm=0.56)}
+#: Per-vendor priors that replace the family's.
+VENDOR_PRIORS = {
+    "amd": dict(
+        # AMD's best achievable bf16 GEMM on MI300X is 51-60% of peak (reference table).
+        compute_eff=dict(gemm=0.56),
+        # That measurement is at MI300X's 750 W: the efficiency prior already holds whatever
+        # clock the board sustains, so the power term must not cut it again. AMD's fp32 vector
+        # peak counts dual-issue packed FP32 (CDNA3 whitepaper), so NVIDIA's energy per listed
+        # fp32 FLOP overstates AMD's: at most (750 - 140) W / 163.4 TFLOP/s = 3.7 pJ at 5 nm,
+        # 9 pJ scaled to 12 nm.
+        power_pj=9.0,
+    )
+}
 
 
 def _per_kind(value: float | Mapping[str, float], kind: str) -> float:
@@ -188,9 +199,10 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
     """
     if family not in PRIORS:
         raise ValueError(f"unknown family {family!r}; expected one of {sorted(PRIORS)}.")
-    pr = PRIORS[family]
+    vendor_pr = VENDOR_PRIORS.get(vendor.lower(), {}) if family == "gpu" else {}
+    pr = {**PRIORS[family], **{k: v for k, v in vendor_pr.items() if k != "compute_eff"}}
     compute = dict(pr["compute_eff"])
-    compute.update(VENDOR_PRIORS.get(vendor.lower(), {}))
+    compute.update(vendor_pr.get("compute_eff", {}))
     return dict(
         compute_eff_logit=jnp.array([_logit(compute[k]) for k in KINDS], jnp.float32),
         memory_eff_logit=jnp.array([_logit(pr["memory_eff"][k]) for k in KINDS], jnp.float32),
@@ -227,6 +239,13 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         # A time factor per kernel class on one device (1 here): where a calibration fitted
         # device effects (``fit(device_effects=True)``), predictions for that device use them.
         kind_time_log=jnp.zeros((len(KINDS),), jnp.float32),
+        # Matrix-unit (tensor core, MXU, matrix core) efficiency per precision, relative to the
+        # kernel class's: TF32, bf16 and fp8 GEMMs reach different shares of their peaks (XLA's
+        # measured B200 table). Prior 1 everywhere; fitted per vendor.
+        precision_eff_log=jnp.zeros((len(PRECISIONS),), jnp.float32),
+        # ... and one factor shared by every precision of the matrix unit, so that what one
+        # precision's data teach (fp16 GEMMs on V100 tensor cores) reaches the others (prior 1).
+        matrix_unit_eff_log=jnp.array(0.0, jnp.float32),
     )
 
 
@@ -300,7 +319,13 @@ def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, fl
             passes = {"DEFAULT": 1.0, "HIGH": 3.0, "HIGHEST": 6.0}.get(attr, 1.0)
             if "bf16" in m:
                 return 0, "bf16", passes, f"bf16 x{passes:g} on MXU (fp32 dot, precision {attr})"
-        if fam == "gpu" and attr in ("DEFAULT", "HIGH") and "tf32" in m:
+        # (XLA picks TF32 on CUDA only: on ROCm GetBlasComputationType keeps plain F32.)
+        if (
+            fam == "gpu"
+            and attr in ("DEFAULT", "HIGH")
+            and "tf32" in m
+            and spec.vendor.lower() == "nvidia"
+        ):
             return 0, "tf32", 1.0, f"tf32 {unit_name} (fp32 dot, precision {attr})"
         if "fp32" in m:
             return 0, "fp32", 1.0, f"fp32 {unit_name}"
@@ -634,6 +659,13 @@ def kernel_times(
     # Convolution libraries use fast algorithms (Winograd, FFT) that need fewer multiplies than
     # the direct FLOP count: a learned speed-up over the direct count (prior 1: none).
     matrix_rate = peaks * compute_eff * matrix_util * serial_share
+    # Per-precision matrix-unit efficiency (vector-unit GEMMs keep the class efficiency alone).
+    matrix_rate = jnp.where(
+        res["unit"] == 0,
+        matrix_rate
+        * jnp.exp(params["precision_eff_log"] + params["matrix_unit_eff_log"])[res["precision"]],
+        matrix_rate,
+    )
     matrix_rate = jnp.where(
         kind == _CONV, matrix_rate * jnp.exp(params["conv_speedup_log"]), matrix_rate
     )

@@ -383,6 +383,9 @@ class Prediction:
     notes: tuple[str, ...] = ()
     #: ``(op name, location)`` of ops without a cost rule, not counted (``on_unsupported="warn"``).
     unmodeled_ops: tuple[tuple[str, str], ...] = ()
+    #: What ``time_s`` measures: ``"device"`` (kernel time, as a profiler sees it) or ``"host"``
+    #: (an eager harness's synchronised wall time; ``predict(timing=...)``).
+    timing: str = "device"
 
     def to_dataframe(self):
         import pandas as pd
@@ -397,6 +400,7 @@ class Prediction:
             bound_shares=dict(self.bound_shares), flops=self.flops, bytes=self.bytes, num_kernels=len(self.kernels),
             calibration=self.calibration, interval_s=self.interval_s, fusion=self.fusion,
             platform=self.platform, notes=list(self.notes), unmodeled_ops=[list(u) for u in self.unmodeled_ops],
+            timing=self.timing,
         )  # fmt: skip
 
     def table(self, max_rows: int = 25):
@@ -571,6 +575,7 @@ def predict(
     fusion: str | None = None,
     on_unsupported: str = "error",
     loop_trips: int | None = None,
+    timing: str = "device",
 ) -> Prediction:
     """Predicts how long ``fn_or_program`` takes on ``device``, and why.
 
@@ -606,6 +611,12 @@ def predict(
         ``Prediction.unmodeled_ops``.
       loop_trips: the trip count of every while loop whose count is not static (bounded by a
         traced value); ``None`` counts such a body once, with a note and a warning.
+      timing: what the time means. ``"device"`` (default): the device's busy time from the first
+        kernel's start to the last one's end, as a kernel profiler (CUPTI, XProf) sees a compiled
+        program, launches between kernels included. ``"host"``: the wall time an eager harness
+        sees on the host for one synchronised call, where every kernel is dispatched from Python:
+        each kernel costs at least the host's per-op dispatch, plus one synchronisation
+        (:func:`host_timing`; from the calibration's fitted harness costs where it has them).
 
     Example:
       >>> import jax, jax.numpy as jnp, perfjax
@@ -619,12 +630,70 @@ def predict(
     """
     _check_precision(precision)
     _check_fusion(fusion)
+    _check_timing(timing)
     options = _graph_options(on_unsupported, loop_trips)
     spec = get_device(device)
     platform, notes = lowering_platform(spec)
     program = program_for(fn_or_program, inputs, precision, platform)
     cal = _calibration_for(spec, calibration)
-    return _predict_program(program, spec, precision, cal, params, fusion, notes=notes, **options)
+    pred = _predict_program(program, spec, precision, cal, params, fusion, notes=notes, **options)
+    return pred if timing == "device" else as_host_timed(pred, cal)
+
+
+TIMINGS = ("device", "host")
+
+#: An eager harness's costs on the host when no calibration gives them: Python dispatch of one
+#: op (PyTorch/JAX eager op dispatch is ~5-20 us; assumed 10 us) and one synchronisation.
+_HOST_TIMING_PRIORS = {
+    "gpu": dict(per_kernel_s=10e-6, per_call_s=10e-6),
+    "tpu": dict(per_kernel_s=20e-6, per_call_s=30e-6),
+    "npu": dict(per_kernel_s=50e-6, per_call_s=50e-6),
+    "cpu": dict(per_kernel_s=2e-6, per_call_s=2e-6),
+}
+
+
+def _check_timing(timing: str) -> None:
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}.")
+
+
+def host_timing(spec: DeviceSpec | str, calibration: Any = None) -> dict[str, float]:
+    """Per-kernel and per-call host costs of an eager, synchronised harness on ``spec``.
+
+    From ``calibration.metadata["host_timing"]`` where the calibration fitted them (the shipped
+    GPU calibration does, on NeuSight's PyTorch timings), else priors.
+
+    Example:
+      >>> sorted(host_timing("h100", calibration=False))
+      ['per_call_s', 'per_kernel_s', 'source']
+    """
+    spec = get_device(spec)
+    cal = _calibration_for(spec, calibration)
+    fitted = cal.metadata.get("host_timing") if cal is not None else None
+    if isinstance(fitted, Mapping) and {"per_kernel_s", "per_call_s"} <= set(fitted):
+        return dict(per_kernel_s=float(fitted["per_kernel_s"]), per_call_s=float(fitted["per_call_s"]),
+                    source=str(fitted.get("source", cal)))  # fmt: skip
+    return dict(**_HOST_TIMING_PRIORS[spec.family], source="prior (assumed eager dispatch costs)")
+
+
+def as_host_timed(pred: Prediction, calibration: Any = None) -> Prediction:
+    """``pred`` (device time) as an eager, synchronised host harness sees it: every kernel costs
+    at least the per-kernel dispatch (the host issues kernels no faster), plus one per-call cost."""
+    spec = pred.spec if pred.spec is not None else get_device(pred.device)
+    costs = host_timing(spec, calibration if calibration is not None else False)
+    per_kernel, per_call = costs["per_kernel_s"], costs["per_call_s"]
+    kernel_s = np.array([r["time_s"] for r in pred.kernels])
+    execs = np.array([r["executions"] for r in pred.kernels])
+    host_kernels = float(np.sum(np.maximum(kernel_s, per_kernel) * execs))
+    time_s = host_kernels + max(pred.dispatch_s, per_call)
+    scale = time_s / pred.time_s if pred.time_s > 0 else 1.0
+    interval = None
+    if pred.interval_s is not None:
+        interval = (pred.interval_s[0] * scale, pred.interval_s[1] * scale)
+    note = (f"timing='host': {1e6 * per_kernel:.3g} us per kernel dispatched and {1e6 * per_call:.3g} us "
+            f"per call ({costs['source']}); device time {pred.time_s:.4g} s.")  # fmt: skip
+    return dataclasses.replace(pred, time_s=time_s, interval_s=interval, timing="host",
+                               notes=(*pred.notes, note))  # fmt: skip
 
 
 def _graph_options(on_unsupported: str, loop_trips: Any) -> dict[str, Any]:
@@ -673,8 +742,18 @@ def _predict_program(
             stacklevel=3,
         )
     if cal is not None:
-        pred = dataclasses.replace(pred, interval_s=cal.interval(pred.time_s))
+        pred = dataclasses.replace(
+            pred, interval_s=cal.interval(pred.time_s, spec.name, _dominant_class(pred))
+        )
     return pred
+
+
+def _dominant_class(pred: Prediction) -> str | None:
+    """The kernel class that takes most of a prediction's time (``gemm``, ``conv``, ...)."""
+    shares: dict[str, float] = {}
+    for r in pred.kernels:
+        shares[r["kind"]] = shares.get(r["kind"], 0.0) + r["time_s"] * r["executions"]
+    return max(shares, key=shares.get) if shares else None
 
 
 def _load_calibration(calibration: Any) -> Any:
@@ -700,6 +779,8 @@ def _calibration_label(calibration: Any, spec: DeviceSpec) -> str | None:
         return None
     if spec.name in getattr(calibration, "device_params", {}):
         return f"{calibration} (with {spec.name}'s own factors)"
+    if hasattr(calibration, "covers") and calibration.covers(spec.name) == "prior":
+        return f"priors ({calibration} fits no {spec.vendor} device)"
     return str(calibration)
 
 

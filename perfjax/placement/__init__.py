@@ -3,25 +3,43 @@
 Example:
   >>> from perfjax import placement
   >>> p = placement.platform("8xh100-nvlink")
+  >>> placement.fitted_family(p)   # by default, collectives here use the fit to XLA's measurements
+  'nvidia-nvlink'
   >>> round(float(placement.collective_time_s("all_reduce", 1e9, p)) * 1e3, 1)
+  5.4
+  >>> round(float(placement.collective_time_s("all_reduce", 1e9, p, fit=None)) * 1e3, 1)   # alpha-beta
   3.9
 """
 
 from perfjax.placement._collectives import (
     ALGORITHMS,
+    CALIBRATED_ALGORITHMS,
+    CALIBRATED_KINDS,
+    FIT_FAMILIES,
+    FIT_PARAMETERS,
     KINDS,
+    CollectiveFit,
     algorithm_times_s,
     all_gather_time_s,
     all_reduce_time_s,
     all_to_all_time_s,
     best_algorithm,
     broadcast_time_s,
+    calibrated_algorithm_times_s,
+    calibrated_collective_time_s,
+    calibrated_time_s,
+    choose_fit,
+    collective_fit,
     collective_time_s,
+    fitted_family,
+    injection_bandwidth_bytes_per_s,
+    prior_fit,
     reduce_scatter_time_s,
     ring_parameters,
     send_recv_time_s,
     smooth_min,
     torus_time_s,
+    vendor_family,
 )
 from perfjax.placement._platform import (
     LINK_KINDS,
@@ -40,12 +58,25 @@ from perfjax.placement._sharded import (
     parse_collectives,
     predict_sharded,
 )
+from perfjax.placement._xla_collectives import (
+    XLA_ARCH_PLATFORMS,
+    fit_collectives,
+    predict_xla,
+    xla_collectives,
+    xla_features,
+)
 
 __all__ = [
     "ALGORITHMS",
+    "CALIBRATED_ALGORITHMS",
+    "CALIBRATED_KINDS",
+    "FIT_FAMILIES",
+    "FIT_PARAMETERS",
     "KINDS",
     "LINK_KINDS",
     "TOPOLOGIES",
+    "XLA_ARCH_PLATFORMS",
+    "CollectiveFit",
     "CollectiveRow",
     "Link",
     "Platform",
@@ -56,19 +87,32 @@ __all__ = [
     "all_to_all_time_s",
     "best_algorithm",
     "broadcast_time_s",
+    "calibrated_algorithm_times_s",
+    "calibrated_collective_time_s",
+    "calibrated_time_s",
+    "choose_fit",
+    "collective_fit",
     "collective_time_s",
+    "fit_collectives",
+    "fitted_family",
     "from_mapping",
+    "injection_bandwidth_bytes_per_s",
     "link_bytes",
     "load_platform_file",
     "parse_collectives",
     "platform",
     "platforms",
     "predict_sharded",
+    "predict_xla",
+    "prior_fit",
     "reduce_scatter_time_s",
     "ring_parameters",
     "send_recv_time_s",
     "smooth_min",
     "torus_time_s",
+    "vendor_family",
+    "xla_collectives",
+    "xla_features",
 ]
 
 # (place / simulate are added below by the placement-algorithms module.)

@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from perfjax.placement._collectives import algorithm_times_s
+from perfjax.placement._collectives import CollectiveFit, algorithm_times_s, choose_fit
 from perfjax.placement._platform import Platform
 from perfjax.placement._platform import platform as get_platform
 
@@ -155,6 +155,8 @@ class CollectiveRow:
     algorithm: str
     groups: tuple[tuple[int, ...], ...] = dataclasses.field(repr=False, default=())
     pairs: tuple[tuple[int, int], ...] = dataclasses.field(repr=False, default=())
+    #: Collective model: ``"calibrated (<family> fit)"`` or ``"alpha-beta"`` (``collective_time_s``).
+    model: str = ""
 
 
 def parse_collectives(hlo_text: str, mesh_shape: Sequence[int]) -> list[dict[str, Any]]:
@@ -441,6 +443,7 @@ def predict_sharded(
     device_map: Sequence[int | str] | None = None,
     compute: str = "auto",
     algorithm: str = "auto",
+    fit: Any = "auto",
 ) -> ShardedPrediction:
     """Predicts one call of an SPMD program on a platform.
 
@@ -455,6 +458,11 @@ def predict_sharded(
         a roofline on XLA's per-device counts when that trace disagrees with them), ``"predict"`` or
         ``"roofline"``.
       algorithm: collective algorithm (``"auto"`` picks the fastest per collective).
+      fit: collective model, as ``collective_time_s``: ``"auto"`` (default) times each group with
+        the calibrated model fitted to XLA's measurements where that fit covers it (NVIDIA GPUs on
+        NVLink / NVSwitch, AMD GPUs on Infinity Fabric) and with the alpha-beta model on published
+        link figures elsewhere; ``None`` forces alpha-beta, ``"xla"`` the calibrated model. The
+        collectives are part of the program: no per-execution overhead (``standalone=False``).
 
     Example (on 8 devices, e.g. XLA_FLAGS=--xla_force_host_platform_device_count=8)::
 
@@ -574,10 +582,12 @@ def predict_sharded(
             lb, hops = link_bytes(
                 kind, c["operand_bytes"], sub_dims, pairs=local, mesh_dims=sub_dims
             )
+            models = set()
             if moved:
-                times = algorithm_times_s(
-                    kind, c["operand_bytes"], plat, [(dev[s], dev[d]) for s, d in moved]
-                )
+                group = [(dev[s], dev[d]) for s, d in moved]
+                chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+                models.add(_model_label(chosen))
+                times = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
             else:
                 times = {"direct": 0.0}
             groups, size, ngroups = (), 2, len(moved)
@@ -589,16 +599,29 @@ def predict_sharded(
                 kind, c["operand_bytes"], [mesh_shape[axis_names.index(a)] for a in axes]
             )
             # Groups run at the same time; each is timed on its own devices (no contention between
-            # groups is modelled), and the slowest sets the time.
-            times = {}
+            # groups is modelled), and the slowest sets the time. All groups use one algorithm:
+            # those every group has (groups of one platform may fall under different models).
+            per_group, models = [], set()
             for g in groups:
                 if len(g) < 2:
                     continue
-                gt = algorithm_times_s(kind, c["operand_bytes"], plat, [dev[i] for i in g])
-                for k, v in gt.items():
-                    times[k] = max(times.get(k, 0.0), float(v))
+                group = [dev[i] for i in g]
+                chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+                models.add(_model_label(chosen))
+                gt = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
+                per_group.append({k: float(v) for k, v in gt.items()})
+            common = (
+                [k for k in per_group[0] if all(k in t for t in per_group)] if per_group else []
+            )
+            times = {k: max(t[k] for t in per_group) for k in common}
+            if per_group and not times:  # no algorithm shared: each group its fastest
+                times = {"per_group": max(min(t.values()) for t in per_group)}
             if not times:
                 times = {"none": 0.0}
+        for label in sorted(models):
+            note = f"collectives on {plat.name}: {label}"
+            if note not in notes:
+                notes.append(note)
         if algorithm == "auto":
             alg = min(times, key=lambda k: float(times[k]))
         elif algorithm in times:
@@ -621,6 +644,7 @@ def predict_sharded(
                 algorithm=alg,
                 groups=tuple(tuple(g) for g in groups),
                 pairs=tuple(c.get("pairs", ())),
+                model=", ".join(sorted(models)),
             )
         )
     if "while" in hlo and rows:
@@ -660,6 +684,15 @@ def predict_sharded(
         notes=tuple(notes),
         hlo=hlo,
     )
+
+
+def _model_label(chosen: Any) -> str:
+    """How ``collective_time_s`` times a group under the fit ``choose_fit`` returned."""
+    if chosen is None:
+        return "alpha-beta on published link figures"
+    if isinstance(chosen, CollectiveFit):
+        return f"calibrated model, {chosen.family} fit"
+    return f"calibrated model, fit={chosen!r}"
 
 
 def _interface_half_precision(inputs, lowered) -> str | None:

@@ -55,11 +55,17 @@ def gemm_time(device, m, k, n, dtype=bf16, precision=None):
 
 @pytest.mark.parametrize("device, achievable", [("a100-80gb", 271.2e12), ("h100", 794.5e12)])
 @pytest.mark.parametrize("n", [8192, 16384])
-def test_large_bf16_gemm_within_15_percent_of_published_achievable(device, achievable, n):
+def test_large_bf16_gemm_near_published_best_achievable(device, achievable, n):
     # Best achievable dense bf16 GEMM: A100 SXM 271.2, H100 SXM 794.5 TFLOP/s (reference table).
-    p = gemm_time(device, n, n, n)
-    assert p.bottleneck == "compute"
-    assert 2 * n**3 / p.time_s == pytest.approx(achievable, rel=0.15)
+    x = (S((n, n), bf16), S((n, n), bf16))
+    prior = perfjax.predict(F.matmul, x, device=device, calibration=False)
+    assert prior.bottleneck == "compute"
+    # The priors are set from these best cases...
+    assert 2 * n**3 / prior.time_s == pytest.approx(achievable, rel=0.15)
+    # ...the shipped calibration takes the tensor-core level of XLA's measured B200 GEMMs (typical
+    # GEMMs as XLA compiles them, not the best-tuned case): at most the best case, not far below.
+    cal = gemm_time(device, n, n, n)
+    assert 0.75 * achievable < 2 * n**3 / cal.time_s <= 1.0 * achievable
 
 
 @pytest.mark.parametrize("device", ["v100", "a100-80gb", "h100", "h200", "mi300x"])

@@ -133,7 +133,12 @@ def test_unseen_interval_widens_with_distance(shipped):
     assert lo < p.time_s < hi
     d = device_distance(get_device("h100"), shipped.devices)
     s = 1 + unseen["widen_per_distance"] * d
-    assert math.log(hi / p.time_s) == pytest.approx(unseen["high"] * s, rel=1e-5)
+    # A GEMM program: the GEMM rows' quantiles (they are wider than elementwise ones).
+    gemm = unseen["by_class"]["gemm"]
+    assert math.log(hi / p.time_s) == pytest.approx(gemm["high"] * s, rel=1e-5)
+    assert math.log(lo / p.time_s) == pytest.approx(gemm["low"] * s, rel=1e-5)
+    ew = unseen["by_class"]["elementwise"]
+    assert gemm["high"] - gemm["low"] > ew["high"] - ew["low"]
 
 
 # --- timing semantics ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from perfjax.calibrate import Measurements
 from perfjax.calibrate._public import (
     DEEPBENCH_COMMIT,
     NEUSIGHT_COMMIT,
+    XLA_COMMIT,
     data_path,
     load_deepbench,
     load_neusight,
@@ -128,10 +129,11 @@ def test_data_ships_with_the_package_and_is_small():
         "deepbench_gemm.csv.gz",
         "neusight_models.csv.gz",
         "neusight_ops.csv.gz",
+        "xla_matmul.csv.gz",
     ]
     assert sum(p.stat().st_size for p in root.iterdir()) < 3_000_000
     notice = (root / "LICENSES.md").read_text()
-    for needle in ("MIT License", "Apache License", NEUSIGHT_COMMIT, DEEPBENCH_COMMIT):
+    for needle in ("MIT License", "Apache License", NEUSIGHT_COMMIT, DEEPBENCH_COMMIT, XLA_COMMIT):
         assert needle in notice
 
 

@@ -63,8 +63,8 @@ NEUSIGHT_GPUS = ("p4", "p100", "t4", "v100-pcie", "a100-pcie-40gb")
 HARNESS_PARAMS = ("launch_log", "dispatch_log")
 # What these data cannot identify: how a GEMM streams operands (strict-fp32 GEMMs are
 # compute-bound) and the power term (the only power-limited boards, P4 and T4, are 12-16 nm and
-# disagree with each other; fitted, the energy per FLOP extrapolated to 4-5 nm boards as if they
-# had no cap, and left-out whole models were 12.7% off instead of 10.2%): kept at their priors.
+# disagree with each other; a fitted energy per FLOP would be extrapolated to 4-5 nm boards):
+# kept at their priors.
 FREEZE = ("memory_eff_logit:gemm", "power_node_log", "power_pj_log")
 EFFECTS = dict(device_effects=True, harness_effects=True, effect_threshold=0.05)
 TARGETS = dict(

@@ -554,28 +554,14 @@ def _calibration_problem(cal: Calibration) -> str | None:
         problem = _params_problem(key, params, expected, cal.family, complete=True)
         if problem is not None:
             return problem
-    if not isinstance(cal.device_params, Mapping):
-        return (
-            "device_params must map device names to parameter tables, got "
-            f"{type(cal.device_params).__name__}"
-        )
-    for dev, params in cal.device_params.items():
-        problem = _params_problem(
-            f"device_params.{dev}", params, expected, cal.family, complete=False
-        )
-        if problem is not None:
-            return problem
-    if not isinstance(cal.vendor_params, Mapping):
-        return (
-            "vendor_params must map vendor names to parameter tables, got "
-            f"{type(cal.vendor_params).__name__}"
-        )
-    for vendor, params in cal.vendor_params.items():
-        problem = _params_problem(
-            f"vendor_params.{vendor}", params, expected, cal.family, complete=False
-        )
-        if problem is not None:
-            return problem
+    for key, what, tables in (("device_params", "device", cal.device_params),
+                              ("vendor_params", "vendor", cal.vendor_params)):  # fmt: skip
+        if not isinstance(tables, Mapping):
+            return f"{key} must map {what} names to parameter tables, got {type(tables).__name__}"
+        for name, params in tables.items():
+            problem = _params_problem(f"{key}.{name}", params, expected, cal.family, complete=False)
+            if problem is not None:
+                return problem
     q = cal.residual_log_quantiles
     try:
         lo, hi = (float(v) for v in q)

@@ -649,18 +649,27 @@ def load(path: str | os.PathLike) -> Calibration:
             raise CalibrationError(
                 f"{where}: {key} must be a mapping of parameter name -> numbers, got {d[key]!r}."
             )
-    device_params_in = d.get("device_params", {})
-    if not isinstance(device_params_in, dict) or not all(
-        isinstance(p, dict) for p in device_params_in.values()
+    nested = {}
+    for key, what in (("device_params", "device"), ("vendor_params", "vendor")):
+        tables = d.get(key, {})
+        if not isinstance(tables, dict) or not all(isinstance(p, dict) for p in tables.values()):
+            raise CalibrationError(
+                f"{where}: {key} must map {what} names to parameter tables, got {tables!r}."
+            )
+        nested[key] = tables
+    vendor_devices_in = d.get("vendor_devices", {})
+    if not isinstance(vendor_devices_in, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for v in vendor_devices_in.values()
     ):
         raise CalibrationError(
-            f"{where}: device_params must map device names to parameter tables, got "
-            f"{device_params_in!r}."
+            f"{where}: vendor_devices must map vendor names to lists of device names, got "
+            f"{vendor_devices_in!r}."
         )
     for key, table in (
         ("params", d["params"]),
         ("prior", d["prior"]),
-        *((f"device_params.{dev}", p) for dev, p in device_params_in.items()),
+        *((f"{kind}.{name}", p) for kind, tables in nested.items() for name, p in tables.items()),
     ):
         for k, v in table.items():
             _, problem = _finite_array(f"{key}.{k}", v)
@@ -673,36 +682,13 @@ def load(path: str | os.PathLike) -> Calibration:
         params[k] = np.asarray(expected[k])
     prior = {k: np.asarray(v, np.float32) for k, v in d["prior"].items()}
     prior.update({k: np.asarray(expected[k]) for k in added if k not in prior})
-    device_params = {
-        dev: {k: np.asarray(v, np.float32) for k, v in p.items()}
-        for dev, p in device_params_in.items()
-    }
-    vendor_params_in = d.get("vendor_params", {})
-    vendor_devices_in = d.get("vendor_devices", {})
-    if not isinstance(vendor_params_in, dict) or not all(
-        isinstance(p, dict) for p in vendor_params_in.values()
-    ):
-        raise CalibrationError(
-            f"{where}: vendor_params must map vendor names to parameter tables, got "
-            f"{vendor_params_in!r}."
-        )
-    if not isinstance(vendor_devices_in, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v)
-        for v in vendor_devices_in.values()
-    ):
-        raise CalibrationError(
-            f"{where}: vendor_devices must map vendor names to lists of device names, got "
-            f"{vendor_devices_in!r}."
-        )
-    for vendor, table in vendor_params_in.items():
-        for k, v in table.items():
-            _, problem = _finite_array(f"vendor_params.{vendor}.{k}", v)
-            if problem is not None:
-                raise CalibrationError(f"{where}: {problem}.")
-    vendor_params = {
-        vendor: {k: np.asarray(v, np.float32) for k, v in p.items()}
-        for vendor, p in vendor_params_in.items()
-    }
+    device_params, vendor_params = (
+        {
+            name: {k: np.asarray(v, np.float32) for k, v in p.items()}
+            for name, p in nested[key].items()
+        }
+        for key in ("device_params", "vendor_params")
+    )
     devices = d["devices"]
     if isinstance(devices, (str, bytes)) or not isinstance(devices, list):
         raise CalibrationError(f"{where}: devices = {devices!r}; expected a list of device names.")

@@ -1207,7 +1207,7 @@ def _platform(device: str) -> str:
     import perfjax
 
     try:
-        from perfjax.devicemodels._predict import lowering_platform
+        from perfjax.prediction import lowering_platform
 
         return lowering_platform(device)[0]
     except ImportError:

@@ -11,7 +11,7 @@ batch 1, 128 tokens, fp32 ShapeDtypeStructs, ~300 fused kernels), traced ONCE wi
     timed is resolving, evaluating and packaging the prediction for another device). Target
     <= 50 ms. ``predict_other_family`` (``tpu-v5e``, no target) is reported alongside.
 (b) ``compare_all``: ``perfjax.compare(program, devices="all")`` (the whole catalog). Target <= 1 s.
-(c) ``spec_gradient``: ``perfjax.devicemodels.spec_gradient(program, device="h100")``, the
+(c) ``spec_gradient``: ``perfjax.prediction.spec_gradient(program, device="h100")``, the
     jitted ``jax.value_and_grad`` of total time with respect to every field of the DeviceSpec.
     Target <= 100 ms.
 
@@ -56,7 +56,7 @@ from _machine import machine_info  # noqa: E402
 
 import perfjax  # noqa: E402
 from experiments.models import gpt2_small, make_gpt2_small_inputs  # noqa: E402
-from perfjax.devicemodels import spec_gradient  # noqa: E402
+from perfjax.prediction import spec_gradient  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIRST_DEVICE = "h100"

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         name="host CPU calibration (microbenchmarks)",
     )
     cal = dataclasses.replace(
-        cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}
+        cal, metadata={**cal.metadata, "machine": calibrate.machine_id()}
     )
     on_programs = calibrate.evaluate(cal, programs)
     print(cal.report)

@@ -25,7 +25,7 @@ on each left-out GPU with quantities that never saw it.
 Outputs: docs/calibration/gpu_generalization.json (every number), gpu_generalization.csv (per
 left-out GPU and kind), gpu_generalization.png (per GPU x kind, priors vs calibrated),
 gpu_xla_gemm.png (XLA GEMM tables, predicted vs measured), and the shipped calibration
-perfjax/calibrate/data/gpu_calibration.json (NVIDIA fit on all NVIDIA data + the AMD fit on CDNA4).
+perfjax/devicemodels/data/gpu_calibration.json (NVIDIA fit on all NVIDIA data + the AMD fit on CDNA4).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from perfjax import calibrate  # noqa: E402
-from perfjax.calibrate._fit import _harness_group, device_distance  # noqa: E402
+from perfjax.calibrate._fit import _harness_group  # noqa: E402
+from perfjax.devicemodels._calibration import device_distance  # noqa: E402
 from perfjax.calibrate._public import (  # noqa: E402
     load_deepbench,
     load_neusight,
@@ -55,7 +56,7 @@ from perfjax.calibrate._public import (  # noqa: E402
 from perfjax.devicemodels import device as get_device  # noqa: E402
 
 DOCS = ROOT / "docs" / "calibration"
-SHIPPED = ROOT / "perfjax" / "calibrate" / "data" / "gpu_calibration.json"
+SHIPPED = ROOT / "perfjax" / "devicemodels" / "data" / "gpu_calibration.json"
 NEUSIGHT_GPUS = ("p4", "p100", "t4", "v100-pcie", "a100-pcie-40gb")
 # Fixed costs of one op under each harness are the harness's (Python dispatch, event records,
 # synchronisation), not the GPU's: fitted, used for the data set's own rows and for timing="host",

@@ -4,7 +4,7 @@ Issue 5 (d). Each zoo model at its published size (``mlp`` mnist, ``resnet18`` i
 ``mobilenet_v2`` 1.0, ``bert`` base and ``gpt2`` small at 128 tokens), inference and training
 step, batch 64, float32 as written, is traced from ``jax.ShapeDtypeStruct`` inputs, analysed
 (``perfjax.analyze``: one costed op per StableHLO op) and fused under the ``gpu``, ``tpu``,
-``cpu`` and ``npu`` policies (``perfjax.devicemodels.fuse``; ``gpu``, ``tpu`` and ``npu``
+``cpu`` and ``npu`` policies (``perfjax.fusion.fuse``; ``gpu``, ``tpu`` and ``npu``
 share one policy today, ``cpu`` has no GEMM epilogue or row-wise normalisation fusion), plus
 ``none`` (one kernel per non-free op: the unfused baseline). Per (model, mode, family):
 
@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 import perfjax  # noqa: E402
 import perfjax.models  # noqa: E402
 from experiments._zoo_common import MODELS, parse_cli  # noqa: E402
-from perfjax.devicemodels._kernels import fuse  # noqa: E402
+from perfjax.fusion._kernels import fuse  # noqa: E402
 
 MODES = ("inference", "training_step")
 FAMILIES = ("gpu", "tpu", "cpu", "npu", "none")

@@ -19,20 +19,11 @@ from perfjax._errors import (
     UnsupportedProgramError,
 )
 from perfjax._recommend import Recommendation, recommend
-from perfjax.devicemodels import (
-    Comparison,
-    DeviceSpec,
-    Prediction,
-    compare,
-    device,
-    devices,
-    predict,
-    sensitivity,
-)
+from perfjax._version import __version__
+from perfjax.devicemodels import DeviceSpec, device, devices
 from perfjax.executor import RunResult, TimeStats, materialize, run
 from perfjax.lowering import Graph, Op, Program, TensorType, analyze, register_cost_rule, trace
-
-__version__ = "0.1.0"
+from perfjax.prediction import Comparison, Prediction, compare, predict, sensitivity
 
 
 def __getattr__(name: str):

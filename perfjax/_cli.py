@@ -35,11 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import perfjax
+from perfjax import calibrate
+from perfjax._demo import main as demo_main
 from perfjax._display import fmt_count, fmt_time, render
 from perfjax._errors import CalibrationError, DeviceSpecError, InputMemoryError
 from perfjax.devicemodels import PRECISIONS
-from perfjax.devicemodels._kernels import POLICIES
 from perfjax.executor import program_inputs
+from perfjax.fusion._kernels import POLICIES
 from perfjax.lowering import Program
 
 EXIT_USAGE = 2
@@ -405,10 +407,9 @@ def _load_calibration_arg(path: str | None) -> Any:
     """``--calibration PATH`` read and checked before any work, so its errors name the file."""
     if not path:
         return None
-    from perfjax.calibrate import load
 
     try:
-        return load(path)
+        return calibrate.load(path)
     except (ValueError, FileNotFoundError, OSError) as e:
         raise CLIError(_one_line(e)) from e
 
@@ -658,13 +659,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from perfjax._demo import main as demo_main
 
     return demo_main()
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from perfjax import calibrate
 
     check_writable(args.out, "--out", create_dirs=True)
     check_writable(args.save, "--save", create_dirs=True)
@@ -678,14 +677,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 raise CLIError(_one_line(e)) from e
             measurements = m if measurements is None else measurements + m
     else:
-        from perfjax.calibrate._suites import SUITES, measure
-
         names = [n.strip() for n in args.suite.split(",") if n.strip()]
         for n in names:
-            if n not in SUITES:
-                raise CLIError(f"unknown suite {n!r}; expected one of {', '.join(SUITES)}.")
+            if n not in calibrate.SUITES:
+                raise CLIError(
+                    f"unknown suite {n!r}; expected one of {', '.join(calibrate.SUITES)}."
+                )
         with _writing(args.out or "", "--out"):
-            measurements = measure(names, size=args.size, rounds=args.rounds, out=args.out)
+            measurements = calibrate.measure(
+                names, size=args.size, rounds=args.rounds, out=args.out
+            )
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
     try:
@@ -712,9 +713,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "--save PATH is required for a calibration of devices other than this host."
             )
         save = str(calibrate.host_calibration_path())
-        cal = dataclasses.replace(
-            cal, metadata={**cal.metadata, "machine": calibrate._host.machine_id()}
-        )
+        cal = dataclasses.replace(cal, metadata={**cal.metadata, "machine": calibrate.machine_id()})
     with _writing(save, "--save"):
         cal.save(save)
     print(f"perfjax: saved {cal} to {save}", file=sys.stderr)
@@ -726,7 +725,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from perfjax import calibrate
 
     check_writable(args.plot, "--plot")
     try:

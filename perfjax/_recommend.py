@@ -12,11 +12,16 @@ from typing import Any
 
 import jax
 
+from perfjax._display import fmt_count, fmt_energy, fmt_time, pyplot, render
+from perfjax._dtypes import PRECISIONS
+from perfjax._errors import PrecisionCastError
+from perfjax.devicemodels._calibration import calibration_for, load_calibration
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
-from perfjax.devicemodels._predict import PrecisionCastError, Prediction, predict, program_for
-from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
+from perfjax.devicemodels._spec import DeviceSpec
 from perfjax.lowering._program import Program, abstractify, check_inputs
+from perfjax.lowering._staging import program_for
+from perfjax.prediction._predict import Prediction, predict
 
 #: What ``recommend`` can rank by, and whether a larger value is better.
 OBJECTIVES = {"latency": False, "throughput": True, "energy": False}
@@ -122,8 +127,6 @@ class Recommendation:
         from rich.table import Table
         from rich.text import Text
 
-        from perfjax._display import fmt_count, fmt_energy, fmt_time
-
         batches = sorted({r.batch for r in self.rows})
         batch_txt = (
             f"best of batch {', '.join(map(str, self.batch_sizes))}"
@@ -172,7 +175,6 @@ class Recommendation:
         return Group(*parts)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table(), width=140)
 
@@ -180,8 +182,6 @@ class Recommendation:
         """Writes a horizontal bar chart PNG of the objective per row (log scale), coloured by
         bound, best at the top, each bar labelled with its value."""
         from matplotlib.ticker import FuncFormatter
-
-        from perfjax._display import fmt_count, fmt_energy, fmt_time, pyplot
 
         plt = pyplot()
         rows = self.rows
@@ -382,13 +382,6 @@ def _cached_predict(
     return pred
 
 
-def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
-    """A calibration applies to the devices of its family; the others use their priors."""
-    if calibration is None or calibration is False:
-        return calibration
-    return calibration if getattr(calibration, "family", None) == spec.family else None
-
-
 def _unsupported(spec: DeviceSpec, precision: str | None) -> str | None:
     if precision is None or precision in spec.precisions():
         return None
@@ -431,7 +424,6 @@ def _bound_kernels(pred: Prediction, bound: str) -> list[dict[str, Any]]:
 
 
 def _bound_clause(pred: Prediction, spec: DeviceSpec) -> str:
-    from perfjax._display import fmt_count, fmt_time
 
     share = pred.bound_shares.get(pred.bottleneck, 0.0)
     head = f"{pred.bottleneck}-bound ({100 * share:.0f}% of time)"
@@ -497,7 +489,6 @@ def _precision_clause(row: dict, ref: dict, objective: str) -> str:
 
 
 def _next_clause(row: dict, nxt: dict, objective: str) -> str:
-    from perfjax._display import fmt_time
 
     lead = _better(objective, row["value"], nxt["value"])
     who = f"{nxt['spec'].name} {nxt['precision'] or 'as traced'}"
@@ -518,7 +509,6 @@ def _next_clause(row: dict, nxt: dict, objective: str) -> str:
 def _why_ahead(row: dict, nxt: dict) -> str:
     """What explains why ``row`` beats ``nxt`` on another device: more of the binding resource,
     more of another one, better use of it, or the kind of kernel whose time differs most."""
-    from perfjax._display import fmt_count, fmt_time
 
     spec, nspec, pred, npred = row["spec"], nxt["spec"], row["pred"], nxt["pred"]
     peak, npeak = _unit_peak(spec, row["unit"]), _unit_peak(nspec, nxt["unit"])
@@ -643,10 +633,7 @@ def recommend(
         raise ValueError(
             "pass either batch= (samples per call) or batch_sizes= (to try), not both."
         )
-    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
-        from perfjax.calibrate import _fit
-
-        calibration = _fit.load(calibration)
+    calibration = load_calibration(calibration)
 
     fn, args = fn_or_program, inputs
     if isinstance(fn, str):
@@ -706,7 +693,9 @@ def recommend(
     # ---- predict every (device, precision, batch) ----
     rows, skipped = [], []
     for spec in specs:
-        cal = _calibration_for(spec, calibration)
+        cal = calibration
+        if calibration is not None and calibration is not False:
+            cal = calibration_for(spec, calibration, other_family="auto")
         for p in precs:
             why = _unsupported(spec, p)
             if why is not None:

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from perfjax._display import fmt_time
 from perfjax._errors import HostCallbackError, InputMemoryError
 from perfjax.lowering._program import Program, check_inputs, signature, trace
 
@@ -74,7 +75,6 @@ class TimeStats:
         )
 
     def __str__(self) -> str:
-        from perfjax._display import fmt_time
 
         flag = "" if self.stable else " (not stable: time budget reached)"
         return (
@@ -134,7 +134,6 @@ class RunResult:
         )
 
     def __str__(self) -> str:
-        from perfjax._display import fmt_time
 
         src = "cache" if self.cached else f"compiled in {fmt_time(self.compile_s)}"
         return f"perfjax.run {self.name}: {self.time} ({src})"

@@ -71,7 +71,7 @@ def files(tmp_path_factory):
     (d / "garbage.mlir").write_text("this is not MLIR\n")
     (d / "two_funcs.mlir").write_text(TWO_FUNCS)
     (d / "afile").write_text("x")
-    shipped = pathlib.Path(calibrate.__file__).with_name("data") / "gpu_calibration.json"
+    shipped = pathlib.Path(perfjax.devicemodels.__file__).with_name("data") / "gpu_calibration.json"
     good = json.loads(shipped.read_text())
     (d / "not_json.json").write_text("{ not json")
     (d / "nan_param.json").write_text(

@@ -164,9 +164,7 @@ def test_host_calibration_is_picked_up_automatically(synthetic_fit, tmp_path, mo
     host_rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="host", time_s=2e-10 * n**3 + 2e-5)
                  for n in (16, 32, 64, 128, 256, 512, 1024, 2048)]  # fmt: skip
     cal = fit(Measurements.from_rows(host_rows), holdout=0.25, steps=50)
-    cal = calibrate.Calibration(
-        **{**cal.__dict__, "metadata": {"machine": calibrate._host.machine_id()}}
-    )
+    cal = calibrate.Calibration(**{**cal.__dict__, "metadata": {"machine": calibrate.machine_id()}})
     cal.save(calibrate.host_calibration_path())
     p = perfjax.predict(fn, ins, device="host")
     assert p.calibration is not None and p.interval_s is not None

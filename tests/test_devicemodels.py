@@ -19,15 +19,15 @@ import perfjax.ops as F
 from perfjax.devicemodels import (
     DeviceSpec,
     default_params,
-    fuse,
     kernel_times,
     load_spec_file,
     pack,
     register_device,
     resolve,
 )
-from perfjax.devicemodels._kernels import KINDS, op_class
-from perfjax.devicemodels._predict import _res_arrays, kernels_for, program_for
+from perfjax.fusion import fuse, kernels_for
+from perfjax.fusion._kernels import KINDS, op_class
+from perfjax.lowering._staging import program_for
 
 S = jax.ShapeDtypeStruct
 bf16, f32 = jnp.bfloat16, jnp.float32
@@ -190,7 +190,7 @@ def test_gradients_wrt_every_spec_and_parameter_field(device):
     precision = "int8" if spec.family == "npu" else None
     program = program_for(_block, _BLOCK_INPUTS, None)
     kernels = kernels_for(program, spec.family)
-    res = _res_arrays(resolve(kernels, spec, precision))
+    res = resolve(kernels, spec, precision).arrays()
     arrays = {k: jnp.asarray(v) for k, v in kernels.arrays().items()}
     params = default_params(spec.family, spec.vendor)
     spec_leaves, spec_tree = jax.tree_util.tree_flatten(spec)
@@ -206,7 +206,7 @@ def test_gradients_wrt_every_spec_and_parameter_field(device):
             shifted.append(p + z[offset : offset + size].reshape(np.shape(p)))
             offset += size
         prm = jax.tree_util.tree_unflatten(param_tree, shifted)
-        t = kernel_times(arrays, pack(s), prm, res, spec.family)["time_s"]
+        t = kernel_times(arrays, pack(s), prm, res, spec.family).time_s
         return jnp.log(jnp.sum(t * arrays["executions"]))
 
     z0 = jnp.zeros(len(spec_leaves) + sum(sizes), jnp.float32)
@@ -215,7 +215,7 @@ def test_gradients_wrt_every_spec_and_parameter_field(device):
     # eps small enough not to step across a wave-quantisation staircase (a C1 but steep function).
     check_grads(log_time, (z0,), order=1, modes=("rev",), atol=3e-2, rtol=3e-2, eps=1e-3)
     # The gradient w.r.t. a DeviceSpec is a DeviceSpec.
-    _, g = perfjax.devicemodels.spec_gradient(
+    _, g = perfjax.prediction.spec_gradient(
         _block, _BLOCK_INPUTS, device=device, precision=precision
     )
     assert isinstance(g, DeviceSpec) and float(g.memory_bytes_per_s) <= 0
@@ -326,7 +326,7 @@ def test_elementwise_chain_is_one_kernel_moving_input_and_output_once():
 def test_cpu_kernel_count_close_to_xla_optimized_hlo(name):
     from cost_cases import cases
 
-    from perfjax.devicemodels._kernels import xla_cpu_kernel_count
+    from perfjax.fusion._kernels import xla_cpu_kernel_count
 
     fn, ins = cases()[name]
     program = perfjax.trace(fn, ins)
@@ -432,7 +432,7 @@ def test_user_devices_from_toml_json_and_yaml(tmp_path):
     assert gemm_time("my-accel", 64, 64, 64, precision="int8").time_s > 0
     with pytest.raises(ValueError, match="already exists"):
         register_device(tmp_path / "b.json")
-    with pytest.raises(ValueError, match="unknown spec file type"):
+    with pytest.raises(ValueError, match="unknown file type"):
         (tmp_path / "d.ini").write_text("x")
         load_spec_file(tmp_path / "d.ini")
 
@@ -483,7 +483,7 @@ def _cpu_kernels(fn, *shapes):
 
 
 def test_cpu_parallel_units_follow_weights_and_reductions():
-    from perfjax.devicemodels._kernels import UNBOUNDED
+    from perfjax.fusion._kernels import UNBOUNDED
 
     x, w_small, w_big = (16, 16, 16, 32), (3, 3, 32, 64), (3, 3, 128, 256)  # 72 KiB, 1.1 MiB
     alone = _cpu_kernels(lambda x, w: F.conv2d(x, w), x, w_small)

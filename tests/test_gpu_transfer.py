@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -14,12 +15,12 @@ import pytest
 import perfjax
 from perfjax import calibrate
 from perfjax.calibrate import Measurements, Workload
-from perfjax.calibrate._fit import device_distance, load
-from perfjax.calibrate._public import data_path, load_xla_matmul, xla_dtype_precision
+from perfjax.calibrate._public import load_xla_matmul, xla_dtype_precision
 from perfjax.devicemodels import default_params
 from perfjax.devicemodels import device as get_device
+from perfjax.devicemodels._calibration import device_distance, load
 
-SHIPPED = data_path("gpu_calibration.json")
+SHIPPED = pathlib.Path(perfjax.devicemodels.__file__).with_name("data") / "gpu_calibration.json"
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_host_timing_adds_dispatch_floor():
 
     dev = perfjax.predict(f, (x,), device="h100", fusion="eager")
     host = perfjax.predict(f, (x,), device="h100", fusion="eager", timing="host")
-    costs = perfjax.devicemodels.host_timing("h100")
+    costs = perfjax.prediction.host_timing("h100")
     n = sum(r["executions"] for r in dev.kernels)
     assert host.timing == "host" and dev.timing == "device"
     # Tiny kernels: the host issues them no faster than its per-kernel cost.

@@ -12,8 +12,8 @@ import pytest
 
 import perfjax
 import perfjax.ops as F
-from perfjax.devicemodels import fuse
-from perfjax.devicemodels._kernels import KINDS, solver_steps
+from perfjax.fusion import fuse
+from perfjax.fusion._kernels import KINDS, solver_steps
 
 S = jax.ShapeDtypeStruct
 

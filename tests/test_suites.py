@@ -374,7 +374,8 @@ def test_measure_rejects_bad_arguments():
 def test_kernel_chains_add_kernels_with_length():
     """A chain of L steps is L times the kernels of one step (what separates per-call from
     per-kernel costs), and bad chains are clear errors."""
-    from perfjax.devicemodels._predict import kernels_for, program_for
+    from perfjax.fusion import kernels_for
+    from perfjax.lowering._staging import program_for
 
     for op in ("norm", "matmul"):
         counts = [

@@ -14,8 +14,8 @@ import pytest
 from jax import lax
 
 import perfjax
-from perfjax import Program
-from perfjax.devicemodels._predict import PrecisionCastError, lowering_platform
+from perfjax import PrecisionCastError, Program
+from perfjax.prediction import lowering_platform
 
 S = jax.ShapeDtypeStruct
 f32 = jnp.float32

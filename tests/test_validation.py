@@ -25,8 +25,7 @@ from perfjax._errors import (
     InputMemoryError,
     UnsupportedProgramError,
 )
-from perfjax.calibrate import _fit
-from perfjax.devicemodels import DeviceSpec
+from perfjax.devicemodels import DeviceSpec, _calibration
 from perfjax.devicemodels._spec import (
     _FLOAT_FIELDS,
     _NONNEGATIVE_FIELDS,
@@ -259,7 +258,9 @@ def test_collectives_stay_differentiable_and_vmappable():
 
 @pytest.fixture
 def cal_dict():
-    path = _fit.pathlib.Path(_fit.__file__).with_name("data") / "gpu_calibration.json"
+    path = (
+        _calibration.pathlib.Path(_calibration.__file__).with_name("data") / "gpu_calibration.json"
+    )
     return json.loads(path.read_text())
 
 
@@ -270,7 +271,7 @@ def _write(tmp_path, d, name="cal.json"):
 
 
 def test_the_shipped_calibration_loads(tmp_path, cal_dict):
-    cal = _fit.load(_write(tmp_path, cal_dict))
+    cal = _calibration.load(_write(tmp_path, cal_dict))
     lo, hi = cal.interval(1e-3)
     assert 0 < lo <= 1e-3 <= hi
 
@@ -342,11 +343,11 @@ def test_bad_calibration_files_name_file_key_and_value(tmp_path, cal_dict, edit,
     with pytest.raises(
         CalibrationError, match=rf"calibration file '{re.escape(str(path))}'.*{match}"
     ):
-        _fit.load(path)
+        _calibration.load(path)
 
 
 def test_constructing_a_bad_calibration_fails(tmp_path, cal_dict):
-    cal = _fit.load(_write(tmp_path, cal_dict))
+    cal = _calibration.load(_write(tmp_path, cal_dict))
     with pytest.raises(CalibrationError, match=r"inverted"):
         dataclasses.replace(cal, residual_log_quantiles=(0.5, 0.1))
     params = {**cal.params, "overlap_log": np.float32(np.nan)}

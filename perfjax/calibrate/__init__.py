@@ -5,13 +5,21 @@ Measurements come from this machine (:func:`measure`) or from files of other peo
 computed on programs the fit did not see.
 """
 
+from perfjax._io import cache_dir
 from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
-from perfjax.calibrate._fit import Calibration, Report, evaluate, fit, load
-from perfjax.calibrate._host import cache_dir, host_calibration_path, shipped_calibration
+from perfjax.calibrate._fit import evaluate, fit
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
 from perfjax.calibrate._suites import SUITES, measure, suite
 from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
+from perfjax.devicemodels._calibration import (
+    Calibration,
+    Report,
+    host_calibration_path,
+    load,
+    machine_id,
+    shipped_calibration,
+)
 
 __all__ = [
     "KINDS",
@@ -30,6 +38,7 @@ __all__ = [
     "load_deepbench",
     "load_neusight",
     "load_neusight_models",
+    "machine_id",
     "measure",
     "register_builder",
     "shipped_calibration",

@@ -30,8 +30,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
 from perfjax.calibrate._workloads import Workload
+from perfjax.devicemodels import device
+from perfjax.executor import run
 
 #: Suite names accepted by :func:`suite` and :func:`measure` (``"all"`` is their union).
 SUITES = (
@@ -113,7 +116,6 @@ def _matmul_sweep(size: str) -> list[Workload]:
 
 
 def _host_cache_bytes() -> float:
-    from perfjax.devicemodels import device
 
     cache = float(device("host").cache_bytes or 0.0)
     return cache if cache > 0 else 32.0 * 1024**2
@@ -448,9 +450,6 @@ def measure(
         TimeRemainingColumn,
     )
 
-    import perfjax
-    from perfjax.executor import run
-
     load_start = _loadavg()
     failed, remeasured = [], 0
     first_error: BaseException | None = None
@@ -520,7 +519,7 @@ def measure(
         "python": platform.python_version(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
-        "perfjax": perfjax.__version__,
+        "perfjax": __version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "suites": ",".join(names),
         "size": size,

@@ -1,47 +1,33 @@
-"""Device models: specs, fusion into kernels, and differentiable per-family time models."""
+"""Device models: specs and the catalog, the ``Calibration`` data type and the rule that picks a
+device's parameters, and one differentiable time model per device family."""
 
-from perfjax.devicemodels._catalog import device, devices, host_spec, register_device
-from perfjax.devicemodels._kernels import KINDS, POLICIES, FusionPolicy, Kernels, fuse
-from perfjax.devicemodels._models import PRIORS, default_params, kernel_times, pack, resolve
-from perfjax.devicemodels._predict import (
-    TIMINGS,
-    Comparison,
-    Prediction,
-    as_host_timed,
-    compare,
-    host_timing,
-    predict,
-    sensitivity,
-    spec_gradient,
+from perfjax._dtypes import PRECISIONS
+from perfjax.devicemodels._calibration import (
+    Calibration,
+    calibration_for,
+    params_for,
+    shipped_calibration,
 )
-from perfjax.devicemodels._spec import FAMILIES, PRECISIONS, DeviceSpec, load_spec_file
+from perfjax.devicemodels._catalog import device, devices, host_spec, register_device
+from perfjax.devicemodels._models import PRIORS, default_params, kernel_times, pack, resolve
+from perfjax.devicemodels._spec import FAMILIES, DeviceSpec, load_spec_file
 
 __all__ = [
     "FAMILIES",
-    "KINDS",
-    "POLICIES",
     "PRECISIONS",
     "PRIORS",
-    "TIMINGS",
-    "Comparison",
+    "Calibration",
     "DeviceSpec",
-    "FusionPolicy",
-    "Kernels",
-    "Prediction",
-    "as_host_timed",
-    "compare",
+    "calibration_for",
     "default_params",
     "device",
     "devices",
-    "fuse",
     "host_spec",
-    "host_timing",
     "kernel_times",
     "load_spec_file",
     "pack",
-    "predict",
+    "params_for",
     "register_device",
     "resolve",
-    "sensitivity",
-    "spec_gradient",
+    "shipped_calibration",
 ]

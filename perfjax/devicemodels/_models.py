@@ -1,7 +1,7 @@
 """Per-family time models as pure, vectorised, differentiable JAX functions.
 
 ``kernel_times(k, dev, params, family)`` maps a struct-of-arrays kernel table ``k`` (see
-:class:`~perfjax.devicemodels.Kernels`), a packed device ``dev`` (:func:`pack`) and correction
+:class:`~perfjax.fusion.Kernels`), a packed device ``dev`` (:func:`pack`) and correction
 parameters ``params`` (unconstrained: logits and logs) to per-kernel times. It is one ``jnp``
 expression over all kernels: ``jax.jit``, ``jax.grad`` and ``jax.vmap`` apply.
 
@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perfjax.devicemodels._kernels import KINDS, Kernels
-from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
+from perfjax._dtypes import DTYPE_PRECISION, PRECISION_BITS, PRECISIONS, QUANTIZED
+from perfjax.devicemodels import _cpu, _gpu, _npu, _tpu
+from perfjax.devicemodels._common import KernelTimes
+from perfjax.devicemodels._spec import DeviceSpec
+from perfjax.fusion._kernels import KINDS, Kernels
 
 _P = {p: i for i, p in enumerate(PRECISIONS)}
-_CONV = KINDS.index("conv")
-_GEMM = KINDS.index("gemm")
 #: cuBLAS's SGEMM kernels on CUDA cores tile the output's contiguous dimension by 128 (kernel
 #: names sgemm_128x32 / 128x64 / 128x128): a GEMM with a narrow output (N = 12 columns) costs
 #: the 128-wide tile's time (NeuSight's fp32 bmm timings: measured/predicted falls with N below
@@ -49,18 +50,9 @@ def _sgemm_n_tile(spec: DeviceSpec) -> float:
     return _SGEMM_MIN_N_TILE if spec.family == "gpu" and spec.vendor.lower() == "nvidia" else 0.0
 
 
-_DTYPE_PRECISION = {
-    "float64": "fp64", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8", "uint8": "int8",
-    "int4": "int4", "uint4": "int4", "tensorfloat32": "tf32",
-}  # fmt: skip
-#: Precisions a ``precision=`` override may request at the model level (quantized deployment).
-QUANTIZED = ("fp8", "int8", "int4")
-_BITS = {"fp64": 64, "fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4}
 #: An NPU with no published vector figures does elementwise work at 1/16 of its MAC array's rate
 #: (one row of a 16-wide array: an assumption, stated in the README).
 _NO_VECTOR_UNIT_SLOWDOWN = 16.0
-#: Share of the power above idle drawn by arithmetic at full rate (the rest by memory traffic).
-_COMPUTE_POWER_SHARE = 0.7
 
 
 def _logit(p: float) -> float:
@@ -308,6 +300,13 @@ class Resolved:
     #: without bf16 instructions); 0 elsewhere.
     upcast: np.ndarray
 
+    #: The per-kernel arrays the time models read (everything but the labels).
+    ARRAYS = ("unit", "precision", "passes", "vector_precision", "bytes_scale", "upcast")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-kernel arrays the time models consume, by name."""
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
 
 def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, float, str]:
     m, v = spec.matrix_flops_per_s, spec.vector_flops_per_s
@@ -413,13 +412,13 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     upcast = np.zeros(n, np.float32)
     cache: dict[tuple, tuple] = {}
     for i, ((dtype, attr), kind) in enumerate(zip(kernels.requests, kernels.kind, strict=True)):
-        want = _DTYPE_PRECISION.get(dtype, "fp8" if dtype.startswith("f8") else "fp32")
+        want = DTYPE_PRECISION.get(dtype, "fp8" if dtype.startswith("f8") else "fp32")
         is_matrix = KINDS[kind] in ("gemm", "conv")
         if precision == "fp32" and is_matrix and want == "fp32":
             # precision="fp32" asks for strict fp32: no TF32 / single-pass bf16 shortcut.
             attr = "HIGHEST"
         if precision in QUANTIZED and is_matrix:
-            scale[i] = _BITS[precision] / _BITS.get(want, 32)
+            scale[i] = PRECISION_BITS[precision] / PRECISION_BITS.get(want, 32)
             want = precision
         key = (want, attr, is_matrix)
         if key not in cache:
@@ -443,87 +442,16 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# smooth helpers
+# the time model: one module per family
 # ---------------------------------------------------------------------------------------------
 
-
-def soft_ceil(x: jax.Array, sharpness: jax.Array | float = 50.0) -> jax.Array:
-    """A continuously differentiable staircase: ``ceil(x)`` except within ``1/sharpness`` above an
-    integer, where it rises from ``n`` to ``n + 1`` along a smoothstep (so its value and slope are
-    continuous, and it never decreases)."""
-    fl = jnp.floor(x)
-    u = jnp.clip((x - fl) * sharpness, 0.0, 1.0)
-    return fl + u * u * (3.0 - 2.0 * u)
-
-
-def smooth_max(a: jax.Array, b: jax.Array, q: jax.Array) -> jax.Array:
-    """``(a^q + b^q)^(1/q)`` computed stably: equals max(a, b) as q grows."""
-    # (Both zero, as for a zero-size kernel: 0, with a finite gradient.)
-    live = jnp.maximum(a, b) > 1e-30
-    a, b = jnp.where(live, a, 1.0), jnp.where(live, b, 1.0)
-    m = jnp.maximum(a, b)
-    return jnp.where(live, m * ((a / m) ** q + (b / m) ** q) ** (1.0 / q), 0.0)
-
-
-def _safe_div(a: jax.Array, b: jax.Array, tiny: float = 1e-30) -> jax.Array:
-    """``a / max(b, tiny)`` whose gradient stays finite where ``b`` is (or underflows to) 0."""
-    ok = b > tiny
-    return jnp.where(ok, a / jnp.where(ok, b, 1.0), a / tiny)
-
-
-def _pick(table: jax.Array, index: jax.Array) -> jax.Array:
-    """``table[index]`` for one device (table ``[P]``), or row-wise for per-kernel devices (``[K, P]``)."""
-    if table.ndim == 1:
-        return table[index]
-    return jnp.take_along_axis(table, index[:, None], axis=1)[:, 0]
-
-
-def _ceil_to(x: jax.Array, multiple: jax.Array) -> jax.Array:
-    return jnp.ceil(x / multiple) * multiple
-
-
-def _pow2ceil(x: jax.Array) -> jax.Array:
-    return 2.0 ** jnp.ceil(jnp.log2(jnp.maximum(x, 1.0)))
-
-
-#: Smooth min(1, r) = r / (1 + r^s)^(1/s) for the GPU power cap (s large: a sharp corner).
-_POWER_CAP_SHARPNESS = 12.0
-
-
-def _tile_choice(x: jax.Array, lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The output tile a GPU convolution library picks along one dimension of extent ``x``:
-    among ``hi``, ``hi/2``, ``hi/4`` and ``hi/8`` (not below ``lo``), the one that pads ``x``
-    least (the larger on a tie). Returns (tile, padded extent)."""
-    x, lo, hi = jnp.broadcast_arrays(x, lo, hi)
-    cands = hi[..., None] / 2.0 ** jnp.arange(4.0)
-    padded = jnp.ceil(x[..., None] / cands) * cands
-    padded = jnp.where(cands >= lo[..., None], padded, 1e30)
-    i = jnp.argmin(padded, axis=-1)[..., None]
-    return (jnp.take_along_axis(cands, i, -1)[..., 0], jnp.take_along_axis(padded, i, -1)[..., 0])
-
-
-#: Latency of one dependent step of a solver, as a multiple of the device's launch overhead.
-_STEP_LATENCY_SCALE = {"gpu": 1.0, "tpu": 1.0, "npu": 1.0, "cpu": 0.1}
-
-#: Host round trip of one Python callback (``jax.pure_callback``): on an accelerator the device
-#: synchronises, copies operands to the host, takes the GIL and copies results back (JAX's
-#: callback docs: "a host synchronization"); on a CPU only the Python call remains. Assumed
-#: figures, not measured here: tens of microseconds on accelerators, a few on a CPU.
-_CALLBACK_S = {"gpu": 30e-6, "tpu": 50e-6, "npu": 50e-6, "cpu": 5e-6}
-
-#: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
-_FLOPS_PER_TASK_ELEMENT = 32.0
-
-#: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
-_FORK_SHARPNESS = 20.0
-
-#: Split-K keeps at least this much of the reduction dimension per slice.
-_SPLIT_K_MIN = 256.0
-
-
-# ---------------------------------------------------------------------------------------------
-# the model
-# ---------------------------------------------------------------------------------------------
+#: Each family's ``kernel_times(k, dev, params, res) -> KernelTimes``.
+FAMILY_MODELS: dict[str, Callable[..., KernelTimes]] = {
+    "gpu": _gpu.kernel_times,
+    "tpu": _tpu.kernel_times,
+    "cpu": _cpu.kernel_times,
+    "npu": _npu.kernel_times,
+}
 
 
 def kernel_times(
@@ -532,275 +460,22 @@ def kernel_times(
     params: Mapping[str, jax.Array],
     res: Mapping[str, jax.Array],
     family: str,
-) -> dict[str, jax.Array]:
-    """Per-kernel time (seconds per execution) and its parts. Pure and vectorised.
+) -> KernelTimes:
+    """Per-kernel time (seconds per execution) and its parts, from ``family``'s model
+    (:mod:`perfjax.devicemodels._gpu`, ``_tpu``, ``_cpu``, ``_npu``). Pure and vectorised.
 
     Args:
-      k: kernel features (:meth:`Kernels.arrays`).
+      k: kernel features (:meth:`perfjax.fusion.Kernels.arrays`).
       dev: packed device (:func:`pack`).
       params: correction parameters (:func:`default_params`).
-      res: resolved units/precisions (``unit``, ``precision``, ``passes``, ``vector_precision``,
-        ``bytes_scale``, ``upcast``) as arrays.
+      res: resolved units and precisions (:meth:`Resolved.arrays`).
       family: ``gpu``, ``tpu``, ``cpu`` or ``npu`` (static).
     """
-    kind = k["kind"]
-    eps = 1e-30
-    # Counts are never negative (a zero-size kernel has none): guard the model against any that are.
-    k = {name: (jnp.maximum(v, 0.0) if name != "kind" else v) for name, v in k.items()}
-    compute_eff = jax.nn.sigmoid(params["compute_eff_logit"])[kind]
-    memory_eff = jax.nn.sigmoid(params["memory_eff_logit"])[kind]
-    peaks = jnp.where(
-        res["unit"] == 0,
-        _pick(dev["matrix_peaks"], res["precision"]),
-        _pick(dev["vector_peaks"], res["precision"]),
-    )
-    peaks = peaks / res["passes"]
-    vec_peak = _pick(dev["vector_peaks"], res["vector_precision"])
-    if family == "gpu":
-        # Power cap: running every fp32 lane at the published boost clock needs
-        # peak_fp32 x energy/FLOP(node); a board allowed less (tdp - idle) runs at a lower clock,
-        # so every unit's rate scales by the smooth min(1, available / needed). Tensor-core rates
-        # scale with it (their energy per op is lower in proportion to their higher peak).
-        e_flop = (
-            jnp.exp(params["power_pj_log"])
-            * 1e-12
-            * (jnp.maximum(dev["process_nm"], 1.0) / 12.0) ** jnp.exp(params["power_node_log"])
+    if family not in FAMILY_MODELS:
+        raise ValueError(
+            f"unknown device family {family!r}; expected one of {tuple(FAMILY_MODELS)}."
         )
-        need_w = dev["vector_peaks"][..., _P["fp32"]] * e_flop
-        ratio = jnp.maximum(dev["tdp_w"] - dev["idle_w"], 1.0) / jnp.maximum(need_w, 1e-3)
-        sustained = ratio / (1.0 + ratio**_POWER_CAP_SHARPNESS) ** (1.0 / _POWER_CAP_SHARPNESS)
-        sustained = jnp.where((dev["process_nm"] > 0) & (dev["tdp_w"] > 0), sustained, 1.0)
-        peaks = peaks * sustained
-        vec_peak = vec_peak * sustained
-    if family == "cpu":
-        boost = jnp.exp(params["clock_scale_log"])
-        peaks, vec_peak = peaks * boost, vec_peak * boost
-        # XLA:CPU splits some kernels only over their batch (Kernels.parallel_units): they keep
-        # at most that many cores of the chip busy.
-        cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
-        serial_share = cores / dev["num_cores"]
-    else:
-        cores = dev["num_cores"] * jnp.ones_like(k["matrix_flops"])
-        serial_share = 1.0
-    tile = dev["matrix_tile"]
-    b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
-    is_matrix = k["matrix_flops"] > 0
-
-    if family == "tpu":
-        # MXU: weights stationary, K and N padded to the array side, M streamed in rows of 8;
-        # each weight tile costs `fill` x T cycles of systolic fill/drain. Weight tiles (N x K) are
-        # spread over all MXUs of the chip; their number follows from the published peak.
-        rows = _ceil_to(m, 8.0)
-        padded = 2.0 * b * rows * _ceil_to(n, tile) * _ceil_to(kk, tile)
-        fill_util = rows / (rows + tile * jnp.exp(params["fill_log"]))
-        # MXUs on the chip: peak / (2 T^2 clock), kept continuous so a higher peak never makes
-        # any unit slower (a rounded count would).
-        units = jnp.maximum(
-            dev["matrix_peaks"][..., _P["bf16"]] / (2.0 * tile * tile * dev["clock_hz"]), 1.0
-        )
-        tiles = b * jnp.ceil(n / tile) * jnp.ceil(kk / tile)
-        x = tiles / units
-        per_unit = units
-        matrix_util = fill_util
-    else:
-        # Output tiles shrink to fit skinny problems (as GEMM libraries choose smaller tiles),
-        # never below the library's minimum (cuBLAS's smallest SGEMM tiles are 32 x 32, e.g. the
-        # kernel volta_sgemm_32x32_sliced1x4 in profiles); work is the padded tiles, spread over
-        # the units in waves.
-        # With fewer tiles than units, libraries split K over idle units (split-K) while each
-        # slice keeps at least `_SPLIT_K_MIN` of K.
-        lo = {"gpu": 32.0, "cpu": 8.0, "npu": 8.0}[family]
-        hi = tile if family != "cpu" else 4.0 * tile
-        tm = jnp.clip(_pow2ceil(m), lo, hi)
-        lo_n = lo
-        if family == "gpu":
-            # (cuBLAS SGEMM on CUDA cores: no tile narrower than sgemm_n_tile in N)
-            lo_n = jnp.where(
-                (kind == _GEMM) & (res["unit"] == 1), jnp.maximum(dev["sgemm_n_tile"], lo), lo
-            )
-        tn = jnp.clip(_pow2ceil(n), lo_n, jnp.maximum(hi, lo_n))
-        pm, pn = jnp.ceil(m / tm) * tm, jnp.ceil(n / tn) * tn
-        if family == "gpu":
-            # cuDNN's implicit-GEMM convolutions pick the tile that pads least: a 3x3
-            # convolution with 150 output channels runs 160 columns (5 x 32), not 256 (2 x 128);
-            # NeuSight's convolutions whose padding the two rules count 1.25-2x apart took
-            # 0.63-0.69x of the 128-tile prediction, relative to the same GPU's other
-            # convolutions, on all four GPUs. cuBLAS GEMMs keep the power-of-two rule above (the
-            # same choice for them scores worse on DeepBench's GEMMs: docs/calibration/README.md).
-            tm_c, pm_c = _tile_choice(m, lo, hi)
-            tn_c, pn_c = _tile_choice(n, lo_n, jnp.maximum(hi, lo_n))
-            conv = kind == _CONV
-            tm, pm = jnp.where(conv, tm_c, tm), jnp.where(conv, pm_c, pm)
-            tn, pn = jnp.where(conv, tn_c, tn), jnp.where(conv, pn_c, pn)
-        tiles = b * jnp.ceil(m / tm) * jnp.ceil(n / tn)
-        padded = 2.0 * b * pm * pn * kk
-        split = jnp.clip(jnp.minimum(cores / jnp.maximum(tiles, 1.0), kk / _SPLIT_K_MIN), 1.0, None)
-        if family == "gpu":
-            # cuDNN's implicit-GEMM convolutions do not split K: a convolution with few output
-            # tiles leaves SMs idle.
-            split = jnp.where(kind == _CONV, 1.0, split)
-        x = tiles * split / cores
-        per_unit = cores
-        k_slice = kk / split
-        matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"])[kind])
-        if family == "cpu":
-            # CPU GEMM micro-kernels block M and N in registers: a short M or N leaves the
-            # register block part empty (GPU tiles shrink instead, above).
-            mn_half = jnp.exp(params["mn_half_log"])
-            # (Of the tile sizes, so the time stays monotone: M below the tile already pays the
-            # padding.)
-            matrix_util = matrix_util * (tm / (tm + mn_half)) * (tn / (tn + mn_half))
-    # A wave is as slow as its fullest unit: utilisation x / ceil(x), with a staircase that is
-    # smooth over about one tile (so time never drops when a dimension grows).
-    wave_util = x / soft_ceil(jnp.maximum(x, 1e-9), sharpness=per_unit)
-    matrix_util = matrix_util * wave_util
-    # Padding waste is reported as lost utilisation: time uses the padded work.
-    pad_factor = padded / jnp.maximum(k["matrix_flops"], 1.0)
-    # Convolution libraries use fast algorithms (Winograd, FFT) that need fewer multiplies than
-    # the direct FLOP count: a learned speed-up over the direct count (prior 1: none).
-    matrix_rate = peaks * compute_eff * matrix_util * serial_share
-    # Per-precision matrix-unit efficiency (vector-unit GEMMs keep the class efficiency alone).
-    matrix_rate = jnp.where(
-        res["unit"] == 0,
-        matrix_rate
-        * jnp.exp(params["precision_eff_log"] + params["matrix_unit_eff_log"])[res["precision"]],
-        matrix_rate,
-    )
-    matrix_rate = jnp.where(
-        kind == _CONV, matrix_rate * jnp.exp(params["conv_speedup_log"]), matrix_rate
-    )
-    matrix_rate = jnp.where(
-        (kind == _CONV) & (b > 1.5), matrix_rate * jnp.exp(params["grouped_log"]), matrix_rate
-    )
-    matrix_rate = jnp.where(
-        k["fallback"] > 0.5, matrix_rate * jnp.exp(params["fallback_log"]), matrix_rate
-    )
-    t_matrix = jnp.where(is_matrix, _safe_div(k["matrix_flops"] * pad_factor, matrix_rate), 0.0)
-
-    # Vector work: occupancy grows with the elements available per core.
-    occupancy_x = k["out_elements"] / (cores * jnp.exp(params["parallel_half_log"]))
-    occupancy = occupancy_x / (1.0 + occupancy_x)
-    vector_eff = jax.nn.sigmoid(params["compute_eff_logit"][2])
-    vec_work = k["vector_flops"] + k["transcendentals"] * jnp.exp(params["transcendental_cost_log"])
-    vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, compute_eff) * occupancy
-    t_vector = _safe_div(vec_work, vec_rate)
-    t_compute = t_matrix + t_vector
-
-    # Memory: harmonic blend of cache and DRAM/HBM bandwidth by the working set's fit.
-    bytes_ = (k["bytes_read"] + k["bytes_written"]) * res["bytes_scale"]
-    ws = jnp.maximum(bytes_, 1.0)
-    sharp = jnp.exp(params["cache_sharpness_log"])
-
-    def fits_in_cache(size_bytes: jax.Array) -> jax.Array:
-        """Smooth share (0..1) of ``size_bytes`` that the last-level cache holds."""
-        log_ratio = jnp.log(jnp.maximum(dev["cache_bytes"], 1.0)) - jnp.log(
-            jnp.maximum(size_bytes, 1.0)
-        )
-        return jnp.where(dev["cache_bytes_per_s"] > 0, jax.nn.sigmoid(sharp * log_ratio), 0.0)
-
-    in_cache = fits_in_cache(ws)
-    mem_bw = dev["memory_bytes_per_s"] * memory_eff
-    cache_bw = jnp.maximum(dev["cache_bytes_per_s"], dev["memory_bytes_per_s"]) * memory_eff
-    # Program inputs (weights, data) come from main memory unless all of them stay resident in
-    # the last-level cache between executions; what a previous kernel produced may still be in the
-    # cache when the kernel's working set fits.
-    resident = fits_in_cache(k["program_input_bytes"])
-    first_touch = jnp.minimum(k["input_bytes"] * res["bytes_scale"], bytes_) * (1.0 - resident)
-    t_memory = first_touch / mem_bw + (bytes_ - first_touch) * (
-        in_cache / cache_bw + (1.0 - in_cache) / mem_bw
-    )
-    # Memory parallelism: small vector kernels cannot keep enough requests in flight (GEMMs
-    # stream their operands through all units; their parallelism is in the compute term).
-    t_memory = jnp.where(is_matrix, t_memory, t_memory / jnp.maximum(occupancy, 1e-3) ** 0.5)
-    if family == "npu":
-        # Weights that do not fit in on-chip SRAM are streamed from the host every execution.
-        w = k["weight_bytes"] * res["bytes_scale"]
-        total_w = jnp.sum(w * jnp.minimum(k["executions"], 1.0))
-        overflow = (
-            jax.nn.softplus((total_w - dev["cache_bytes"]) / 1e5) * 1e5 / jnp.maximum(total_w, 1.0)
-        )
-        t_memory = t_memory + w * jnp.minimum(overflow, 1.0) / dev["host_link_bytes_per_s"]
-
-    q = 1.0 + jnp.exp(params["overlap_log"])
-    t_body = smooth_max(t_compute, t_memory, q)
-    if family == "cpu":
-        # Operand packing (GEMMs with M > 1 and N > 1; XLA:CPU calls a matrix-vector kernel
-        # otherwise): the K x N operand is read and written once more, at the bandwidth of the
-        # level it fits in. With a few rows (M small) it dominates: 2048^2 fp32 weights cost ~2 ms
-        # here while the arithmetic of M = 4 takes 0.3 ms (docs/calibration/host_micro.csv).
-        # Element size from the GEMM's reads (A: M x K, B: K x N).
-        elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
-        # Upcast operands (bf16 without bf16 instructions) are converted while packed: a
-        # slower pass (learned factor), and the micro-kernel runs below its fp32 rate.
-        upcast = res["upcast"] > 0.5
-        pack_bytes = jnp.where(is_matrix, 2.0 * b * kk * n * elem, 0.0)
-        pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
-        pack_fit = fits_in_cache(pack_bytes)
-        t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
-        t_convert = t_pack * jnp.exp(params["upcast_pack_log"])
-        t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
-        # The conversion pass happens even where nothing is packed (a matrix-vector product).
-        t_pack = jnp.where(upcast, t_pack + t_convert, t_pack)
-        t_body = t_body + t_pack
-        t_body = jnp.where(
-            upcast, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
-        )
-    # Device-specific time factor per kernel class (calibrated device effects; 1 by default).
-    device_factor = jnp.exp(params["kind_time_log"])[kind]
-    t_body, t_compute, t_memory = (
-        t_body * device_factor,
-        t_compute * device_factor,
-        t_memory * device_factor,
-    )
-    t_launch = (
-        dev["launch_overhead_s"] * jnp.exp(params["launch_log"])[kind] * jnp.ones_like(t_body)
-    )
-    pool_use = jnp.zeros_like(t_body)
-    if family == "cpu":
-        # Thread-pool hand-off of kernels large enough to be split into tasks (the pool's
-        # wake-up, once per call, is in program_overhead).
-        # GEMMs are split by their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on
-        # two cores than on one), loops by their elements; one-core kernels never are.
-        work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, k["out_elements"])
-        pool_use = jax.nn.sigmoid(
-            _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
-        )
-        pool_use = jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, pool_use)
-        t_launch = t_launch + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * pool_use
-    # Linear-algebra solvers: each dependent panel step pays a launch (GPU) or loop iteration
-    # (TPU, NPU); on a CPU the steps are calls inside one LAPACK routine (a tenth of that).
-    step_s = dev["launch_overhead_s"] * _STEP_LATENCY_SCALE[family]
-    t_launch = t_launch + k.get("serial_steps", jnp.zeros_like(t_body)) * step_s
-    # Host callbacks: a round trip to the host's Python, plus operands and results over the link.
-    trips = k.get("host_round_trips", jnp.zeros_like(t_body))
-    link = jnp.where(dev["host_link_bytes_per_s"] > 0, dev["host_link_bytes_per_s"], 1.0)
-    link_s = jnp.where(dev["host_link_bytes_per_s"] > 0, bytes_ / link, 0.0)
-    t_launch = t_launch + jnp.where(trips > 0, trips * _CALLBACK_S[family] + link_s, 0.0)
-    time = t_body + t_launch
-
-    flops = k["matrix_flops"] + k["vector_flops"]
-    best_peak = jnp.maximum(
-        jnp.max(dev["matrix_peaks"], axis=-1), jnp.max(dev["vector_peaks"], axis=-1)
-    )
-    dynamic_w = jnp.maximum(dev["tdp_w"] - dev["idle_w"], 0.0)
-    pj_per_flop = _COMPUTE_POWER_SHARE * dynamic_w / best_peak
-    pj_per_byte = (1 - _COMPUTE_POWER_SHARE) * dynamic_w / dev["memory_bytes_per_s"]
-    energy = flops * pj_per_flop + bytes_ * pj_per_byte + dev["idle_w"] * time
-    return dict(
-        parallel_util=jnp.where(
-            is_matrix,
-            wave_util / jnp.maximum(pad_factor, 1.0) if family == "tpu" else wave_util,
-            occupancy,
-        ),
-        time_s=time,
-        compute_s=t_compute,
-        memory_s=t_memory,
-        launch_s=t_launch,
-        pool_use=pool_use,
-        energy_j=energy,
-        peak_flops_per_s=jnp.where(is_matrix, peaks, vec_peak),
-        utilization=flops / jnp.maximum(time * jnp.where(is_matrix, peaks, vec_peak), eps),
-    )
+    return FAMILY_MODELS[family](k, dev, params, res)
 
 
 def dispatch_time(params) -> jax.Array:
@@ -813,22 +488,22 @@ def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
     kernel is split over it (``pool_use_max``: the largest ``pool_use`` of its kernels, 0..1)."""
     out = dispatch_time(params)
     if family == "cpu":
-        out = out + jnp.exp(params["wake_log"]) * pool_use_max
+        out = out + _cpu.program_overhead(params, pool_use_max)
     return out
 
 
-def program_times(k, dev, params, res, family: str) -> dict[str, jax.Array]:
-    """:func:`kernel_times` plus ``overhead_s``, the program's once-per-call cost (kernels that
-    never execute, such as padding, do not wake the thread pool)."""
+def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Array]:
+    """:func:`kernel_times` and the program's once-per-call cost (kernels that never execute,
+    such as padding, do not wake the thread pool)."""
     out = kernel_times(k, dev, params, res, family)
-    used = jnp.max(jnp.where(k["executions"] > 0, out["pool_use"], 0.0), initial=0.0)
-    return {**out, "overhead_s": program_overhead(params, used, family)}
+    used = jnp.max(jnp.where(k["executions"] > 0, out.pool_use, 0.0), initial=0.0)
+    return out, program_overhead(params, used, family)
 
 
 def total_time(k, dev, params, res, family: str) -> jax.Array:
     """Program time on one stream: call overhead + sum of kernel times x executions."""
-    out = program_times(k, dev, params, res, family)
-    return out["overhead_s"] + jnp.sum(out["time_s"] * k["executions"])
+    out, overhead_s = program_times(k, dev, params, res, family)
+    return overhead_s + jnp.sum(out.time_s * k["executions"])
 
 
 program_times_jit = jax.jit(program_times, static_argnames=("family",))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import pathlib
 from collections.abc import Mapping
@@ -18,10 +17,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from perfjax._dtypes import PRECISIONS
 from perfjax._errors import DeviceSpecError
+from perfjax._io import read_mapping
 
-#: Precision names, from widest to narrowest.
-PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 #: Device families, each with its own model.
 FAMILIES = ("gpu", "tpu", "cpu", "npu")
 
@@ -332,44 +331,7 @@ def load_spec_file(path: str | pathlib.Path) -> list[DeviceSpec]:
       4000000000000.0
     """
     path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no device spec file at {str(path)!r}")
-    text = path.read_text()
-    if not text.strip():
-        raise ValueError(f"device spec file {str(path)!r} is empty.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
-
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise ValueError(
-                    "reading YAML needs PyYAML: pip install pyyaml (or use TOML/JSON)."
-                ) from None
-            data = yaml.safe_load(text)
-        else:
-            raise ValueError(
-                f"unknown spec file type {suffix!r} for {str(path)!r}; use .toml, .json or .yaml."
-            )
-    except Exception as e:  # tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError ...
-        if isinstance(e, ValueError) and str(e).startswith(
-            ("reading YAML", "unknown spec file type")
-        ):
-            raise
-        raise ValueError(f"could not parse device spec file {str(path)!r}: {e}") from None
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f"device spec file {str(path)!r} must hold a table/mapping, got {type(data).__name__}."
-        )
+    data = read_mapping(path, what="device spec file")
     if "name" in data or any(not isinstance(v, Mapping) for v in data.values()):
         # One device described by top-level fields.
         return [spec_from_mapping(data, str(path))]

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from perfjax._display import graph_tables, render
 from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
 from perfjax.lowering import _rules
 from perfjax.lowering._program import Program, parse_module, trace
@@ -259,12 +260,10 @@ class Graph:
 
     def table(self, max_rows: int = 40):
         """A ``rich`` table: totals per Flash op, then the heaviest ops."""
-        from perfjax._display import graph_tables
 
         return graph_tables(self, max_rows=max_rows)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 

@@ -57,6 +57,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from perfjax.placement._platform import platform as get_platform
+
 #: Collective kinds and their accepted aliases (StableHLO / HLO / jax.lax names).
 KINDS = {
     "all_reduce": ("all_reduce", "all-reduce", "allreduce", "psum"),
@@ -455,7 +457,6 @@ def algorithm_times_s(
 
 def _alpha_beta_times(kind: str, nbytes: Any, platform, group=None) -> dict[str, Any]:
     """Alpha-beta time of every algorithm of ``ALGORITHMS[kind]`` that applies on ``platform``."""
-    from perfjax.placement._platform import platform as get_platform
 
     platform = get_platform(platform)
     kind = _kind(kind)
@@ -675,7 +676,6 @@ def choose_fit(kind: str, platform, group=None, algorithm: str = "auto", fit: An
       >>> choose_fit("all_reduce", "8xh100-nvlink", algorithm="halving_doubling") is None
       True
     """
-    from perfjax.placement._platform import platform as get_platform
 
     _check_fit(fit)
     if fit is None:
@@ -900,7 +900,6 @@ def vendor_family(platform, group=None) -> str:
       >>> vendor_family("8xb200-nvlink"), vendor_family("8xmi355x")
       ('nvidia-nvlink', 'amd-infinity-fabric')
     """
-    from perfjax.placement._platform import platform as get_platform
 
     platform = get_platform(platform)
     family, why = _fitted_family(platform, tuple(_group(platform, group)))
@@ -931,7 +930,6 @@ def fitted_family(platform, group=None) -> str | None:
       >>> fitted_family("4xa100-pcie"), fitted_family("tpu-v4-2x2x2"), fitted_family("host+a100-pcie")
       (None, None, None)
     """
-    from perfjax.placement._platform import platform as get_platform
 
     platform = get_platform(platform)
     return _fitted_family(platform, tuple(_group(platform, group)))[0]
@@ -990,7 +988,6 @@ def injection_bandwidth_bytes_per_s(platform, group=None) -> float:
       >>> injection_bandwidth_bytes_per_s("8xmi300x") / 1e9, injection_bandwidth_bytes_per_s("8xmi300x", [0, 1]) / 1e9
       (448.0, 64.0)
     """
-    from perfjax.placement._platform import platform as get_platform
 
     platform = get_platform(platform)
     idx = _group(platform, group)
@@ -1180,7 +1177,6 @@ def _calibrated_times(
 ) -> tuple[dict[str, Any], CollectiveFit | None, float, str]:
     """Calibrated time per algorithm (``{main: t}``, plus ``switch_reduction`` where NVLS applies),
     the fit used (None for a collective that moves nothing), the NVLS port bandwidth and a label."""
-    from perfjax.placement._platform import platform as get_platform
 
     _check_fit(fit)
     platform = get_platform(platform)

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from perfjax.placement._problem import PlacementProblem
-from perfjax.placement._simulate import check_assignment, prepared
+from perfjax.placement._simulate import MemoryCapacityError, check_assignment, prepared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,8 +242,6 @@ def pipeline_dp(problem: PlacementProblem, devices: Sequence | None = None) -> P
         arg[s] = np.argmin(M, axis=0)
         F[s] = M[arg[s], np.arange(n + 1)]
     if not np.isfinite(F[S, n]):
-        from perfjax.placement._simulate import MemoryCapacityError
-
         raise MemoryCapacityError(
             "no contiguous split fits the devices' memory; add devices or use larger ones."
         )

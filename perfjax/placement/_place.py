@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from perfjax._display import fmt_time, pyplot, render
 from perfjax.placement import _heuristics
 from perfjax.placement._exact import exact
 from perfjax.placement._pipeline import PipelineResult, pipeline_dp, pipeline_relaxed
@@ -77,8 +78,6 @@ class Placement:
         from rich.console import Group
         from rich.table import Table
 
-        from perfjax._display import fmt_time
-
         head = Table(title=f"perfjax.placement.place ({self.method}): {self.problem.name}",
                      show_header=False, box=None)  # fmt: skip
         head.add_column(style="bold")
@@ -108,13 +107,11 @@ class Placement:
         return Group(head, dev, ker)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 
     def plot(self, path: str, max_labels: int = 60) -> str:
         """Writes a Gantt chart (one row per device, kernels as bars) to ``path`` (PNG)."""
-        from perfjax._display import pyplot
 
         plt = pyplot()
         p = self.problem

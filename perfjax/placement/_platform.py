@@ -22,7 +22,6 @@ import dataclasses
 import difflib
 import functools
 import itertools
-import json
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from perfjax._display import fmt_count, fmt_time, render
+from perfjax._io import SUFFIXES, read_mapping
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as catalog_devices
 from perfjax.devicemodels._spec import DeviceSpec
@@ -47,7 +48,6 @@ _DEFAULT_KIND = {
     "fully-connected": "nvlink",
 }
 _BUILTIN_DIR = pathlib.Path(__file__).with_name("platforms")
-_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,8 +207,6 @@ class Platform:
         from rich.console import Group
         from rich.table import Table
 
-        from perfjax._display import fmt_count, fmt_time
-
         head = Table(title=f"platform {self.name}", show_header=False, box=None)
         head.add_column(style="bold")
         head.add_column()
@@ -254,7 +252,6 @@ class Platform:
         return Group(*parts)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 
@@ -658,37 +655,6 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platfor
     )
 
 
-def _read(path: pathlib.Path) -> Mapping[str, Any]:
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib
-            return tomllib.loads(text)
-        if suffix == ".json":
-            return json.loads(text)
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise ValueError(
-                    "reading YAML needs PyYAML: pip install pyyaml (or use TOML)."
-                ) from None
-            return yaml.safe_load(text)
-    except ValueError as e:
-        if str(e).startswith("reading YAML"):
-            raise
-        raise ValueError(f"could not parse platform file {str(path)!r}: {e}") from None
-    except Exception as e:  # yaml.YAMLError
-        raise ValueError(f"could not parse platform file {str(path)!r}: {e}") from None
-    raise ValueError(
-        f"unknown platform file type {suffix!r} for {str(path)!r}; use {', '.join(_SUFFIXES)}."
-    )
-
-
 def platforms() -> list[str]:
     """Names of the built-in platforms.
 
@@ -708,13 +674,7 @@ def _builtin(name: str) -> Platform:
 def load_platform_file(path: str | pathlib.Path) -> Platform:
     """Reads a platform from a TOML, YAML or JSON file (the name defaults to the file's stem)."""
     path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no platform file at {str(path)!r}")
-    data = _read(path)
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f"platform file {str(path)!r} must hold a table/mapping, got {type(data).__name__}."
-        )
+    data = read_mapping(path, what="platform file")
     return from_mapping(data, name=path.stem)
 
 
@@ -734,7 +694,7 @@ def platform(name_or_path: str | pathlib.Path | Mapping[str, Any] | Platform) ->
     if isinstance(name_or_path, Mapping):
         return from_mapping(name_or_path)
     if isinstance(name_or_path, pathlib.Path) or (
-        isinstance(name_or_path, str) and name_or_path.lower().endswith(_SUFFIXES)
+        isinstance(name_or_path, str) and name_or_path.lower().endswith(SUFFIXES)
     ):
         return load_platform_file(name_or_path)
     if not isinstance(name_or_path, str):

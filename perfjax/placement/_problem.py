@@ -20,6 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from perfjax.devicemodels._calibration import calibration_for, params_for
+from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve
+from perfjax.fusion._kernels import fuse
+from perfjax.lowering._graph import Graph
+from perfjax.lowering._staging import graph_for, program_for
+from perfjax.placement._platform import platform as get_platform
+
 #: Nominal link bandwidth used to turn the fiddle files' transfer *times* into bytes.
 FIDDLE_LINK_BYTES_PER_S = 1e9
 _FIDDLE_DIR = os.path.join(os.path.dirname(__file__), "data", "fiddle")
@@ -252,8 +259,6 @@ def edge_lists(problem: PlacementProblem) -> tuple[list[list[int]], list[list[in
 
 def _resolve_platform(platform: Any) -> Any:
     if isinstance(platform, (str, os.PathLike)):
-        from perfjax.placement._platform import platform as get_platform
-
         return get_platform(platform)
     for attr in ("device_names", "specs", "bandwidth_matrix_bytes_per_s", "latency_matrix_s"):
         if not hasattr(platform, attr):
@@ -265,8 +270,6 @@ def _resolve_platform(platform: Any) -> Any:
 
 
 def _graph_of(x: Any, inputs: Any) -> Any:
-    from perfjax.devicemodels._predict import graph_for, program_for
-    from perfjax.lowering._graph import Graph
 
     if isinstance(x, Graph):
         return x
@@ -299,9 +302,6 @@ def problem_from(
       platform: a ``perfjax.placement.Platform`` or a built-in platform name.
       policy: the common fusion policy (``"gpu"``, ``"cpu"``, ``"none"`` ...).
     """
-    from perfjax.devicemodels._kernels import fuse
-    from perfjax.devicemodels._models import default_params, pack_numpy, program_times_jit, resolve
-    from perfjax.devicemodels._predict import _res_arrays
 
     plat = _resolve_platform(platform)
     graph = _graph_of(fn_or_program_or_graph, inputs)
@@ -316,18 +316,9 @@ def problem_from(
             res = resolve(kernels, spec, None)
         except ValueError:
             continue  # the device cannot run this program's precision: inf column
-        params = None
-        try:
-            from perfjax.devicemodels._predict import _calibration_for
-
-            cal = _calibration_for(spec, None)
-            params = cal.jax_params(spec.name) if cal is not None else None
-        except Exception:
-            params = None
-        if params is None:
-            params = default_params(spec.family, spec.vendor)
-        out = program_times_jit(arrays, pack_numpy(spec), params, _res_arrays(res), spec.family)
-        times[:, j] = np.asarray(out["time_s"], np.float64) * kernels.executions
+        params = params_for(spec, calibration_for(spec))
+        out, _ = program_times_jit(arrays, pack_numpy(spec), params, res.arrays(), spec.family)
+        times[:, j] = np.asarray(out.time_s, np.float64) * kernels.executions
 
     # Edges: op -> kernel, resolving operands through ops outside kernels (free ops, views).
     op_kernel = np.full(len(graph.ops), -1)

@@ -30,10 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from perfjax.placement._heuristics import heft
+from perfjax.placement._heuristics import heft, upward_rank
 from perfjax.placement._problem import PlacementProblem
 from perfjax.placement._simulate import (
     MemoryCapacityError,
+    _simulate_one,
     memory_ok,
     memory_use,
     prepared,
@@ -292,7 +293,6 @@ def _shift_moves(problem: PlacementProblem, order: np.ndarray, rng, limit: int) 
 
 def _critical(problem: PlacementProblem, a: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Kernels on a critical chain of the list schedule (data or device predecessors that bind)."""
-    from perfjax.placement._simulate import _simulate_one
 
     start, finish = _simulate_one(problem, a, order)
     pr = prepared(problem)
@@ -364,8 +364,6 @@ def local_search(
     chunk = chunk or int(np.clip(200_000 // max(n, 1), 16, 1024))
     multi_order = n <= 64
     if multi_order:
-        from perfjax.placement._heuristics import upward_rank
-
         static = priority_order(problem, -upward_rank(problem))
     accepted = 0
     improved = True

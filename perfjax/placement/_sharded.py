@@ -32,9 +32,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from perfjax._display import fmt_count, fmt_time, render
+from perfjax.lowering._staging import graph_for, program_for
 from perfjax.placement._collectives import CollectiveFit, algorithm_times_s, choose_fit
 from perfjax.placement._platform import Platform
 from perfjax.placement._platform import platform as get_platform
+from perfjax.prediction._predict import predict
 
 _DTYPE_BYTES = {
     "pred": 1,
@@ -349,8 +352,6 @@ class ShardedPrediction:
         from rich.console import Group
         from rich.table import Table
 
-        from perfjax._display import fmt_count, fmt_time
-
         head = Table(
             title=f"perfjax.placement.predict_sharded on {self.platform}",
             show_header=False,
@@ -389,7 +390,6 @@ class ShardedPrediction:
         return Group(head, tab)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 
@@ -722,7 +722,6 @@ _FLOPS_AGREEMENT = 1.25
 def _predict_local(raw, inputs, compiled, specs, xla_flops) -> tuple[float | None, str]:
     """perfjax.predict of ``raw`` at per-device input shapes (the shard shapes of the compiled
     input shardings), or (None, reason)."""
-    from perfjax.devicemodels._predict import graph_for, predict, program_for
 
     try:
         in_sh = jax.tree_util.tree_leaves(

@@ -30,9 +30,11 @@ from perfjax.placement._collectives import (
     _permute_bandwidth,
     _switch_bandwidth,
     calibrated_time_s,
+    collective_fit,
     injection_bandwidth_bytes_per_s,
     prior_fit,
 )
+from perfjax.placement._platform import platform as get_platform
 
 #: XLA device key -> the built-in platform it was measured on.
 XLA_ARCH_PLATFORMS = {
@@ -170,7 +172,6 @@ def xla_features(rows: pd.DataFrame, fit: CollectiveFit | None = None) -> dict[s
       >>> sorted(f)
       ['bandwidth_bytes_per_s', 'execution_share', 'group_size', 'kind', 'nbytes', 'switch_bandwidth_bytes_per_s']
     """
-    from perfjax.placement._platform import platform as get_platform
 
     _check_rows(rows)
     cache: dict[tuple, tuple[float, float]] = {}
@@ -256,7 +257,6 @@ def predict_xla(rows: pd.DataFrame, fit: CollectiveFit | str = "xla") -> np.ndar
       >>> 0.8 < float(np.median(ratio)) < 1.25
       True
     """
-    from perfjax.placement._collectives import collective_fit
 
     _check_rows(rows)
     out = np.empty(len(rows))

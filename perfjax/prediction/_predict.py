@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import jax.stages
 import numpy as np
 
-from perfjax._errors import PrecisionCastError, UnsupportedProgramError
+from perfjax._display import fmt_count, fmt_time, pyplot, render
+from perfjax._dtypes import check_precision
+from perfjax._errors import UnsupportedProgramError
+from perfjax.devicemodels._calibration import (
+    calibration_for,
+    calibration_label,
+    load_calibration,
+    params_for,
+)
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
-from perfjax.devicemodels._kernels import KINDS, Kernels, fuse, fusion_policy
+from perfjax.devicemodels._common import KernelTimes
 from perfjax.devicemodels._models import (
-    QUANTIZED,
-    default_params,
     dispatch_time,
     pack,
     pack_numpy,
@@ -29,30 +32,13 @@ from perfjax.devicemodels._models import (
     resolve,
     total_time,
 )
-from perfjax.devicemodels._spec import PRECISIONS, DeviceSpec
-from perfjax.lowering._graph import Graph, build_graph, check_loop_trips
-from perfjax.lowering._program import (
-    Program,
-    abstractify,
-    check_inputs,
-    check_platform,
-    program_from_traced,
-    signature,
-    trace,
-    trace_name,
-    trace_stage,
-)
+from perfjax.devicemodels._spec import DeviceSpec
+from perfjax.fusion._kernels import KINDS, fusion_policy, kernels_for
+from perfjax.lowering._graph import check_loop_trips
+from perfjax.lowering._program import Program
+from perfjax.lowering._staging import graph_for, program_for
 
-_CAST = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp64": jnp.float64}
 _BOUNDS = ("compute", "memory", "launch")
-
-# Analyses are cached per Program object (and traces per function, signature, platform, config).
-_graphs: weakref.WeakKeyDictionary[Program, dict[Any, Graph]] = weakref.WeakKeyDictionary()
-_kernels: weakref.WeakKeyDictionary[Program, dict[Any, Kernels]] = weakref.WeakKeyDictionary()
-_traces: collections.OrderedDict[Any, Program] = collections.OrderedDict()
-# One trace (jax.stages.Traced) per function, signature, precision and config, lowered per platform.
-_staged: collections.OrderedDict[Any, tuple] = collections.OrderedDict()
-_TRACE_CACHE_SIZE = 64
 
 
 def lowering_platform(device: str | DeviceSpec) -> tuple[str, tuple[str, ...]]:
@@ -87,247 +73,10 @@ def lowering_platform(device: str | DeviceSpec) -> tuple[str, tuple[str, ...]]:
     )
 
 
-def _config_key() -> tuple[Any, ...]:
-    """JAX settings that change what a trace produces (a ``with jax.default_matmul_precision``
-    block, x64 mode, the PRNG implementation ...): part of every trace-cache key."""
-    from jax._src import config as jc
-
-    names = ("default_matmul_precision", "enable_x64", "default_prng_impl",
-             "threefry_partitionable", "numpy_dtype_promotion", "numpy_rank_promotion")  # fmt: skip
-    out = []
-    for n in names:
-        state = getattr(jc, n, None)
-        value = getattr(state, "value", None)
-        out.append(value if isinstance(value, (str, int, float, bool, type(None))) else str(value))
-    return tuple(out)
-
-
-def _cast_inputs(inputs: tuple[Any, ...], precision: str) -> tuple[Any, ...]:
-    dtype = _CAST[precision]
-
-    def cast(x: Any) -> Any:
-        if jnp.issubdtype(x.dtype, jnp.floating):
-            return jax.ShapeDtypeStruct(x.shape, dtype)
-        return x
-
-    return jax.tree_util.tree_map(cast, abstractify(inputs))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().split("\n")[0]
-    return f"{type(e).__name__}: {text[:300]}"
-
-
-def program_for(
-    fn_or_program: Callable | Program | str,
-    inputs: Sequence[Any] | None,
-    precision: str | None,
-    platform: str | None = None,
-) -> Program:
-    """The program to cost: traced (cached per function, input signature, platform, precision and
-    the JAX config that changes traces) and lowered for ``platform``.
-
-    ``precision`` in fp32/bf16/fp16/fp64 re-traces with floating inputs cast; if JAX rejects the
-    cast program (e.g. an FFT of bf16, a conv mixing dtypes), :class:`PrecisionCastError` names
-    the precision and what JAX said (a prediction at a precision the program cannot run at
-    would be wrong); fp64 needs ``jax_enable_x64`` (JAX would otherwise silently trace fp32). A
-    quantized precision (int8/fp8/int4) re-traces at bf16 (quantized GEMMs, bf16 elsewhere, as
-    quantized deployments run); if that bf16 re-trace fails, the program is kept as traced (the
-    GEMMs are still costed at the quantized precision) and ``Program.notes`` says so.
-
-    ``platform`` (``cpu``, ``cuda``, ``rocm``, ``tpu``; ``None``: as given, CPU for a function):
-    a function or a traced Program is lowered for it; if JAX cannot lower the program for it
-    (a CPU-only custom call or a host callback) the CPU lowering is used and ``Program.notes``
-    says so. A Program read from text (or a ``jax.stages.Lowered``) is used as is.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> x = jax.ShapeDtypeStruct((64, 1024), jnp.float32)
-      >>> program_for(jnp.sin, (x,), "bf16", "tpu").in_types[0].dtype
-      'bfloat16'
-    """
-    if platform is not None:
-        platform = check_platform(platform)
-    if isinstance(fn_or_program, str):
-        fn_or_program = Program.from_stablehlo(fn_or_program)
-    elif isinstance(fn_or_program, (jax.stages.Lowered, jax.stages.Traced)):
-        fn_or_program = trace(fn_or_program)  # then re-lowered (Traced) or noted (Lowered) below
-    if isinstance(fn_or_program, Program):
-        return _program_for_program(fn_or_program, precision, platform)
-    if not callable(fn_or_program):
-        raise TypeError(
-            f"expected a function, a Program, a jax.stages.Traced/Lowered or StableHLO text, got "
-            f"{type(fn_or_program).__name__}."
-        )
-    if inputs is None:
-        trace_stage(fn_or_program, None)  # a clear error when the function takes arguments
-    inputs = check_inputs(inputs)
-    platform = platform or "cpu"
-    if precision == "fp64" and not jax.config.jax_enable_x64:
-        raise PrecisionCastError(
-            "precision='fp64' re-traces with float64 inputs, but jax_enable_x64 is off, so JAX "
-            "would trace float32 instead; enable it with jax.config.update('jax_enable_x64', True)."
-        )
-    traced_inputs = inputs
-    if precision in _CAST:
-        traced_inputs = _cast_inputs(inputs, precision)
-    elif precision in QUANTIZED:
-        traced_inputs = _cast_inputs(inputs, "bf16")
-    try:
-        trace_key = (fn_or_program, signature(traced_inputs), precision, _config_key())
-        hash(trace_key)
-    except TypeError:
-        trace_key = None
-    key = None if trace_key is None else (*trace_key, platform)
-    if key is not None and key in _traces:
-        _traces.move_to_end(key)
-        return _traces[key]
-    staged = _staged.get(trace_key) if trace_key is not None else None
-    if staged is None:
-        staged = _stage(fn_or_program, inputs, traced_inputs, precision)
-        if trace_key is not None:
-            _staged[trace_key] = staged
-            while len(_staged) > _TRACE_CACHE_SIZE:
-                _staged.popitem(last=False)
-    else:
-        _staged.move_to_end(trace_key)
-    program = _lower_with_fallback(*staged, trace_name(fn_or_program), platform)
-    if key is not None:
-        _traces[key] = program
-        while len(_traces) > _TRACE_CACHE_SIZE:
-            _traces.popitem(last=False)
-    return program
-
-
-def _stage(
-    fn: Callable, inputs: tuple[Any, ...], traced_inputs: tuple[Any, ...], precision: str | None
-) -> tuple[Callable, Any, tuple[Any, ...], tuple[str, ...]]:
-    """Traces ``fn`` once (for every platform): ``(jitted, traced, abstract inputs, notes)``."""
-    try:
-        return (*trace_stage(fn, traced_inputs), ())
-    except Exception as e:
-        if precision in _CAST:
-            raise PrecisionCastError(
-                f"precision={precision!r} re-traces {trace_name(fn)} with every floating input "
-                f"cast to {np.dtype(_CAST[precision]).name}, and JAX rejected that "
-                f"({_first_line(e)}). Predict with precision=None (as traced), or trace the "
-                "function at the dtypes it accepts."
-            ) from e
-        if precision not in QUANTIZED or traced_inputs is inputs:
-            raise
-        # The bf16 re-trace of a quantized precision failed: keep the program as traced.
-        note = (
-            f"precision={precision!r}: the program could not be re-traced with bf16 inputs "
-            f"({_first_line(e)}); it is costed as traced, with GEMMs/convs at {precision}."
-        )
-        return (*trace_stage(fn, inputs), (note,))
-
-
-def _lower_with_fallback(
-    jitted: Callable, traced: Any, specs: tuple[Any, ...], notes: tuple[str, ...], name: str,
-    platform: str,
-) -> Program:  # fmt: skip
-    """``traced`` lowered for ``platform``, or for the CPU (with a note) when JAX cannot."""
-    try:
-        return program_from_traced(jitted, traced, specs, name, platform, notes)
-    except Exception as e:
-        if platform == "cpu":
-            raise
-        note = _fallback_note(name, platform, e)
-        return program_from_traced(jitted, traced, specs, name, "cpu", (*notes, note))
-
-
-def _fallback_note(name: str, platform: str, e: BaseException) -> str:
-    return (
-        f"JAX could not lower {name} for {platform} ({_first_line(e)}); it is costed as lowered "
-        "for the CPU."
-    )
-
-
-def _program_for_program(program: Program, precision: str | None, platform: str | None) -> Program:
-    if precision in _CAST or precision in QUANTIZED:
-        if program.fn is not None and program.example_inputs is not None:
-            target = platform or program.platform
-            return program_for(program.fn, program.example_inputs, precision, target)
-        if precision in _CAST:
-            raise ValueError(
-                f"precision={precision!r} re-traces the program with cast inputs, but this Program was "
-                "read from StableHLO text (or given lowered); trace it at that precision yourself, or "
-                f"pass a quantized precision ({', '.join(QUANTIZED)}) which applies at the model level."
-            )
-    if platform is None or platform == program.platform:
-        return program
-    cache = program._relowered
-    if ("as costed", platform) in cache:
-        return cache["as costed", platform]
-    if program.traced is not None:
-        try:
-            out = program.for_platform(platform)
-        except Exception as e:
-            cpu = program.for_platform("cpu")
-            out = dataclasses.replace(
-                cpu, notes=(*cpu.notes, _fallback_note(program.name, platform, e))
-            )
-    else:
-        source = "read from StableHLO text" if program.lowered is None else "given already lowered"
-        where = f"for {program.platform}" if program.platform else "by its exporter"
-        note = (
-            f"{program.name} was {source} and is costed as lowered {where}, not re-lowered for "
-            f"{platform}."
-        )
-        out = dataclasses.replace(program, notes=(*program.notes, note))
-    cache["as costed", platform] = out
-    return out
-
-
-def graph_for(
-    program: Program, *, on_unsupported: str = "error", loop_trips: int | None = None
-) -> Graph:
-    """The program's costed graph (cached per program, ``on_unsupported`` and ``loop_trips``)."""
-    table = _graphs.setdefault(program, {})
-    key = (on_unsupported, loop_trips)
-    if key not in table:
-        with warnings.catch_warnings():
-            # predict reports unmodeled ops itself, on every call (a cached graph would not warn).
-            warnings.simplefilter("ignore", UserWarning)
-            table[key] = build_graph(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
-    return table[key]
-
-
-def kernels_for(
-    program: Program,
-    family: str,
-    fusion: str | None = None,
-    *,
-    on_unsupported: str = "error",
-    loop_trips: int | None = None,
-) -> Kernels:
-    """The program's kernels under ``fusion`` (a policy name), by default the family's policy."""
-    policy = fusion or family
-    table = _kernels.setdefault(program, {})
-    key = (policy, on_unsupported, loop_trips)
-    if key not in table:
-        graph = graph_for(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
-        table[key] = fuse(graph, policy)
-    return table[key]
-
-
 def _check_fusion(fusion: str | None) -> None:
     # Checked before any device is tried (compare would list a bad name as every device's error).
     if fusion is not None:
         fusion_policy(fusion)
-
-
-def _res_arrays(res) -> dict[str, np.ndarray]:
-    return dict(unit=res.unit, precision=res.precision, passes=res.passes, vector_precision=res.vector_precision,
-                bytes_scale=res.bytes_scale, upcast=res.upcast)  # fmt: skip
-
-
-def _check_precision(precision: str | None) -> None:
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(
-            f"unknown precision {precision!r}; expected one of {PRECISIONS} (or None: as traced)."
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,8 +156,6 @@ class Prediction:
         from rich.console import Group
         from rich.table import Table
 
-        from perfjax._display import fmt_count, fmt_time
-
         head = Table(
             title=f"perfjax.predict: {self.program} on {self.device}", show_header=False, box=None
         )
@@ -477,13 +224,11 @@ class Prediction:
         return Group(head, t)
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 
     def plot_roofline(self, path: str) -> str:
         """Writes a roofline PNG: kernels at (intensity, achieved FLOP/s) under the device's roofs."""
-        from perfjax._display import pyplot
 
         plt = pyplot()
 
@@ -533,19 +278,19 @@ def _evaluate(
 ) -> dict[str, Any]:
     kernels = kernels_for(program, spec.family, fusion, **(graph_options or {}))
     res = resolve(kernels, spec, precision)
-    params = params if params is not None else default_params(spec.family, spec.vendor)
+    params = params_for(spec, None, params)
     arrays = kernels.arrays()
     if len(kernels) == 0:
-        zeros = np.zeros(0, np.float32)
-        out = {k: zeros for k in ("time_s", "compute_s", "memory_s", "launch_s", "energy_j", "peak_flops_per_s",
-                                  "utilization", "parallel_util", "pool_use")}  # fmt: skip
+        out = {k: np.zeros(0) for k in KernelTimes._fields}
         overhead = float(dispatch_time(params))
     else:
         n = len(kernels)
-        arrays, res_arrays = _pad_kernels(arrays, n), _pad_kernels(_res_arrays(res), n)
-        out = program_times_jit(arrays, pack_numpy(spec), params, res_arrays, spec.family)
-        overhead = float(out.pop("overhead_s"))
-        out = {k: np.asarray(v, np.float64)[:n] for k, v in out.items()}
+        arrays, res_arrays = _pad_kernels(arrays, n), _pad_kernels(res.arrays(), n)
+        times, overhead = program_times_jit(
+            arrays, pack_numpy(spec), params, res_arrays, spec.family
+        )
+        overhead = float(overhead)
+        out = {k: np.asarray(v, np.float64)[:n] for k, v in times._asdict().items()}
     return dict(kernels=kernels, res=res, out=out, dispatch_s=overhead)
 
 
@@ -605,7 +350,7 @@ def predict(
         (XLA); ``"eager"`` as an eager framework runs the program (PyTorch without
         ``torch.compile``: every elementwise op a kernel, softmax and layer norm one kernel
         each); ``"none"`` one kernel per op; or another family's policy
-        (``perfjax.devicemodels.POLICIES``).
+        (``perfjax.fusion.POLICIES``).
       on_unsupported: ``"error"`` (default) raises :class:`perfjax.UnsupportedOpError` for ops
         without a cost rule; ``"warn"`` warns, costs them as zero and lists them in
         ``Prediction.unmodeled_ops``.
@@ -628,14 +373,14 @@ def predict(
       >>> eager.time_s > perfjax.predict(f, (x,), device="a100-80gb").time_s  # 3 kernels, not 1
       True
     """
-    _check_precision(precision)
+    check_precision(precision)
     _check_fusion(fusion)
     _check_timing(timing)
     options = _graph_options(on_unsupported, loop_trips)
     spec = get_device(device)
     platform, notes = lowering_platform(spec)
     program = program_for(fn_or_program, inputs, precision, platform)
-    cal = _calibration_for(spec, calibration)
+    cal = calibration_for(spec, calibration)
     pred = _predict_program(program, spec, precision, cal, params, fusion, notes=notes, **options)
     return pred if timing == "device" else as_host_timed(pred, cal)
 
@@ -668,7 +413,7 @@ def host_timing(spec: DeviceSpec | str, calibration: Any = None) -> dict[str, fl
       ['per_call_s', 'per_kernel_s', 'source']
     """
     spec = get_device(spec)
-    cal = _calibration_for(spec, calibration)
+    cal = calibration_for(spec, calibration)
     fitted = cal.metadata.get("host_timing") if cal is not None else None
     if isinstance(fitted, Mapping) and {"per_kernel_s", "per_call_s"} <= set(fitted):
         return dict(per_kernel_s=float(fitted["per_kernel_s"]), per_call_s=float(fitted["per_call_s"]),
@@ -714,8 +459,7 @@ def _predict_program(
     on_unsupported: str = "error",
     loop_trips: int | None = None,
 ) -> Prediction:
-    if params is None and cal is not None:
-        params = cal.jax_params(spec.name)
+    params = params_for(spec, cal, params)
     options = dict(on_unsupported=on_unsupported, loop_trips=loop_trips)
     graph = graph_for(program, **options)
     ev = _evaluate(program, spec, precision, params, fusion, options)
@@ -754,50 +498,6 @@ def _dominant_class(pred: Prediction) -> str | None:
     for r in pred.kernels:
         shares[r["kind"]] = shares.get(r["kind"], 0.0) + r["time_s"] * r["executions"]
     return max(shares, key=shares.get) if shares else None
-
-
-def _load_calibration(calibration: Any) -> Any:
-    """``None`` / ``False`` as given; a path loaded; anything else must be a Calibration."""
-    from perfjax.calibrate import _fit
-
-    if calibration is None or calibration is False:
-        return calibration
-    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
-        calibration = _fit.load(calibration)
-    if not isinstance(calibration, _fit.Calibration):
-        raise TypeError(
-            f"calibration must be a perfjax.calibrate.Calibration, a path to one, None or False; "
-            f"got {type(calibration).__name__}."
-        )
-    return calibration
-
-
-def _calibration_label(calibration: Any, spec: DeviceSpec) -> str | None:
-    """What ``Prediction.calibration`` says: the calibration, and whether it had this device's
-    own factors (device effects fitted on its measurements)."""
-    if calibration is None:
-        return None
-    if spec.name in getattr(calibration, "device_params", {}):
-        return f"{calibration} (with {spec.name}'s own factors)"
-    if hasattr(calibration, "covers") and calibration.covers(spec.name) == "prior":
-        return f"priors ({calibration} fits no {spec.vendor} device)"
-    return str(calibration)
-
-
-def _calibration_for(spec: DeviceSpec, calibration: Any) -> Any:
-    """Resolves ``calibration=`` to a Calibration (or None for the priors)."""
-    from perfjax.calibrate import _host
-
-    calibration = _load_calibration(calibration)
-    if calibration is False:
-        return None
-    if calibration is None:
-        return _host.auto_calibration(spec)
-    if calibration.family != spec.family:
-        raise ValueError(
-            f"calibration {calibration} is for {calibration.family} devices; {spec.name!r} is a {spec.family}."
-        )
-    return calibration
 
 
 def _prediction(
@@ -847,7 +547,7 @@ def _prediction(
         bottleneck=max(shares, key=shares.get) if kernel_total > 0 else "launch", bound_shares=shares, kernels=rows,
         flops=float((flops * execs).sum()), bytes=float((bytes_ * execs).sum()),
         dispatch_s=float(ev["dispatch_s"]),
-        calibration=_calibration_label(calibration, spec), spec=spec, fusion=kernels.policy,
+        calibration=calibration_label(calibration, spec), spec=spec, fusion=kernels.policy,
     )  # fmt: skip
 
 
@@ -890,8 +590,6 @@ class Comparison:
     def table(self):
         from rich.table import Table
 
-        from perfjax._display import fmt_time
-
         t = Table(
             title=f"perfjax.compare: {self.program}"
             + (f" at {self.precision}" if self.precision else "")
@@ -926,13 +624,11 @@ class Comparison:
         return t
 
     def __str__(self) -> str:
-        from perfjax._display import render
 
         return render(self.table())
 
     def plot(self, path: str) -> str:
         """Bar chart of predicted time per device (log scale), coloured by bottleneck."""
-        from perfjax._display import pyplot
 
         plt = pyplot()
 
@@ -980,7 +676,7 @@ def compare(
       >>> c.fastest().device
       'h100'
     """
-    _check_precision(precision)
+    check_precision(precision)
     _check_fusion(fusion)
     if devices is None:
         devices = DEFAULT_COMPARE
@@ -990,7 +686,7 @@ def compare(
         devices = [devices]
     options = _graph_options(on_unsupported, loop_trips)
     specs = [get_device(d) for d in devices]
-    calibration = _load_calibration(calibration)
+    calibration = load_calibration(calibration)
     # One lowering per platform (program_for's cache also covers unhashable functions here).
     programs: dict[str, Program] = {}
     name = None
@@ -1001,10 +697,9 @@ def compare(
             programs[platform] = program_for(fn_or_program, inputs, precision, platform)
         program = programs[platform]
         name = name or program.name
-        # A given calibration serves its own family; other devices keep their defaults.
-        other_family = calibration not in (None, False) and calibration.family != spec.family
         try:
-            cal = _calibration_for(spec, None if other_family else calibration)
+            # A given calibration serves its own family; other devices keep their defaults.
+            cal = calibration_for(spec, calibration, other_family="auto")
             preds.append(
                 _predict_program(
                     program, spec, precision, cal, fusion=fusion, notes=notes, **options
@@ -1055,17 +750,15 @@ def spec_gradient(
       >>> float(g.memory_bytes_per_s) < 0  # more bandwidth, less time
       True
     """
-    _check_precision(precision)
+    check_precision(precision)
     spec = get_device(device)
     loop_trips = check_loop_trips(loop_trips)
     program = program_for(fn_or_program, inputs, precision, lowering_platform(spec)[0])
     kernels = kernels_for(program, spec.family, loop_trips=loop_trips)
     res = resolve(kernels, spec, precision)
-    cal = _calibration_for(spec, calibration)
-    params = (
-        cal.jax_params(spec.name) if cal is not None else default_params(spec.family, spec.vendor)
-    )
-    t, g = _time_and_grad(spec.family)(spec, kernels.arrays(), params, _res_arrays(res))
+    cal = calibration_for(spec, calibration)
+    params = params_for(spec, cal)
+    t, g = _time_and_grad(spec.family)(spec, kernels.arrays(), params, res.arrays())
     return float(t), g
 
 

@@ -38,11 +38,14 @@ other kernels' outputs, large constants) and results consumed outside or returne
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import numpy as np
 
 from perfjax.lowering._graph import Graph, Op
+from perfjax.lowering._program import Program
+from perfjax.lowering._staging import graph_for
 
 #: Kernel classes; models keep per-class correction parameters in this order.
 KINDS = ("gemm", "conv", "elementwise", "reduce", "other", "collective")
@@ -677,3 +680,25 @@ def xla_cpu_kernel_count(hlo_text: str) -> int:
             continue
         count += 1
     return count
+
+
+# Kernels are cached per Program object, policy and graph options.
+_kernels: weakref.WeakKeyDictionary[Program, dict[Any, Kernels]] = weakref.WeakKeyDictionary()
+
+
+def kernels_for(
+    program: Program,
+    family: str,
+    fusion: str | None = None,
+    *,
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
+) -> Kernels:
+    """The program's kernels under ``fusion`` (a policy name), by default the family's policy."""
+    policy = fusion or family
+    table = _kernels.setdefault(program, {})
+    key = (policy, on_unsupported, loop_trips)
+    if key not in table:
+        graph = graph_for(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
+        table[key] = fuse(graph, policy)
+    return table[key]

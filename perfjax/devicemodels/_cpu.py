@@ -1,0 +1,134 @@
+"""The CPU time model, as XLA:CPU runs a program: GEMM micro-kernels blocking M and N in
+registers, operand packing, kernels split over a thread pool (or kept on one core), and the
+pool's hand-off and wake-up costs.
+
+Example:
+  >>> import perfjax
+  >>> from perfjax.fusion import fuse
+  >>> from perfjax.devicemodels import default_params, device, pack, resolve
+  >>> g = perfjax.analyze(lambda a, b: a @ b, (jnp.ones((256, 256)), jnp.ones((256, 256))))
+  >>> k, spec = fuse(g, "cpu"), device("xeon-8480")
+  >>> t = kernel_times(k.arrays(), pack(spec), default_params("cpu"), resolve(k, spec).arrays())
+  >>> float(t.pool_use[0]) > 0.5   # a 256^3 GEMM is split over the pool
+  True
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from perfjax.devicemodels._common import (
+    Arrays,
+    KernelTimes,
+    device_factor,
+    finish,
+    fits_in_cache,
+    launch_time,
+    matrix_time,
+    memory_time,
+    overlap,
+    rates,
+    tiled_gemm,
+    vector_time,
+)
+
+_MIN_TILE = 8.0
+#: A CPU's register-blocked GEMM tiles reach 4x the spec's matrix tile.
+_TILE_SCALE = 4.0
+#: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
+_STEP_LATENCY_SCALE = 0.1
+#: A Python callback on a CPU: only the Python call remains (assumed, not measured).
+_CALLBACK_S = 5e-6
+#: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
+_FLOPS_PER_TASK_ELEMENT = 32.0
+#: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
+_FORK_SHARPNESS = 20.0
+
+
+def packing_time(
+    k: Arrays, dev: Arrays, params: Arrays, res: Arrays, bytes_: jax.Array, mem_bw: jax.Array,
+    cache_bw: jax.Array, sharpness: jax.Array,
+) -> jax.Array:  # fmt: skip
+    """Operand packing of GEMMs with M > 1 and N > 1 (XLA:CPU calls a matrix-vector kernel
+    otherwise): the K x N operand is read and written once more, at the bandwidth of the level
+    it fits in. With a few rows (M small) it dominates: 2048^2 fp32 weights cost ~2 ms here
+    while the arithmetic of M = 4 takes 0.3 ms (docs/calibration/host_micro.csv). Upcast
+    operands (bf16 without bf16 instructions) are converted while packed: a slower pass (a
+    learned factor), which happens even where nothing is packed (a matrix-vector product)."""
+    b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
+    # Element size from the GEMM's reads (A: M x K, B: K x N).
+    elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
+    pack_bytes = jnp.where(k["matrix_flops"] > 0, 2.0 * b * kk * n * elem, 0.0)
+    pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
+    pack_fit = fits_in_cache(pack_bytes, dev, sharpness)
+    t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
+    t_convert = t_pack * jnp.exp(params["upcast_pack_log"])
+    t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
+    return jnp.where(res["upcast"] > 0.5, t_pack + t_convert, t_pack)
+
+
+def pool_use(k: Arrays, params: Arrays) -> jax.Array:
+    """Share (0..1) of each kernel split into tasks over the thread pool. GEMMs are split by
+    their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on two cores than on
+    one), loops by their elements; one-core kernels never are."""
+    is_matrix = k["matrix_flops"] > 0
+    work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, k["out_elements"])
+    use = jax.nn.sigmoid(
+        _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
+    )
+    return jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, use)
+
+
+def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelTimes:
+    """Per-kernel time (seconds per execution) and its parts on a CPU. Pure and vectorised
+    (arguments as :func:`perfjax.devicemodels._gpu.kernel_times`)."""
+    r = rates(k, dev, params, res)
+    k, kind = r.k, r.kind
+    boost = jnp.exp(params["clock_scale_log"])
+    peaks, vec_peak = r.peaks * boost, r.vec_peak * boost
+    # XLA:CPU splits some kernels only over their batch (Kernels.parallel_units): they keep at
+    # most that many cores of the chip busy.
+    cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
+    tile = dev["matrix_tile"]
+    work = tiled_gemm(k, params, kind, cores, lo=_MIN_TILE, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE)
+    # GEMM micro-kernels block M and N in registers: a short M or N leaves the register block
+    # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
+    # the padding).
+    mn_half = jnp.exp(params["mn_half_log"])
+    work = work._replace(
+        matrix_util=work.matrix_util
+        * (work.tm / (work.tm + mn_half))
+        * (work.tn / (work.tn + mn_half))
+    )
+    mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"])
+    t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
+    t_compute = mt.t_matrix + t_vector
+    mem = memory_time(k, dev, params, res, r, occupancy)
+    t_body = overlap(t_compute, mem.t_memory, params)
+    t_body = t_body + packing_time(
+        k, dev, params, res, mem.bytes, mem.mem_bw, mem.cache_bw, mem.sharpness
+    )
+    t_body = jnp.where(
+        res["upcast"] > 0.5, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
+    )
+    factor = device_factor(params, kind)
+    t_body = t_body * factor
+    # Thread-pool hand-off of kernels large enough to be split into tasks (the pool's wake-up,
+    # once per call, is in program_overhead).
+    use = pool_use(k, params)
+    t_launch = launch_time(
+        k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
+        callback_s=_CALLBACK_S,
+    ) + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use  # fmt: skip
+    return finish(
+        k, dev, time=t_body + t_launch, compute_s=t_compute * factor,
+        memory_s=mem.t_memory * factor, launch_s=t_launch, bytes_=mem.bytes, peaks=peaks,
+        vec_peak=vec_peak, matrix_parallel=mt.wave_util, occupancy=occupancy, pool_use=use,
+    )  # fmt: skip
+
+
+def program_overhead(params: Arrays, pool_use_max: jax.Array) -> jax.Array:
+    """The thread pool's wake-up, once per call when any kernel is split over it
+    (``pool_use_max``: the largest ``pool_use`` of the program's kernels, 0..1)."""
+    return jnp.exp(params["wake_log"]) * pool_use_max

@@ -564,7 +564,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             pred.plot_roofline(args.roofline)
         print(f"perfjax: wrote {args.roofline}", file=sys.stderr)
     if args.json:
-        _print_json({**pred.to_dict(), "kernels": list(pred.kernels)})
+        _print_json({**pred.to_dict(), "kernels": [r.to_dict() for r in pred.kernels]})
     else:
         print(render(pred.table(max_rows=args.max_rows), width=_width()))
     return 0

@@ -21,7 +21,7 @@ from perfjax.devicemodels._catalog import devices as list_devices
 from perfjax.devicemodels._spec import DeviceSpec
 from perfjax.lowering._program import Program, abstractify, check_inputs
 from perfjax.lowering._staging import program_for
-from perfjax.prediction._predict import Prediction, predict
+from perfjax.prediction._predict import KernelRow, Prediction, predict
 
 #: What ``recommend`` can rank by, and whether a larger value is better.
 OBJECTIVES = {"latency": False, "throughput": True, "energy": False}
@@ -393,34 +393,37 @@ def _unsupported(spec: DeviceSpec, precision: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _dominant_unit(pred: Prediction) -> str:
+def _dominant_unit(pred: Prediction) -> KernelRow | None:
+    """The kernel row of the unit (label) that takes most of the prediction's time."""
     per_unit: dict[str, float] = {}
+    first: dict[str, KernelRow] = {}
     for k in pred.kernels:
-        per_unit[k["unit"]] = per_unit.get(k["unit"], 0.0) + k["time_s"] * k["executions"]
+        per_unit[k.unit] = per_unit.get(k.unit, 0.0) + k.time_s * k.executions
+        first.setdefault(k.unit, k)
     if not per_unit:
-        return "-"
-    return max(per_unit, key=per_unit.get)
+        return None
+    return first[max(per_unit, key=per_unit.get)]
 
 
-def _short_unit(label: str) -> str:
-    return label.split(" (")[0]
+def _short_unit(row: KernelRow | None) -> str:
+    return row.unit.split(" (")[0] if row is not None else "-"
 
 
-def _unit_peak(spec: DeviceSpec, label: str) -> float:
-    """Peak FLOP/s of the unit a kernel label such as ``bf16 tensor cores`` names."""
-    words = label.split()
-    precision = words[0] if words else ""
-    table = spec.vector_flops_per_s if "vector" in label else spec.matrix_flops_per_s
-    if precision in table:
-        return float(table[precision])
+def _unit_peak(spec: DeviceSpec, row: KernelRow | None) -> float:
+    """Published peak FLOP/s of the unit a kernel runs on, at the precision it runs at."""
+    if row is None:
+        return 0.0
+    table = spec.matrix_flops_per_s if row.on_matrix_unit else spec.vector_flops_per_s
+    if row.unit_precision in table:
+        return float(table[row.unit_precision])
     try:
-        return spec.peak_flops_per_s(precision)
+        return spec.peak_flops_per_s(row.unit_precision)
     except ValueError:
         return 0.0
 
 
-def _bound_kernels(pred: Prediction, bound: str) -> list[dict[str, Any]]:
-    return [k for k in pred.kernels if k["bound"] == bound]
+def _bound_kernels(pred: Prediction, bound: str) -> list[KernelRow]:
+    return [k for k in pred.kernels if k.bound == bound]
 
 
 def _bound_clause(pred: Prediction, spec: DeviceSpec) -> str:
@@ -429,14 +432,14 @@ def _bound_clause(pred: Prediction, spec: DeviceSpec) -> str:
     head = f"{pred.bottleneck}-bound ({100 * share:.0f}% of time)"
     if pred.bottleneck == "compute":
         ks = _bound_kernels(pred, "compute")
-        t = sum(k["time_s"] * k["executions"] for k in ks)
-        util = sum(k["utilization"] * k["time_s"] * k["executions"] for k in ks) / t if t else 0.0
+        t = sum(k.time_s * k.executions for k in ks)
+        util = sum(k.utilization * k.time_s * k.executions for k in ks) / t if t else 0.0
         unit = _short_unit(_dominant_unit(pred))
         return f"{head} at {100 * util:.0f}% of {unit} peak"
     if pred.bottleneck == "memory":
         ks = _bound_kernels(pred, "memory")
-        t = sum(k["time_s"] * k["executions"] for k in ks)
-        moved = sum(k["bytes"] * k["executions"] for k in ks)
+        t = sum(k.time_s * k.executions for k in ks)
+        moved = sum(k.bytes * k.executions for k in ks)
         bw = spec.memory_bytes_per_s
         if not t or not bw:
             return head
@@ -444,8 +447,8 @@ def _bound_clause(pred: Prediction, spec: DeviceSpec) -> str:
         if frac > 1.0:
             return f"{head} at {frac:.2g}x the {fmt_count(bw)}B/s memory bandwidth (cache-resident)"
         return f"{head} at {100 * frac:.0f}% of {fmt_count(bw)}B/s memory bandwidth"
-    launches = sum(k["executions"] for k in pred.kernels)
-    launch_s = sum(k["launch_s"] * k["executions"] for k in pred.kernels)
+    launches = sum(k.executions for k in pred.kernels)
+    launch_s = sum(k.launch_s * k.executions for k in pred.kernels)
     return (
         f"{head}: {launches:.0f} kernels x {fmt_time(launch_s / max(launches, 1.0))} launch = "
         f"{fmt_time(launch_s)} of {fmt_time(pred.time_s)}"
@@ -548,7 +551,7 @@ def _why_ahead(row: dict, nxt: dict) -> str:
     kinds: dict[str, list[float]] = {}
     for p, i in ((pred, 0), (npred, 1)):
         for k in p.kernels:
-            kinds.setdefault(k["kind"], [0.0, 0.0])[i] += k["time_s"] * k["executions"]
+            kinds.setdefault(k.kind, [0.0, 0.0])[i] += k.time_s * k.executions
     kind, (t, nt) = max(kinds.items(), key=lambda kv: kv[1][1] - kv[1][0])
     return f"{prefix}, but its {kind} kernels take {fmt_time(t)} vs {fmt_time(nt)}"
 

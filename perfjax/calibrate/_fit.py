@@ -99,8 +99,7 @@ def _features(
             arrays.setdefault(k, []).append(v)
         for k, v in packed[row.device].items():
             dev.setdefault(k, []).append(np.broadcast_to(v, (n, *np.shape(v))))
-        for k, v in dict(unit=r.unit, precision=r.precision, passes=r.passes, vector_precision=r.vector_precision,
-                         bytes_scale=r.bytes_scale, upcast=r.upcast).items():  # fmt: skip
+        for k, v in r.arrays().items():
             res.setdefault(k, []).append(v)
         row_ids.append(np.full(n, i, np.int32))
         if progress is not None:

@@ -195,7 +195,13 @@ def op_class(op: Op) -> str:
     return "loop"
 
 
-@dataclasses.dataclass(frozen=True)
+def _feature(dtype: Any = np.float32, default: bool = False) -> Any:
+    """A numeric per-kernel feature of :class:`Kernels`: what the time models read, as ``dtype``."""
+    extra = dict(default_factory=lambda: np.zeros(0)) if default else {}
+    return dataclasses.field(metadata=dict(feature=dtype), **extra)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Kernels:
     """Struct-of-arrays features of the kernels of one program under one fusion policy.
 
@@ -206,41 +212,41 @@ class Kernels:
     names: tuple[str, ...]
     #: Op indices of each kernel.
     ops: tuple[tuple[int, ...], ...]
-    kind: np.ndarray
+    kind: np.ndarray = _feature(np.int32)
     #: FLOPs on the matrix unit (GEMM/conv) and on the vector unit (everything else).
-    matrix_flops: np.ndarray
-    vector_flops: np.ndarray
-    transcendentals: np.ndarray
-    bytes_read: np.ndarray
-    bytes_written: np.ndarray
+    matrix_flops: np.ndarray = _feature()
+    vector_flops: np.ndarray = _feature()
+    transcendentals: np.ndarray = _feature()
+    bytes_read: np.ndarray = _feature()
+    bytes_written: np.ndarray = _feature()
     #: GEMM view of matrix kernels (conv as implicit GEMM); 1 elsewhere.
-    gemm_b: np.ndarray
-    gemm_m: np.ndarray
-    gemm_n: np.ndarray
-    gemm_k: np.ndarray
+    gemm_b: np.ndarray = _feature()
+    gemm_m: np.ndarray = _feature()
+    gemm_n: np.ndarray = _feature()
+    gemm_k: np.ndarray = _feature()
     #: Output elements: the parallelism available to vector kernels.
-    out_elements: np.ndarray
+    out_elements: np.ndarray = _feature()
     #: Bytes of matrix-kernel operands that are model weights (program inputs or constants).
-    weight_bytes: np.ndarray
+    weight_bytes: np.ndarray = _feature()
     #: Bytes read from program inputs or constants (from main memory unless the program's inputs
     #: stay resident in the last-level cache between executions).
-    input_bytes: np.ndarray
+    input_bytes: np.ndarray = _feature()
     #: Total bytes of the program's inputs (the same on every kernel of a program).
-    program_input_bytes: np.ndarray
-    executions: np.ndarray
+    program_input_bytes: np.ndarray = _feature()
+    executions: np.ndarray = _feature()
     #: Independent pieces of work the kernel can be split into across cores (1: one core,
     #: whatever the device has; see the module notes). ``UNBOUNDED`` where tiles decide.
-    parallel_units: np.ndarray
+    parallel_units: np.ndarray = _feature()
     #: 1 where the compiler leaves the kernel to a slower generic path (see the module notes).
-    fallback: np.ndarray
+    fallback: np.ndarray = _feature()
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
-    serial_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    serial_steps: np.ndarray = _feature(default=True)
     #: Host callbacks in the kernel (``jax.pure_callback``, ``jax.debug.print``): a round trip
     #: to the host each, plus their operands and results over the host link.
-    host_round_trips: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    host_round_trips: np.ndarray = _feature(default=True)
     #: Ops removed by fusion relative to one kernel per non-free op, and the bytes saved.
     unfused_kernels: int = 0
     unfused_bytes: float = 0.0
@@ -252,29 +258,31 @@ class Kernels:
     def bytes(self) -> np.ndarray:
         return self.bytes_read + self.bytes_written
 
+    @classmethod
+    def features(cls) -> tuple[str, ...]:
+        """Names of the numeric per-kernel features (the fields the time models read)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if "feature" in f.metadata)
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """The numeric features as float32 arrays (what the jitted models consume)."""
-        keys = ("matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written", "gemm_b", "gemm_m",
-                "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "program_input_bytes", "executions", "parallel_units",
-                "fallback", "serial_steps", "host_round_trips")  # fmt: skip
-        out = {k: np.asarray(getattr(self, k), np.float32) for k in keys}
-        out["kind"] = np.asarray(self.kind, np.int32)
-        return out
+        """The numeric features as arrays of their model dtype (what the jitted models consume)."""
+        return {
+            f.name: np.asarray(getattr(self, f.name), f.metadata["feature"])
+            for f in dataclasses.fields(self)
+            if "feature" in f.metadata
+        }
 
     def to_dataframe(self):
-        import pandas as pd
+        """One row per kernel: name, class, every feature, dtype and precision, op count."""
+        import pandas as pd  # optional at import time: pandas loads in ~0.3 s
 
-        return pd.DataFrame(
-            dict(
-                kernel=self.names, kind=[KINDS[k] for k in self.kind], matrix_flops=self.matrix_flops,
-                vector_flops=self.vector_flops, transcendentals=self.transcendentals, bytes_read=self.bytes_read,
-                bytes_written=self.bytes_written, gemm_b=self.gemm_b, gemm_m=self.gemm_m, gemm_n=self.gemm_n,
-                gemm_k=self.gemm_k, executions=self.executions, dtype=[r[0] for r in self.requests],
-                precision=[r[1] for r in self.requests], num_ops=[len(o) for o in self.ops],
-                parallel_units=self.parallel_units, fallback=self.fallback,
-                serial_steps=self.serial_steps, host_round_trips=self.host_round_trips,
-            )
-        )  # fmt: skip
+        cols = dict(kernel=self.names, kind=[KINDS[k] for k in self.kind])
+        cols.update({name: getattr(self, name) for name in self.features() if name != "kind"})
+        cols.update(
+            dtype=[r[0] for r in self.requests],
+            precision=[r[1] for r in self.requests],
+            num_ops=[len(o) for o in self.ops],
+        )
+        return pd.DataFrame(cols)
 
 
 #: Longest row a single normalisation kernel keeps on chip (elements).
@@ -487,10 +495,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             return float(in_bytes[k]) if k < len(in_bytes) else 0.0
         return float(sum(r.nbytes for r in ops[b].results))
 
-    rows: dict[str, list] = {k: [] for k in (
-        "names", "ops", "kind", "matrix_flops", "vector_flops", "transcendentals", "bytes_read", "bytes_written",
-        "gemm_b", "gemm_m", "gemm_n", "gemm_k", "out_elements", "weight_bytes", "input_bytes", "executions",
-        "requests", "parallel_units", "fallback", "serial_steps", "host_round_trips")}  # fmt: skip
+    rows: dict[str, list] = {k: [] for k in ("names", "ops", "requests", *Kernels.features())}
 
     def feeds_reduction(i: int) -> bool:
         """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
@@ -623,34 +628,17 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
         return np.asarray(rows[key], dtype=dtype).reshape(-1)
 
-    executions = arr("executions")
     kernel_like = [cls[i] not in ("free", "view") for i in range(n)]
     unfused_count = sum(1 for i, o in enumerate(ops) if kernel_like[i] and o.executions)
     unfused_bytes = float(sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i]))
+    features = {name: arr(name) for name in Kernels.features() if name != "program_input_bytes"}
     return Kernels(
         policy=policy.name,
         names=tuple(rows["names"]),
         ops=tuple(rows["ops"]),
-        kind=arr("kind", np.int32),
-        matrix_flops=arr("matrix_flops"),
-        vector_flops=arr("vector_flops"),
-        transcendentals=arr("transcendentals"),
-        bytes_read=arr("bytes_read"),
-        bytes_written=arr("bytes_written"),
-        gemm_b=arr("gemm_b"),
-        gemm_m=arr("gemm_m"),
-        gemm_n=arr("gemm_n"),
-        gemm_k=arr("gemm_k"),
-        out_elements=arr("out_elements"),
-        weight_bytes=arr("weight_bytes"),
-        input_bytes=arr("input_bytes"),
-        program_input_bytes=np.full(len(rows["names"]), float(graph.input_bytes)),
-        executions=executions,
-        parallel_units=arr("parallel_units"),
-        fallback=arr("fallback"),
         requests=tuple(rows["requests"]),
-        serial_steps=arr("serial_steps"),
-        host_round_trips=arr("host_round_trips"),
+        **{**features, "kind": arr("kind", np.int32)},
+        program_input_bytes=np.full(len(rows["names"]), float(graph.input_bytes)),
         unfused_kernels=unfused_count,
         unfused_bytes=unfused_bytes,
     )

@@ -13,7 +13,7 @@ import jax.stages
 import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, pyplot, render
-from perfjax._dtypes import check_precision
+from perfjax._dtypes import PRECISIONS, check_precision
 from perfjax._errors import UnsupportedProgramError
 from perfjax.devicemodels._calibration import (
     calibration_for,
@@ -85,6 +85,47 @@ def _check_fusion(fusion: str | None) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class KernelRow:
+    """One kernel of a :class:`Prediction`: where it runs, its time and why.
+
+    Fields read as attributes (``row.time_s``) or, like the mapping rows of earlier releases,
+    by name (``row["time_s"]``).
+    """
+
+    kernel: str
+    #: Kernel class: ``gemm``, ``conv``, ``elementwise``, ``reduce``, ``other``, ``collective``.
+    kind: str
+    #: The unit its main work runs on, as a label (``"tf32 tensor cores"``, ``"fp32 vector units"``).
+    unit: str
+    #: The precision that unit runs at (``"tf32"``, ``"bf16"`` ...), and whether it is the
+    #: device's matrix unit (tensor cores, MXU, AMX, MAC array) rather than its vector units.
+    unit_precision: str
+    on_matrix_unit: bool
+    #: Seconds per execution, and its parts.
+    time_s: float
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    bound: str
+    utilization: float
+    parallel_utilization: float
+    flops: float
+    bytes: float
+    intensity: float
+    executions: float
+    #: Energy of all its executions.
+    energy_j: float
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
     """Predicted time of a program on a device, with a per-kernel breakdown.
 
@@ -110,7 +151,7 @@ class Prediction:
     bottleneck: str
     #: Share of time per bound.
     bound_shares: Mapping[str, float]
-    kernels: tuple[dict[str, Any], ...] = dataclasses.field(repr=False)
+    kernels: tuple[KernelRow, ...] = dataclasses.field(repr=False)
     flops: float = 0.0
     bytes: float = 0.0
     #: Fixed cost of calling the program once: dispatch, and on CPUs the thread pool's wake-up
@@ -139,7 +180,7 @@ class Prediction:
     def to_dataframe(self):
         import pandas as pd
 
-        return pd.DataFrame(list(self.kernels))
+        return pd.DataFrame([r.to_dict() for r in self.kernels], columns=list(KernelRow.__dataclass_fields__))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(
@@ -208,18 +249,18 @@ class Prediction:
             t.add_column(
                 col, justify="left" if col in ("kernel", "kind", "runs on", "bound") else "right"
             )
-        ranked = sorted(self.kernels, key=lambda r: -r["time_s"] * r["executions"])[:max_rows]
+        ranked = sorted(self.kernels, key=lambda r: -r.time_s * r.executions)[:max_rows]
         for r in ranked:
             t.add_row(
-                r["kernel"],
-                r["kind"],
-                r["unit"],
-                fmt_time(r["time_s"] * r["executions"]),
-                r["bound"],
-                f"{100 * r['utilization']:.0f}%",
-                fmt_count(r["flops"]),
-                fmt_count(r["bytes"]),
-                f"{r['intensity']:.3g}",
+                r.kernel,
+                r.kind,
+                r.unit,
+                fmt_time(r.time_s * r.executions),
+                r.bound,
+                f"{100 * r.utilization:.0f}%",
+                fmt_count(r.flops),
+                fmt_count(r.bytes),
+                f"{r.intensity:.3g}",
             )
         return Group(head, t)
 
@@ -232,13 +273,13 @@ class Prediction:
 
         plt = pyplot()
 
-        rows = [r for r in self.kernels if r["flops"] > 0 and r["bytes"] > 0]
+        rows = [r for r in self.kernels if r.flops > 0 and r.bytes > 0]
         fig, ax = plt.subplots(figsize=(7, 5))
         spec = self.spec
         xs = np.logspace(-2, 4, 200)
         if spec is not None:
             bw = spec.memory_bytes_per_s
-            used = {lab.split()[0] for lab in (r["unit"] for r in self.kernels)}
+            used = {r.unit_precision for r in self.kernels}
             peaks = [
                 ("matrix", p, float(v)) for p, v in spec.matrix_flops_per_s.items() if p in used
             ]
@@ -251,10 +292,10 @@ class Prediction:
                 ax.plot(xs, np.minimum(v, bw * xs), lw=1, label=f"{p} {u} roof")
         colors = {"compute": "tab:red", "memory": "tab:blue", "launch": "tab:gray"}
         for bound in _BOUNDS:
-            sel = [r for r in rows if r["bound"] == bound]
+            sel = [r for r in rows if r.bound == bound]
             if sel:
-                ax.scatter([r["intensity"] for r in sel], [r["flops"] / r["time_s"] for r in sel],
-                           s=[10 + 200 * r["time_s"] * r["executions"] / self.time_s for r in sel],
+                ax.scatter([r.intensity for r in sel], [r.flops / r.time_s for r in sel],
+                           s=[10 + 200 * r.time_s * r.executions / self.time_s for r in sel],
                            c=colors[bound], alpha=0.7, label=f"{bound}-bound kernels")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -427,8 +468,8 @@ def as_host_timed(pred: Prediction, calibration: Any = None) -> Prediction:
     spec = pred.spec if pred.spec is not None else get_device(pred.device)
     costs = host_timing(spec, calibration if calibration is not None else False)
     per_kernel, per_call = costs["per_kernel_s"], costs["per_call_s"]
-    kernel_s = np.array([r["time_s"] for r in pred.kernels])
-    execs = np.array([r["executions"] for r in pred.kernels])
+    kernel_s = np.array([r.time_s for r in pred.kernels])
+    execs = np.array([r.executions for r in pred.kernels])
     host_kernels = float(np.sum(np.maximum(kernel_s, per_kernel) * execs))
     time_s = host_kernels + max(pred.dispatch_s, per_call)
     scale = time_s / pred.time_s if pred.time_s > 0 else 1.0
@@ -496,7 +537,7 @@ def _dominant_class(pred: Prediction) -> str | None:
     """The kernel class that takes most of a prediction's time (``gemm``, ``conv``, ...)."""
     shares: dict[str, float] = {}
     for r in pred.kernels:
-        shares[r["kind"]] = shares.get(r["kind"], 0.0) + r["time_s"] * r["executions"]
+        shares[r.kind] = shares.get(r.kind, 0.0) + r.time_s * r.executions
     return max(shares, key=shares.get) if shares else None
 
 
@@ -531,8 +572,10 @@ def _prediction(
     par = np.where(np.isfinite(out["parallel_util"]), np.clip(out["parallel_util"], 0.0, 1.0), 0.0)
     par_util = float((par * times).sum() / total) if total > 0 else 0.0
     rows = tuple(
-        dict(
-            kernel=kernels.names[i], kind=KINDS[kernels.kind[i]], unit=res.labels[i], time_s=float(out["time_s"][i]),
+        KernelRow(
+            kernel=kernels.names[i], kind=KINDS[kernels.kind[i]], unit=res.labels[i],
+            unit_precision=PRECISIONS[int(res.precision[i])], on_matrix_unit=bool(res.unit[i] == 0),
+            time_s=float(out["time_s"][i]),
             compute_s=float(out["compute_s"][i]), memory_s=float(out["memory_s"][i]),
             launch_s=float(out["launch_s"][i]), bound=_BOUNDS[bound_idx[i]], utilization=float(busy[i]),
             parallel_utilization=float(par[i]), flops=float(flops[i]), bytes=float(bytes_[i]),

@@ -7,12 +7,15 @@ Example:
   136.0
 """
 
-from perfjax import ops, placement
+from perfjax import ops
 from perfjax._errors import (
     CalibrationError,
     DeviceSpecError,
     HostCallbackError,
+    InputError,
     InputMemoryError,
+    PerfjaxError,
+    PlatformError,
     PrecisionCastError,
     StableHLOParseError,
     UnsupportedOpError,
@@ -27,11 +30,12 @@ from perfjax.prediction import Comparison, Prediction, compare, predict, sensiti
 
 
 def __getattr__(name: str):
-    # perfjax.models imports flax (~1 s): loaded on first use.
-    if name == "models":
+    # perfjax.models imports flax (~1 s) and perfjax.placement optax and pandas: loaded on
+    # first use.
+    if name in ("models", "placement"):
         import importlib
 
-        return importlib.import_module("perfjax.models")
+        return importlib.import_module(f"perfjax.{name}")
     raise AttributeError(f"module 'perfjax' has no attribute {name!r}")
 
 
@@ -42,8 +46,11 @@ __all__ = [
     "DeviceSpecError",
     "Graph",
     "HostCallbackError",
+    "InputError",
     "InputMemoryError",
     "Op",
+    "PerfjaxError",
+    "PlatformError",
     "PrecisionCastError",
     "Prediction",
     "Program",

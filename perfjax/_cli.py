@@ -1133,14 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except (
-        perfjax.StableHLOParseError,
-        perfjax.UnsupportedProgramError,
-        perfjax.UnsupportedOpError,
-        DeviceSpecError,
-        CalibrationError,
-        InputMemoryError,
-    ) as e:
+    except perfjax.PerfjaxError as e:  # every error perfjax raises on purpose: its one line
         if show_traceback:
             raise
         print(f"perfjax: error: {_one_line(e)}", file=sys.stderr)

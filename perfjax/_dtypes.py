@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from perfjax._errors import InputError
+
 #: Precisions a device spec may list peaks for, widest first.
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
@@ -47,9 +49,9 @@ def check_precision(precision: str | None) -> None:
       >>> check_precision("fp12")
       Traceback (most recent call last):
       ...
-      ValueError: unknown precision 'fp12'; expected one of ('fp64', 'fp32', 'tf32', 'bf16', 'fp16', 'fp8', 'int8', 'int4') (or None: as traced).
+      perfjax._errors.InputError: unknown precision 'fp12'; expected one of ('fp64', 'fp32', 'tf32', 'bf16', 'fp16', 'fp8', 'int8', 'int4') (or None: as traced).
     """
     if precision is not None and precision not in PRECISIONS:
-        raise ValueError(
+        raise InputError(
             f"unknown precision {precision!r}; expected one of {PRECISIONS} (or None: as traced)."
         )

@@ -2,7 +2,7 @@
 
 Example:
   >>> import pathlib, tempfile
-  >>> p = atomic_write_text(pathlib.Path(tempfile.mkdtemp()) / "a.toml", 'x = 1\n')
+  >>> p = atomic_write_text(pathlib.Path(tempfile.mkdtemp()) / "a.toml", "x = 1")
   >>> read_mapping(p, what="example file")
   {'x': 1}
 """

@@ -14,7 +14,7 @@ import jax
 
 from perfjax._display import fmt_count, fmt_energy, fmt_time, pyplot, render
 from perfjax._dtypes import PRECISIONS
-from perfjax._errors import PrecisionCastError
+from perfjax._errors import InputError, PrecisionCastError
 from perfjax.devicemodels._calibration import calibration_for, load_calibration
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as list_devices
@@ -243,7 +243,7 @@ def _check_objective(objective: Any) -> str:
     if objective not in OBJECTIVES:
         close = difflib.get_close_matches(str(objective), list(OBJECTIVES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
+        raise InputError(
             f"unknown objective {objective!r}; expected one of {tuple(OBJECTIVES)}.{hint}"
         )
     return objective
@@ -259,7 +259,7 @@ def _check_devices(devices: Any) -> list[DeviceSpec]:
     else:
         names = list(devices)
         if not names:
-            raise ValueError(
+            raise InputError(
                 "devices is empty; pass device names (perfjax.devices() lists them), 'all', or "
                 "None for the whole catalog."
             )
@@ -275,10 +275,10 @@ def _check_precisions(precisions: Any) -> tuple[str | None, ...]:
         precisions = (precisions,)
     out = tuple(dict.fromkeys(precisions))
     if not out:
-        raise ValueError(f"precisions is empty; pass some of {PRECISIONS}.")
+        raise InputError(f"precisions is empty; pass some of {PRECISIONS}.")
     for p in out:
         if p is not None and p not in PRECISIONS:
-            raise ValueError(
+            raise InputError(
                 f"unknown precision {p!r}; expected one of {PRECISIONS} (or None: as traced)."
             )
     return out
@@ -296,7 +296,7 @@ def _check_batch_sizes(batch_sizes: Any) -> tuple[int, ...] | None:
     sizes = list(batch_sizes)
     bad = [b for b in sizes if not _positive_int(b)]
     if bad or not sizes:
-        raise ValueError(
+        raise InputError(
             f"batch_sizes must be a non-empty list of positive integers, got {sizes!r}"
             + (f" ({', '.join(repr(b) for b in bad)} not allowed)" if bad else "")
             + "; e.g. batch_sizes=[1, 8, 64]."
@@ -325,7 +325,7 @@ def _batch_argnums(inputs: tuple[Any, ...], batch_argnums: Any) -> tuple[int, ..
     nums = (batch_argnums,) if isinstance(batch_argnums, numbers.Integral) else tuple(batch_argnums)
     for i in nums:
         if not isinstance(i, numbers.Integral) or not -len(inputs) <= i < len(inputs):
-            raise ValueError(
+            raise InputError(
                 f"batch_argnums {nums!r} must index the {len(inputs)} positional inputs."
             )
     return tuple(int(i) % len(inputs) for i in nums)
@@ -335,7 +335,7 @@ def _leading_dim(arg: Any, where: str) -> int:
     leaves = jax.tree_util.tree_leaves(abstractify((arg,)))
     dims = {leaf.shape[0] for leaf in leaves if len(leaf.shape) >= 1}
     if not leaves or any(len(leaf.shape) == 0 for leaf in leaves) or len(dims) != 1:
-        raise ValueError(
+        raise InputError(
             f"{where} has no common leading (batch) dimension (shapes "
             f"{[tuple(leaf.shape) for leaf in leaves]}); pass batch_argnums= naming the batched "
             "inputs, or batch=N."
@@ -629,11 +629,11 @@ def recommend(
     precs = _check_precisions(precisions)
     sizes = _check_batch_sizes(batch_sizes)
     if top is not None and not _positive_int(top):
-        raise ValueError(f"top must be a positive integer or None, got {top!r}.")
+        raise InputError(f"top must be a positive integer or None, got {top!r}.")
     if batch is not None and not _positive_int(batch):
-        raise ValueError(f"batch must be a positive integer or None, got {batch!r}.")
+        raise InputError(f"batch must be a positive integer or None, got {batch!r}.")
     if batch is not None and sizes is not None:
-        raise ValueError(
+        raise InputError(
             "pass either batch= (samples per call) or batch_sizes= (to try), not both."
         )
     calibration = load_calibration(calibration)
@@ -645,7 +645,7 @@ def recommend(
         if fn.fn is not None and fn.example_inputs is not None:
             fn, args = fn.fn, fn.example_inputs
         elif sizes is not None:
-            raise ValueError(
+            raise InputError(
                 f"batch_sizes re-traces the program, but {fn.name!r} was read from StableHLO text; "
                 "pass the JAX function and its inputs instead."
             )
@@ -661,12 +661,12 @@ def recommend(
         elif objective == "latency":
             batch = 1
         else:
-            raise ValueError(
+            raise InputError(
                 f"cannot tell the batch size for objective={objective!r}: no positional input is "
                 "an array with a leading dimension; pass batch=N."
             )
     if sizes is not None and not argnums:
-        raise ValueError(
+        raise InputError(
             "batch_sizes needs an input with a leading batch dimension; none of the positional "
             "inputs is an array (pass batch_argnums= naming the batched inputs)."
         )
@@ -709,7 +709,7 @@ def recommend(
                 for b, _ in calls:
                     program = programs[p, b]
                     if isinstance(program, str):
-                        raise ValueError(program)
+                        raise InputError(program)
                     pred = _cached_predict(program, spec, p, cal)
                     value = {
                         "latency": pred.time_s,
@@ -735,7 +735,7 @@ def recommend(
                 )
             )
     if not rows:
-        raise ValueError(
+        raise InputError(
             "no (device, precision) pair could be predicted: " + _skipped_summary(skipped) + "."
         )
     order = {p: i for i, p in enumerate(precs)}

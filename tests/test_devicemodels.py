@@ -25,6 +25,7 @@ from perfjax.devicemodels import (
     register_device,
     resolve,
 )
+from perfjax.devicemodels._common import tile_choice
 from perfjax.fusion import fuse, kernels_for
 from perfjax.fusion._kernels import KINDS, op_class
 from perfjax.lowering._staging import program_for
@@ -589,10 +590,8 @@ def test_cublas_sgemm_tiles_narrow_outputs_by_128():
 def test_convolution_tile_choice_pads_least(x, lo, hi):
     """The convolution tile is the candidate (hi, hi/2, hi/4, hi/8, not below lo) that pads
     least, the larger on a tie: checked against a brute-force search."""
-    from perfjax.devicemodels._models import _tile_choice
-
     tile, padded = (
-        float(v) for v in _tile_choice(jnp.float32(x), jnp.float32(lo), jnp.float32(hi))
+        float(v) for v in tile_choice(jnp.float32(x), jnp.float32(lo), jnp.float32(hi))
     )
     cands = [hi / 2**j for j in range(4) if hi / 2**j >= lo]
     best = min(math.ceil(x / t) * t for t in cands)

@@ -184,7 +184,7 @@ def device_distance(spec, fitted: Sequence[str]) -> float:
 
     Example:
       >>> round(device_distance(get_device("v100"), ["v100-pcie"]), 2)  # same chip, 300 vs 250 W
-      0.12
+      0.14
     """
     specs = [s for s in (_catalog_spec(d) for d in fitted) if s is not None]
     if not specs:
@@ -329,8 +329,8 @@ class Calibration:
         Example:
           >>> import importlib.resources
           >>> cal = load(importlib.resources.files("perfjax.devicemodels") / "data/gpu_calibration.json")
-          >>> cal.covers("mi355x"), cal.covers("h100")
-          ('fitted', 'vendor')
+          >>> cal.covers("mi355x"), cal.covers("h100")   # no AMD fit shipped: AMD keeps priors
+          ('prior', 'vendor')
         """
         if other.family != self.family:
             raise ValueError(

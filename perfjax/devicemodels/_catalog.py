@@ -9,6 +9,7 @@ import pathlib
 import platform
 import re
 
+from perfjax._errors import InputError
 from perfjax.devicemodels._spec import DeviceSpec, load_spec_file, validate
 
 _CATALOG_FILE = pathlib.Path(__file__).with_name("catalog.toml")
@@ -85,7 +86,7 @@ def device(name: str | DeviceSpec) -> DeviceSpec:
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
     close = list(dict.fromkeys(aliases.get(c, c) for c in close))
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
+    raise InputError(
         f"unknown device {name!r}.{hint} perfjax.devices() lists all {len(table) + 1} known devices."
     )
 
@@ -104,7 +105,7 @@ def register_device(spec: DeviceSpec | str | os.PathLike, *, overwrite: bool = F
     specs = [validate(spec)] if isinstance(spec, DeviceSpec) else load_spec_file(spec)
     for s in specs:
         if not overwrite and (s.name in _all() or s.name == "host"):
-            raise ValueError(
+            raise InputError(
                 f"device {s.name!r} already exists; pass overwrite=True to replace it."
             )
     for s in specs:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from perfjax._errors import InputError
 from perfjax.lowering._graph import Graph, Op
 from perfjax.lowering._program import Program
 from perfjax.lowering._staging import graph_for
@@ -328,7 +329,7 @@ def _through_free(i: int, direct: list[list[int]], cls: list[str]) -> list[int]:
 def fusion_policy(name: str) -> FusionPolicy:
     """The fusion policy called ``name`` (a key of ``POLICIES``), or a ValueError listing them."""
     if name not in POLICIES:
-        raise ValueError(f"unknown fusion policy {name!r}; expected one of {sorted(POLICIES)}.")
+        raise InputError(f"unknown fusion policy {name!r}; expected one of {sorted(POLICIES)}.")
     return POLICIES[name]
 
 

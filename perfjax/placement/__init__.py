@@ -11,7 +11,7 @@ Example:
   3.9
 """
 
-from perfjax.placement._collectives import (
+from perfjax.placement.comm._collectives import (
     ALGORITHMS,
     CALIBRATED_ALGORITHMS,
     CALIBRATED_KINDS,
@@ -41,7 +41,7 @@ from perfjax.placement._collectives import (
     torus_time_s,
     vendor_family,
 )
-from perfjax.placement._platform import (
+from perfjax.placement.comm._platform import (
     LINK_KINDS,
     TOPOLOGIES,
     Link,
@@ -51,19 +51,19 @@ from perfjax.placement._platform import (
     platform,
     platforms,
 )
-from perfjax.placement._sharded import (
-    CollectiveRow,
-    ShardedPrediction,
-    link_bytes,
-    parse_collectives,
-    predict_sharded,
-)
-from perfjax.placement._xla_collectives import (
+from perfjax.placement.comm._xla_collectives import (
     XLA_ARCH_PLATFORMS,
     fit_collectives,
     predict_xla,
     xla_collectives,
     xla_features,
+)
+from perfjax.placement.sharded._sharded import (
+    CollectiveRow,
+    ShardedPrediction,
+    link_bytes,
+    parse_collectives,
+    predict_sharded,
 )
 
 __all__ = [
@@ -116,9 +116,9 @@ __all__ = [
 ]
 
 # (place / simulate are added below by the placement-algorithms module.)
-from perfjax.placement._pipeline import PipelineResult, max_load
-from perfjax.placement._place import METHODS, Placement, pipeline, place, simulate
-from perfjax.placement._problem import (
+from perfjax.placement.schedule._pipeline import PipelineResult, max_load
+from perfjax.placement.schedule._place import METHODS, Placement, pipeline, place, simulate
+from perfjax.placement.schedule._problem import (
     PlacementProblem,
     fiddle_expert,
     fiddle_files,
@@ -126,7 +126,7 @@ from perfjax.placement._problem import (
     problem_from,
     random_problem,
 )
-from perfjax.placement._simulate import MemoryCapacityError
+from perfjax.placement.schedule._simulate import MemoryCapacityError
 
 __all__ += [
     "METHODS",

@@ -14,7 +14,7 @@ import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, pyplot, render
 from perfjax._dtypes import PRECISIONS, check_precision
-from perfjax._errors import UnsupportedProgramError
+from perfjax._errors import InputError, UnsupportedProgramError
 from perfjax.devicemodels._calibration import (
     calibration_for,
     calibration_label,
@@ -180,7 +180,9 @@ class Prediction:
     def to_dataframe(self):
         import pandas as pd
 
-        return pd.DataFrame([r.to_dict() for r in self.kernels], columns=list(KernelRow.__dataclass_fields__))
+        return pd.DataFrame(
+            [r.to_dict() for r in self.kernels], columns=list(KernelRow.__dataclass_fields__)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dict(
@@ -440,7 +442,7 @@ _HOST_TIMING_PRIORS = {
 
 def _check_timing(timing: str) -> None:
     if timing not in TIMINGS:
-        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}.")
+        raise InputError(f"timing must be one of {TIMINGS}, got {timing!r}.")
 
 
 def host_timing(spec: DeviceSpec | str, calibration: Any = None) -> dict[str, float]:
@@ -484,7 +486,7 @@ def as_host_timed(pred: Prediction, calibration: Any = None) -> Prediction:
 
 def _graph_options(on_unsupported: str, loop_trips: Any) -> dict[str, Any]:
     if on_unsupported not in ("error", "warn"):
-        raise ValueError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
+        raise InputError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
     return dict(on_unsupported=on_unsupported, loop_trips=check_loop_trips(loop_trips))
 
 

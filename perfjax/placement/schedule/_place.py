@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 
 from perfjax._display import fmt_time, pyplot, render
-from perfjax.placement import _heuristics
-from perfjax.placement._exact import exact
-from perfjax.placement._pipeline import PipelineResult, pipeline_dp, pipeline_relaxed
-from perfjax.placement._problem import PlacementProblem, problem_from
-from perfjax.placement._relaxed import relaxed
-from perfjax.placement._simulate import check_assignment, schedule
+from perfjax.placement.schedule import _heuristics
+from perfjax.placement.schedule._exact import exact
+from perfjax.placement.schedule._pipeline import PipelineResult, pipeline_dp, pipeline_relaxed
+from perfjax.placement.schedule._problem import PlacementProblem, problem_from
+from perfjax.placement.schedule._relaxed import relaxed
+from perfjax.placement.schedule._simulate import check_assignment, schedule
 
 METHODS = ("single", "greedy", "heft", "exact", "relaxed")
 
@@ -25,7 +25,7 @@ class Placement:
     """Where each kernel runs, and the resulting schedule.
 
     ``makespan_s`` is the list-scheduling simulation of ``assignment`` with priority ``order``
-    (see :mod:`perfjax.placement._simulate`); ``lower_bound_s`` is the larger of the critical
+    (see :mod:`perfjax.placement.schedule._simulate`); ``lower_bound_s`` is the larger of the critical
     path (each kernel on its fastest device, no transfers) and the least total work over the
     number of devices. ``optimal`` is True when the exact method proved optimality, None when
     unknown.

@@ -25,11 +25,11 @@ from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve
 from perfjax.fusion._kernels import fuse
 from perfjax.lowering._graph import Graph
 from perfjax.lowering._staging import graph_for, program_for
-from perfjax.placement._platform import platform as get_platform
+from perfjax.placement.comm._platform import platform as get_platform
 
 #: Nominal link bandwidth used to turn the fiddle files' transfer *times* into bytes.
 FIDDLE_LINK_BYTES_PER_S = 1e9
-_FIDDLE_DIR = os.path.join(os.path.dirname(__file__), "data", "fiddle")
+_FIDDLE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "fiddle")
 
 
 def _arr(x: Any, dtype: Any = np.float64) -> np.ndarray:

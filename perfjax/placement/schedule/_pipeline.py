@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from perfjax.placement._problem import PlacementProblem
-from perfjax.placement._simulate import MemoryCapacityError, check_assignment, prepared
+from perfjax.placement.schedule._problem import PlacementProblem
+from perfjax.placement.schedule._simulate import MemoryCapacityError, check_assignment, prepared
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from perfjax.placement._problem import PlacementProblem
+from perfjax.placement.schedule._problem import PlacementProblem
 
 
 class MemoryCapacityError(ValueError):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, render
+from perfjax._errors import PlatformError
 from perfjax._io import SUFFIXES, read_mapping
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import devices as catalog_devices
@@ -47,7 +48,7 @@ _DEFAULT_KIND = {
     "pcie-tree": "pcie",
     "fully-connected": "nvlink",
 }
-_BUILTIN_DIR = pathlib.Path(__file__).with_name("platforms")
+_BUILTIN_DIR = pathlib.Path(__file__).parent.parent / "platforms"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Platform:
             return self.device_names.index(device)
         close = difflib.get_close_matches(str(device), self.device_names, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
+        raise PlatformError(
             f"platform {self.name!r} has no device {device!r}.{hint} Devices: {', '.join(self.device_names)}."
         )
 
@@ -168,7 +169,7 @@ class Platform:
         table = self._link_table
         if (a, b) in table:
             return table[(a, b)]
-        raise ValueError(f"platform {self.name!r} has no link between {a!r} and {b!r}.")
+        raise PlatformError(f"platform {self.name!r} has no link between {a!r} and {b!r}.")
 
     @functools.cached_property
     def _link_table(self) -> dict[tuple[str, str], Link]:
@@ -329,14 +330,14 @@ def _best_routes(p: Platform) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
 def _validate(p: Platform) -> None:
     where = f"platform {p.name!r}"
     if not p.device_names:
-        raise ValueError(f"{where} has no devices; list at least one under [devices].")
+        raise PlatformError(f"{where} has no devices; list at least one under [devices].")
     if len(p.specs) != len(p.device_names):
-        raise ValueError(
+        raise PlatformError(
             f"{where}: {len(p.device_names)} device names but {len(p.specs)} specs; give one spec per instance."
         )
     for name, spec in zip(p.device_names, p.specs, strict=True):
         if not isinstance(spec, DeviceSpec):
-            raise ValueError(
+            raise PlatformError(
                 f"{where}: device {name!r} must have a DeviceSpec (perfjax.device(...)), got "
                 f"{type(spec).__name__} {spec!r}."
             )
@@ -344,7 +345,7 @@ def _validate(p: Platform) -> None:
     seen: set[str] = set()
     for name in (*p.device_names, *p.switches):
         if name in seen:
-            raise ValueError(
+            raise PlatformError(
                 f"{where}: duplicate name {name!r}; every device instance and switch needs its own name."
             )
         seen.add(name)
@@ -358,14 +359,14 @@ def _validate(p: Platform) -> None:
             for m in missing:
                 close = difflib.get_close_matches(m, sorted(known), n=1)
                 hints.append(f"{m!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(
+            raise PlatformError(
                 f"{label} names unknown endpoint(s) {', '.join(hints)}; known devices: "
                 f"{', '.join(p.device_names)}"
                 + (f"; switches: {', '.join(p.switches)}" if p.switches else "")
                 + "."
             )
         if link.src == link.dst:
-            raise ValueError(f"{label} connects a node to itself; remove it.")
+            raise PlatformError(f"{label} connects a node to itself; remove it.")
         bw = link.bandwidth_bytes_per_s
         if (
             isinstance(bw, bool)
@@ -373,7 +374,7 @@ def _validate(p: Platform) -> None:
             or not math.isfinite(bw)
             or bw <= 0
         ):
-            raise ValueError(
+            raise PlatformError(
                 f"{label}: bandwidth_bytes_per_s must be a positive finite number of bytes/s, got {bw!r}."
             )
         lt = link.latency_s
@@ -383,18 +384,18 @@ def _validate(p: Platform) -> None:
             or not math.isfinite(lt)
             or lt < 0
         ):
-            raise ValueError(
+            raise PlatformError(
                 f"{label}: latency_s must be a finite number >= 0 seconds, got {lt!r}."
             )
         if link.kind not in LINK_KINDS:
             close = difflib.get_close_matches(str(link.kind), LINK_KINDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
+            raise PlatformError(
                 f"{label}: unknown link kind {link.kind!r}{hint}; valid: {LINK_KINDS}."
             )
         pair = frozenset((link.src, link.dst))
         if pair in pairs:
-            raise ValueError(
+            raise PlatformError(
                 f"{label} duplicates an earlier link between the same nodes; merge them into one link "
                 "(sum the bandwidths of parallel lanes)."
             )
@@ -413,7 +414,7 @@ def _validate(p: Platform) -> None:
     root = find(p.device_names[0])
     cut = [d for d in p.device_names if find(d) != root]
     if cut:
-        raise ValueError(
+        raise PlatformError(
             f"{where}: device(s) {', '.join(cut)} are not connected to {p.device_names[0]}; add links "
             "(or a [topology]) that reach them."
         )
@@ -428,7 +429,7 @@ def _spec_for(platform_name: str, instance: str, device_name: Any) -> DeviceSpec
     if isinstance(device_name, DeviceSpec):
         return validate_spec(device_name, f"platform {platform_name!r}, device {instance!r}")
     if not isinstance(device_name, str):
-        raise ValueError(
+        raise PlatformError(
             f"platform {platform_name!r}: device {instance!r} must name a catalog device (a string such as "
             f"'h100'), got {device_name!r}."
         )
@@ -437,7 +438,7 @@ def _spec_for(platform_name: str, instance: str, device_name: Any) -> DeviceSpec
     except ValueError:
         close = difflib.get_close_matches(device_name.lower(), catalog_devices(), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
+        raise PlatformError(
             f"platform {platform_name!r}: device {instance!r} names unknown catalog device "
             f"{device_name!r}.{hint} perfjax.devices() lists the catalog."
         ) from None
@@ -445,13 +446,13 @@ def _spec_for(platform_name: str, instance: str, device_name: Any) -> DeviceSpec
 
 def _number(where: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: {key} must be a number, got {value!r}.")
+        raise PlatformError(f"{where}: {key} must be a number, got {value!r}.")
     return float(value)
 
 
 def _expand_devices(name: str, table: Any) -> tuple[list[str], list[DeviceSpec]]:
     if not isinstance(table, Mapping) or not table:
-        raise ValueError(
+        raise PlatformError(
             f"platform {name!r}: [devices] must be a table of instance name -> catalog device "
             '(gpu0 = "h100") or -> {{ device = "h100", count = 8 }}.'
         )
@@ -461,13 +462,13 @@ def _expand_devices(name: str, table: Any) -> tuple[list[str], list[DeviceSpec]]
         if isinstance(value, Mapping):
             unknown = set(value) - {"device", "count"}
             if "device" not in value or unknown:
-                raise ValueError(
+                raise PlatformError(
                     f'platform {name!r}: devices.{key} must be {{ device = "<catalog name>", count = N }}, '
                     f"got {dict(value)!r}."
                 )
             count = value.get("count", 1)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(
+                raise PlatformError(
                     f"platform {name!r}: devices.{key}.count must be a positive integer, got {count!r}."
                 )
             spec = _spec_for(name, str(key), value["device"])
@@ -485,12 +486,14 @@ def _topology_links(
 ) -> tuple[list[Link], dict[str, Any]]:
     where = f"platform {name!r}: [topology]"
     if not isinstance(topo, Mapping):
-        raise ValueError(f"{where} must be a table with kind = one of {TOPOLOGIES}, got {topo!r}.")
+        raise PlatformError(
+            f"{where} must be a table with kind = one of {TOPOLOGIES}, got {topo!r}."
+        )
     kind = topo.get("kind")
     if kind not in TOPOLOGIES:
         close = difflib.get_close_matches(str(kind), TOPOLOGIES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{where}: unknown kind {kind!r}{hint}; valid: {TOPOLOGIES}.")
+        raise PlatformError(f"{where}: unknown kind {kind!r}{hint}; valid: {TOPOLOGIES}.")
     allowed = {
         "kind",
         "devices",
@@ -503,10 +506,10 @@ def _topology_links(
     }
     unknown = set(topo) - allowed
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(allowed)}.")
+        raise PlatformError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(allowed)}.")
     for key in ("bandwidth_bytes_per_s", "latency_s"):
         if key not in topo:
-            raise ValueError(f"{where} ({kind}) needs {key}.")
+            raise PlatformError(f"{where} ({kind}) needs {key}.")
     bw = _number(where, "bandwidth_bytes_per_s", topo["bandwidth_bytes_per_s"])
     lat = _number(where, "latency_s", topo["latency_s"])
     link_kind = str(topo.get("link_kind", _DEFAULT_KIND[kind]))
@@ -515,7 +518,7 @@ def _topology_links(
         if m not in device_names:
             close = difflib.get_close_matches(str(m), device_names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: devices lists unknown device {m!r}{hint}.")
+            raise PlatformError(f"{where}: devices lists unknown device {m!r}{hint}.")
     info: dict[str, Any] = {
         "kind": kind,
         "devices": tuple(members),
@@ -540,7 +543,7 @@ def _topology_links(
         info["host"] = root
     elif kind == "ring":
         if len(members) < 2:
-            raise ValueError(f"{where}: a ring needs at least 2 devices, got {len(members)}.")
+            raise PlatformError(f"{where}: a ring needs at least 2 devices, got {len(members)}.")
         pairs = list(itertools.pairwise(members))
         if len(members) > 2:
             pairs.append((members[-1], members[0]))
@@ -554,11 +557,11 @@ def _topology_links(
             or not dims
             or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)
         ):
-            raise ValueError(
+            raise PlatformError(
                 f"{where}: torus needs dims = [positive ints], e.g. [2, 2, 2]; got {dims!r}."
             )
         if math.prod(dims) != len(members):
-            raise ValueError(
+            raise PlatformError(
                 f"{where}: torus dims {list(dims)} hold {math.prod(dims)} devices but {len(members)} are "
                 "listed; make the product of dims equal the device count."
             )
@@ -590,7 +593,7 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platfor
       1.000001
     """
     if not isinstance(data, Mapping):
-        raise ValueError(f"a platform must be a table/mapping, got {type(data).__name__}.")
+        raise PlatformError(f"a platform must be a table/mapping, got {type(data).__name__}.")
     pname = str(data.get("name", name or "platform"))
     allowed = {"name", "description", "source", "devices", "links", "topology", "switches"}
     unknown = set(data) - allowed
@@ -599,9 +602,9 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platfor
         text = ", ".join(
             f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
         )
-        raise ValueError(f"platform {pname!r}: unknown key(s) {text}; valid: {sorted(allowed)}.")
+        raise PlatformError(f"platform {pname!r}: unknown key(s) {text}; valid: {sorted(allowed)}.")
     if "devices" not in data:
-        raise ValueError(
+        raise PlatformError(
             f"platform {pname!r} needs a [devices] table (instance name -> catalog device)."
         )
     device_names, specs = _expand_devices(pname, data["devices"])
@@ -617,18 +620,18 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platfor
     for i, entry in enumerate(data.get("links", [])):
         where = f"platform {pname!r}: links[{i}]"
         if not isinstance(entry, Mapping):
-            raise ValueError(
+            raise PlatformError(
                 f"{where} must be a table with src, dst, bandwidth_bytes_per_s, latency_s, kind."
             )
         need = ("src", "dst", "bandwidth_bytes_per_s")
         missing = [k for k in need if k not in entry]
         if missing:
-            raise ValueError(
+            raise PlatformError(
                 f"{where} is missing {missing}; a link needs {list(need)} (+ latency_s, kind)."
             )
         extra = set(entry) - {"src", "dst", "bandwidth_bytes_per_s", "latency_s", "kind"}
         if extra:
-            raise ValueError(f"{where}: unknown key(s) {sorted(extra)}.")
+            raise PlatformError(f"{where}: unknown key(s) {sorted(extra)}.")
         links.append(
             Link(
                 str(entry["src"]),
@@ -639,7 +642,7 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platfor
             )
         )
     if not links and len(device_names) > 1:
-        raise ValueError(
+        raise PlatformError(
             f"platform {pname!r}: devices {', '.join(device_names[1:])} are not connected to "
             f"{device_names[0]}; add [[links]] or a [topology] table."
         )
@@ -707,7 +710,7 @@ def platform(name_or_path: str | pathlib.Path | Mapping[str, Any] | Platform) ->
         return _builtin(key)
     close = difflib.get_close_matches(key, platforms(), n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
+    raise PlatformError(
         f"unknown platform {name_or_path!r}.{hint} Built-ins: {', '.join(platforms())}; or pass the "
         "path of a .toml/.yaml/.json platform file."
     )

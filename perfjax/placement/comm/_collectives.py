@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perfjax.placement._platform import platform as get_platform
+from perfjax.placement.comm._platform import platform as get_platform
 
 #: Collective kinds and their accepted aliases (StableHLO / HLO / jax.lax names).
 KINDS = {

@@ -15,7 +15,7 @@ All restarts are optimised at once (``vmap``) with Adam. Each restart is then ha
 repaired for memory, evaluated exactly with the list-scheduling simulator, and the best candidate
 (HEFT's placement is one of them) is improved by a time-bounded local search (single-class moves
 and swaps, first improvement per batch of candidates evaluated together with
-:func:`~perfjax.placement._simulate.simulate_batch`). Starting the search from the best of
+:func:`~perfjax.placement.schedule._simulate.simulate_batch`). Starting the search from the best of
 HEFT and the gradient solutions means the result is never worse than HEFT.
 """
 
@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from perfjax.placement._heuristics import heft, upward_rank
-from perfjax.placement._problem import PlacementProblem
-from perfjax.placement._simulate import (
+from perfjax.placement.schedule._heuristics import heft, upward_rank
+from perfjax.placement.schedule._problem import PlacementProblem
+from perfjax.placement.schedule._simulate import (
     MemoryCapacityError,
     _simulate_one,
     memory_ok,

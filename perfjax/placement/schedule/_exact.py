@@ -22,11 +22,15 @@ import dataclasses
 import time
 
 import numpy as np
-from scipy import optimize, sparse
 
-from perfjax.placement._heuristics import heft
-from perfjax.placement._problem import PlacementProblem
-from perfjax.placement._simulate import MemoryCapacityError, makespan, prepared, priority_order
+from perfjax.placement.schedule._heuristics import heft
+from perfjax.placement.schedule._problem import PlacementProblem
+from perfjax.placement.schedule._simulate import (
+    MemoryCapacityError,
+    makespan,
+    prepared,
+    priority_order,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +157,9 @@ def exact(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> ExactResu
                     add({ix(i, k): 1.0, ix(rep[int(g[i])], k): -1.0}, 0.0, 0.0)
             else:
                 rep[int(g[i])] = i
+    # scipy (its MILP solver takes ~0.3 s to import) is loaded only when a placement is solved.
+    from scipy import optimize, sparse
+
     A = sparse.csr_array((vals, (rows, cols)), shape=(r, nv))
     lb = np.zeros(nv)
     ubs = np.full(nv, np.inf)

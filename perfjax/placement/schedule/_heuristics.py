@@ -14,8 +14,8 @@ import bisect
 
 import numpy as np
 
-from perfjax.placement._problem import PlacementProblem
-from perfjax.placement._simulate import MemoryCapacityError, memory_ok, prepared
+from perfjax.placement.schedule._problem import PlacementProblem
+from perfjax.placement.schedule._simulate import MemoryCapacityError, memory_ok, prepared
 
 
 def _no_device(problem: PlacementProblem, i: int) -> MemoryCapacityError:

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from perfjax.placement._collectives import (
+from perfjax.placement.comm._collectives import (
     CALIBRATED_KINDS,
     FIT_FAMILIES,
     FIT_PARAMETERS,
@@ -34,7 +34,7 @@ from perfjax.placement._collectives import (
     injection_bandwidth_bytes_per_s,
     prior_fit,
 )
-from perfjax.placement._platform import platform as get_platform
+from perfjax.placement.comm._platform import platform as get_platform
 
 #: XLA device key -> the built-in platform it was measured on.
 XLA_ARCH_PLATFORMS = {

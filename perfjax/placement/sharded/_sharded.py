@@ -34,9 +34,9 @@ import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, render
 from perfjax.lowering._staging import graph_for, program_for
-from perfjax.placement._collectives import CollectiveFit, algorithm_times_s, choose_fit
-from perfjax.placement._platform import Platform
-from perfjax.placement._platform import platform as get_platform
+from perfjax.placement.comm._collectives import CollectiveFit, algorithm_times_s, choose_fit
+from perfjax.placement.comm._platform import Platform
+from perfjax.placement.comm._platform import platform as get_platform
 from perfjax.prediction._predict import predict
 
 _DTYPE_BYTES = {

@@ -39,7 +39,7 @@ from perfjax import calibrate
 from perfjax._demo import main as demo_main
 from perfjax._display import fmt_count, fmt_time, render
 from perfjax._errors import CalibrationError, DeviceSpecError, InputMemoryError
-from perfjax.devicemodels import PRECISIONS
+from perfjax.devicemodels import FAMILIES, PRECISIONS
 from perfjax.executor import program_inputs
 from perfjax.fusion._kernels import POLICIES
 from perfjax.lowering import Program
@@ -690,16 +690,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
     try:
-        # The saved parameters are fitted on every measurement; the report is the held-out split's.
-        # With enough rows the interval is cross-conformal over 10 folds (every row's residual
-        # from a fit without it); below 100 rows, the held-out split's residuals.
-        folds = 10 if len(measurements) >= 100 else 0
+        # The fit's choices are calibrate.fit's defaults unless a flag says otherwise.
         cal = calibrate.fit(
             measurements,
             holdout=args.holdout,
             steps=args.steps,
-            refit=True,
-            interval_folds=folds,
+            refit=args.refit,
+            interval_folds=args.interval_folds,
             device_effects=args.device_effects,
             harness_effects=args.harness_effects,
         )
@@ -827,36 +824,31 @@ error of perfjax.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="perfjax",
-        description="See, run and cost tensor programs written in JAX (or exported as StableHLO).",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"perfjax {perfjax.__version__}")
+def _folds(text: str) -> int:
+    """``--interval-folds``: 0 (off) or an integer >= 2."""
+    try:
+        k = int(text)
+    except ValueError:
+        k = -1
+    if k < 0 or k == 1:
+        raise argparse.ArgumentTypeError(f"expected 0 or an integer >= 2, got {text!r}")
+    return k
 
-    common = _Parser(add_help=False)
-    common.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
-    common.add_argument(
-        "-i",
-        "--input",
-        dest="inputs",
-        metavar="SPEC",
-        action="append",
-        default=[],
-        help="one positional input, DTYPE[DIM,...] such as f32[128,784]; repeat for each argument",
-    )
-    common.add_argument(
-        "--traceback",
-        "--debug",
-        dest="traceback",
-        action="store_true",
-        help="on an error, show the full Python traceback instead of one line "
-        f"(or set {DEBUG_ENV}=1)",
-    )
 
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """The ``--json`` flag every reporting subcommand has, saying what it prints."""
+    p.add_argument("--json", action="store_true", help=what)
+
+
+# (help shared by predict and compare)
+_PRECISION_HELP = "fp32/bf16/fp16/fp64 re-trace with cast inputs; int8/fp8/int4 quantize GEMMs (default: as traced)"
+_FUSION_HELP = ("how ops become kernels: eager = one kernel per op as PyTorch without compile runs them; "
+                "a family name (gpu, tpu, cpu, npu) = that compiler's fusion; none = no fusion "
+                "(default: the device family's compiler)")  # fmt: skip
+
+
+def _add_run(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``run`` subcommand."""
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -872,9 +864,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time budget for the timing samples (default: 2)",
     )
-    p.add_argument("--json", action="store_true", help="print the timing and output shapes as JSON")
+    _json_flag(p, "print the timing and output shapes as JSON")
     p.set_defaults(func=cmd_run)
 
+
+def _add_trace(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``trace`` subcommand."""
     p = sub.add_parser(
         "trace",
         parents=[common],
@@ -891,6 +886,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_trace)
 
+
+def _add_analyze(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``analyze`` subcommand."""
     p = sub.add_parser(
         "analyze",
         parents=[common],
@@ -899,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--json", action="store_true", help="print the totals as JSON instead of tables")
+    _json_flag(p, "print the totals as JSON instead of tables")
     p.add_argument("--csv", metavar="PATH", help="also write one row per op to PATH as CSV")
     p.add_argument(
         "--on-unsupported",
@@ -916,10 +914,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_analyze)
 
-    precision_help = "fp32/bf16/fp16/fp64 re-trace with cast inputs; int8/fp8/int4 quantize GEMMs (default: as traced)"
-    fusion_help = ("how ops become kernels: eager = one kernel per op as PyTorch without compile runs them; "
-                   "a family name (gpu, tpu, cpu, npu) = that compiler's fusion; none = no fusion "
-                   "(default: the device family's compiler)")  # fmt: skip
+
+def _add_predict(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``predict`` subcommand."""
     p = sub.add_parser(
         "predict",
         parents=[common],
@@ -930,11 +927,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-d", "--device", required=True, help="device name or alias, e.g. h100, tpu-v4, host"
     )
-    p.add_argument("--precision", choices=PRECISIONS, help=precision_help)
-    p.add_argument(
-        "--json", action="store_true", help="print the prediction and its kernels as JSON"
-    )
-    p.add_argument("--fusion", choices=sorted(POLICIES), help=fusion_help)
+    p.add_argument("--precision", choices=PRECISIONS, help=_PRECISION_HELP)
+    _json_flag(p, "print the prediction and its kernels as JSON")
+    p.add_argument("--fusion", choices=sorted(POLICIES), help=_FUSION_HELP)
     p.add_argument("--roofline", metavar="PNG", help="also write a roofline plot to PNG")
     p.add_argument(
         "--calibration",
@@ -950,6 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_predict)
 
+
+def _add_compare(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``compare`` subcommand."""
     p = sub.add_parser(
         "compare",
         parents=[common],
@@ -962,12 +960,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated names, or 'all' (default: one or two per family)",
     )
-    p.add_argument("--precision", choices=PRECISIONS, help=precision_help)
-    p.add_argument("--fusion", choices=sorted(POLICIES), help=fusion_help)
-    p.add_argument("--json", action="store_true", help="print one JSON record per device")
+    p.add_argument("--precision", choices=PRECISIONS, help=_PRECISION_HELP)
+    p.add_argument("--fusion", choices=sorted(POLICIES), help=_FUSION_HELP)
+    _json_flag(p, "print one JSON record per device")
     p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_recommend(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``recommend`` subcommand."""
     p = sub.add_parser(
         "recommend",
         parents=[common],
@@ -1014,19 +1015,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top", type=_positive_int, metavar="N", help="show only the best N rows")
     p.add_argument("--calibration", metavar="JSON", help="a calibration saved by perfjax calibrate")
-    p.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    _json_flag(p, "print the ranking as JSON")
     p.add_argument("--plot", metavar="PNG", help="also write a bar chart to PNG")
     p.set_defaults(func=cmd_recommend)
 
+
+def _add_devices(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``devices`` subcommand."""
     p = sub.add_parser(
         "devices",
         help="list the device catalog",
         description="List the devices perfjax can predict.",
     )
-    p.add_argument("--family", choices=("gpu", "tpu", "cpu", "npu"), help="only this family")
-    p.add_argument("--json", action="store_true", help="print every spec as JSON")
+    p.add_argument("--family", choices=FAMILIES, help="only this family")
+    _json_flag(p, "print every spec as JSON")
     p.set_defaults(func=cmd_devices, target="")
 
+
+def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``calibrate`` subcommand."""
     p = sub.add_parser(
         "calibrate",
         help="measure microbenchmarks on this CPU (or read timing CSVs) and fit the model",
@@ -1071,10 +1078,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the measuring harness's fixed cost per op kind (not saved for predictions)",
     )
     p.add_argument(
+        "--refit",
+        action="store_true",
+        help="after scoring the held-out split, fit again on every measurement and save those "
+        "parameters (the report stays the held-out split's)",
+    )
+    p.add_argument(
+        "--interval-folds",
+        type=_folds,
+        default=0,
+        metavar="K",
+        help="cross-conformal interval from K more fits, each without one K-th of the programs "
+        "(K >= 2; default 0: the held-out split's residuals)",
+    )
+    p.add_argument(
         "--plot", metavar="PNG", help="predicted vs measured scatter of held-out programs"
     )
     p.set_defaults(func=cmd_calibrate, target="")
 
+
+def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``validate`` subcommand."""
     p = sub.add_parser(
         "validate", help="score a saved calibration on measurements it did not see",
         description="Evaluate a saved calibration on a measurements CSV: error before/after, interval coverage.",
@@ -1085,15 +1109,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--measurements", metavar="CSV", required=True, help="measurements to score against"
     )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _json_flag(p, "print the summary as JSON")
     p.add_argument("--plot", metavar="PNG", help="predicted vs measured scatter")
     p.set_defaults(func=cmd_validate, target="")
 
+
+def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``demo`` subcommand."""
     p = sub.add_parser(
         "demo", help="trace, analyse, run and predict a real program (the quick start's main job)",
         description="Trace, analyse and run an MLP and a transformer block on this CPU, and predict them on other devices.",
     )  # fmt: skip
     p.set_defaults(func=cmd_demo, target="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``perfjax`` command line: one subcommand per job, each built by ``_add_<name>``."""
+    parser = _Parser(
+        prog="perfjax",
+        description="See, run and cost tensor programs written in JAX (or exported as StableHLO).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"perfjax {perfjax.__version__}")
+
+    common = _Parser(add_help=False)
+    common.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    common.add_argument(
+        "-i",
+        "--input",
+        dest="inputs",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="one positional input, DTYPE[DIM,...] such as f32[128,784]; repeat for each argument",
+    )
+    common.add_argument(
+        "--traceback",
+        "--debug",
+        dest="traceback",
+        action="store_true",
+        help="on an error, show the full Python traceback instead of one line "
+        f"(or set {DEBUG_ENV}=1)",
+    )
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_run(sub, common)
+    _add_trace(sub, common)
+    _add_analyze(sub, common)
+    _add_predict(sub, common)
+    _add_compare(sub, common)
+    _add_recommend(sub, common)
+    _add_devices(sub, common)
+    _add_calibrate(sub, common)
+    _add_validate(sub, common)
+    _add_demo(sub, common)
     return parser
 
 

@@ -559,15 +559,19 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
     assert code == 2 and "--save PATH is required" in err
     save, png = tmp_path / "cal.json", tmp_path / "heldout.png"
     code, out, err = cli(
-        capsys, "calibrate", "--from-csv", csv, "--steps", "60", "--save", save, "--plot", png
-    )
+        capsys, "calibrate", "--from-csv", csv, "--steps", "60", "--save", save, "--plot", png,
+        "--refit", "--interval-folds", "4",
+    )  # fmt: skip
     assert code == 0 and "held-out" in out.lower() and png.stat().st_size > 10_000
     cal = load(save)
-    # 120 rows: the interval is cross-conformal over every row.
+    # 120 rows, 4 folds: the interval is cross-conformal over every row; refitted on all.
     assert (
         cal.metadata["interval_points"] == 120
         and "cross-conformal" in cal.metadata["interval_source"]
+        and cal.metadata["refit"] == "every row"
     )
+    code, _, err = cli(capsys, "calibrate", "--from-csv", csv, "--interval-folds", "1")
+    assert code == 2 and "expected 0 or an integer >= 2" in err
     code, out, _ = cli(capsys, "validate", save, "--measurements", csv, "--json")
     got = json.loads(out)
     assert code == 0 and got["points"] == 120

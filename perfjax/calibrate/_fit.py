@@ -196,6 +196,312 @@ def _expected_bound(row: Row) -> str:
     return "memory" if row.kind == "memory" else ""
 
 
+def _check_rows(measurements: Measurements, device: str | None) -> tuple[list[Row], str, str]:
+    """The rows to fit (one device's, or all) with their one family and vendor."""
+    rows = [r for r in measurements if device is None or r.device == get_device(device).name]
+    if not rows:
+        raise ValueError(f"no measurements for device {device!r}; have {measurements.devices()}.")
+    families = {get_device(r.device).family for r in rows}
+    if len(families) != 1:
+        raise ValueError(
+            f"measurements span several device families {sorted(families)}; fit one family at a time."
+        )
+    vendors = sorted({(get_device(r.device).vendor or "").strip().lower() for r in rows})
+    if len(vendors) > 1:
+        raise ValueError(
+            f"measurements span several vendors {vendors}; fit one vendor at a time (a GEMM "
+            "efficiency fitted on one vendor's library says nothing of another's) and combine the "
+            "calibrations with Calibration.with_vendor()."
+        )
+    return rows, families.pop(), get_device(rows[0].device).vendor
+
+
+def _held_out(rows: Sequence[Row], holdout: Any, seed: str) -> list[bool]:
+    """Per row, whether it is held out: a fraction of programs (by a hash of the program id, so
+    never one repeat of a program on each side), or whole devices / op kinds."""
+    if isinstance(holdout, Mapping):
+        unknown = set(holdout) - {"devices", "kinds"}
+        if unknown:
+            raise ValueError(
+                f"holdout keys must be 'devices' and/or 'kinds', got {sorted(unknown)}."
+            )
+        held_devices = {get_device(d).name for d in holdout.get("devices", ())}
+        held_kinds = set(holdout.get("kinds", ()))
+        is_held = [r.device in held_devices or r.kind in held_kinds for r in rows]
+    else:
+        if not 0.0 < float(holdout) < 1.0:
+            raise ValueError(f"holdout must be a fraction in (0, 1) or a mapping, got {holdout!r}.")
+        is_held = [_fold(r.program, seed) < holdout for r in rows]
+    n_held = sum(is_held)
+    if n_held == 0 or n_held == len(rows):
+        raise ValueError(
+            f"the split left {len(rows) - n_held} training and {n_held} held-out points; both must be > 0."
+        )
+    return is_held
+
+
+def _check_options(loss: str, interval_folds: Any, effect_threshold: float, n_rows: int) -> None:
+    if loss not in ("msle", "huber"):
+        raise ValueError(f"Unknown loss: {loss!r}. It needs to be one of ['msle', 'huber'].")
+    if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
+        raise ValueError(
+            f"interval_folds must be 0 (off) or an integer >= 2, got {interval_folds!r}."
+        )
+    if interval_folds and n_rows < 10 * interval_folds:
+        raise ValueError(
+            f"interval_folds={interval_folds} needs at least {10 * interval_folds} measurements "
+            f"(10 per fold), got {n_rows}."
+        )
+    if effect_threshold <= 0:
+        raise ValueError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
+
+
+def _trainable(
+    prior: Mapping[str, jax.Array], freeze: Sequence[str], family: str, harness_effects: bool
+) -> dict[str, jax.Array]:
+    """Per parameter, 1 where the fit may move it and 0 where it stays at its prior. A frozen
+    entry is a parameter name, or "name:kind" for one kind of a per-kind parameter."""
+    keep = {k: np.ones(np.shape(v), np.float32) for k, v in prior.items()}
+    unknown_frozen = []
+    for entry in freeze:
+        pname, _, kind = entry.partition(":")
+        labels = PRECISIONS if pname == "precision_eff_log" else KINDS
+        if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in labels)):
+            unknown_frozen.append(entry)
+        elif kind:
+            keep[pname][labels.index(kind)] = 0.0
+        else:
+            keep[pname][...] = 0.0
+    if unknown_frozen:
+        raise ValueError(
+            f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
+            f"(per-kind ones also as 'name:kind', kind in {list(KINDS)}; "
+            f"precision_eff_log as 'precision_eff_log:bf16', precision in {list(PRECISIONS)})."
+        )
+    # kind_time_log is the device effects' slot: shared, it would only duplicate the efficiencies.
+    keep["kind_time_log"][...] = 0.0
+    if harness_effects:
+        # The fixed costs then belong to the harnesses (a factor per data set and op kind on the
+        # priors): the shared per-kernel launch and per-call costs stay the device's, so a data
+        # set timed on the device (CUPTI) is not charged another's Python dispatch.
+        keep["launch_log"][...] = 0.0
+        keep["dispatch_log"][...] = 0.0
+    return {k: jnp.asarray(v) for k, v in keep.items()}
+
+
+def _l1(x: jax.Array) -> jax.Array:
+    """|x|, smooth within 0.01 of 0 (Adam's steps stay small near the kink)."""
+    return jnp.sqrt(x * x + 1e-4)
+
+
+class _Objective:
+    """The fit's loss over one batch of rows: the model's parameters, plus (optionally) a time
+    factor per (device, kernel class) and fixed-cost factor per device (device effects), and a
+    per-op cost per harness group (harness effects)."""
+
+    def __init__(
+        self, rows: Sequence[Row], is_held: Sequence[bool], batch: _Batch, family: str,
+        prior: Mapping[str, jax.Array], *, loss: str, huber_delta: float, prior_weight: float,
+        device_effects: bool, harness_effects: bool, effect_threshold: float,
+    ):  # fmt: skip
+        self.rows, self.batch, self.family, self.prior = list(rows), batch, family, prior
+        self.loss_name, self.huber_delta, self.prior_weight = loss, huber_delta, prior_weight
+        self.device_effects, self.harness_effects = device_effects, harness_effects
+        self.effect_threshold = effect_threshold
+        self.log_meas = jnp.asarray(np.log([r.time_s for r in rows]), jnp.float32)
+        self.effect_devices = sorted({r.device for r in rows})
+        self.effect_kinds = sorted({_harness_group(r) for r in rows})
+        self.dev_of_row = jnp.asarray([self.effect_devices.index(r.device) for r in rows])
+        self.kind_of_row = jnp.asarray([self.effect_kinds.index(_harness_group(r)) for r in rows])
+        # Device effects act on kernels (per device and kernel class), so a calibration can
+        # apply them to any program run on a device it was fitted on.
+        self.dev_of_kernel = jnp.asarray(np.asarray(self.dev_of_row)[batch.row_of_kernel])
+        self.kind_of_kernel = jnp.asarray(batch.arrays["kind"])
+        self.kernels_per_row = jnp.asarray(
+            np.bincount(batch.row_of_kernel, minlength=len(rows)), jnp.float32
+        )
+        # A harness's per-op cost is additive (its Python call, event records, synchronisation),
+        # per group; a group without training rows has none that the fit could know (0 s).
+        trained = np.zeros(len(self.effect_kinds), np.float32)
+        for r, h in zip(rows, is_held, strict=True):
+            if not h:
+                trained[self.effect_kinds.index(_harness_group(r))] = 1.0
+        self.trained_group = jnp.asarray(trained)
+
+    def no_effects(self) -> dict[str, jax.Array]:
+        return dict(
+            speed=jnp.zeros((len(self.effect_devices), len(KINDS))),
+            fixed=jnp.zeros((len(self.effect_devices),)),
+            kind_fixed=jnp.zeros((len(self.effect_kinds),)),
+        )
+
+    def as_used(self, eff: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """What a user of the calibration gets: on a device it was fitted on, that device's time
+        factors (a held-out device has none); the harness's per-op costs where fitted (the
+        held-out rows were timed by the same harness); never the device's fixed costs
+        (harness-specific)."""
+        return dict(self.no_effects(), speed=eff["speed"], kind_fixed=eff["kind_fixed"])
+
+    def kind_weights(self, idx: np.ndarray) -> jax.Array:
+        """Loss weights of rows ``idx``: each op kind weighs the same, however many rows it has
+        (so plentiful cheap ops cannot buy their accuracy with the GEMMs')."""
+        mask = np.zeros(len(self.rows), np.float32)
+        mask[idx] = 1.0
+        counts: dict[str, int] = {}
+        for i in idx:
+            counts[self.rows[i].kind] = counts.get(self.rows[i].kind, 0) + 1
+        weight = np.array([1.0 / counts.get(r.kind, 1) for r in self.rows], np.float32) * mask
+        return jnp.asarray(weight / weight.sum())
+
+    def harness_s(self, eff: Mapping[str, jax.Array]) -> jax.Array:
+        return _HARNESS_PRIOR_S * jnp.exp(eff["kind_fixed"]) * self.trained_group
+
+    def predict_rows(
+        self, params: Mapping[str, jax.Array], eff: Mapping[str, jax.Array]
+    ) -> jax.Array:
+        """Row times with the effects in use (device effects where fitted, harness effects)."""
+        if not (self.device_effects or self.harness_effects):
+            return _row_times(params, self.batch, self.family)
+        body_log = (
+            eff["speed"][self.dev_of_kernel, self.kind_of_kernel] if self.device_effects else None
+        )
+        body, fixed = _row_parts(params, self.batch, self.family, body_log)
+        if self.harness_effects:
+            fixed = fixed + self.harness_s(eff)[self.kind_of_row]
+        if self.device_effects:
+            # (the device's fixed costs: its launches, and the host its harness ran on)
+            fixed = fixed * jnp.exp(eff["fixed"][self.dev_of_row])
+        return body + fixed
+
+    def __call__(self, theta: Mapping[str, Any], mask: jax.Array) -> jax.Array:
+        params, eff = theta["model"], theta["effects"]
+        pred = self.predict_rows(params, eff)
+        if self.loss_name == "msle":
+            err = (jnp.log(pred) - self.log_meas) ** 2
+        else:  # "huber": squared near zero, linear beyond `huber_delta` (outliers pull less)
+            err = 2.0 * optax.losses.huber_loss(
+                jnp.log(pred), self.log_meas, delta=self.huber_delta
+            )
+        prior = self.prior
+        data = jnp.sum(err * mask)
+        reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
+        # (harness costs span 0 to ~100 us: a weak pull towards the 1 us prior)
+        out = (
+            data
+            + self.prior_weight * reg
+            + 1e-3 * self.prior_weight * jnp.mean(eff["kind_fixed"] ** 2)
+        )
+        if self.device_effects:
+            out = out + self._effects_penalty(eff, mask)
+        return out
+
+    def _effects_penalty(self, eff: Mapping[str, jax.Array], mask: jax.Array) -> jax.Array:
+        """The Laplace prior of device effects, weighted by each group's weight in the data term:
+        an effect stays at 0 until the group's mean log error exceeds ``effect_threshold`` (the L1
+        subgradient bound). A kernel class's weight on a device: its rows' weights, counted once
+        per row."""
+        n_dev, row_of_kernel = len(self.effect_devices), self.batch.row_of_kernel
+        w_kernel = mask[row_of_kernel] / self.kernels_per_row[row_of_kernel]
+        w_group = jax.ops.segment_sum(
+            w_kernel, self.dev_of_kernel * len(KINDS) + self.kind_of_kernel, n_dev * len(KINDS)
+        )
+        w_dev = jax.ops.segment_sum(mask, self.dev_of_row, n_dev)
+        return (
+            2.0
+            * self.effect_threshold
+            * (
+                jnp.sum(w_group * _l1(eff["speed"].reshape(-1)))
+                + jnp.sum(w_dev * _l1(eff["fixed"]))
+            )
+        )
+
+    def optimizer(
+        self, keep: Mapping[str, jax.Array], steps: int, learning_rate: float
+    ) -> Callable[[Mapping[str, jax.Array], jax.Array], tuple[Any, Any, jax.Array]]:
+        """A jitted run of ``steps`` Adam steps from given parameters and row weights, moving only
+        the trainable entries (``keep``): ``(params, effects, losses)``."""
+        tx = optax.adam(learning_rate)
+
+        @jax.jit
+        def run(params, mask):
+            def step(carry, _):
+                theta, state = carry
+                value, grads = jax.value_and_grad(self)(theta, mask)
+                grads = dict(grads, model={k: g * keep[k] for k, g in grads["model"].items()})
+                updates, state = tx.update(grads, state, theta)
+                return (optax.apply_updates(theta, updates), state), value
+
+            theta = dict(model=params, effects=self.no_effects())
+            (theta, _), losses = jax.lax.scan(step, (theta, tx.init(theta)), None, length=steps)
+            return theta["model"], theta["effects"], losses
+
+        return run
+
+
+def _interval(
+    resid: np.ndarray, rows: Sequence[Row], is_held: Sequence[bool], seed: str,
+    interval_level: float, interval_folds: int, refit_without: Callable[[np.ndarray], np.ndarray],
+) -> tuple[tuple[float, float], float, int, str]:  # fmt: skip
+    """The interval's log bounds (split- or cross-conformal over held-out residuals), its
+    coverage (two folds, each scored with the other's bounds), the points it used, and how it
+    was made. ``refit_without(idx)`` predicts every row from a fit without rows ``idx``."""
+    held_idx = np.array([i for i, h in enumerate(is_held) if h])
+    fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
+    fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+    source = (
+        "split-conformal quantiles of all held-out residuals; coverage: two folds, each scored "
+        "with the other's quantiles"
+    )
+    alpha = (1.0 - interval_level) / 2
+    if len(fold_a) < 5 or len(fold_b) < 5:
+        fold_a = fold_b = held_idx
+        source = "all held-out residuals (too few for two folds)"
+    if len(held_idx) < 10:
+        # Too few held-out points to place an interval: use every residual, and say so.
+        fold_a = fold_b = held_idx = np.arange(len(rows))
+        source = "all residuals, training included (fewer than 10 held-out points)"
+    if interval_folds:
+        # Cross-conformal: each row's residual from the fit without its fold.
+        resid = resid.copy()
+        measured = np.array([r.time_s for r in rows])
+        fold_of = np.array([min(int(_fold(r.program, seed + "/cv") * interval_folds), interval_folds - 1)
+                            for r in rows])  # fmt: skip
+        for f in range(interval_folds):
+            out_idx = np.flatnonzero(fold_of == f)
+            if len(out_idx):
+                pred_f = refit_without(out_idx)
+                resid[out_idx] = np.log(measured[out_idx] / pred_f[out_idx])
+        held_idx = np.arange(len(rows))
+        fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
+        fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+        source = (
+            f"cross-conformal: quantiles of every row's residual from the {interval_folds} fits "
+            "without its fold; coverage: two folds, each scored with the other's quantiles"
+        )
+    lo, hi = _conformal_bounds(resid[held_idx], alpha)
+    if fold_a is fold_b:
+        coverage = float(np.mean((resid[fold_b] >= lo) & (resid[fold_b] <= hi)))
+    else:
+        covered = 0
+        for fit_on, score_on in ((fold_a, fold_b), (fold_b, fold_a)):
+            a, b = _conformal_bounds(resid[fit_on], alpha)
+            covered += int(np.sum((resid[score_on] >= a) & (resid[score_on] <= b)))
+        coverage = covered / (len(fold_a) + len(fold_b))
+    return (lo, hi), coverage, len(held_idx), source
+
+
+def _featurize(rows: Sequence[Row], family: str, progress: bool) -> _Batch:
+    """:func:`_features`, with a progress bar on stderr when asked (tracing every workload is
+    most of a fit's time on a first run)."""
+    if not progress:
+        return _features(rows, family)
+    from rich.progress import Progress  # rich is a dependency; the bar is only built when shown
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"tracing {len(rows)} measured programs", total=len(rows))
+        return _features(rows, family, lambda i: bar.update(task, completed=i + 1))
+
+
 def fit(
     measurements: Measurements,
     device: str | None = None,
@@ -250,6 +556,8 @@ def fit(
         devices.
       effect_threshold: the log error a (device, kernel class) group must exceed before its
         effect departs from 1 (the L1 prior's weight, scaled by the group's weight in the loss).
+      name: the calibration's name (default: the family and devices).
+      progress: show a progress bar while the measured programs are traced.
       harness_effects: fit a cost in seconds per op kind (and data set, for XLA and DeepBench
         rows) added to every row's fixed costs, shared by every device: the per-op cost of the
         harness that took the measurements (NeuSight times each PyTorch op with its Python call:
@@ -266,261 +574,46 @@ def fit(
       >>> cal.family
       'gpu'
     """
-    if loss not in ("msle", "huber"):
-        raise ValueError(f"Unknown loss: {loss!r}. It needs to be one of ['msle', 'huber'].")
-    rows = [r for r in measurements if device is None or r.device == get_device(device).name]
-    if not rows:
-        raise ValueError(f"no measurements for device {device!r}; have {measurements.devices()}.")
-    families = {get_device(r.device).family for r in rows}
-    if len(families) != 1:
-        raise ValueError(
-            f"measurements span several device families {sorted(families)}; fit one family at a time."
-        )
-    family = families.pop()
-    vendors = sorted({(get_device(r.device).vendor or "").strip().lower() for r in rows})
-    if len(vendors) > 1:
-        raise ValueError(
-            f"measurements span several vendors {vendors}; fit one vendor at a time (a GEMM "
-            "efficiency fitted on one vendor's library says nothing of another's) and combine the "
-            "calibrations with Calibration.with_vendor()."
-        )
-    vendor = get_device(rows[0].device).vendor
-
-    if isinstance(holdout, Mapping):
-        unknown = set(holdout) - {"devices", "kinds"}
-        if unknown:
-            raise ValueError(
-                f"holdout keys must be 'devices' and/or 'kinds', got {sorted(unknown)}."
-            )
-        held_devices = {get_device(d).name for d in holdout.get("devices", ())}
-        held_kinds = set(holdout.get("kinds", ()))
-        is_held = [r.device in held_devices or r.kind in held_kinds for r in rows]
-    else:
-        if not 0.0 < float(holdout) < 1.0:
-            raise ValueError(f"holdout must be a fraction in (0, 1) or a mapping, got {holdout!r}.")
-        is_held = [_fold(r.program, seed) < holdout for r in rows]
+    rows, family, vendor = _check_rows(measurements, device)
+    _check_options(loss, interval_folds, effect_threshold, len(rows))
+    is_held = _held_out(rows, holdout, seed)
     train = [r for r, h in zip(rows, is_held, strict=True) if not h]
-    held = [r for r, h in zip(rows, is_held, strict=True) if h]
-    if not train or not held:
-        raise ValueError(
-            f"the split left {len(train)} training and {len(held)} held-out points; both must be > 0."
-        )
-
     t0 = time.perf_counter()
-    all_batch = _features(rows, family)
+    batch = _featurize(rows, family, progress)
     featurize_s = time.perf_counter() - t0
-    idx_train = np.array([i for i, h in enumerate(is_held) if not h])
-    measured = np.array([r.time_s for r in rows])
-    log_meas = jnp.asarray(np.log(measured), jnp.float32)
-    # Each op kind weighs the same in the loss, however many rows it has (so plentiful cheap ops
-    # cannot buy their accuracy with the GEMMs').
-
-    def kind_weights(idx: np.ndarray) -> jax.Array:
-        mask = np.zeros(len(rows), np.float32)
-        mask[idx] = 1.0
-        counts: dict[str, int] = {}
-        for i in idx:
-            counts[rows[i].kind] = counts.get(rows[i].kind, 0) + 1
-        weight = np.array([1.0 / counts.get(r.kind, 1) for r in rows], np.float32) * mask
-        return jnp.asarray(weight / weight.sum())
-
-    mask = kind_weights(idx_train)
-
     prior = default_params(family, vendor)
-    # A frozen entry is a parameter name, or "name:kind" for one kind of a per-kind parameter.
-    keep = {k: np.ones(np.shape(v), np.float32) for k, v in prior.items()}
-    unknown_frozen = []
-    for entry in freeze:
-        pname, _, kind = entry.partition(":")
-        labels = PRECISIONS if pname == "precision_eff_log" else KINDS
-        if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in labels)):
-            unknown_frozen.append(entry)
-        elif kind:
-            keep[pname][labels.index(kind)] = 0.0
-        else:
-            keep[pname][...] = 0.0
-    if unknown_frozen:
-        raise ValueError(
-            f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
-            f"(per-kind ones also as 'name:kind', kind in {list(KINDS)}; "
-            f"precision_eff_log as 'precision_eff_log:bf16', precision in {list(PRECISIONS)})."
-        )
-    # kind_time_log is the device effects' slot: shared, it would only duplicate the efficiencies.
-    keep["kind_time_log"][...] = 0.0
-    if harness_effects:
-        # The fixed costs then belong to the harnesses (a factor per data set and op kind on the
-        # priors): the shared per-kernel launch and per-call costs stay the device's, so a data
-        # set timed on the device (CUPTI) is not charged another's Python dispatch.
-        keep["launch_log"][...] = 0.0
-        keep["dispatch_log"][...] = 0.0
-    keep = {k: jnp.asarray(v) for k, v in keep.items()}
-    batch = all_batch
-    if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
-        raise ValueError(
-            f"interval_folds must be 0 (off) or an integer >= 2, got {interval_folds!r}."
-        )
-    if interval_folds and len(rows) < 10 * interval_folds:
-        raise ValueError(
-            f"interval_folds={interval_folds} needs at least {10 * interval_folds} measurements "
-            f"(10 per fold), got {len(rows)}."
-        )
-    if effect_threshold <= 0:
-        raise ValueError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
-    effect_devices = sorted({r.device for r in rows})
-    effect_kinds = sorted({_harness_group(r) for r in rows})
-    dev_of_row = jnp.asarray([effect_devices.index(r.device) for r in rows])
-    kind_of_row = jnp.asarray([effect_kinds.index(_harness_group(r)) for r in rows])
-    n_dev, n_kind = len(effect_devices), len(effect_kinds)
-    # Device effects act on kernels (per device and kernel class), so a calibration can apply
-    # them to any program run on a device it was fitted on.
-    dev_of_kernel = jnp.asarray(np.asarray(dev_of_row)[batch.row_of_kernel])
-    kind_of_kernel = jnp.asarray(batch.arrays["kind"])
-    no_effects = dict(
-        speed=jnp.zeros((n_dev, len(KINDS))),
-        fixed=jnp.zeros((n_dev,)),
-        kind_fixed=jnp.zeros((n_kind,)),
-    )
-
-    # A harness's per-op cost is additive (its Python call, event records, synchronisation),
-    # per group; a group without training rows has none that the fit could know (0 s).
-    trained_group = np.zeros(n_kind, np.float32)
-    for r, h in zip(rows, is_held, strict=True):
-        if not h:
-            trained_group[effect_kinds.index(_harness_group(r))] = 1.0
-    trained_group = jnp.asarray(trained_group)
-
-    def harness_s(eff):
-        return _HARNESS_PRIOR_S * jnp.exp(eff["kind_fixed"]) * trained_group
-
-    def predict_rows(params, eff):
-        """Row times with the effects in use (device effects where fitted, harness effects)."""
-        if not (device_effects or harness_effects):
-            return _row_times(params, batch, family)
-        body_log = eff["speed"][dev_of_kernel, kind_of_kernel] if device_effects else None
-        body, fixed = _row_parts(params, batch, family, body_log)
-        if harness_effects:
-            fixed = fixed + harness_s(eff)[kind_of_row]
-        if device_effects:
-            # (the device's fixed costs: its launches, and the host its harness ran on)
-            fixed = fixed * jnp.exp(eff["fixed"][dev_of_row])
-        return body + fixed
-
-    kernels_per_row = jnp.asarray(
-        np.bincount(batch.row_of_kernel, minlength=len(rows)), jnp.float32
-    )
-
-    def l1(x):  # |x|, smooth within 0.01 of 0 (Adam's steps stay small near the kink)
-        return jnp.sqrt(x * x + 1e-4)
-
-    def loss_fn(theta, mask):
-        params, eff = theta["model"], theta["effects"]
-        pred = predict_rows(params, eff)
-        if loss == "msle":
-            err = (jnp.log(pred) - log_meas) ** 2
-        else:  # "huber": squared near zero, linear beyond `huber_delta` (outliers pull less)
-            err = 2.0 * optax.losses.huber_loss(jnp.log(pred), log_meas, delta=huber_delta)
-        data = jnp.sum(err * mask)
-        reg = sum(jnp.mean((params[k] - prior[k]) ** 2) for k in prior) / len(prior)
-        # (harness costs span 0 to ~100 us: a weak pull towards the 1 us prior)
-        out = data + prior_weight * reg + 1e-3 * prior_weight * jnp.mean(eff["kind_fixed"] ** 2)
-        if device_effects:
-            # Weight of each group in the data term: an effect stays at 0 until the group's
-            # mean log error exceeds effect_threshold (the L1 subgradient bound).
-            # (a kernel class's weight on a device: its rows' weights, counted once per row)
-            w_kernel = mask[batch.row_of_kernel] / kernels_per_row[batch.row_of_kernel]
-            w_group = jax.ops.segment_sum(
-                w_kernel, dev_of_kernel * len(KINDS) + kind_of_kernel, n_dev * len(KINDS)
-            )
-            w_dev = jax.ops.segment_sum(mask, dev_of_row, n_dev)
-            out = out + 2.0 * effect_threshold * (
-                jnp.sum(w_group * l1(eff["speed"].reshape(-1))) + jnp.sum(w_dev * l1(eff["fixed"]))
-            )
-        return out
-
-    tx = optax.adam(learning_rate)
-
-    @jax.jit
-    def run(params, mask):
-        def step(carry, _):
-            theta, state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(theta, mask)
-            grads = dict(grads, model={k: g * keep[k] for k, g in grads["model"].items()})
-            updates, state = tx.update(grads, state, theta)
-            return (optax.apply_updates(theta, updates), state), loss
-
-        theta = dict(model=params, effects=no_effects)
-        (theta, _), losses = jax.lax.scan(step, (theta, tx.init(theta)), None, length=steps)
-        return theta["model"], theta["effects"], losses
+    keep = _trainable(prior, freeze, family, harness_effects)
+    objective = _Objective(
+        rows, is_held, batch, family, prior, loss=loss, huber_delta=huber_delta,
+        prior_weight=prior_weight, device_effects=device_effects,
+        harness_effects=harness_effects, effect_threshold=effect_threshold,
+    )  # fmt: skip
+    run = objective.optimizer(keep, steps, learning_rate)
+    idx_train = np.array([i for i, h in enumerate(is_held) if not h])
 
     t1 = time.perf_counter()
-    fitted, effects, losses = run(prior, mask)
+    fitted, effects, losses = run(prior, objective.kind_weights(idx_train))
     fitted = jax.block_until_ready(fitted)
     fit_s = time.perf_counter() - t1
     if not bool(jnp.all(jnp.isfinite(losses))):
         raise FloatingPointError(
             "the fit diverged (non-finite loss); lower learning_rate or check the measurements."
         )
-
+    measured = np.array([r.time_s for r in rows])
     before = np.asarray(_row_times(prior, batch, family), np.float64)
+    after = np.asarray(objective.predict_rows(fitted, objective.as_used(effects)), np.float64)
 
-    # What a user of the calibration gets: the shared parameters and, on a device it was fitted
-    # on, that device's time factors (a held-out device has none); the harness's per-op costs
-    # where fitted (the held-out rows were timed by the same harness); never the device's fixed
-    # costs (harness-specific).
-    def as_used(eff):
-        return dict(no_effects, speed=eff["speed"], kind_fixed=eff["kind_fixed"])
+    def refit_without(idx: np.ndarray) -> np.ndarray:
+        p_f, e_f, l_f = run(prior, objective.kind_weights(np.setdiff1d(np.arange(len(rows)), idx)))
+        if not bool(jnp.all(jnp.isfinite(l_f))):
+            raise FloatingPointError("a fit without one interval fold diverged.")
+        return np.asarray(objective.predict_rows(p_f, objective.as_used(e_f)))
 
-    after = np.asarray(predict_rows(fitted, as_used(effects)), np.float64)
+    (lo, hi), coverage, interval_points, interval_source = _interval(
+        np.log(measured / after), rows, is_held, seed, interval_level, interval_folds, refit_without
+    )
     bound_after = _row_bounds(fitted, batch, family)
     row_class = _row_classes(fitted, batch, family)
-
-    # Interval: quantiles of held-out log residuals on fold A; coverage measured on fold B.
-    resid = np.log(measured / after)
-    held_idx = np.array([i for i, h in enumerate(is_held) if h])
-    fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
-    fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
-    interval_source = (
-        "split-conformal quantiles of all held-out residuals; coverage: two folds, each scored "
-        "with the other's quantiles"
-    )
-    alpha = (1.0 - interval_level) / 2
-    if len(fold_a) < 5 or len(fold_b) < 5:
-        fold_a = fold_b = held_idx
-        interval_source = "all held-out residuals (too few for two folds)"
-    if len(held_idx) < 10:
-        # Too few held-out points to place an interval: use every residual, and say so.
-        fold_a = fold_b = held_idx = np.arange(len(rows))
-        interval_source = "all residuals, training included (fewer than 10 held-out points)"
-    if interval_folds:
-        # Cross-conformal: each row's residual from the fit without its fold.
-        fold_of = np.array([min(int(_fold(r.program, seed + "/cv") * interval_folds), interval_folds - 1)
-                            for r in rows])  # fmt: skip
-        for f in range(interval_folds):
-            out_idx = np.flatnonzero(fold_of == f)
-            if not len(out_idx):
-                continue
-            p_f, e_f, l_f = run(prior, kind_weights(np.flatnonzero(fold_of != f)))
-            if not bool(jnp.all(jnp.isfinite(l_f))):
-                raise FloatingPointError(f"the fit without interval fold {f} diverged.")
-            pred_f = np.asarray(predict_rows(p_f, as_used(e_f)))
-            resid[out_idx] = np.log(measured[out_idx] / pred_f[out_idx])
-        held_idx = np.arange(len(rows))
-        fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
-        fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
-        interval_source = (
-            f"cross-conformal: quantiles of every row's residual from the {interval_folds} fits "
-            "without its fold; coverage: two folds, each scored with the other's quantiles"
-        )
-    lo, hi = _conformal_bounds(resid[held_idx], alpha)
-    if fold_a is fold_b:
-        coverage = float(np.mean((resid[fold_b] >= lo) & (resid[fold_b] <= hi)))
-    else:
-        covered = 0
-        for fit_on, score_on in ((fold_a, fold_b), (fold_b, fold_a)):
-            a, b = _conformal_bounds(resid[fit_on], alpha)
-            covered += int(np.sum((resid[score_on] >= a) & (resid[score_on] <= b)))
-        coverage = covered / (len(fold_a) + len(fold_b))
-
     report_rows = tuple(
         dict(program=r.program, kind=r.kind, device=r.device, split="heldout" if h else "train",
              measured_s=float(measured[i]), before_s=float(before[i]), after_s=float(after[i]),
@@ -533,37 +626,51 @@ def fit(
     if refit:
         # The report and the interval keep the held-out split's numbers; the parameters come
         # from a second fit on every row (what a user should predict with).
-        refitted, refit_effects, refit_losses = run(prior, kind_weights(np.arange(len(rows))))
+        refitted, refit_effects, refit_losses = run(
+            prior, objective.kind_weights(np.arange(len(rows)))
+        )
         if bool(jnp.all(jnp.isfinite(refit_losses))):
             fitted, effects = jax.block_until_ready((refitted, refit_effects))
             devices = tuple(sorted({r.device for r in rows}))
     meta = dict(measurements.metadata)
     meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                train_points=len(train), heldout_points=len(held), holdout=str(holdout),
+                train_points=len(train), heldout_points=len(rows) - len(train), holdout=str(holdout),
                 final_loss=float(losses[-1]), interval_source=interval_source,
-                interval_points=len(held_idx),
+                interval_points=interval_points,
                 refit="every row" if refit else "no")  # fmt: skip
-    device_params = {}
-    if device_effects:
-        fitted_devices = set(devices)
-        meta["device_effects"] = {
-            d: {**{k: round(float(np.exp(effects["speed"][i, j])), 4) for j, k in enumerate(KINDS)},
-                "fixed_costs": round(float(np.exp(effects["fixed"][i])), 4)}
-            for i, d in enumerate(effect_devices) if d in fitted_devices
-        }  # fmt: skip
-        device_params = {
-            d: {"kind_time_log": np.asarray(effects["speed"][i], np.float32)}
-            for i, d in enumerate(effect_devices) if d in fitted_devices
-        }  # fmt: skip
-    if harness_effects:
-        cost = np.asarray(harness_s(effects))
-        meta["harness_effects"] = {k: float(f"{cost[j]:.4g}") for j, k in enumerate(effect_kinds)}
+    device_params = _effects_metadata(objective, effects, set(devices), meta)
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},
         prior={k: np.asarray(v) for k, v in prior.items()}, residual_log_quantiles=(lo, hi),
         interval_level=interval_level, report=report, summary=report.summary("heldout"), metadata=meta,
         name=name or f"{family} calibration on {', '.join(devices)}", device_params=device_params,
     )  # fmt: skip
+
+
+def _effects_metadata(
+    objective: _Objective, effects: Mapping[str, jax.Array], fitted_devices: set[str],
+    meta: dict[str, Any],
+) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """Records the fitted device and harness effects in ``meta``; returns the per-device
+    parameters a calibration applies on the devices it was fitted on."""
+    device_params = {}
+    if objective.device_effects:
+        devs = objective.effect_devices
+        meta["device_effects"] = {
+            d: {**{k: round(float(np.exp(effects["speed"][i, j])), 4) for j, k in enumerate(KINDS)},
+                "fixed_costs": round(float(np.exp(effects["fixed"][i])), 4)}
+            for i, d in enumerate(devs) if d in fitted_devices
+        }  # fmt: skip
+        device_params = {
+            d: {"kind_time_log": np.asarray(effects["speed"][i], np.float32)}
+            for i, d in enumerate(devs) if d in fitted_devices
+        }  # fmt: skip
+    if objective.harness_effects:
+        cost = np.asarray(objective.harness_s(effects))
+        meta["harness_effects"] = {
+            k: float(f"{cost[j]:.4g}") for j, k in enumerate(objective.effect_kinds)
+        }
+    return device_params
 
 
 def evaluate(calibration: Calibration, measurements: Measurements) -> Report:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -345,69 +346,143 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     """
     if isinstance(policy, str):
         policy = fusion_policy(policy)
-    ops = graph.ops
-    n = len(ops)
-    cls = [op_class(o) for o in ops]
-    # A transpose/slice whose only consumers are GEMMs/convs is the operand's layout or offset, as
-    # XLA folds it: a view, read by the GEMM at its own size, never a kernel.
-    direct: list[list[int]] = [[] for _ in range(n)]
-    for i, o in enumerate(ops):
-        for s_ in o.sources:
-            if s_ >= 0:
-                direct[s_].append(i)
-    outputs = set(graph.outputs)
-    for i, o in enumerate(ops):
-        if _short(o) in _VIEWS and direct[i] and i not in outputs:
-            if all(c >= 0 and cls[c] in ("gemm", "conv") for c in _through_free(i, direct, cls)):
-                cls[i] = "view"
+    fusion = _Fusion(graph, policy)
+    return fusion.kernels(fusion.group())
 
-    # Resolve every operand through free ops to the values that really move.
-    base_cache: dict[int, tuple[int, ...]] = {}
 
-    def bases(src: int) -> tuple[int, ...]:
-        if src < 0 or cls[src] != "free":
+_GROUP_KIND = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": "reduce",
+               "collective": "collective"}  # fmt: skip
+
+
+class _Fusion:
+    """One graph under one policy: op classes, the values that really move, and the groups."""
+
+    def __init__(self, graph: Graph, policy: FusionPolicy):
+        self.graph, self.policy, self.ops = graph, policy, graph.ops
+        n = len(self.ops)
+        self.cls = [op_class(o) for o in self.ops]
+        self._mark_views()
+        self._bases: dict[int, tuple[int, ...]] = {}
+        # Consumers of each value, resolved through free ops to the ops that really read it.
+        self.consumers: list[set[int]] = [set() for _ in range(n)]
+        for i, op in enumerate(self.ops):
+            if self.cls[i] in ("free", "view") or op.executions == 0:
+                continue
+            for s in op.sources:
+                for b in self.bases(s):
+                    if b >= 0:
+                        self.consumers[b].add(i)
+        self.is_output = [False] * n
+        for out in graph.outputs:
+            for b in self.bases(out):
+                if b >= 0:
+                    self.is_output[b] = True
+        self.in_bytes = [t.nbytes for t in graph.in_types]
+        self.group_of = [-1] * n
+        self.groups: list[dict[str, Any]] = []
+
+    def _mark_views(self) -> None:
+        """A transpose/slice whose only consumers are GEMMs/convs is the operand's layout or
+        offset, as XLA folds it: a view, read by the GEMM at its own size, never a kernel."""
+        ops, cls = self.ops, self.cls
+        direct: list[list[int]] = [[] for _ in ops]
+        for i, o in enumerate(ops):
+            for s_ in o.sources:
+                if s_ >= 0:
+                    direct[s_].append(i)
+        outputs = set(self.graph.outputs)
+        for i, o in enumerate(ops):
+            if _short(o) in _VIEWS and direct[i] and i not in outputs:
+                if all(
+                    c >= 0 and cls[c] in ("gemm", "conv") for c in _through_free(i, direct, cls)
+                ):
+                    cls[i] = "view"
+
+    def bases(self, src: int) -> tuple[int, ...]:
+        """The values operand ``src`` really reads, through free ops (a constant below
+        ``_CONSTANT_DATA_BYTES`` and an iota are folded: none)."""
+        if src < 0 or self.cls[src] != "free":
             return (src,)
-        if src in base_cache:
-            return base_cache[src]
-        op = ops[src]
+        if src in self._bases:
+            return self._bases[src]
+        op = self.ops[src]
         short = _short(op)
         if short == "constant":
             out = (src,) if op.results and op.results[0].nbytes >= _CONSTANT_DATA_BYTES else ()
         elif short == "iota":
             out = ()
         else:
-            out = tuple(dict.fromkeys(b for s in op.sources for b in bases(s)))
-        base_cache[src] = out
+            out = tuple(dict.fromkeys(b for s in op.sources for b in self.bases(s)))
+        self._bases[src] = out
         return out
 
-    consumers: list[set[int]] = [set() for _ in range(n)]
-    for i, op in enumerate(ops):
-        if cls[i] in ("free", "view") or op.executions == 0:
-            continue
-        for s in op.sources:
-            for b in bases(s):
-                if b >= 0:
-                    consumers[b].add(i)
-    is_output = [False] * n
-    for out in graph.outputs:
-        for b in bases(out):
-            if b >= 0:
-                is_output[b] = True
+    def is_input(self, b: int) -> bool:
+        """Program input or constant (first touch), directly or through a view."""
+        if b <= -2:
+            return True
+        if b >= 0 and _short(self.ops[b]) == "constant":
+            return True
+        if b >= 0 and self.cls[b] == "view":
+            return any(self.is_input(x) for x in self.bases(self.ops[b].sources[0]))
+        return False
 
-    group_of = [-1] * n
-    groups: list[dict[str, Any]] = []
+    def value_bytes(self, b: int) -> float:
+        if b <= -2:
+            k = -2 - b
+            return float(self.in_bytes[k]) if k < len(self.in_bytes) else 0.0
+        return float(sum(r.nbytes for r in self.ops[b].results))
 
-    def new_group(i: int, kind: str, open_: bool) -> None:
-        group_of[i] = len(groups)
-        groups.append(dict(kind=kind, ops=[i], open=open_, anchor=i, executions=ops[i].executions))
+    def feeds_reduction(self, i: int) -> bool:
+        """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
+        stack, seen = list(self.consumers[i]), set()
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            if self.cls[c] == "reduce":
+                return True
+            if self.cls[c] == "loop":
+                stack.extend(self.consumers[c])
+        return False
 
-    # Flash-op call -> its open elementwise kernel (policy.op_calls).
-    call_group: dict[int, int] = {}
-    for i, op in enumerate(ops):
-        c = cls[i]
-        if c in ("free", "view") or op.executions == 0:
-            continue
-        producers = [b for s in op.sources for b in bases(s) if b >= 0 and group_of[b] >= 0]
+    # ---- grouping ----------------------------------------------------------------------------
+
+    def group(self) -> list[dict[str, Any]]:
+        """Every op into a group (a kernel), in program order: each op joins a producer's open
+        group where the policy allows it, or starts its own."""
+        ops, groups, group_of = self.ops, self.groups, self.group_of
+        # Flash-op call -> its open elementwise kernel (policy.op_calls).
+        call_group: dict[int, int] = {}
+        for i, op in enumerate(ops):
+            c = self.cls[i]
+            if c in ("free", "view") or op.executions == 0:
+                continue
+            producers = [
+                b for s in op.sources for b in self.bases(s) if b >= 0 and group_of[b] >= 0
+            ]
+            target = self._target(i, c, producers, call_group)
+            if target is not None and c == "loop" and groups[target]["kind"] == "elementwise":
+                self._absorb_producers(target, i, producers)
+            if target is not None:
+                group_of[i] = target
+                groups[target]["ops"].append(i)
+                _mark_rows(groups[target], op, c, self.policy)
+                continue
+            kind = _GROUP_KIND.get(c, "other")
+            group_of[i] = len(groups)
+            groups.append(dict(kind=kind, ops=[i], open=kind in ("elementwise", "gemm", "conv"),
+                               anchor=i, executions=op.executions))  # fmt: skip
+            _mark_rows(groups[-1], op, c, self.policy)
+            if kind == "elementwise" and self.policy.op_calls and op.call >= 0:
+                call_group[op.call] = len(groups) - 1
+        return groups
+
+    def _target(
+        self, i: int, c: str, producers: list[int], call_group: dict[int, int]
+    ) -> int | None:
+        """The group op ``i`` (of class ``c``) joins, or None for a new kernel."""
+        op, policy, groups, group_of = self.ops[i], self.policy, self.groups, self.group_of
         target = None
         if c == "loop" and policy.op_calls and op.call >= 0 and op.call in call_group:
             g = groups[call_group[op.call]]
@@ -424,8 +499,8 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                 if (
                     g["kind"] in ("gemm", "conv")
                     and policy.epilogue
-                    and consumers[p] == {i}
-                    and not is_output[p]
+                    and self.consumers[p] == {i}
+                    and not self.is_output[p]
                 ):
                     target = group_of[p]
                     break
@@ -440,7 +515,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
             # Join a row-wise normalisation kernel when this op works on the same rows.
             for p in producers:
                 g = groups[group_of[p]]
-                if policy.op_calls and ops[g["ops"][0]].call != op.call:
+                if policy.op_calls and self.ops[g["ops"][0]].call != op.call:
                     continue  # an eager framework's normalisation kernel ends with its op
                 if (
                     g.get("rows")
@@ -449,165 +524,82 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                 ):
                     target = group_of[p]
                     break
-        if target is not None and c == "loop" and groups[target]["kind"] == "elementwise":
-            # XLA's loop fusion takes every producer whose only consumers are in the fusion: a
-            # GELU's 0.5 * x branch joins the tanh branch (one kernel, not two).
-            for p in producers:
-                gp = group_of[p]
-                g = groups[gp]
-                if gp == target or g.get("dead") or g["kind"] != "elementwise" or not g["open"]:
-                    continue
-                if g["executions"] != op.executions or policy.op_calls:
-                    continue
-                inside = set(g["ops"]) | {i}
-                if any(is_output[j] or not consumers[j] <= inside for j in g["ops"]):
-                    continue
-                for j in g["ops"]:
-                    group_of[j] = target
-                groups[target]["ops"] = sorted(groups[target]["ops"] + g["ops"])
-                g["dead"] = True
-        if target is not None:
-            group_of[i] = target
-            groups[target]["ops"].append(i)
-            _mark_rows(groups[target], op, c, policy)
-            continue
-        kind = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": "reduce",
-                "collective": "collective"}.get(c, "other")  # fmt: skip
-        new_group(i, kind, open_=kind in ("elementwise", "gemm", "conv"))
-        _mark_rows(groups[-1], op, c, policy)
-        if kind == "elementwise" and policy.op_calls and op.call >= 0:
-            call_group[op.call] = len(groups) - 1
+        return target
 
-    in_bytes = [t.nbytes for t in graph.in_types]
-
-    def is_input(b: int) -> bool:
-        """Program input or constant (first touch), directly or through a view."""
-        if b <= -2:
-            return True
-        if b >= 0 and _short(ops[b]) == "constant":
-            return True
-        if b >= 0 and cls[b] == "view":
-            return any(is_input(x) for x in bases(ops[b].sources[0]))
-        return False
-
-    def value_bytes(b: int) -> float:
-        if b <= -2:
-            k = -2 - b
-            return float(in_bytes[k]) if k < len(in_bytes) else 0.0
-        return float(sum(r.nbytes for r in ops[b].results))
-
-    rows: dict[str, list] = {k: [] for k in ("names", "ops", "requests", *Kernels.features())}
-
-    def feeds_reduction(i: int) -> bool:
-        """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
-        stack, seen = list(consumers[i]), set()
-        while stack:
-            c = stack.pop()
-            if c in seen:
+    def _absorb_producers(self, target: int, i: int, producers: list[int]) -> None:
+        """XLA's loop fusion takes every producer whose only consumers are in the fusion: a
+        GELU's 0.5 * x branch joins the tanh branch (one kernel, not two)."""
+        op, groups, group_of = self.ops[i], self.groups, self.group_of
+        for p in producers:
+            gp = group_of[p]
+            g = groups[gp]
+            if gp == target or g.get("dead") or g["kind"] != "elementwise" or not g["open"]:
                 continue
-            seen.add(c)
-            if cls[c] == "reduce":
-                return True
-            if cls[c] == "loop":
-                stack.extend(consumers[c])
-        return False
+            if g["executions"] != op.executions or self.policy.op_calls:
+                continue
+            inside = set(g["ops"]) | {i}
+            if any(self.is_output[j] or not self.consumers[j] <= inside for j in g["ops"]):
+                continue
+            for j in g["ops"]:
+                group_of[j] = target
+            groups[target]["ops"] = sorted(groups[target]["ops"] + g["ops"])
+            g["dead"] = True
 
-    for gi, g in enumerate(groups):
-        if g.get("dead"):
-            continue  # merged into another loop fusion
-        members = g["ops"]
-        member_set = set(members)
+    # ---- kernel features ---------------------------------------------------------------------
+
+    def _traffic(
+        self, gi: int, members: list[int]
+    ) -> tuple[dict[int, float], float, float, float, float, float]:
+        """A group's boundary traffic and work: (bytes read per value, bytes written, output
+        elements, matrix FLOPs, vector FLOPs, transcendentals)."""
+        ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
-        written = 0.0
-        out_elems = 0.0
-        mflops = vflops = trans = 0.0
+        written = out_elems = mflops = vflops = trans = 0.0
         for i in members:
             op = ops[i]
             partial = _short(op) in _PARTIAL_READ
             # XLA updates a dynamic_update_slice's buffer in place: only the slice moves.
             in_place = _short(op) == "dynamic_update_slice" and len(op.operands) > 1
             for j, s in enumerate(op.sources):
-                for b in bases(s):
+                for b in self.bases(s):
                     if b == -1 or (b >= 0 and b in member_set):
                         continue
-                    need = value_bytes(b)
+                    need = self.value_bytes(b)
                     if partial and j == 0:
                         # A gather/slice touches only the elements it returns.
                         need = min(need, float(sum(r.nbytes for r in op.results)))
                     if in_place and j == 0:
                         need = 0.0
                     reads[b] = max(reads.get(b, 0.0), need)
-            if is_output[i] or any(group_of[c] != gi for c in consumers[i]):
+            if self.is_output[i] or any(self.group_of[c] != gi for c in self.consumers[i]):
                 if in_place:
                     written += float(op.operands[1].nbytes)
                     out_elems += float(op.operands[1].size)
                 else:
                     written += sum(r.nbytes for r in op.results)
                     out_elems += sum(r.size for r in op.results)
-            if cls[i] in ("gemm", "conv"):
+            if self.cls[i] in ("gemm", "conv"):
                 mflops += op.flops
             else:
                 vflops += op.flops
             trans += op.transcendentals
-        anchor = ops[g["anchor"]]
-        b_, m_, n_, k_ = 1.0, 1.0, 1.0, 1.0
-        weight = 0.0
+        return reads, written, out_elems, mflops, vflops, trans
+
+    def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:
+        """(independent pieces of work, whether the kernel falls back to XLA's generic path) on
+        a policy whose matrix kernels split over cores only in blocks (see the module notes)."""
+        anchor, kind = self.ops[g["anchor"]], g["kind"]
         feats = dict(anchor.features)
-        if g["kind"] == "gemm" and feats:
-            b_, m_, n_, k_ = (float(feats.get(x, 1)) for x in ("batch", "m", "n", "k"))
-        elif g["kind"] == "conv" and feats:
-            groups_ = float(feats.get("groups", 1))
-            out_sp = float(np.prod(feats.get("out_spatial", (1,))))
-            k_sp = float(np.prod(feats.get("kernel_spatial", (1,))))
-            b_ = groups_
-            m_ = float(feats.get("batch", 1)) * out_sp
-            n_ = float(feats.get("out_features", 1)) / groups_
-            k_ = float(feats.get("in_features", 1)) / groups_ * k_sp
-        if g["kind"] in ("gemm", "conv") and len(anchor.sources) > 1:
-            for b in bases(anchor.sources[1]):
-                if is_input(b):
-                    weight += value_bytes(b)
-        if g["kind"] in ("gemm", "conv"):
-            dtype = anchor.operands[0].dtype
-            precision = str(feats.get("precision", "DEFAULT"))
-        else:
-            dtype = anchor.results[0].dtype if anchor.results else "float32"
-            precision = "DEFAULT"
-        if not out_elems:
-            out_elems = float(sum(r.size for r in anchor.results))
-        if g["kind"] == "reduce" and anchor.operands:
-            # A reduction's parallelism is over the elements it reads, not the few it writes.
-            out_elems = max(out_elems, float(anchor.operands[0].size))
-        label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
-        rows["names"].append(
-            f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else "")
-        )
-        rows["ops"].append(tuple(members))
-        rows["kind"].append(_KIND_INDEX[g["kind"]])
-        rows["matrix_flops"].append(mflops)
-        rows["vector_flops"].append(vflops)
-        rows["transcendentals"].append(trans)
-        rows["bytes_read"].append(float(sum(reads.values())))
-        rows["bytes_written"].append(written)
-        rows["gemm_b"].append(b_)
-        rows["gemm_m"].append(m_)
-        rows["gemm_n"].append(n_)
-        rows["gemm_k"].append(k_)
-        rows["out_elements"].append(out_elems)
-        rows["weight_bytes"].append(weight)
-        rows["input_bytes"].append(float(sum(v for b, v in reads.items() if is_input(b))))
-        rows["executions"].append(float(g["executions"]))
-        rows["requests"].append((dtype, precision))
         units = UNBOUNDED
-        if policy.serial_matrix and (g["kind"] == "conv" or (g["kind"] == "gemm" and b_ > 1)):
+        if self.policy.serial_matrix and (kind == "conv" or (kind == "gemm" and b_ > 1)):
             # Blocks of one matrix's weights (a convolution's groups share the weight tensor);
             # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction.
-            per_matrix = anchor.operands[1].nbytes / (1.0 if g["kind"] == "conv" else b_)
+            per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
             units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
-            if feeds_reduction(g["anchor"]):
-                lead = float(feats.get("batch", 1)) if g["kind"] == "conv" else b_
+            if self.feeds_reduction(g["anchor"]):
+                lead = float(feats.get("batch", 1)) if kind == "conv" else b_
                 units = max(units, lead / 2.0)
-        dense_conv = g["kind"] == "conv" and feats.get("groups", 1) == 1
+        dense_conv = kind == "conv" and feats.get("groups", 1) == 1
         narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
         # A window wider than the input (a 3x3 kernel over a 2x2 feature map): XLA pads the input
         # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).
@@ -617,32 +609,91 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
                 feats.get("in_spatial", ()), feats.get("kernel_spatial", ()), strict=False
             )
         )
-        fallback = policy.serial_matrix and dense_conv and (narrow or small)
+        fallback = self.policy.serial_matrix and dense_conv and (narrow or small)
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
-        rows["parallel_units"].append(UNBOUNDED if fallback else units)
-        rows["fallback"].append(float(fallback))
-        rows["serial_steps"].append(sum(solver_steps(dict(ops[i].features)) for i in members))
-        rows["host_round_trips"].append(
-            float(sum(ops[i].features.get("kind") == "host_callback" for i in members))
+        return (UNBOUNDED if fallback else units), fallback
+
+    def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
+        """One kernel's record: name, ops, dtype request and every feature."""
+        ops, members = self.ops, g["ops"]
+        reads, written, out_elems, mflops, vflops, trans = self._traffic(gi, members)
+        anchor = ops[g["anchor"]]
+        feats = dict(anchor.features)
+        b_, m_, n_, k_ = _gemm_view(g["kind"], feats)
+        weight = 0.0
+        if g["kind"] in ("gemm", "conv") and len(anchor.sources) > 1:
+            for b in self.bases(anchor.sources[1]):
+                if self.is_input(b):
+                    weight += self.value_bytes(b)
+        if g["kind"] in ("gemm", "conv"):
+            request = (anchor.operands[0].dtype, str(feats.get("precision", "DEFAULT")))
+        else:
+            request = (anchor.results[0].dtype if anchor.results else "float32", "DEFAULT")
+        if not out_elems:
+            out_elems = float(sum(r.size for r in anchor.results))
+        if g["kind"] == "reduce" and anchor.operands:
+            # A reduction's parallelism is over the elements it reads, not the few it writes.
+            out_elems = max(out_elems, float(anchor.operands[0].size))
+        label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
+        units, fallback = self._parallel_units(g, b_)
+        return dict(
+            names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
+            ops=tuple(members), requests=request, kind=_KIND_INDEX[g["kind"]],
+            matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
+            bytes_read=float(sum(reads.values())), bytes_written=written,
+            gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
+            input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
+            executions=float(g["executions"]), parallel_units=units, fallback=float(fallback),
+            serial_steps=sum(solver_steps(dict(ops[i].features)) for i in members),
+            host_round_trips=float(sum(ops[i].features.get("kind") == "host_callback" for i in members)),
+        )  # fmt: skip
+
+    def kernels(self, groups: list[dict[str, Any]]) -> Kernels:
+        """The :class:`Kernels` table of the groups (merged-away groups left out)."""
+        rows: dict[str, list] = {k: [] for k in ("names", "ops", "requests", *Kernels.features())}
+        for gi, g in enumerate(groups):
+            if g.get("dead"):
+                continue  # merged into another loop fusion
+            for key, value in self._row(gi, g).items():
+                rows[key].append(value)
+
+        def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
+            return np.asarray(rows[key], dtype=dtype).reshape(-1)
+
+        ops = self.ops
+        kernel_like = [c not in ("free", "view") for c in self.cls]
+        unfused_count = sum(1 for i, o in enumerate(ops) if kernel_like[i] and o.executions)
+        unfused_bytes = float(
+            sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i])
+        )
+        features = {name: arr(name) for name in Kernels.features() if name != "program_input_bytes"}
+        return Kernels(
+            policy=self.policy.name,
+            names=tuple(rows["names"]),
+            ops=tuple(rows["ops"]),
+            requests=tuple(rows["requests"]),
+            **{**features, "kind": arr("kind", np.int32)},
+            program_input_bytes=np.full(len(rows["names"]), float(self.graph.input_bytes)),
+            unfused_kernels=unfused_count,
+            unfused_bytes=unfused_bytes,
         )
 
-    def arr(key: str, dtype: Any = np.float64) -> np.ndarray:
-        return np.asarray(rows[key], dtype=dtype).reshape(-1)
 
-    kernel_like = [cls[i] not in ("free", "view") for i in range(n)]
-    unfused_count = sum(1 for i, o in enumerate(ops) if kernel_like[i] and o.executions)
-    unfused_bytes = float(sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i]))
-    features = {name: arr(name) for name in Kernels.features() if name != "program_input_bytes"}
-    return Kernels(
-        policy=policy.name,
-        names=tuple(rows["names"]),
-        ops=tuple(rows["ops"]),
-        requests=tuple(rows["requests"]),
-        **{**features, "kind": arr("kind", np.int32)},
-        program_input_bytes=np.full(len(rows["names"]), float(graph.input_bytes)),
-        unfused_kernels=unfused_count,
-        unfused_bytes=unfused_bytes,
-    )
+def _gemm_view(kind: str, feats: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """(batch, M, N, K) of a GEMM or of a convolution as an implicit GEMM; ones elsewhere."""
+    if kind == "gemm" and feats:
+        return tuple(float(feats.get(x, 1)) for x in ("batch", "m", "n", "k"))
+    if kind == "conv" and feats:
+        groups_ = float(feats.get("groups", 1))
+        out_sp = float(np.prod(feats.get("out_spatial", (1,))))
+        k_sp = float(np.prod(feats.get("kernel_spatial", (1,))))
+        return (
+            groups_,
+            float(feats.get("batch", 1)) * out_sp,
+            float(feats.get("out_features", 1)) / groups_,
+            float(feats.get("in_features", 1)) / groups_ * k_sp,
+        )
+    return 1.0, 1.0, 1.0, 1.0
 
 
 def xla_cpu_kernel_count(hlo_text: str) -> int:

@@ -638,6 +638,17 @@ def recommend(
         )
     calibration = load_calibration(calibration)
 
+    fn, calls, batch = _calls(fn_or_program, inputs, objective, batch, sizes, batch_argnums)
+    programs = _trace_all(fn, precs, calls)
+    rows, skipped = _predict_all(specs, precs, calls, programs, calibration, objective)
+    return _ranking(rows, skipped, precs, objective, top, sizes, batch)
+
+
+def _calls(
+    fn_or_program: Any, inputs: Any, objective: str, batch: int | None,
+    sizes: tuple[int, ...] | None, batch_argnums: Any,
+) -> tuple[Any, list[tuple[int, Any]], int | None]:  # fmt: skip
+    """The function (or Program) to trace, the (batch, inputs) calls to try, and the batch."""
     fn, args = fn_or_program, inputs
     if isinstance(fn, str):
         fn = Program.from_stablehlo(fn)
@@ -674,9 +685,16 @@ def recommend(
         [(batch, args)] if sizes is None else [(b, _with_batch(args, argnums, b)) for b in sizes]
     )
 
-    # ---- trace once per (precision, batch); a trace error is the user's, except that a program
+    return fn, calls, batch
+
+
+def _trace_all(
+    fn: Any, precs: Sequence[str | None], calls: list[tuple[int, Any]]
+) -> dict[tuple, Program | str]:
+    """One trace per (precision, batch), or the one-line reason it could not be made."""
+    # A trace error is the user's, except that a program
     # read from text cannot be re-traced at a cast precision, and a cast JAX rejects is skipped.
-    # Each predict() below lowers the trace for its device's platform (cuda/rocm/tpu/cpu) ----
+    # Each predict() lowers the trace for its device's platform (cuda/rocm/tpu/cpu).
     programs: dict[tuple, Program | str] = {}
     for p in precs:
         for b, call_args in calls:
@@ -693,7 +711,15 @@ def recommend(
                     e.add_note(f"(perfjax.recommend: tracing at batch {b})")
                 raise
 
-    # ---- predict every (device, precision, batch) ----
+    return programs
+
+
+def _predict_all(
+    specs: Sequence[DeviceSpec], precs: Sequence[str | None], calls: list[tuple[int, Any]],
+    programs: Mapping[tuple, Program | str], calibration: Any, objective: str,
+) -> tuple[list[dict[str, Any]], list[Skipped]]:  # fmt: skip
+    """Every (device, precision) pair predicted at each batch, keeping its best batch; the
+    pairs that cannot be predicted, with why."""
     rows, skipped = [], []
     for spec in specs:
         cal = calibration
@@ -738,10 +764,18 @@ def recommend(
         raise InputError(
             "no (device, precision) pair could be predicted: " + _skipped_summary(skipped) + "."
         )
+    return rows, skipped
+
+
+def _ranking(
+    rows: list[dict[str, Any]], skipped: list[Skipped], precs: Sequence[str | None], objective: str,
+    top: int | None, sizes: tuple[int, ...] | None, batch: int | None,
+) -> Recommendation:  # fmt: skip
+    """The rows ranked by the objective, each with the reasons for its rank."""
     order = {p: i for i, p in enumerate(precs)}
     rows.sort(key=lambda r: (_cost(objective, r["value"]), r["spec"].name, order[r["precision"]]))
 
-    # ---- reasons ----
+    # reasons
     by_device: dict[str, dict[str | None, dict]] = {}
     for r in rows:
         by_device.setdefault(r["spec"].name, {})[r["precision"]] = r

@@ -38,6 +38,7 @@ import perfjax
 from perfjax import calibrate
 from perfjax._demo import main as demo_main
 from perfjax._display import fmt_count, fmt_time, render
+from perfjax._dtypes import SHORT_NAMES, element_name
 from perfjax._errors import CalibrationError, DeviceSpecError, InputMemoryError
 from perfjax.devicemodels import FAMILIES, PRECISIONS
 from perfjax.executor import program_inputs
@@ -50,24 +51,24 @@ EXIT_INTERNAL = 1
 #: Environment variable that makes every command show full tracebacks (as ``--debug``).
 DEBUG_ENV = "PERFJAX_DEBUG"
 
-_DTYPE_ALIASES = {
-    "f64": "float64",
-    "f32": "float32",
-    "f16": "float16",
-    "bf16": "bfloat16",
-    "i8": "int8",
-    "i16": "int16",
-    "i32": "int32",
-    "i64": "int64",
-    "u8": "uint8",
-    "u16": "uint16",
-    "u32": "uint32",
-    "u64": "uint64",
-    "c64": "complex64",
-    "c128": "complex128",
-    "bool": "bool",
-    "pred": "bool",
-}
+#: The short dtype names the help and errors suggest (any of perfjax._dtypes.SHORT_NAMES works).
+_SHORT_DTYPES = (
+    "f64",
+    "f32",
+    "f16",
+    "bf16",
+    "i8",
+    "i16",
+    "i32",
+    "i64",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "c64",
+    "c128",
+    "bool",
+)
 _SPEC_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*\[([^\[\]]*)\]\s*$")
 
 
@@ -110,7 +111,7 @@ def parse_spec(spec: str) -> jax.ShapeDtypeStruct:
 
 
 def _parse_dtype(name: str, spec: str) -> np.dtype:
-    full = _DTYPE_ALIASES.get(name.lower(), name)
+    full = element_name(name.lower()) if name.lower() in SHORT_NAMES else name
     try:
         dtype = jnp.dtype(full)
     except (TypeError, ValueError):
@@ -123,7 +124,7 @@ def _parse_dtype(name: str, spec: str) -> np.dtype:
     ):
         raise CLIError(
             f"unknown dtype {name!r} in input spec {spec!r}; use one of "
-            f"{', '.join(a for a in _DTYPE_ALIASES if a != 'pred')} or a NumPy name such as float32 or uint16."
+            f"{', '.join(_SHORT_DTYPES)} or a NumPy name such as float32 or uint16."
         )
     return dtype
 

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 from perfjax._errors import InputError
 
 #: Precisions a device spec may list peaks for, widest first.
@@ -38,6 +40,45 @@ DTYPE_PRECISION = {
 
 #: Floating precisions a program can be re-traced at (its floating inputs cast): precision -> dtype.
 CAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp64": "float64"}
+
+
+#: Short element-type names as StableHLO (``i8``, ``ui8``, ``complex<f32>``), HLO text (``s8``,
+#: ``u8``, ``pred``, ``c64``) and the command line (``f32``, ``i8``, ``bool``) write them ->
+#: NumPy-style names.
+SHORT_NAMES = {
+    "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16", "tf32": "tensorfloat32",
+    "i1": "bool", "pred": "bool", "bool": "bool",
+    **{f"{p}{b}": f"int{b}" for p in ("i", "s") for b in (2, 4, 8, 16, 32, 64)},
+    **{f"{p}{b}": f"uint{b}" for p in ("ui", "u") for b in (2, 4, 8, 16, 32, 64)},
+    "c64": "complex64", "complex<f32>": "complex64", "c128": "complex128", "complex<f64>": "complex128",
+}  # fmt: skip
+
+# Bits of the names whose width is not the number in their name (a predicate is one byte).
+_ELEMENT_BITS = {"bfloat16": 16, "tensorfloat32": 32, "bool": 8, "complex64": 64, "complex128": 128}
+
+
+def element_name(short: str) -> str:
+    """The NumPy-style name of a short element-type name; other names as given.
+
+    Example:
+      >>> element_name("s8"), element_name("ui4"), element_name("pred"), element_name("float32")
+      ('int8', 'uint4', 'bool', 'float32')
+    """
+    return SHORT_NAMES.get(short, short)
+
+
+def element_bits(name: str) -> int:
+    """Bits per element of a NumPy-style (or short) element type; 0 when unknown.
+
+    Example:
+      >>> element_bits("bfloat16"), element_bits("int4"), element_bits("f8e4m3fn"), element_bits("c64")
+      (16, 4, 8, 64)
+    """
+    name = element_name(name)
+    if name in _ELEMENT_BITS:
+        return _ELEMENT_BITS[name]
+    digits = re.search(r"(\d+)", name)
+    return int(digits.group(1)) if digits else 0
 
 
 def check_precision(precision: str | None) -> None:

@@ -3,7 +3,7 @@ functions to dodge one.
 
 Layers, bottom to top (a module may import its own layer's modules and any layer below):
 
-  core         perfjax._errors, _dtypes, _io, _display, _version
+  core         perfjax._errors, _dtypes, _io, _host, _display, _version
   ops          perfjax.ops                       (Flash ops)
   lowering     perfjax.lowering                  (trace, Program, Graph, cost rules, staging)
   executor     perfjax.executor                  (run on this CPU)
@@ -26,7 +26,14 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "perfjax"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("perfjax._errors", "perfjax._dtypes", "perfjax._io", "perfjax._display", "perfjax._version"),
+    (
+        "perfjax._errors",
+        "perfjax._dtypes",
+        "perfjax._io",
+        "perfjax._host",
+        "perfjax._display",
+        "perfjax._version",
+    ),
     ("perfjax.ops",),
     ("perfjax.lowering",),
     ("perfjax.executor",),
@@ -146,7 +153,7 @@ def test_the_checker_sees_violations():
     """The rules are not vacuous: an upward import and a sideways one are both found, and the
     import scan sees the package's real arrows."""
     up = ("perfjax.lowering._graph", "perfjax.prediction._predict", 1, False)
-    sideways = ("perfjax.calibrate._fit", "perfjax.placement._sharded", 2, False)
+    sideways = ("perfjax.calibrate._fit", "perfjax.placement.sharded._sharded", 2, False)
     down = ("perfjax.prediction._predict", "perfjax.lowering._graph", 3, False)
     assert len(_violations([up, sideways, down])) == 2
     assert ("perfjax.prediction._predict", "perfjax.lowering._staging") in {

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from perfjax._host import cpu_info, load_average, usable_cores
 from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
 from perfjax.calibrate._workloads import Workload
@@ -309,33 +310,6 @@ def suite(name: str, *, size: str = "default") -> list[Workload]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _loadavg() -> str:
-    """The 1-minute load average (other processes competing for the CPU), or "" if unknown."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except (AttributeError, OSError):
-        return ""
-
-
 def _resolve(workloads_or_suite, size: str) -> tuple[list[Workload], list[str]]:
     """Workloads (deduplicated, in order) and the suite names they came from."""
     if isinstance(workloads_or_suite, (str, Workload)):
@@ -450,7 +424,7 @@ def measure(
         TimeRemainingColumn,
     )
 
-    load_start = _loadavg()
+    load_start = load_average()
     failed, remeasured = [], 0
     first_error: BaseException | None = None
     t_start = time.perf_counter()
@@ -514,8 +488,8 @@ def measure(
 
     metadata = {
         "device": "host",
-        "cpu": _cpu_model(),
-        "cores": str(_cores()),
+        "cpu": cpu_info().model,
+        "cores": str(usable_cores()),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
@@ -537,7 +511,7 @@ def measure(
         "wall_s": f"{time.perf_counter() - t_start:.1f}",
         # Other processes on the CPU inflate small-op times (by ~50 us per call on 2 cores).
         "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": load_average(),
         "platform": f"{sys.platform} {platform.machine()}",
     }
     ms = Measurements.from_rows(rows, metadata)

@@ -7,9 +7,9 @@ import functools
 import os
 import pathlib
 import platform
-import re
 
 from perfjax._errors import InputError
+from perfjax._host import cpu_info
 from perfjax.devicemodels._spec import DeviceSpec, load_spec_file, validate
 
 _CATALOG_FILE = pathlib.Path(__file__).with_name("catalog.toml")
@@ -121,20 +121,6 @@ def register_device(spec: DeviceSpec | str | os.PathLike, *, overwrite: bool = F
 _DRAM_BYTES_PER_S_PER_CORE = 10e9
 
 
-def _read(path: str) -> str:
-    try:
-        return pathlib.Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _size(text: str) -> float:
-    m = re.match(r"(\d+)\s*([KMG]?)", text.strip())
-    if not m:
-        return 0.0
-    return float(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
-
-
 @functools.lru_cache(maxsize=1)
 def host_spec() -> DeviceSpec:
     """This machine's CPU, detected at run time: cores, ISA (AVX2 / AVX-512 / AMX), caches, clock.
@@ -142,22 +128,8 @@ def host_spec() -> DeviceSpec:
     Peaks are derived as cores x clock x FMA units x 2 x SIMD lanes. Memory bandwidth is an
     estimate (10 GB/s per core, at most 200 GB/s) until a host calibration measures it.
     """
-    cpuinfo = _read("/proc/cpuinfo")
-    flags = set()
-    model, mhz = platform.processor() or platform.machine(), 0.0
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "model name" and value.strip():
-            model = value.strip()
-        elif key == "cpu MHz" and not mhz:
-            mhz = float(value)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    info = cpu_info()
+    flags, model, mhz, cores = info.flags, info.model, info.mhz, info.cores
     clock_hz = mhz * 1e6 if mhz else 2.5e9
     if "avx512f" in flags:
         lanes32, isa = 16, "AVX-512"
@@ -178,16 +150,9 @@ def host_spec() -> DeviceSpec:
         matrix["bf16"] = cores * clock_hz * 1024
         if "amx_int8" in flags:
             matrix["int8"] = 2 * matrix["bf16"]
-    caches = {}
-    for index in sorted(pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        level, kind = _read(str(index / "level")).strip(), _read(str(index / "type")).strip()
-        if kind in ("Data", "Unified") and level:
-            caches[int(level)] = _size(_read(str(index / "size")))
+    caches = info.caches
     last_level = caches[max(caches)] if caches else 8 * 1024**2
-    mem_total = 0.0
-    m = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
-    if m:
-        mem_total = float(m.group(1)) * 1024
+    mem_total = info.memory_bytes
     bandwidth = min(_DRAM_BYTES_PER_S_PER_CORE * cores, 200e9)
     isa_text = isa + (" + AMX" if matrix else "")
     return validate(

@@ -33,33 +33,13 @@ import jax
 import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, render
+from perfjax._dtypes import element_bits
 from perfjax.lowering._staging import graph_for, program_for
 from perfjax.placement.comm._collectives import CollectiveFit, algorithm_times_s, choose_fit
 from perfjax.placement.comm._platform import Platform
 from perfjax.placement.comm._platform import platform as get_platform
 from perfjax.prediction._predict import predict
 
-_DTYPE_BYTES = {
-    "pred": 1,
-    "s2": 0.25,
-    "u2": 0.25,
-    "s4": 0.5,
-    "u4": 0.5,
-    "s8": 1,
-    "u8": 1,
-    "s16": 2,
-    "u16": 2,
-    "f16": 2,
-    "bf16": 2,
-    "s32": 4,
-    "u32": 4,
-    "f32": 4,
-    "s64": 8,
-    "u64": 8,
-    "f64": 8,
-    "c64": 8,
-    "c128": 16,
-}
 _HLO_KINDS = {
     "all-reduce": "all_reduce",
     "all-gather": "all_gather",
@@ -80,8 +60,8 @@ def _shape_bytes(type_text: str) -> list[float]:
     out = []
     for dtype, dims in _SHAPE.findall(type_text):
         size = math.prod(int(d) for d in dims.split(",") if d) if dims else 1
-        width = _DTYPE_BYTES.get(dtype, 1 if dtype.startswith("f8") else None)
-        if width is None:
+        width = element_bits(dtype) / 8
+        if not width:
             raise ValueError(f"unknown HLO element type {dtype!r} in {type_text!r}.")
         out.append(size * width)
     return out

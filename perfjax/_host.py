@@ -1,0 +1,86 @@
+"""This machine's CPU as the operating system describes it: model, ISA flags, clock, usable
+cores, caches, memory and load. Linux reads ``/proc`` and ``/sys``; elsewhere what ``platform``
+and ``os`` know.
+
+Example:
+  >>> info = cpu_info()
+  >>> info.cores >= 1 and info.model != ""
+  True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+import platform
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    #: ISA feature flags (``avx2``, ``avx512f``, ``amx_bf16`` ...; empty where unknown).
+    flags: frozenset[str]
+    #: The clock ``/proc/cpuinfo`` reports (0 when unknown).
+    mhz: float
+    #: Cores this process may run on (its affinity), not the machine's count.
+    cores: int
+    #: Data/unified cache sizes by level, in bytes.
+    caches: dict[int, float]
+    memory_bytes: float
+
+
+def _read(path: str | pathlib.Path) -> str:
+    try:
+        return pathlib.Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _size(text: str) -> float:
+    m = re.match(r"(\d+)\s*([KMG]?)", text.strip())
+    if not m:
+        return 0.0
+    return float(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> str:
+    """The 1-minute load average (other processes competing for the CPU), or "" if unknown."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> CpuInfo:
+    """This machine's CPU (read once per process)."""
+    flags: set[str] = set()
+    model, mhz = platform.processor() or platform.machine() or "unknown", 0.0
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "model name" and value.strip():
+            model = value.strip()
+        elif key == "cpu MHz" and not mhz:
+            mhz = float(value)
+    caches = {}
+    for index in sorted(pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind = _read(index / "level").strip(), _read(index / "type").strip()
+        if kind in ("Data", "Unified") and level:
+            caches[int(level)] = _size(_read(index / "size"))
+    m = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
+    memory = float(m.group(1)) * 1024 if m else 0.0
+    return CpuInfo(model, frozenset(flags), mhz, usable_cores(), caches, memory)

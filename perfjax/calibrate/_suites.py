@@ -30,12 +30,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from perfjax import executor
 from perfjax._host import cpu_info, load_average, usable_cores
 from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
 from perfjax.calibrate._workloads import Workload
 from perfjax.devicemodels import device
-from perfjax.executor import run
 
 #: Suite names accepted by :func:`suite` and :func:`measure` (``"all"`` is their union).
 SUITES = (
@@ -449,14 +449,14 @@ def measure(
                 tag = f"round {round_ + 1}/{rounds} " if rounds > 1 else ""
                 bar.update(task, description=f"{tag}{w.id[:60]}")
                 try:
-                    r = run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
+                    r = executor.run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
                     t = r.time
                     spread = _rel_spread(t.samples_s, t.median_s)
                     again = remeasure_noisy and _is_noisy(t.stable, spread)
                     if again:
                         # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
                         budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
-                        r = run(fn, inputs, max_time_s=budget, rtol=rtol)
+                        r = executor.run(fn, inputs, max_time_s=budget, rtol=rtol)
                         t = r.time
                         spread = _rel_spread(t.samples_s, t.median_s)
                         remeasured += 1

@@ -456,19 +456,8 @@ _REQUIRED_KEYS = (
 )
 
 
-def load(path: str | os.PathLike) -> Calibration:
-    """Reads a calibration saved by :meth:`Calibration.save`, checking its format, version and
-    every value (known family and parameter names, finite numbers, an interval with low <= high).
-
-    Errors are :class:`~perfjax._errors.CalibrationError` (a ``ValueError``) naming the file, the
-    key and the value; a missing file is a ``FileNotFoundError``.
-
-    Example:
-      >>> import importlib.resources
-      >>> cal = load(importlib.resources.files("perfjax.devicemodels") / "data/gpu_calibration.json")
-      >>> cal.family, cal.interval(1.0)[0] <= cal.interval(1.0)[1]
-      ('gpu', True)
-    """
+def _read_calibration_json(path: Any) -> dict[str, Any]:
+    """The JSON object of a calibration file, checked for format, version and required keys."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"calibration path must be a str or os.PathLike, got {type(path).__name__} {path!r}."
@@ -499,6 +488,25 @@ def load(path: str | os.PathLike) -> Calibration:
             f"{where} is missing key(s) {', '.join(map(repr, missing))}; a calibration needs "
             f"{', '.join(_REQUIRED_KEYS)}."
         )
+    return d
+
+
+def load(path: str | os.PathLike) -> Calibration:
+    """Reads a calibration saved by :meth:`Calibration.save`, checking its format, version and
+    every value (known family and parameter names, finite numbers, an interval with low <= high).
+
+    Errors are :class:`~perfjax._errors.CalibrationError` (a ``ValueError``) naming the file, the
+    key and the value; a missing file is a ``FileNotFoundError``.
+
+    Example:
+      >>> import importlib.resources
+      >>> cal = load(importlib.resources.files("perfjax.devicemodels") / "data/gpu_calibration.json")
+      >>> cal.family, cal.interval(1.0)[0] <= cal.interval(1.0)[1]
+      ('gpu', True)
+    """
+    path = pathlib.Path(path) if isinstance(path, (str, os.PathLike)) else path
+    where = f"calibration file {str(path)!r}"
+    d = _read_calibration_json(path)
     family = d["family"]
     if family not in PRIORS:
         raise CalibrationError(f"{where}: family = {family!r}; expected one of {sorted(PRIORS)}.")

@@ -150,35 +150,46 @@ def registered_ops() -> list[str]:
 # attribute helpers
 # ---------------------------------------------------------------------------------------------
 
-_INT_RE = re.compile(r"-?\d+")
+def _int_attr(op: OpView, name: str, default: int) -> int:
+    """An integer attribute (``3 : i64``), or ``default`` when the op has none."""
+    attr = op.attr(name)
+    return default if attr is None else ir.IntegerAttr(attr).value
 
 
-def _ints(text: str | None) -> list[int]:
-    """All integers in an attribute's text (``array<i64: 1, 2>``, ``dense<[[0, 1]]>`` ...)."""
-    if not text:
+def _bool_attr(op: OpView, name: str, default: bool) -> bool:
+    """A boolean attribute (``true``), or ``default`` when the op has none."""
+    attr = op.attr(name)
+    return default if attr is None else ir.BoolAttr(attr).value
+
+
+def _int_list(op: OpView, name: str) -> list[int]:
+    """The integers of an ``array<i64: ...>`` or ``dense<...>`` attribute, row-major with a splat
+    expanded (``[]`` when the op has none)."""
+    attr = op.attr(name)
+    if attr is None:
         return []
-    # Drop the trailing type (`: tensor<2x2xi64>`) whose digits are not values.
-    body = text.split(" : ")[0]
-    body = re.sub(r"^array<i\d+:?", "", body)
-    body = re.sub(r"\bi\d+\b", "", body)
-    return [int(v) for v in _INT_RE.findall(body)]
+    if isinstance(attr, ir.DenseIntElementsAttr):
+        return [int(v) for v in attr]
+    return list(ir.DenseI64ArrayAttr(attr))
 
 
-def _dense_ints(text: str | None, count: int, default: int = 0) -> list[int]:
-    """``count`` integers from a dense/array attribute, expanding a splat."""
-    if text is None:
+def _dense_ints(op: OpView, name: str, count: int, default: int) -> list[int]:
+    """``count`` integers from an array/dense attribute, or ``count`` times ``default``."""
+    if op.attr(name) is None:
         return [default] * count
-    vals = _ints(text)
-    if len(vals) == 1 and count != 1:
-        return vals * count
+    vals = _int_list(op, name)
     if len(vals) != count:
-        raise ValueError(f"expected {count} integers in attribute {text!r}, found {len(vals)}")
+        raise ValueError(f"expected {count} integers in attribute {name}, found {len(vals)}")
     return vals
 
 
-def _dims_field(text: str, field: str) -> list[int]:
-    m = re.search(field + r"\s*=\s*\[([^\]]*)\]", text)
-    return [int(v) for v in m.group(1).split(",") if v.strip()] if m else []
+def _matrix_shape(op: OpView, name: str) -> tuple[int, int] | None:
+    """``(rows, columns)`` of a 2-D ``dense<...> : tensor<R x C x i64>`` attribute, else None."""
+    attr = op.attr(name)
+    if not isinstance(attr, ir.DenseIntElementsAttr):
+        return None
+    shape = ir.ShapedType(attr.type).shape
+    return (shape[0], shape[1]) if len(shape) == 2 else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -454,6 +454,52 @@ def predict_sharded(
     """
     plat = get_platform(platform)
     inputs = tuple(inputs)
+    raw, lowered, compiled = _compile(fn, inputs, mesh, in_shardings, out_shardings)
+    mesh = _find_mesh(compiled, mesh)
+    mesh_shape = tuple(int(s) for s in mesh.devices.shape)
+    axis_names = tuple(str(a) for a in mesh.axis_names)
+    dev = _mesh_devices(plat, math.prod(mesh_shape), device_map)
+    hlo = compiled.as_text()
+    notes: list[str] = []
+    # XLA:CPU computes bf16/f16 in f32 and so communicates f32 values where GPUs and TPUs send the
+    # 16-bit ones. When every floating input and output of the program is 16-bit, f32 collectives
+    # are taken to be such promotions and counted at the 16-bit width (noted in the result).
+    half = _interface_half_precision(inputs, lowered)
+    mesh_info = (mesh_shape, axis_names, dev)
+    rows = [
+        _collective_row(c, plat, mesh_info, half, algorithm, fit, notes)
+        for c in parse_collectives(hlo, mesh_shape)
+    ]
+    if "while" in hlo and rows:
+        notes.append("the program has loops: collectives inside loop bodies are counted once")
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    nbytes = float(cost.get("bytes accessed", 0.0)) if cost else 0.0
+    specs = {plat.specs[i].name: plat.specs[i] for i in dev}
+    compute_s, model = _compute_time(compute, raw, inputs, compiled, specs, flops, nbytes, notes)
+    comm = float(sum(r.time_s for r in rows))
+    return ShardedPrediction(
+        time_s=float(compute_s + comm),
+        compute_s=float(compute_s),
+        communication_s=comm,
+        collectives=tuple(rows),
+        platform=plat.name,
+        mesh_shape=mesh_shape,
+        axis_names=axis_names,
+        flops_per_device=flops,
+        bytes_per_device=nbytes,
+        compute_model=model,
+        notes=tuple(notes),
+        hlo=hlo,
+    )
+
+
+def _compile(
+    fn: Callable, inputs: tuple[Any, ...], mesh: Any, in_shardings: Any, out_shardings: Any
+) -> tuple[Callable, Any, Any]:
+    """(the function as written, its lowering, its compiled SPMD program) for ``inputs``."""
     if in_shardings is not None:
         if mesh is None:
             raise ValueError("in_shardings given as PartitionSpecs need mesh=.")
@@ -489,10 +535,11 @@ def predict_sharded(
         if "devices" in str(e) and jax.device_count() < 8:
             raise RuntimeError(f"{_too_few(None)} (XLA said: {str(e)[:300]})") from None
         raise
-    mesh = _find_mesh(compiled, mesh)
-    mesh_shape = tuple(int(s) for s in mesh.devices.shape)
-    axis_names = tuple(str(a) for a in mesh.axis_names)
-    n = math.prod(mesh_shape)
+    return raw, lowered, compiled
+
+
+def _mesh_devices(plat: Platform, n: int, device_map: Sequence[int | str] | None) -> list[int]:
+    """The platform device at each of the mesh's ``n`` positions."""
     if device_map is None:
         if plat.num_devices < n:
             raise ValueError(
@@ -504,137 +551,132 @@ def predict_sharded(
         dev = [plat.index(d) for d in device_map]
         if len(dev) != n:
             raise ValueError(f"device_map has {len(dev)} entries for a mesh of {n} devices.")
-    hlo = compiled.as_text()
-    notes: list[str] = []
-    rows = []
-    # XLA:CPU computes bf16/f16 in f32 and so communicates f32 values where GPUs and TPUs send the
-    # 16-bit ones. When every floating input and output of the program is 16-bit, f32 collectives
-    # are taken to be such promotions and counted at the 16-bit width (noted in the result).
-    half = _interface_half_precision(inputs, lowered)
-    for c in parse_collectives(hlo, mesh_shape):
-        kind = c["kind"]
-        arrays = c.pop("arrays")
-        if half and any(dtype == "f32" for dtype, _ in arrays):
-            full = _shape_bytes(" ".join(f"{d}[{s}]" for d, s in arrays))
-            kept = sum(b / 2 if d == "f32" else b for b, (d, _) in zip(full, arrays))
-            c["operand_bytes"] *= kept / sum(full)
-            note = f"f32 collectives counted at 16 bits: the program's interface is {half} (XLA:CPU promotes to f32)"
-            if note not in notes:
-                notes.append(note)
-        if kind == "collective_permute":
-            pairs = [tuple(p) for p in c["pairs"]]
-            moved = [p for p in pairs if p[0] != p[1]]
-            axes = ()
-            if moved:
-                coords = [
-                    (np.unravel_index(s, mesh_shape), np.unravel_index(d, mesh_shape))
-                    for s, d in moved
-                ]
-                axes = tuple(
-                    axis_names[i]
-                    for i in range(len(mesh_shape))
-                    if any(a[i] != b[i] for a, b in coords)
+    return dev
+
+
+def _collective_row(
+    c: dict[str, Any], plat: Platform, mesh_info: tuple, half: str | None, algorithm: str,
+    fit: Any, notes: list[str],
+) -> CollectiveRow:  # fmt: skip
+    """One collective of the partitioned program, timed on the platform's links (notes added
+    to ``notes``)."""
+    mesh_shape, axis_names, dev = mesh_info
+    kind = c["kind"]
+    arrays = c.pop("arrays")
+    if half and any(dtype == "f32" for dtype, _ in arrays):
+        full = _shape_bytes(" ".join(f"{d}[{s}]" for d, s in arrays))
+        kept = sum(b / 2 if d == "f32" else b for b, (d, _) in zip(full, arrays))
+        c["operand_bytes"] *= kept / sum(full)
+        note = f"f32 collectives counted at 16 bits: the program's interface is {half} (XLA:CPU promotes to f32)"
+        if note not in notes:
+            notes.append(note)
+    if kind == "collective_permute":
+        pairs = [tuple(p) for p in c["pairs"]]
+        moved = [p for p in pairs if p[0] != p[1]]
+        axes = ()
+        if moved:
+            coords = [
+                (np.unravel_index(s, mesh_shape), np.unravel_index(d, mesh_shape)) for s, d in moved
+            ]
+            axes = tuple(
+                axis_names[i]
+                for i in range(len(mesh_shape))
+                if any(a[i] != b[i] for a, b in coords)
+            )
+        # roofline linearises pairs over the permuted axes only.
+        sub = [axis_names.index(a) for a in axes]
+        sub_dims = [mesh_shape[i] for i in sub]
+        local = (
+            [
+                (
+                    int(
+                        np.ravel_multi_index(
+                            [np.unravel_index(s, mesh_shape)[i] for i in sub], sub_dims
+                        )
+                    ),
+                    int(
+                        np.ravel_multi_index(
+                            [np.unravel_index(d, mesh_shape)[i] for i in sub], sub_dims
+                        )
+                    ),
                 )
-            # roofline linearises pairs over the permuted axes only.
-            sub = [axis_names.index(a) for a in axes]
-            sub_dims = [mesh_shape[i] for i in sub]
-            local = (
-                [
-                    (
-                        int(
-                            np.ravel_multi_index(
-                                [np.unravel_index(s, mesh_shape)[i] for i in sub], sub_dims
-                            )
-                        ),
-                        int(
-                            np.ravel_multi_index(
-                                [np.unravel_index(d, mesh_shape)[i] for i in sub], sub_dims
-                            )
-                        ),
-                    )
-                    for s, d in moved
-                ]
-                if sub
-                else []
-            )
-            # The same permutation runs in every slice of the other axes, over disjoint links.
-            local = sorted(set(local))
-            lb, hops = link_bytes(
-                kind, c["operand_bytes"], sub_dims, pairs=local, mesh_dims=sub_dims
-            )
-            models = set()
-            if moved:
-                group = [(dev[s], dev[d]) for s, d in moved]
-                chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
-                models.add(_model_label(chosen))
-                times = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
-            else:
-                times = {"direct": 0.0}
-            groups, size, ngroups = (), 2, len(moved)
-        else:
-            groups = c["groups"]
-            size, ngroups = len(groups[0]), len(groups)
-            axes = _group_axes(groups, mesh_shape, axis_names) if size > 1 else ()
-            lb, hops = link_bytes(
-                kind, c["operand_bytes"], [mesh_shape[axis_names.index(a)] for a in axes]
-            )
-            # Groups run at the same time; each is timed on its own devices (no contention between
-            # groups is modelled), and the slowest sets the time. All groups use one algorithm:
-            # those every group has (groups of one platform may fall under different models).
-            per_group, models = [], set()
-            for g in groups:
-                if len(g) < 2:
-                    continue
-                group = [dev[i] for i in g]
-                chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
-                models.add(_model_label(chosen))
-                gt = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
-                per_group.append({k: float(v) for k, v in gt.items()})
-            common = (
-                [k for k in per_group[0] if all(k in t for t in per_group)] if per_group else []
-            )
-            times = {k: max(t[k] for t in per_group) for k in common}
-            if per_group and not times:  # no algorithm shared: each group its fastest
-                times = {"per_group": max(min(t.values()) for t in per_group)}
-            if not times:
-                times = {"none": 0.0}
-        for label in sorted(models):
-            note = f"collectives on {plat.name}: {label}"
-            if note not in notes:
-                notes.append(note)
-        if algorithm == "auto":
-            alg = min(times, key=lambda k: float(times[k]))
-        elif algorithm in times:
-            alg = algorithm
-        else:
-            raise ValueError(
-                f"algorithm {algorithm!r} does not apply to {c['name']} ({kind}); available: {sorted(times)}."
-            )
-        rows.append(
-            CollectiveRow(
-                name=c["name"],
-                kind=kind,
-                operand_bytes=float(c["operand_bytes"]),
-                group_size=size,
-                num_groups=ngroups,
-                axes=axes,
-                link_bytes=int(lb),
-                hops=int(hops),
-                time_s=float(times[alg]),
-                algorithm=alg,
-                groups=tuple(tuple(g) for g in groups),
-                pairs=tuple(c.get("pairs", ())),
-                model=", ".join(sorted(models)),
-            )
+                for s, d in moved
+            ]
+            if sub
+            else []
         )
-    if "while" in hlo and rows:
-        notes.append("the program has loops: collectives inside loop bodies are counted once")
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
-    nbytes = float(cost.get("bytes accessed", 0.0)) if cost else 0.0
-    specs = {plat.specs[i].name: plat.specs[i] for i in dev}
+        # The same permutation runs in every slice of the other axes, over disjoint links.
+        local = sorted(set(local))
+        lb, hops = link_bytes(kind, c["operand_bytes"], sub_dims, pairs=local, mesh_dims=sub_dims)
+        models = set()
+        if moved:
+            group = [(dev[s], dev[d]) for s, d in moved]
+            chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+            models.add(_model_label(chosen))
+            times = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
+        else:
+            times = {"direct": 0.0}
+        groups, size, ngroups = (), 2, len(moved)
+    else:
+        groups = c["groups"]
+        size, ngroups = len(groups[0]), len(groups)
+        axes = _group_axes(groups, mesh_shape, axis_names) if size > 1 else ()
+        lb, hops = link_bytes(
+            kind, c["operand_bytes"], [mesh_shape[axis_names.index(a)] for a in axes]
+        )
+        # Groups run at the same time; each is timed on its own devices (no contention between
+        # groups is modelled), and the slowest sets the time. All groups use one algorithm:
+        # those every group has (groups of one platform may fall under different models).
+        per_group, models = [], set()
+        for g in groups:
+            if len(g) < 2:
+                continue
+            group = [dev[i] for i in g]
+            chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+            models.add(_model_label(chosen))
+            gt = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
+            per_group.append({k: float(v) for k, v in gt.items()})
+        common = [k for k in per_group[0] if all(k in t for t in per_group)] if per_group else []
+        times = {k: max(t[k] for t in per_group) for k in common}
+        if per_group and not times:  # no algorithm shared: each group its fastest
+            times = {"per_group": max(min(t.values()) for t in per_group)}
+        if not times:
+            times = {"none": 0.0}
+    for label in sorted(models):
+        note = f"collectives on {plat.name}: {label}"
+        if note not in notes:
+            notes.append(note)
+    if algorithm == "auto":
+        alg = min(times, key=lambda k: float(times[k]))
+    elif algorithm in times:
+        alg = algorithm
+    else:
+        raise ValueError(
+            f"algorithm {algorithm!r} does not apply to {c['name']} ({kind}); available: {sorted(times)}."
+        )
+    return CollectiveRow(
+        name=c["name"],
+        kind=kind,
+        operand_bytes=float(c["operand_bytes"]),
+        group_size=size,
+        num_groups=ngroups,
+        axes=axes,
+        link_bytes=int(lb),
+        hops=int(hops),
+        time_s=float(times[alg]),
+        algorithm=alg,
+        groups=tuple(tuple(g) for g in groups),
+        pairs=tuple(c.get("pairs", ())),
+        model=", ".join(sorted(models)),
+    )
+
+
+def _compute_time(
+    compute: str, raw: Callable, inputs: tuple[Any, ...], compiled: Any,
+    specs: dict[str, Any], flops: float, nbytes: float, notes: list[str],
+) -> tuple[float, str]:  # fmt: skip
+    """Per-device compute time and how it was made: the device models on the per-device shapes
+    (``compute="predict"``, or ``"auto"`` where that works), else a roofline on XLA's counts."""
     precision = _precision_of(inputs)
     compute_s, model = None, "roofline on XLA per-device counts"
     if compute in ("auto", "predict"):
@@ -649,21 +691,7 @@ def predict_sharded(
         raise ValueError(f"compute must be 'auto', 'predict' or 'roofline', got {compute!r}.")
     if compute_s is None:
         compute_s = max(_roofline_compute_s(flops, nbytes, s, precision) for s in specs.values())
-    comm = float(sum(r.time_s for r in rows))
-    return ShardedPrediction(
-        time_s=float(compute_s + comm),
-        compute_s=float(compute_s),
-        communication_s=comm,
-        collectives=tuple(rows),
-        platform=plat.name,
-        mesh_shape=mesh_shape,
-        axis_names=axis_names,
-        flops_per_device=flops,
-        bytes_per_device=nbytes,
-        compute_model=model,
-        notes=tuple(notes),
-        hlo=hlo,
-    )
+    return compute_s, model
 
 
 def _model_label(chosen: Any) -> str:

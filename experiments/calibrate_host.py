@@ -93,9 +93,7 @@ def main(argv=None) -> int:
         interval_folds=10,
         name="host CPU calibration (microbenchmarks)",
     )
-    cal = dataclasses.replace(
-        cal, metadata={**cal.metadata, "machine": calibrate.machine_id()}
-    )
+    cal = dataclasses.replace(cal, metadata={**cal.metadata, "machine": calibrate.machine_id()})
     on_programs = calibrate.evaluate(cal, programs)
     print(cal.report)
     print(on_programs)

@@ -46,7 +46,6 @@ if str(ROOT) not in sys.path:
 
 from perfjax import calibrate  # noqa: E402
 from perfjax.calibrate._fit import _harness_group  # noqa: E402
-from perfjax.devicemodels._calibration import device_distance  # noqa: E402
 from perfjax.calibrate._public import (  # noqa: E402
     load_deepbench,
     load_neusight,
@@ -54,6 +53,7 @@ from perfjax.calibrate._public import (  # noqa: E402
     xla_dtype_precision,
 )
 from perfjax.devicemodels import device as get_device  # noqa: E402
+from perfjax.devicemodels._calibration import device_distance  # noqa: E402
 
 DOCS = ROOT / "docs" / "calibration"
 SHIPPED = ROOT / "perfjax" / "devicemodels" / "data" / "gpu_calibration.json"

@@ -430,7 +430,8 @@ def run(
       inputs: positional arguments; ``jax.ShapeDtypeStruct`` leaves are filled with
         deterministic random data (see :func:`materialize`).
       rtol: stop once the median's 95% CI half-width is below ``rtol`` of the median.
-      min_repeats, max_repeats: bounds on the number of samples.
+      min_repeats: the fewest samples taken.
+      max_repeats: the most samples taken.
       max_time_s: time budget for the sampling phase.
       warmup_s: warm-up duration (at least one call).
       sample_s: target duration of one sample (calls per sample are chosen to reach it).

@@ -39,7 +39,7 @@ from perfjax.placement import (
     place,
     simulate,
 )
-from perfjax.placement._pipeline import pipeline_dp, pipeline_relaxed
+from perfjax.placement.schedule._pipeline import pipeline_dp, pipeline_relaxed
 
 OUT = os.path.join(os.path.dirname(__file__), "results")
 LAYER = ("bert24_inference", "gnmt_inference", "resnet50_inference", "inceptionv3_inference")

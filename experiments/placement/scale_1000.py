@@ -22,7 +22,7 @@ import numpy as np
 from rich.progress import track
 
 from perfjax.placement import place, random_problem
-from perfjax.placement._simulate import rank_order, schedule, simulate_batch
+from perfjax.placement.schedule._simulate import rank_order, schedule, simulate_batch
 
 OUT = os.path.join(os.path.dirname(__file__), "results")
 

@@ -531,7 +531,8 @@ def fit(
         must all belong to one family.
       holdout: fraction of *programs* held out (split by a hash of the program id), or a mapping
         ``{"devices": [...]}`` / ``{"kinds": [...]}`` holding out whole devices or op kinds.
-      steps, learning_rate: Adam on the unconstrained parameters.
+      steps: Adam steps on the unconstrained parameters.
+      learning_rate: Adam's learning rate.
       prior_weight: weight of the squared distance to the priors.
       loss: ``"msle"`` (mean squared log error) or ``"huber"`` (Huber loss on the log error,
         quadratic within ``huber_delta`` and linear beyond: a few pathological timings pull the

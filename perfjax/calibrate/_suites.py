@@ -377,7 +377,8 @@ def measure(
       device: must be ``"host"``: measurement only runs on this machine. Timings of other
         devices are loaded from files (:meth:`Measurements.from_csv`).
       size: suite size for suite names (:data:`SIZES`).
-      max_time_s, rtol: the :func:`perfjax.run` sampling budget and stopping tolerance.
+      max_time_s: the :func:`perfjax.run` sampling budget per workload.
+      rtol: the :func:`perfjax.run` stopping tolerance.
       progress: show a ``rich`` progress bar.
       remeasure_noisy: re-measure once, with a larger budget, each point whose run did not
         converge or whose ``(p90 - p10) / median`` exceeds :data:`NOISY_SPREAD`, keeping the

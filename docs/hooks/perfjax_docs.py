@@ -197,15 +197,7 @@ def cost_rules_md() -> str:
 def _excluded_ops() -> dict[str, str]:
     import perfjax.lowering
 
-    public = getattr(perfjax.lowering, "EXCLUDED_OPS", None)
-    if public is not None:
-        return dict(public)
-    # Not exported from perfjax.lowering (yet): the registry module keeps the list.
-    try:
-        from perfjax.lowering._rules import EXCLUDED_OPS
-    except ImportError:
-        return {}
-    return dict(EXCLUDED_OPS)
+    return dict(perfjax.lowering.EXCLUDED_OPS)
 
 
 def flash_ops_md() -> str:

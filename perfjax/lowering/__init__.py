@@ -6,10 +6,18 @@
 
 from perfjax.lowering._graph import Graph, Op, analyze, build_graph
 from perfjax.lowering._program import PLATFORMS, Program, trace
-from perfjax.lowering._rules import Cost, OpView, lookup, register_cost_rule, registered_ops
+from perfjax.lowering._rules import (
+    EXCLUDED_OPS,
+    Cost,
+    OpView,
+    lookup,
+    register_cost_rule,
+    registered_ops,
+)
 from perfjax.lowering._types import TensorType
 
 __all__ = [
+    "EXCLUDED_OPS",
     "PLATFORMS",
     "Cost",
     "Graph",

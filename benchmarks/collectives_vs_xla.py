@@ -48,7 +48,7 @@ from perfjax.placement import (
     predict_xla,
     xla_collectives,
 )
-from perfjax.placement._xla_collectives import XLA_ARCH_FAMILIES, _parse_pairs, fit_mask
+from perfjax.placement.comm._xla_collectives import XLA_ARCH_FAMILIES, _parse_pairs, fit_mask
 
 HERE = pathlib.Path(__file__).parent
 OUT = HERE / "results"

@@ -12,6 +12,9 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from jax._src.lib.mlir import ir
+from jax._src.lib.mlir.dialects import hlo
+
 from perfjax._display import graph_tables, render
 from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
 from perfjax.lowering import _rules
@@ -19,15 +22,6 @@ from perfjax.lowering._program import Program, parse_module, trace
 from perfjax.lowering._rules import Cost
 from perfjax.lowering._types import TensorType
 
-# Ops the walker handles itself: calls are inlined, loops and branches walked with their regions.
-_STRUCTURAL = {
-    "func.call",
-    "stablehlo.while",
-    "stablehlo.case",
-    "stablehlo.if",
-    "stablehlo.composite",
-    "call",
-}
 _TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
 _FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")
 _LOC_NAME_RE = re.compile(r'loc\((?:callsite\()?"([^"]*)"')
@@ -318,19 +312,20 @@ def _location(op) -> tuple[str, str]:
 
 
 def _int_constant(op) -> int | None:
+    """The value of an integer (not boolean) constant splat, else None."""
     if op is None or op.name != "stablehlo.constant":
         return None
-    vals = _rules._ints(str(op.attributes["value"]))
-    return vals[0] if len(vals) == 1 else None
+    value = op.attributes["value"]
+    if not isinstance(value, ir.DenseIntElementsAttr) or not value.is_splat:
+        return None
+    splat = value.get_splat_value()
+    return splat.value if isinstance(splat, ir.IntegerAttr) else None
 
 
 class _Walker:
     def __init__(
         self, module, on_unsupported: str, count_loop_trips: bool, loop_trips: int | None = None
     ):
-        from jax._src.lib.mlir import ir
-
-        self.ir = ir
         self.funcs: dict[str, Any] = {}
         for op in module.body.operations:
             if op.operation.name == "func.func":
@@ -381,7 +376,7 @@ class _Walker:
         view = _View(op.operation, name, source or scope or path)
         key = name
         if name == "stablehlo.custom_call":
-            target = str(op.attributes["call_target_name"]).strip('"')
+            target = ir.StringAttr(op.attributes["call_target_name"]).value
             key = f"{name}@{target}"
         rule = _rules.lookup(key)
         modeled = rule is not None
@@ -438,7 +433,6 @@ class _Walker:
 
     def _splat(self, value) -> float | None:
         """The value of a constant splat (through broadcasts, reshapes and converts), else None."""
-        ir = self.ir
         for _ in range(8):
             owner = value.owner
             if isinstance(owner, ir.Block) or not hasattr(owner, "name"):
@@ -522,11 +516,11 @@ class _Walker:
         return outs
 
     def _call(self, op, env, origin, path, executions) -> None:
-        callee = self.ir.FlatSymbolRefAttr(op.attributes["callee"]).value
+        callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
         self._enter(callee, env, op, origin, path, executions)
 
     def _composite(self, op, env, origin, path, executions) -> None:
-        callee = self.ir.FlatSymbolRefAttr(op.attributes["decomposition"]).value
+        callee = ir.FlatSymbolRefAttr(op.attributes["decomposition"]).value
         self._enter(callee, env, op, origin, path, executions)
 
     def _while(self, op, env, origin, path, executions) -> None:
@@ -563,16 +557,13 @@ class _Walker:
 
     def _trip_count(self, op, env) -> int | None:
         """Static trip count of a counted loop (``for i in range(a, b, step)``), else ``None``."""
-        ir = self.ir
         try:
             cond, body = op.regions[0].blocks[0], op.regions[1].blocks[0]
             term = list(cond.operations)[-1]
             cmp = term.operands[0].owner
             if cmp.name != "stablehlo.compare":
                 return None
-            direction = re.search(
-                r"comparison_direction\s+(\w+)", str(cmp.attributes["comparison_direction"])
-            ).group(1)
+            direction = hlo.ComparisonDirectionAttr(cmp.attributes["comparison_direction"]).value
             cond_args = list(cond.arguments)
 
             def resolve(v, region_args, depth=0) -> int | None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lib.mlir import ir, passmanager
+from jax._src.lib.mlir.dialects import chlo, hlo
 from jaxlib.mlir._mlir_libs import _stablehlo
 
 from perfjax._errors import UnsupportedOpError
@@ -149,6 +149,7 @@ def registered_ops() -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # attribute helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def _int_attr(op: OpView, name: str, default: int) -> int:
     """An integer attribute (``3 : i64``), or ``default`` when the op has none."""
@@ -456,11 +457,9 @@ def _gemm_features(op: OpView, batch: int, m: int, n: int, k: int) -> dict:
 @register_cost_rule("stablehlo.dot_general")
 def _dot_general(op: OpView) -> Cost:
     lhs, rhs = op.operands[0], op.operands[1]
-    dims = op.attr_str("dot_dimension_numbers") or ""
-    lc = _dims_field(dims, "lhs_contracting_dimensions")
-    rc = _dims_field(dims, "rhs_contracting_dimensions")
-    lb = _dims_field(dims, "lhs_batching_dimensions")
-    rb = _dims_field(dims, "rhs_batching_dimensions")
+    dims = hlo.DotDimensionNumbers(op.attr("dot_dimension_numbers"))
+    lc, rc = dims.lhs_contracting_dimensions, dims.rhs_contracting_dimensions
+    lb, rb = dims.lhs_batching_dimensions, dims.rhs_batching_dimensions
     k = math.prod(lhs.shape[d] for d in lc)
     batch = math.prod(lhs.shape[d] for d in lb)
     m = math.prod(s for d, s in enumerate(lhs.shape) if d not in lc and d not in lb)
@@ -488,13 +487,19 @@ def _dot(op: OpView) -> Cost:
     )
 
 
+_PRECISIONS = ("DEFAULT", "HIGH", "HIGHEST")
+
+
 def _precision(op: OpView) -> str:
-    text = op.attr_str("precision_config") or ""
-    found = re.findall(r"(DEFAULT|HIGHEST|HIGH)", text)
-    if not found:
+    """The highest precision of the operands (``precision_config``; StableHLO or CHLO enums)."""
+    config = op.attr("precision_config")
+    if config is None:
         return "DEFAULT"
-    order = ["DEFAULT", "HIGH", "HIGHEST"]
-    return max(found, key=order.index)
+    found = [
+        (hlo.PrecisionAttr if hlo.PrecisionAttr.isinstance(p) else chlo.PrecisionAttr)(p).value
+        for p in ir.ArrayAttr(config)
+    ]
+    return max((v for v in found if v in _PRECISIONS), key=_PRECISIONS.index, default="DEFAULT")
 
 
 def _valid_positions(
@@ -540,30 +545,20 @@ def _valid_positions(
 @register_cost_rule("stablehlo.convolution")
 def _convolution(op: OpView) -> Cost:
     lhs, rhs, out = op.operands[0], op.operands[1], op.results[0]
-    dn = op.attr_str("dimension_numbers") or ""
-    m = re.search(r"\[([^\]]*)\]x\[([^\]]*)\]->\[([^\]]*)\]", dn)
-    if not m:
-        raise ValueError(f"cannot read convolution dimension_numbers {dn!r} at {op.location}")
-    lhs_spec, rhs_spec, out_spec = ([s.strip() for s in g.split(",")] for g in m.groups())
-    nsp = len([s for s in lhs_spec if s.isdigit()])
-
-    def spatial(spec: list[str], shape: tuple[int, ...]) -> list[int]:
-        return [shape[spec.index(str(i))] for i in range(nsp)]
-
-    batch = lhs.shape[lhs_spec.index("b")]
-    in_feat = lhs.shape[lhs_spec.index("f")]
-    out_feat = rhs.shape[rhs_spec.index("o")]
-    in_sp, k_sp, out_sp = (
-        spatial(lhs_spec, lhs.shape),
-        spatial(rhs_spec, rhs.shape),
-        spatial(out_spec, out.shape),
-    )
-    strides = _dense_ints(op.attr_str("window_strides"), nsp, 1)
-    pads = _dense_ints(op.attr_str("padding"), 2 * nsp, 0)
-    lhs_dil = _dense_ints(op.attr_str("lhs_dilation"), nsp, 1)
-    rhs_dil = _dense_ints(op.attr_str("rhs_dilation"), nsp, 1)
-    fgc = int((_ints(op.attr_str("feature_group_count")) or [1])[0])
-    bgc = int((_ints(op.attr_str("batch_group_count")) or [1])[0])
+    dn = hlo.ConvDimensionNumbers(op.attr("dimension_numbers"))
+    nsp = len(dn.input_spatial_dimensions)
+    batch = lhs.shape[dn.input_batch_dimension]
+    in_feat = lhs.shape[dn.input_feature_dimension]
+    out_feat = rhs.shape[dn.kernel_output_feature_dimension]
+    in_sp = [lhs.shape[d] for d in dn.input_spatial_dimensions]
+    k_sp = [rhs.shape[d] for d in dn.kernel_spatial_dimensions]
+    out_sp = [out.shape[d] for d in dn.output_spatial_dimensions]
+    strides = _dense_ints(op, "window_strides", nsp, 1)
+    pads = _dense_ints(op, "padding", 2 * nsp, 0)
+    lhs_dil = _dense_ints(op, "lhs_dilation", nsp, 1)
+    rhs_dil = _dense_ints(op, "rhs_dilation", nsp, 1)
+    fgc = _int_attr(op, "feature_group_count", 1)
+    bgc = _int_attr(op, "batch_group_count", 1)
     valid = math.prod(
         _valid_positions(
             in_sp[i], k_sp[i], out_sp[i], pads[2 * i], strides[i], rhs_dil[i], lhs_dil[i]
@@ -615,7 +610,7 @@ def _reduce(op: OpView) -> Cost:
 
 @register_cost_rule("stablehlo.reduce_window")
 def _reduce_window(op: OpView) -> Cost:
-    window = math.prod(_ints(op.attr_str("window_dimensions")) or [1])
+    window = math.prod(_int_list(op, "window_dimensions"))
     # Each output combines `window` elements: window - 1 applications of the body.
     applications = op.results[0].size * max(0, window - 1)
     body = op.region_cost(0)
@@ -630,7 +625,7 @@ def _reduce_window(op: OpView) -> Cost:
 @register_cost_rule("stablehlo.select_and_scatter")
 def _select_and_scatter(op: OpView) -> Cost:
     source = op.operands[1]
-    window = math.prod(_ints(op.attr_str("window_dimensions")) or [1])
+    window = math.prod(_int_list(op, "window_dimensions"))
     select, scatter = op.region_cost(0), op.region_cost(1)
     # Per source element: window - 1 selections and one scatter combination.
     per = select.scale(max(0, window - 1)) + scatter
@@ -681,14 +676,12 @@ def _collective_features(op: OpView) -> dict[str, Any]:
         collective=op.name.split(".")[-1],
         bytes=sum(t.nbytes for t in op.operands),
     )
-    groups = op.attr_str("replica_groups")
-    m = re.search(r"tensor<(\d+)x(\d+)xi64>", groups or "")
-    if m:
-        out["num_groups"], out["group_size"] = int(m.group(1)), int(m.group(2))
-    pairs = op.attr_str("source_target_pairs")
-    m = re.search(r"tensor<(\d+)x2xi64>", pairs or "")
-    if m:
-        out["num_pairs"] = int(m.group(1))
+    groups = _matrix_shape(op, "replica_groups")
+    if groups is not None:
+        out["num_groups"], out["group_size"] = groups
+    pairs = _matrix_shape(op, "source_target_pairs")
+    if pairs is not None and pairs[1] == 2:
+        out["num_pairs"] = pairs[0]
     return out
 
 
@@ -709,8 +702,8 @@ def _all_reduce(op: OpView) -> Cost:
     "stablehlo.recv",
 )
 def _communication(op: OpView) -> Cost:
-    if op.name in ("stablehlo.send", "stablehlo.recv") and "true" in (
-        op.attr_str("is_host_transfer") or ""
+    if op.name in ("stablehlo.send", "stablehlo.recv") and _bool_attr(
+        op, "is_host_transfer", False
     ):
         # A transfer to/from the host (how Python callbacks lower on TPU): a host round trip.
         return _host_transfer(op, routine=op.name.split(".")[-1])
@@ -730,9 +723,9 @@ def _fft(op: OpView) -> Cost:
     (IRFFT) transforms cost half. Counted once per batch element (the leading dims not transformed).
     XLA's own HloCostAnalysis uses 8·N·prod(floor(log2 Li)) instead; the FFTW figure is the one
     published throughputs are quoted in."""
-    text = op.attr_str("fft_type") or ""
-    kind = next((k for k in ("IRFFT", "RFFT", "IFFT", "FFT") if k in text), "FFT")
-    lengths = _ints(op.attr_str("fft_length"))
+    fft_type = op.attr("fft_type")
+    kind = "FFT" if fft_type is None else hlo.FftTypeAttr(fft_type).value
+    lengths = _int_list(op, "fft_length")
     points = math.prod(lengths)
     # RFFT: the real operand has the full lengths; IRFFT: the real result does.
     real = op.results[0] if kind == "IRFFT" else op.operands[0]
@@ -752,7 +745,7 @@ def _fft(op: OpView) -> Cost:
 def _sort(op: OpView) -> Cost:
     # XLA assumes a comparison sort: n·ceil(log2 n) flops over all n elements of operand 0.
     n = op.operands[0].size
-    dim = (_ints(op.attr_str("dimension")) or [-1])[0]
+    dim = _int_attr(op, "dimension", -1)
     shape = op.operands[0].shape
     length = shape[dim] if shape else 1
     return Cost(
@@ -778,7 +771,7 @@ def _top_k_cost(op: OpView, values, k: int, axis: int) -> Cost:
 
 @register_cost_rule("chlo.top_k")
 def _top_k(op: OpView) -> Cost:
-    k = (_ints(op.attr_str("k")) or [op.results[0].shape[-1] if op.results[0].shape else 1])[0]
+    k = _int_attr(op, "k", op.results[0].shape[-1] if op.results[0].shape else 1)
     return _top_k_cost(op, op.operands[0], k, -1)
 
 
@@ -787,25 +780,40 @@ def _approx_top_k(op: OpView) -> Cost:
     # lax.approx_max_k / approx_min_k: operands are (values..., indices..., init values...);
     # the reduction axis and k are in the backend config. Costed as an exact top-k (an upper bound
     # of the TPU's approximate bucketed algorithm).
-    cfg = op.attr_str("mhlo.backend_config") or ""
+    cfg = _backend_config(op)
     k = _config_int(cfg, "top_k", op.results[0].shape[-1] if op.results[0].shape else 1)
     axis = _config_int(cfg, "reduction_dim", len(op.operands[0].shape) - 1)
     return _top_k_cost(op, op.operands[0], k, axis)
 
 
-def _config_int(cfg: str, key: str, default: int) -> int:
-    m = re.search(rf"\b{key}\s*=\s*(-?\d+)", cfg)
-    return int(m.group(1)) if m else default
+def _backend_config(op: OpView) -> ir.DictAttr | None:
+    """A custom call's backend config as a dictionary: ``mhlo.backend_config = {...}`` (FFI
+    calls), else ``backend_config = {...}`` (typed-FFI API version). ``None`` when the config is
+    an opaque string (legacy and TPU calls: ``backend_config = "1,0,100,1e-6"``) or absent."""
+    attr = op.attr("mhlo.backend_config")
+    if attr is None:
+        attr = op.attr("backend_config")
+    return attr if isinstance(attr, ir.DictAttr) else None
 
 
-def _config_flag(cfg: str, key: str) -> str | None:
+def _config_entry(cfg: ir.DictAttr | None, key: str) -> ir.Attribute | None:
+    return cfg[key] if cfg is not None and key in cfg else None
+
+
+def _config_int(cfg: ir.DictAttr | None, key: str, default: int) -> int:
+    entry = _config_entry(cfg, key)
+    return entry.value if isinstance(entry, ir.IntegerAttr) else default
+
+
+def _config_flag(cfg: ir.DictAttr | None, key: str) -> str | None:
     """A backend-config flag: ``true``/``false``, or the character of a LAPACK ``ui8`` code
     (``mode = 86 : ui8`` -> ``"V"``)."""
-    m = re.search(rf"\b{key}\s*=\s*(true|false|\d+)", cfg)
-    if not m:
-        return None
-    v = m.group(1)
-    return v if v in ("true", "false") else chr(int(v))
+    entry = _config_entry(cfg, key)
+    if isinstance(entry, ir.BoolAttr):
+        return "true" if entry.value else "false"
+    if isinstance(entry, ir.IntegerAttr) and entry.value >= 0:
+        return chr(entry.value)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -905,7 +913,7 @@ def _solver_rule(routine: str) -> CostRule:
     """The cost rule of one LAPACK-style routine, whatever library implements it."""
 
     def rule(op: OpView) -> Cost:
-        cfg = op.attr_str("mhlo.backend_config") or op.attr_str("backend_config") or ""
+        cfg = _backend_config(op)
         a = op.operands[0]
         if routine == "lu_pivots_to_permutation":
             # Integer permutation of the pivots: data movement only.
@@ -1029,7 +1037,7 @@ def _cholesky(op: OpView) -> Cost:
 @register_cost_rule("stablehlo.triangular_solve")
 def _triangular_solve(op: OpView) -> Cost:
     batch, m, n = _mat(op.operands[1])
-    left = "true" in (op.attr_str("left_side") or "true")
+    left = _bool_attr(op, "left_side", True)
     return _linalg_cost(op, "trsm", _trsm(m, n, left), batch, m=m, n=n, left=left)
 
 
@@ -1143,11 +1151,10 @@ def _ragged_dot(op: OpView) -> Cost:
     dimension is the contracting one, each of the G outputs contracts only its group's share of K,
     so the total is that of one dense GEMM."""
     lhs, rhs = op.operands[0], op.operands[1]
-    dims = op.attr_str("ragged_dot_dimension_numbers") or ""
-    lc = _dims_field(dims, "lhs_contracting_dimensions")
-    lb = _dims_field(dims, "lhs_batching_dimensions")
-    ragged = _dims_field(dims, "lhs_ragged_dimensions")
-    groups = (_dims_field(dims, "rhs_group_dimensions") or [0])[0]
+    dims = chlo.RaggedDotDimensionNumbers(op.attr("ragged_dot_dimension_numbers"))
+    lc, lb = dims.lhs_contracting_dimensions, dims.lhs_batching_dimensions
+    ragged = dims.lhs_ragged_dimensions
+    groups = (dims.rhs_group_dimensions or [0])[0]
     g = rhs.shape[groups] if rhs.shape else 1
     k = math.prod(lhs.shape[d] for d in lc)
     batch = math.prod(lhs.shape[d] for d in lb)
@@ -1162,7 +1169,7 @@ def _ragged_dot(op: OpView) -> Cost:
 
 
 def _feature_count(t: TensorType, op: OpView) -> int:
-    dim = (_ints(op.attr_str("feature_index")) or [len(t.shape) - 1])[0]
+    dim = _int_attr(op, "feature_index", len(t.shape) - 1)
     return t.shape[dim] if t.shape else 1
 
 

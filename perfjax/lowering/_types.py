@@ -75,12 +75,6 @@ class TensorType:
         """Bytes in memory; sub-byte types are packed, as XLA stores int4."""
         return (self.size * self.bits + 7) // 8
 
-    @property
-    def is_float(self) -> bool:
-        return self.dtype.startswith(("float", "bfloat", "tensorfloat")) or self.dtype.startswith(
-            "f8"
-        )
-
     def __str__(self) -> str:
         return f"{self.dtype}[{','.join(map(str, self.shape))}]"
 

@@ -455,6 +455,40 @@ def algorithm_times_s(
     return _alpha_beta_times(kind, nbytes, platform, group)
 
 
+def _send_recv_time(nbytes: Any, platform, group) -> Any:
+    """One message from ``group[0]`` to ``group[1]`` over their best route (0 to itself)."""
+    if group is None or len(group) != 2:
+        raise ValueError("send_recv needs group=(src, dst).")
+    s, d = (platform.index(g) for g in group)
+    if s == d:
+        return 0.0 * nbytes
+    return send_recv_time_s(
+        nbytes,
+        float(platform.bandwidth_matrix_bytes_per_s()[s, d]),
+        float(platform.latency_matrix_s()[s, d]),
+    )
+
+
+def _permute_time(nbytes: Any, platform, pairs) -> Any:
+    """All ``(src, dst)`` messages at once: the slowest one, each link's bandwidth shared by the
+    routes crossing it."""
+    if pairs is None:
+        raise ValueError("collective_permute needs group=[(src, dst), ...] source-target pairs.")
+    pairs = [(platform.index(s), platform.index(d)) for s, d in pairs]
+    loads = _link_loads(platform, pairs)
+    lat = platform.latency_matrix_s()
+    worst = 0.0 * nbytes
+    for s, d in pairs:
+        if s == d:
+            continue
+        per_byte = max(
+            loads[hop] / platform.link(*hop).bandwidth_bytes_per_s
+            for hop in platform.route_links(s, d)
+        )
+        worst = jnp.maximum(worst, float(lat[s, d]) + nbytes * per_byte)
+    return worst
+
+
 def _alpha_beta_times(kind: str, nbytes: Any, platform, group=None) -> dict[str, Any]:
     """Alpha-beta time of every algorithm of ``ALGORITHMS[kind]`` that applies on ``platform``."""
 
@@ -463,36 +497,9 @@ def _alpha_beta_times(kind: str, nbytes: Any, platform, group=None) -> dict[str,
     _check(f"{kind} on platform {platform.name!r}", "nbytes", nbytes, positive=False,
            unit="operand bytes per device")  # fmt: skip
     if kind == "send_recv":
-        if group is None or len(group) != 2:
-            raise ValueError("send_recv needs group=(src, dst).")
-        s, d = (platform.index(g) for g in group)
-        if s == d:
-            return {"direct": 0.0 * nbytes}
-        return {
-            "direct": send_recv_time_s(
-                nbytes,
-                float(platform.bandwidth_matrix_bytes_per_s()[s, d]),
-                float(platform.latency_matrix_s()[s, d]),
-            )
-        }
+        return {"direct": _send_recv_time(nbytes, platform, group)}
     if kind == "collective_permute":
-        if group is None:
-            raise ValueError(
-                "collective_permute needs group=[(src, dst), ...] source-target pairs."
-            )
-        pairs = [(platform.index(s), platform.index(d)) for s, d in group]
-        loads = _link_loads(platform, pairs)
-        lat = platform.latency_matrix_s()
-        worst = 0.0 * nbytes
-        for s, d in pairs:
-            if s == d:
-                continue
-            per_byte = max(
-                loads[hop] / platform.link(*hop).bandwidth_bytes_per_s
-                for hop in platform.route_links(s, d)
-            )
-            worst = jnp.maximum(worst, float(lat[s, d]) + nbytes * per_byte)
-        return {"direct": worst}
+        return {"direct": _permute_time(nbytes, platform, group)}
     idx = _group(platform, group)
     p = len(idx)
     if p == 1:

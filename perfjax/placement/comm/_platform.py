@@ -279,6 +279,8 @@ def _best_routes(p: Platform) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
     gives the lowest-latency routes whose bottleneck is >= b; a pair takes the first level that
     connects it, which is the widest route and, among the widest, the lowest-latency one.
     """
+    from scipy.sparse.csgraph import csgraph_from_dense, floyd_warshall
+
     nodes = [*p.device_names, *p.switches]
     pos = {n: i for i, n in enumerate(nodes)}
     n = len(nodes)
@@ -290,20 +292,17 @@ def _best_routes(p: Platform) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
     np.fill_diagonal(lat, 0.0)
     for level in sorted({link.bandwidth_bytes_per_s for link in p.links}, reverse=True):
         d = np.full((n, n), np.inf)
-        np.fill_diagonal(d, 0.0)
-        step = np.tile(np.arange(n), (n, 1))
         for link in p.links:
             if link.bandwidth_bytes_per_s >= level:
                 a, b = pos[link.src], pos[link.dst]
                 d[a, b] = d[b, a] = link.latency_s + _HOP_TIEBREAK_S
-        for k in range(n):
-            through = d[:, k : k + 1] + d[k : k + 1, :]
-            better = through < d
-            d = np.where(better, through, d)
-            step = np.where(better, step[:, k : k + 1], step)
+        # null_value=inf: from a dense matrix scipy would drop weights within 1e-8 of zero.
+        graph = csgraph_from_dense(d, null_value=np.inf)
+        d, pred = floyd_warshall(graph, directed=True, return_predecessors=True)
         new = np.isfinite(d) & ~done
         bw[new] = level
-        nxt[new] = step[new]
+        # The links are symmetric, so the hop after i towards j is the hop before i from j.
+        nxt[new] = pred.T[new]
         done |= new
     # Exact latencies (without the tie-break) by walking each route.
     link_lat = {}
@@ -353,46 +352,7 @@ def _validate(p: Platform) -> None:
     pairs: set[frozenset[str]] = set()
     for i, link in enumerate(p.links):
         label = f"{where}: link {i} ({link.src} -> {link.dst})"
-        missing = [e for e in (link.src, link.dst) if e not in known]
-        if missing:
-            hints = []
-            for m in missing:
-                close = difflib.get_close_matches(m, sorted(known), n=1)
-                hints.append(f"{m!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise PlatformError(
-                f"{label} names unknown endpoint(s) {', '.join(hints)}; known devices: "
-                f"{', '.join(p.device_names)}"
-                + (f"; switches: {', '.join(p.switches)}" if p.switches else "")
-                + "."
-            )
-        if link.src == link.dst:
-            raise PlatformError(f"{label} connects a node to itself; remove it.")
-        bw = link.bandwidth_bytes_per_s
-        if (
-            isinstance(bw, bool)
-            or not isinstance(bw, (int, float))
-            or not math.isfinite(bw)
-            or bw <= 0
-        ):
-            raise PlatformError(
-                f"{label}: bandwidth_bytes_per_s must be a positive finite number of bytes/s, got {bw!r}."
-            )
-        lt = link.latency_s
-        if (
-            isinstance(lt, bool)
-            or not isinstance(lt, (int, float))
-            or not math.isfinite(lt)
-            or lt < 0
-        ):
-            raise PlatformError(
-                f"{label}: latency_s must be a finite number >= 0 seconds, got {lt!r}."
-            )
-        if link.kind not in LINK_KINDS:
-            close = difflib.get_close_matches(str(link.kind), LINK_KINDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PlatformError(
-                f"{label}: unknown link kind {link.kind!r}{hint}; valid: {LINK_KINDS}."
-            )
+        _validate_link(p, label, link, known)
         pair = frozenset((link.src, link.dst))
         if pair in pairs:
             raise PlatformError(
@@ -400,7 +360,42 @@ def _validate(p: Platform) -> None:
                 "(sum the bandwidths of parallel lanes)."
             )
         pairs.add(pair)
-    # Connectivity over devices and switches.
+    _check_connected(p, known)
+
+
+def _validate_link(p: Platform, label: str, link: Link, known: set[str]) -> None:
+    """A link's endpoints exist and differ, its bandwidth and latency are valid numbers and its
+    kind is known."""
+    missing = [e for e in (link.src, link.dst) if e not in known]
+    if missing:
+        hints = []
+        for m in missing:
+            close = difflib.get_close_matches(m, sorted(known), n=1)
+            hints.append(f"{m!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise PlatformError(
+            f"{label} names unknown endpoint(s) {', '.join(hints)}; known devices: "
+            f"{', '.join(p.device_names)}"
+            + (f"; switches: {', '.join(p.switches)}" if p.switches else "")
+            + "."
+        )
+    if link.src == link.dst:
+        raise PlatformError(f"{label} connects a node to itself; remove it.")
+    bw = link.bandwidth_bytes_per_s
+    if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not math.isfinite(bw) or bw <= 0:
+        raise PlatformError(
+            f"{label}: bandwidth_bytes_per_s must be a positive finite number of bytes/s, got {bw!r}."
+        )
+    lt = link.latency_s
+    if isinstance(lt, bool) or not isinstance(lt, (int, float)) or not math.isfinite(lt) or lt < 0:
+        raise PlatformError(f"{label}: latency_s must be a finite number >= 0 seconds, got {lt!r}.")
+    if link.kind not in LINK_KINDS:
+        close = difflib.get_close_matches(str(link.kind), LINK_KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PlatformError(f"{label}: unknown link kind {link.kind!r}{hint}; valid: {LINK_KINDS}.")
+
+
+def _check_connected(p: Platform, known: set[str]) -> None:
+    """Every device reaches the first one over the links (through switches too)."""
     parent = {n: n for n in known}
 
     def find(x: str) -> str:
@@ -415,8 +410,8 @@ def _validate(p: Platform) -> None:
     cut = [d for d in p.device_names if find(d) != root]
     if cut:
         raise PlatformError(
-            f"{where}: device(s) {', '.join(cut)} are not connected to {p.device_names[0]}; add links "
-            "(or a [topology]) that reach them."
+            f"platform {p.name!r}: device(s) {', '.join(cut)} are not connected to "
+            f"{p.device_names[0]}; add links (or a [topology]) that reach them."
         )
 
 
@@ -552,34 +547,43 @@ def _topology_links(
         links = [Link(a, b, bw, lat, link_kind) for a, b in itertools.combinations(members, 2)]
     elif kind == "torus":
         dims = topo.get("dims")
-        if (
-            not isinstance(dims, Sequence)
-            or not dims
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)
-        ):
-            raise PlatformError(
-                f"{where}: torus needs dims = [positive ints], e.g. [2, 2, 2]; got {dims!r}."
-            )
-        if math.prod(dims) != len(members):
-            raise PlatformError(
-                f"{where}: torus dims {list(dims)} hold {math.prod(dims)} devices but {len(members)} are "
-                "listed; make the product of dims equal the device count."
-            )
+        links = _torus_links(where, dims, members, bw, lat, link_kind)
         info["dims"] = tuple(int(d) for d in dims)
-        seen = set()
-        for flat in range(len(members)):
-            coords = np.unravel_index(flat, dims)
-            for axis, size in enumerate(dims):
-                if size < 2:
-                    continue
-                nb = list(coords)
-                nb[axis] = (coords[axis] + 1) % size  # wraparound closes the ring when size > 2
-                other = int(np.ravel_multi_index(nb, dims))
-                pair = frozenset((flat, other))
-                if pair not in seen:
-                    seen.add(pair)
-                    links.append(Link(members[flat], members[other], bw, lat, link_kind))
     return links, info
+
+
+def _torus_links(
+    where: str, dims: Any, members: list[str], bw: float, lat: float, link_kind: str
+) -> list[Link]:
+    """Links between the neighbours of a ``dims`` torus of ``members`` (row-major order)."""
+    if (
+        not isinstance(dims, Sequence)
+        or not dims
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)
+    ):
+        raise PlatformError(
+            f"{where}: torus needs dims = [positive ints], e.g. [2, 2, 2]; got {dims!r}."
+        )
+    if math.prod(dims) != len(members):
+        raise PlatformError(
+            f"{where}: torus dims {list(dims)} hold {math.prod(dims)} devices but {len(members)} are "
+            "listed; make the product of dims equal the device count."
+        )
+    links = []
+    seen = set()
+    for flat in range(len(members)):
+        coords = np.unravel_index(flat, dims)
+        for axis, size in enumerate(dims):
+            if size < 2:
+                continue
+            nb = list(coords)
+            nb[axis] = (coords[axis] + 1) % size  # wraparound closes the ring when size > 2
+            other = int(np.ravel_multi_index(nb, dims))
+            pair = frozenset((flat, other))
+            if pair not in seen:
+                seen.add(pair)
+                links.append(Link(members[flat], members[other], bw, lat, link_kind))
+    return links
 
 
 def from_mapping(data: Mapping[str, Any], *, name: str | None = None) -> Platform:

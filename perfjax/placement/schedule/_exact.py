@@ -56,49 +56,46 @@ def _ancestors(problem: PlacementProblem) -> np.ndarray:
     return reach
 
 
-def exact(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> ExactResult:
-    """Solves the placement MILP; ``optimal`` is False when the time limit stopped HiGHS."""
-    t0 = time.perf_counter()
+@dataclasses.dataclass
+class _Rows:
+    """Sparse constraint rows ``lo <= A x <= hi`` of a linear program, added one at a time."""
+
+    rows: list[int] = dataclasses.field(default_factory=list)
+    cols: list[int] = dataclasses.field(default_factory=list)
+    vals: list[float] = dataclasses.field(default_factory=list)
+    lo: list[float] = dataclasses.field(default_factory=list)
+    hi: list[float] = dataclasses.field(default_factory=list)
+
+    def add(self, coefs: dict[int, float], lb: float, ub: float) -> None:
+        r = len(self.lo)
+        for c, v in coefs.items():
+            self.rows.append(r)
+            self.cols.append(c)
+            self.vals.append(v)
+        self.lo.append(lb)
+        self.hi.append(ub)
+
+
+def _constraints(
+    problem: PlacementProblem,
+    Tz: np.ndarray,
+    et: np.ndarray,
+    M: float,
+    pairs: list[tuple[int, int]],
+) -> _Rows:
+    """The MILP's constraints (see the module docstring), in units of the upper bound: ``Tz``
+    compute times (0 where unsupported), ``et`` edge transfer times, ``M`` the big-M, ``pairs``
+    the kernel pairs the DAG leaves unordered."""
     n, d = problem.num_kernels, problem.num_devices
-    T = problem.compute_time_s
-    supported = np.isfinite(T)
-    Tz = np.where(supported, T, 0.0)
-    try:
-        a0, o0, _ = heft(problem)
-        ub = makespan(problem, a0, o0)
-    except MemoryCapacityError:
-        a0 = None
-        ub = float(
-            Tz.max(axis=1).sum() + problem.edge_time_s().max(initial=0.0) * len(problem.edges)
-        )
-    # Work in units of the upper bound so HiGHS's absolute tolerances mean the same at any scale.
-    scale = ub if ub > 0 else 1.0
-    Tz = Tz / scale
-    et = problem.edge_time_s() / scale
-    ub_scaled = ub / scale
-    M = ub_scaled + float(Tz.max(initial=0.0)) + float(et.max(initial=0.0))
-    reach = _ancestors(problem)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if not (reach[i, j] or reach[j, i])]
-    P = len(pairs)
+    supported = np.isfinite(problem.compute_time_s)
     # variable layout: x (n*d) | s (n) | y (P) | C
     nx = n * d
     ix = lambda i, k: i * d + k
     isv = lambda i: nx + i
     iy = lambda p: nx + n + p
-    iC = nx + n + P
-    nv = iC + 1
-    rows, cols, vals, lo, hi = [], [], [], [], []
-    r = 0
-
-    def add(coefs: dict[int, float], lb: float, ubv: float) -> None:
-        nonlocal r
-        for c, v in coefs.items():
-            rows.append(r)
-            cols.append(c)
-            vals.append(v)
-        lo.append(lb)
-        hi.append(ubv)
-        r += 1
+    iC = nx + n + len(pairs)
+    model = _Rows()
+    add = model.add
 
     def finish(i: int, sign: float, out: dict[int, float]) -> None:
         """Adds sign * f_i to ``out``."""
@@ -157,10 +154,42 @@ def exact(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> ExactResu
                     add({ix(i, k): 1.0, ix(rep[int(g[i])], k): -1.0}, 0.0, 0.0)
             else:
                 rep[int(g[i])] = i
+    return model
+
+
+def exact(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> ExactResult:
+    """Solves the placement MILP; ``optimal`` is False when the time limit stopped HiGHS."""
+    t0 = time.perf_counter()
+    n, d = problem.num_kernels, problem.num_devices
+    T = problem.compute_time_s
+    supported = np.isfinite(T)
+    Tz = np.where(supported, T, 0.0)
+    try:
+        a0, o0, _ = heft(problem)
+        ub = makespan(problem, a0, o0)
+    except MemoryCapacityError:
+        a0 = None
+        ub = float(
+            Tz.max(axis=1).sum() + problem.edge_time_s().max(initial=0.0) * len(problem.edges)
+        )
+    # Work in units of the upper bound so HiGHS's absolute tolerances mean the same at any scale.
+    scale = ub if ub > 0 else 1.0
+    Tz = Tz / scale
+    et = problem.edge_time_s() / scale
+    ub_scaled = ub / scale
+    M = ub_scaled + float(Tz.max(initial=0.0)) + float(et.max(initial=0.0))
+    reach = _ancestors(problem)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if not (reach[i, j] or reach[j, i])]
+    P = len(pairs)
+    # variable layout: x (n*d) | s (n) | y (P) | C
+    nx = n * d
+    iC = nx + n + P
+    nv = iC + 1
+    model = _constraints(problem, Tz, et, M, pairs)
     # scipy (its MILP solver takes ~0.3 s to import) is loaded only when a placement is solved.
     from scipy import optimize, sparse
 
-    A = sparse.csr_array((vals, (rows, cols)), shape=(r, nv))
+    A = sparse.csr_array((model.vals, (model.rows, model.cols)), shape=(len(model.lo), nv))
     lb = np.zeros(nv)
     ubs = np.full(nv, np.inf)
     ubs[:nx] = supported.reshape(-1).astype(float)
@@ -175,7 +204,7 @@ def exact(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> ExactResu
     for attempt in range(2):
         res = optimize.milp(
             cost,
-            constraints=optimize.LinearConstraint(A, np.asarray(lo), np.asarray(hi)),
+            constraints=optimize.LinearConstraint(A, np.asarray(model.lo), np.asarray(model.hi)),
             integrality=integrality,
             bounds=optimize.Bounds(lb, ubs),
             options=dict(

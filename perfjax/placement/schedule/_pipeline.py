@@ -281,6 +281,33 @@ def _soft_loads(z, arr, tau):
     return comp + (xin + xout) * arr["inv"], over
 
 
+def _bottleneck(costs: np.ndarray, bounds: Sequence[int]) -> float:
+    """The slowest stage's cost when stage ``s`` runs kernels ``bounds[s]:bounds[s + 1]``."""
+    return max(costs[s, bounds[s], bounds[s + 1]] for s in range(len(bounds) - 1))
+
+
+def _refine_bounds(costs: np.ndarray, bounds: Sequence[int]) -> list[int]:
+    """Coordinate descent on stage boundaries: moves one boundary at a time to its best position
+    between its neighbours (exact stage costs), until no move lowers the bottleneck."""
+    bounds = list(bounds)
+    S = len(bounds) - 1
+    improved = True
+    while improved:
+        improved = False
+        for s in range(1, S):
+            lo, hi = bounds[s - 1], bounds[s + 1]
+            cand = np.arange(lo, hi + 1)
+            others = max(
+                (costs[q, bounds[q], bounds[q + 1]] for q in range(S) if q not in (s - 1, s)),
+                default=0.0,
+            )
+            total = np.maximum(np.maximum(costs[s - 1, lo, cand], costs[s, cand, hi]), others)
+            if total.min() < _bottleneck(costs, bounds) * (1 - 1e-12):
+                bounds[s] = int(cand[np.argmin(total)])
+                improved = True
+    return bounds
+
+
 def pipeline_relaxed(
     problem: PlacementProblem,
     devices: Sequence | None = None,
@@ -353,9 +380,6 @@ def pipeline_relaxed(
     z0[0] = 0.0  # equal stage lengths
     z = np.asarray(run(jnp.asarray(z0)))
 
-    def cost_of(bounds) -> float:
-        return max(costs[s, bounds[s], bounds[s + 1]] for s in range(S))
-
     best = None
     for r in range(restarts):
         frac = np.exp(z[r] - z[r].max())
@@ -363,28 +387,11 @@ def pipeline_relaxed(
         cuts = np.searchsorted(edges_u, np.cumsum(frac)[:-1])
         cuts = np.clip(cuts, 0, n)
         bounds = [0, *np.maximum.accumulate(cuts).tolist(), n]
-        c = cost_of(bounds)
+        c = _bottleneck(costs, bounds)
         if best is None or c < best[0]:
             best = (c, bounds)
     rounded = _result(problem, "relaxed", devs, best[1], costs, None, time.perf_counter() - t0)
-    bounds = list(best[1])
-    if refine:
-        # Coordinate descent: move one boundary at a time to its best position between its
-        # neighbours (exact stage costs), until no move lowers the bottleneck.
-        improved = True
-        while improved:
-            improved = False
-            for s in range(1, S):
-                lo, hi = bounds[s - 1], bounds[s + 1]
-                cand = np.arange(lo, hi + 1)
-                others = max(
-                    (costs[q, bounds[q], bounds[q + 1]] for q in range(S) if q not in (s - 1, s)),
-                    default=0.0,
-                )
-                total = np.maximum(np.maximum(costs[s - 1, lo, cand], costs[s, cand, hi]), others)
-                if total.min() < cost_of(bounds) * (1 - 1e-12):
-                    bounds[s] = int(cand[np.argmin(total)])
-                    improved = True
+    bounds = _refine_bounds(costs, best[1]) if refine else list(best[1])
     refined = _result(
         problem, "relaxed+refine", devs, bounds, costs, None, time.perf_counter() - t0
     )

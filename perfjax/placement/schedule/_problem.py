@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import graphlib
 import gzip
 import json
 import math
@@ -191,18 +192,6 @@ class PlacementProblem:
         cp = float(finish.max(initial=0.0))
         return max(cp, float(fastest.sum()) / self.num_devices)
 
-    def with_devices(self, keep: Sequence[int]) -> PlacementProblem:
-        """The same graph on a subset of the devices."""
-        k = np.asarray(keep, int)
-        return dataclasses.replace(
-            self,
-            compute_time_s=self.compute_time_s[:, k],
-            bandwidth_bytes_per_s=self.bandwidth_bytes_per_s[np.ix_(k, k)],
-            latency_s=self.latency_s[np.ix_(k, k)],
-            capacity_bytes=self.capacity_bytes[k],
-            device_names=tuple(self.device_names[j] for j in k),
-        )
-
     def __repr__(self) -> str:
         return (
             f"PlacementProblem({self.name!r}: {self.num_kernels} kernels, {len(self.edges)} edges, "
@@ -211,23 +200,29 @@ class PlacementProblem:
 
 
 def _topological_order(n: int, edges: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """A topological order of ``n`` kernels: ``0..n-1`` when every edge already points forward,
+    else depth first (the kernel made ready last runs next; sources in index order)."""
     if len(edges) == 0 or (edges[:, 0] < edges[:, 1]).all():
         return np.arange(n)
-    indeg = np.bincount(edges[:, 1], minlength=n)
-    succ: list[list[int]] = [[] for _ in range(n)]
-    for s, t in edges:
-        succ[s].append(int(t))
-    stack = [i for i in range(n) if indeg[i] == 0][::-1]
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for i in range(n):
+        sorter.add(i)
+    for s, t in edges.tolist():
+        sorter.add(t, s)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:
+        pass  # the kernels before the cycle still come out; the error below names the rest
+    stack = list(sorter.get_ready())[::-1]
     order = []
     while stack:
         i = stack.pop()
         order.append(i)
-        for j in succ[i]:
-            indeg[j] -= 1
-            if indeg[j] == 0:
-                stack.append(j)
+        sorter.done(i)
+        stack.extend(sorter.get_ready())
     if len(order) != n:
-        cyc = [names[i] for i in range(n) if indeg[i] > 0][:5]
+        placed = set(order)
+        cyc = [names[i] for i in range(n) if i not in placed][:5]
         raise ValueError(
             f"the kernel graph has a cycle (through {cyc}); placement needs a DAG: unroll loops "
             "or drop back edges."
@@ -240,16 +235,6 @@ def predecessor_lists(problem: PlacementProblem) -> list[list[int]]:
     for s, t in problem.edges:
         preds[t].append(int(s))
     return preds
-
-
-def edge_lists(problem: PlacementProblem) -> tuple[list[list[int]], list[list[int]]]:
-    """Per kernel: indices of its incoming edges and of its outgoing edges."""
-    ins: list[list[int]] = [[] for _ in range(problem.num_kernels)]
-    outs: list[list[int]] = [[] for _ in range(problem.num_kernels)]
-    for k, (s, t) in enumerate(problem.edges):
-        ins[t].append(k)
-        outs[s].append(k)
-    return ins, outs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,10 +291,35 @@ def problem_from(
     plat = _resolve_platform(platform)
     graph = _graph_of(fn_or_program_or_graph, inputs)
     kernels = fuse(graph, policy)
-    n, d = len(kernels), len(plat.device_names)
-    if n == 0:
+    if len(kernels) == 0:
         raise ValueError(f"program {graph.name!r} has no kernels to place (it only moves views).")
-    times = np.full((n, d), np.inf)
+    times = _kernel_times(kernels, plat)
+    edges, ebytes = _kernel_edges(graph, kernels)
+    names, times, edges, ebytes, weights = _merge_cycles(
+        _unique_names(kernels.names), times, edges, ebytes, np.asarray(kernels.weight_bytes, float)
+    )
+    mem = getattr(plat, "memory_bytes", None)
+    cap = np.asarray(mem if mem is not None else [s.memory_bytes for s in plat.specs], float)
+    bw = np.asarray(plat.bandwidth_matrix_bytes_per_s(), float)
+    np.fill_diagonal(bw, np.inf)
+    return PlacementProblem(
+        names=tuple(names),
+        compute_time_s=times,
+        edges=edges,
+        edge_bytes=ebytes,
+        bandwidth_bytes_per_s=bw,
+        latency_s=np.asarray(plat.latency_matrix_s(), float),
+        memory_bytes=weights,
+        capacity_bytes=cap,
+        device_names=tuple(plat.device_names),
+        name=f"{graph.name} on {getattr(plat, 'name', 'platform')}",
+    )
+
+
+def _kernel_times(kernels: Any, plat: Any) -> np.ndarray:
+    """``(n, d)`` time of each kernel on each device of ``plat`` times its execution count; a
+    device that cannot run the program's precision gets an ``inf`` column."""
+    times = np.full((len(kernels), len(plat.device_names)), np.inf)
     arrays = kernels.arrays()
     for j, spec in enumerate(plat.specs):
         try:
@@ -319,8 +329,13 @@ def problem_from(
         params = params_for(spec, calibration_for(spec))
         out, _ = program_times_jit(arrays, pack_numpy(spec), params, res.arrays(), spec.family)
         times[:, j] = np.asarray(out.time_s, np.float64) * kernels.executions
+    return times
 
-    # Edges: op -> kernel, resolving operands through ops outside kernels (free ops, views).
+
+def _kernel_edges(graph: Graph, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, bytes)`` between kernels, sorted: kernel p -> k when k reads a value an op of p
+    produces, resolving operands through ops outside kernels (free ops, views); the bytes are
+    the produced values' sizes, each value counted once per edge."""
     op_kernel = np.full(len(graph.ops), -1)
     for k, members in enumerate(kernels.ops):
         op_kernel[list(members)] = k
@@ -351,31 +366,18 @@ def problem_from(
     pairs = sorted(edge_vals)
     edges = np.asarray(pairs, np.int64).reshape(-1, 2)
     ebytes = np.asarray([sum(edge_vals[pq].values()) for pq in pairs], np.float64)
-    counts = collections.Counter(kernels.names)
+    return edges, ebytes
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with repeated ones numbered in order (``add#1``, ``add#2``)."""
+    counts = collections.Counter(names)
     seen: dict[str, int] = {}
-    names = []
-    for nm in kernels.names:
+    out = []
+    for nm in names:
         seen[nm] = seen.get(nm, 0) + 1
-        names.append(nm if counts[nm] == 1 else f"{nm}#{seen[nm]}")
-    names, times, edges, ebytes, weights = _merge_cycles(
-        names, times, edges, ebytes, np.asarray(kernels.weight_bytes, float)
-    )
-    mem = getattr(plat, "memory_bytes", None)
-    cap = np.asarray(mem if mem is not None else [s.memory_bytes for s in plat.specs], float)
-    bw = np.asarray(plat.bandwidth_matrix_bytes_per_s(), float)
-    np.fill_diagonal(bw, np.inf)
-    return PlacementProblem(
-        names=tuple(names),
-        compute_time_s=times,
-        edges=edges,
-        edge_bytes=ebytes,
-        bandwidth_bytes_per_s=bw,
-        latency_s=np.asarray(plat.latency_matrix_s(), float),
-        memory_bytes=weights,
-        capacity_bytes=cap,
-        device_names=tuple(plat.device_names),
-        name=f"{graph.name} on {getattr(plat, 'name', 'platform')}",
-    )
+        out.append(nm if counts[nm] == 1 else f"{nm}#{seen[nm]}")
+    return out
 
 
 def _merge_cycles(names, times, edges, ebytes, weights):

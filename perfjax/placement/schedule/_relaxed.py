@@ -326,6 +326,37 @@ def _shifted(order: np.ndarray, v: int, u: int) -> np.ndarray:
     return np.insert(o, u, v)
 
 
+def _class_moves(
+    problem: PlacementProblem,
+    a: np.ndarray,
+    ga: np.ndarray,
+    order: np.ndarray,
+    supported: np.ndarray,
+    rng: np.random.Generator,
+) -> list[tuple[str, int, int]]:
+    """Candidate moves of colocation classes (``ga``: the device of each class): ``("m", class,
+    device)`` moves a class, ``("s", c1, c2)`` swaps two classes' devices (all pairs up to 64
+    classes, else a random sample). Moves touching the critical chain come first (only they can
+    shorten the makespan directly), each group in random order."""
+    g = problem.groups()
+    G, d = len(ga), problem.num_devices
+    cands = [("m", c, k) for c in range(G) for k in range(d) if k != ga[c] and supported[c, k]]
+
+    def ok_swap(c1: int, c2: int) -> bool:
+        return ga[c1] != ga[c2] and supported[c1, ga[c2]] and supported[c2, ga[c1]]
+
+    if G <= 64:
+        cands += [("s", c1, c2) for c1 in range(G) for c2 in range(c1 + 1, G) if ok_swap(c1, c2)]
+    else:
+        pairs = rng.integers(G, size=(4 * G, 2))
+        cands += [("s", int(x), int(y)) for x, y in pairs if ok_swap(x, y)]
+    crit_classes = set(g[_critical(problem, a, order)].tolist())
+    key = [0 if (c[1] in crit_classes or (c[0] == "s" and c[2] in crit_classes)) else 1
+           for c in cands]  # fmt: skip
+    perm = rng.permutation(len(cands))
+    return [cands[j] for j in sorted(perm, key=lambda j: key[j])]
+
+
 def local_search(
     problem: PlacementProblem,
     a: np.ndarray,
@@ -371,24 +402,7 @@ def local_search(
         improved = False
         ga = np.full(G, -1)
         ga[g] = a
-        cands = [("m", c, k) for c in range(G) for k in range(d) if k != ga[c] and supported[c, k]]
-
-        def ok_swap(c1: int, c2: int, ga: np.ndarray = ga) -> bool:
-            return ga[c1] != ga[c2] and supported[c1, ga[c2]] and supported[c2, ga[c1]]
-
-        if G <= 64:
-            cands += [
-                ("s", c1, c2) for c1 in range(G) for c2 in range(c1 + 1, G) if ok_swap(c1, c2)
-            ]
-        else:
-            pairs = rng.integers(G, size=(4 * G, 2))
-            cands += [("s", int(x), int(y)) for x, y in pairs if ok_swap(x, y)]
-        # Moves touching the critical chain first (only they can shorten the makespan directly).
-        crit_classes = set(g[_critical(problem, a, order)].tolist())
-        key = [0 if (c[1] in crit_classes or (c[0] == "s" and c[2] in crit_classes)) else 1
-               for c in cands]  # fmt: skip
-        perm = rng.permutation(len(cands))
-        cands = [cands[j] for j in sorted(perm, key=lambda j: key[j])]
+        cands = _class_moves(problem, a, ga, order, supported, rng)
         shifts = _shift_moves(problem, order, rng, limit=4 * n if n > 64 else n * n)
         shifts = [("o", v, u) for v, u in shifts]
         batches = [cands[j : j + chunk] for j in range(0, len(cands), chunk)]
@@ -448,6 +462,64 @@ class RelaxedResult:
     loss_curve: np.ndarray
 
 
+def _hardened(
+    problem: PlacementProblem, logits: np.ndarray
+) -> list[tuple[float, int, np.ndarray, np.ndarray]]:
+    """``(makespan, restart, assignment, order)`` of each restart's logits hardened to an
+    assignment and repaired to fit memory; restarts that cannot fit are left out."""
+    cands = []
+    for r in range(len(logits)):
+        a = _harden(problem, logits[r])
+        try:
+            a = repair_memory(problem, a)
+        except MemoryCapacityError:
+            continue
+        span, order = evaluate(problem, a)
+        cands.append((span, r, a, order))
+    return cands
+
+
+def _iterated_local_search(
+    problem: PlacementProblem,
+    a1: np.ndarray,
+    o1: np.ndarray,
+    span1: float,
+    rng: np.random.Generator,
+    *,
+    rounds: int,
+    t_end: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Perturbs the best solution (a few random class moves; every other round also a random
+    priority order), searches again, and keeps improvements, for ``rounds`` rounds or until
+    ``t_end``; returns (assignment, order, makespan, accepted local-search moves)."""
+    d = problem.num_devices
+    g = problem.groups()
+    G = int(g.max()) + 1
+    moves = 0
+    for it in range(rounds):
+        if time.perf_counter() > t_end:
+            break
+        a2 = a1.copy()
+        for c in rng.integers(G, size=int(rng.integers(1, 4))):
+            a2[g == c] = int(rng.integers(d))
+        if (
+            not memory_ok(problem, a2)
+            or not np.isfinite(problem.compute_time_s[np.arange(problem.num_kernels), a2]).all()
+        ):
+            continue
+        o2 = None
+        if it % 2:
+            o2 = priority_order(problem, rng.random(problem.num_kernels))
+        a2, o2, span2, m2 = local_search(
+            problem, a2, o2, time_limit_s=max(t_end - time.perf_counter(), 0.01), seed=seed + it
+        )
+        moves += m2
+        if span2 < span1 * (1 - 1e-9):
+            a1, o1, span1 = a2, o2, span2
+    return a1, o1, span1, moves
+
+
 def relaxed(
     problem: PlacementProblem,
     *,
@@ -495,16 +567,7 @@ def relaxed(
         jnp.asarray(logits0), jax.random.PRNGKey(seed), _jnp_arrays(arrs), steps, lr, 1.0, 0.05,
         jnp.float32(0.02), jnp.float32(10.0),
     )  # fmt: skip
-    logits = np.asarray(logits)
-    cands = []
-    for r in range(restarts + 1):
-        a = _harden(problem, logits[r])
-        try:
-            a = repair_memory(problem, a)
-        except MemoryCapacityError:
-            continue
-        span, order = evaluate(problem, a)
-        cands.append((span, r, a, order))
+    cands = _hardened(problem, np.asarray(logits))
     grad_only = min((c[0] for c in cands if c[1] < restarts), default=np.inf)
     from_heft = min((c[0] for c in cands if c[1] == restarts), default=np.inf)
     pool = sorted(cands, key=lambda c: c[0])
@@ -525,29 +588,10 @@ def relaxed(
     )
     if span1 > span0:
         a1, o1, span1 = a0, o0, span0
-    # Iterated local search: perturb the best solution (a few random class moves), search again.
-    g = problem.groups()
-    G = int(g.max()) + 1
-    for it in range(ils_rounds):
-        if time.perf_counter() > t_end:
-            break
-        a2 = a1.copy()
-        for c in rng.integers(G, size=int(rng.integers(1, 4))):
-            a2[g == c] = int(rng.integers(d))
-        if (
-            not memory_ok(problem, a2)
-            or not np.isfinite(problem.compute_time_s[np.arange(problem.num_kernels), a2]).all()
-        ):
-            continue
-        o2 = None
-        if it % 2:  # every other round, also a random priority order
-            o2 = priority_order(problem, rng.random(problem.num_kernels))
-        a2, o2, span2, m2 = local_search(
-            problem, a2, o2, time_limit_s=max(t_end - time.perf_counter(), 0.01), seed=seed + it
-        )
-        moves += m2
-        if span2 < span1 * (1 - 1e-9):
-            a1, o1, span1 = a2, o2, span2
+    a1, o1, span1, more = _iterated_local_search(
+        problem, a1, o1, span1, rng, rounds=ils_rounds, t_end=t_end, seed=seed
+    )
+    moves += more
     return RelaxedResult(
         assignment=a1, order=o1, makespan_s=span1, gradient_makespan_s=float(grad_only),
         heft_makespan_s=float(span_heft),

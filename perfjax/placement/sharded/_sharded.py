@@ -299,10 +299,6 @@ class ShardedPrediction:
                 out[axis] = out.get(axis, 0) + row.link_bytes
         return out
 
-    @property
-    def communicated_bytes(self) -> float:
-        return float(sum(r.operand_bytes for r in self.collectives))
-
     def to_dataframe(self):
         """One row per collective."""
         import pandas as pd

@@ -42,15 +42,23 @@ DTYPE_PRECISION = {
 CAST_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp64": "float64"}
 
 
+#: StableHLO's element types -> NumPy-style names.
+MLIR_ELEMENTS = {
+    "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16", "tf32": "tensorfloat32",
+    "i1": "bool",
+    **{f"i{b}": f"int{b}" for b in (2, 4, 8, 16, 32, 64)},
+    **{f"ui{b}": f"uint{b}" for b in (2, 4, 8, 16, 32, 64)},
+    "complex<f32>": "complex64", "complex<f64>": "complex128",
+}  # fmt: skip
+
 #: Short element-type names as StableHLO (``i8``, ``ui8``, ``complex<f32>``), HLO text (``s8``,
 #: ``u8``, ``pred``, ``c64``) and the command line (``f32``, ``i8``, ``bool``) write them ->
 #: NumPy-style names.
 SHORT_NAMES = {
-    "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16", "tf32": "tensorfloat32",
-    "i1": "bool", "pred": "bool", "bool": "bool",
-    **{f"{p}{b}": f"int{b}" for p in ("i", "s") for b in (2, 4, 8, 16, 32, 64)},
-    **{f"{p}{b}": f"uint{b}" for p in ("ui", "u") for b in (2, 4, 8, 16, 32, 64)},
-    "c64": "complex64", "complex<f32>": "complex64", "c128": "complex128", "complex<f64>": "complex128",
+    **MLIR_ELEMENTS,
+    "pred": "bool", "bool": "bool", "c64": "complex64", "c128": "complex128",
+    **{f"s{b}": f"int{b}" for b in (2, 4, 8, 16, 32, 64)},
+    **{f"u{b}": f"uint{b}" for b in (2, 4, 8, 16, 32, 64)},
 }  # fmt: skip
 
 # Bits of the names whose width is not the number in their name (a predicate is one byte).

@@ -6,42 +6,11 @@ import dataclasses
 import math
 import re
 
+from perfjax._dtypes import MLIR_ELEMENTS, element_bits
 from perfjax._errors import UnsupportedProgramError
 
-# StableHLO element type -> NumPy-style name. Bit widths come from the name.
-_ELEMENT_NAMES = {
-    "f64": "float64",
-    "f32": "float32",
-    "f16": "float16",
-    "bf16": "bfloat16",
-    "tf32": "tensorfloat32",
-    "i1": "bool",
-    "i2": "int2",
-    "i4": "int4",
-    "i8": "int8",
-    "i16": "int16",
-    "i32": "int32",
-    "i64": "int64",
-    "ui2": "uint2",
-    "ui4": "uint4",
-    "ui8": "uint8",
-    "ui16": "uint16",
-    "ui32": "uint32",
-    "ui64": "uint64",
-    "complex<f32>": "complex64",
-    "complex<f64>": "complex128",
-}
-_BITS = {
-    "float64": 64,
-    "float32": 32,
-    "float16": 16,
-    "bfloat16": 16,
-    "tensorfloat32": 32,
-    # XLA stores a predicate in one byte.
-    "bool": 8,
-    "complex64": 64,
-    "complex128": 128,
-}
+# StableHLO element type -> NumPy-style name (one table, in perfjax._dtypes).
+_ELEMENT_NAMES = MLIR_ELEMENTS
 
 _TENSOR_RE = re.compile(r"^tensor<(?P<body>.*)>$")
 
@@ -65,10 +34,8 @@ class TensorType:
 
     @property
     def bits(self) -> int:
-        if self.dtype in _BITS:
-            return _BITS[self.dtype]
-        m = re.search(r"(\d+)", self.dtype)
-        return int(m.group(1)) if m else 0
+        # (XLA stores a predicate in one byte.)
+        return element_bits(self.dtype)
 
     @property
     def nbytes(self) -> int:

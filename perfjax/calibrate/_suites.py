@@ -27,8 +27,19 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+import jax
+import jaxlib
 import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from perfjax import executor
 from perfjax._host import cpu_info, load_average, usable_cores
@@ -413,80 +424,16 @@ def measure(
     workloads, names = _resolve(workloads_or_suite, size)
     # Build every recipe first, so a bad one fails in a second, not after minutes of measuring.
     built = [(w, w.build()) for w in workloads]
-
-    import jax
-    import jaxlib
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     load_start = load_average()
-    failed, remeasured = [], 0
-    first_error: BaseException | None = None
     t_start = time.perf_counter()
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+    results, failed, remeasured, first_error = _measure_rounds(
+        built, rounds, max_time_s, rtol, remeasure_noisy, progress
     )
-    # Per workload (by position): one (median, spread, repeats, re-measured) per round.
-    results: dict[int, list[tuple[float, float, int, bool]]] = {}
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("measuring", total=len(built) * rounds)
-        for round_ in range(rounds):
-            order = range(len(built)) if round_ % 2 == 0 else reversed(range(len(built)))
-            for i in order:
-                w, (fn, inputs) = built[i]
-                if w.id in failed:
-                    bar.advance(task)
-                    continue
-                tag = f"round {round_ + 1}/{rounds} " if rounds > 1 else ""
-                bar.update(task, description=f"{tag}{w.id[:60]}")
-                try:
-                    r = executor.run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
-                    t = r.time
-                    spread = _rel_spread(t.samples_s, t.median_s)
-                    again = remeasure_noisy and _is_noisy(t.stable, spread)
-                    if again:
-                        # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
-                        budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
-                        r = executor.run(fn, inputs, max_time_s=budget, rtol=rtol)
-                        t = r.time
-                        spread = _rel_spread(t.samples_s, t.median_s)
-                        remeasured += 1
-                    del r  # frees the outputs before the next (maybe large) program
-                    results.setdefault(i, []).append((t.median_s, spread, t.repeats, again))
-                except Exception as e:  # a compile or run failure of one program
-                    failed.append(w.id)
-                    results.pop(i, None)
-                    first_error = first_error or e
-                    warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=2)
-                bar.advance(task)
-    rows, round_spreads = [], []
-    for i, (w, _) in enumerate(built):
-        if i not in results:
-            continue
-        medians = np.array([m for m, *_ in results[i]])
-        median = float(np.median(medians))
-        # The round whose median is closest to the result supplies the per-call spread.
-        best = results[i][int(np.argmin(np.abs(medians - median)))]
-        source = "perfjax.measure" + (" (re-measured)" if any(x[3] for x in results[i]) else "")
-        row = dict(workload=w, device="host", time_s=median, rel_spread=best[1],
-                   repeats=sum(x[2] for x in results[i]), source=source)  # fmt: skip
-        round_spreads.append(float((medians.max() - medians.min()) / median))
-        rows.append(row)
+    rows, round_spreads = _rows_from_rounds(built, results)
     if not rows:
         raise RuntimeError(
             f"measure: every workload failed; first error: {first_error!r}"
         ) from first_error
-
     metadata = {
         "device": "host",
         "cpu": cpu_info().model,
@@ -519,6 +466,86 @@ def measure(
     if out is not None:
         ms.to_csv(out)
     return ms
+
+
+def _time_one(
+    fn: Any, inputs: Any, max_time_s: float, rtol: float, remeasure_noisy: bool
+) -> tuple[float, float, int, bool]:
+    """(median, relative spread, repeats, re-measured) of one program; a noisy first timing is
+    re-measured with a larger budget and the re-measurement kept."""
+    r = executor.run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
+    t = r.time
+    spread = _rel_spread(t.samples_s, t.median_s)
+    again = remeasure_noisy and _is_noisy(t.stable, spread)
+    if again:
+        # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
+        budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
+        del r  # frees the outputs before the next run
+        r = executor.run(fn, inputs, max_time_s=budget, rtol=rtol)
+        t = r.time
+        spread = _rel_spread(t.samples_s, t.median_s)
+    return t.median_s, spread, t.repeats, again
+
+
+def _measure_rounds(
+    built: list, rounds: int, max_time_s: float, rtol: float, remeasure_noisy: bool,
+    progress: bool,
+) -> tuple[dict[int, list[tuple[float, float, int, bool]]], list[str], int, BaseException | None]:  # fmt: skip
+    """Every workload timed once per round, rounds in alternating order, with a progress bar:
+    (per workload position, one timing per round), the failed workloads, how many were
+    re-measured, and the first failure."""
+    failed: list[str] = []
+    remeasured = 0
+    first_error: BaseException | None = None
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    results: dict[int, list[tuple[float, float, int, bool]]] = {}
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("measuring", total=len(built) * rounds)
+        for round_ in range(rounds):
+            order = range(len(built)) if round_ % 2 == 0 else reversed(range(len(built)))
+            for i in order:
+                w, (fn, inputs) = built[i]
+                if w.id in failed:
+                    bar.advance(task)
+                    continue
+                tag = f"round {round_ + 1}/{rounds} " if rounds > 1 else ""
+                bar.update(task, description=f"{tag}{w.id[:60]}")
+                try:
+                    timing = _time_one(fn, inputs, max_time_s, rtol, remeasure_noisy)
+                    remeasured += timing[3]
+                    results.setdefault(i, []).append(timing)
+                except Exception as e:  # a compile or run failure of one program
+                    failed.append(w.id)
+                    results.pop(i, None)
+                    first_error = first_error or e
+                    warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=3)
+                bar.advance(task)
+    return results, failed, remeasured, first_error
+
+
+def _rows_from_rounds(built: list, results: dict) -> tuple[list[dict[str, Any]], list[float]]:
+    """One measurement row per workload (the median of its rounds' medians), and how far each
+    workload's rounds lie apart ((max - min) / median)."""
+    rows, round_spreads = [], []
+    for i, (w, _) in enumerate(built):
+        if i not in results:
+            continue
+        medians = np.array([m for m, *_ in results[i]])
+        median = float(np.median(medians))
+        # The round whose median is closest to the result supplies the per-call spread.
+        best = results[i][int(np.argmin(np.abs(medians - median)))]
+        source = "perfjax.measure" + (" (re-measured)" if any(x[3] for x in results[i]) else "")
+        row = dict(workload=w, device="host", time_s=median, rel_spread=best[1],
+                   repeats=sum(x[2] for x in results[i]), source=source)  # fmt: skip
+        round_spreads.append(float((medians.max() - medians.min()) / median))
+        rows.append(row)
+    return rows, round_spreads
 
 
 __all__ = ["NOISY_SPREAD", "SIZES", "SUITES", "measure", "suite"]

@@ -556,7 +556,6 @@ def _collective_row(
 ) -> CollectiveRow:  # fmt: skip
     """One collective of the partitioned program, timed on the platform's links (notes added
     to ``notes``)."""
-    mesh_shape, axis_names, dev = mesh_info
     kind = c["kind"]
     arrays = c.pop("arrays")
     if half and any(dtype == "f32" for dtype, _ in arrays):
@@ -567,77 +566,13 @@ def _collective_row(
         if note not in notes:
             notes.append(note)
     if kind == "collective_permute":
-        pairs = [tuple(p) for p in c["pairs"]]
-        moved = [p for p in pairs if p[0] != p[1]]
-        axes = ()
-        if moved:
-            coords = [
-                (np.unravel_index(s, mesh_shape), np.unravel_index(d, mesh_shape)) for s, d in moved
-            ]
-            axes = tuple(
-                axis_names[i]
-                for i in range(len(mesh_shape))
-                if any(a[i] != b[i] for a, b in coords)
-            )
-        # roofline linearises pairs over the permuted axes only.
-        sub = [axis_names.index(a) for a in axes]
-        sub_dims = [mesh_shape[i] for i in sub]
-        local = (
-            [
-                (
-                    int(
-                        np.ravel_multi_index(
-                            [np.unravel_index(s, mesh_shape)[i] for i in sub], sub_dims
-                        )
-                    ),
-                    int(
-                        np.ravel_multi_index(
-                            [np.unravel_index(d, mesh_shape)[i] for i in sub], sub_dims
-                        )
-                    ),
-                )
-                for s, d in moved
-            ]
-            if sub
-            else []
-        )
-        # The same permutation runs in every slice of the other axes, over disjoint links.
-        local = sorted(set(local))
-        lb, hops = link_bytes(kind, c["operand_bytes"], sub_dims, pairs=local, mesh_dims=sub_dims)
-        models = set()
-        if moved:
-            group = [(dev[s], dev[d]) for s, d in moved]
-            chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
-            models.add(_model_label(chosen))
-            times = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
-        else:
-            times = {"direct": 0.0}
+        times, models, axes, lb, hops = _permute_times(c, plat, mesh_info, algorithm, fit)
+        moved = [p for p in c["pairs"] if p[0] != p[1]]
         groups, size, ngroups = (), 2, len(moved)
     else:
+        times, models, axes, lb, hops = _group_times(c, plat, mesh_info, algorithm, fit)
         groups = c["groups"]
         size, ngroups = len(groups[0]), len(groups)
-        axes = _group_axes(groups, mesh_shape, axis_names) if size > 1 else ()
-        lb, hops = link_bytes(
-            kind, c["operand_bytes"], [mesh_shape[axis_names.index(a)] for a in axes]
-        )
-        # Groups run at the same time; each is timed on its own devices (no contention between
-        # groups is modelled), and the slowest sets the time. All groups use one algorithm:
-        # those every group has (groups of one platform may fall under different models).
-        per_group, models = [], set()
-        for g in groups:
-            if len(g) < 2:
-                continue
-            group = [dev[i] for i in g]
-            chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
-            models.add(_model_label(chosen))
-            gt = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
-            per_group.append({k: float(v) for k, v in gt.items()})
-        common = [k for k in per_group[0] if all(k in t for t in per_group)] if per_group else []
-        times = {k: max(t[k] for t in per_group) for k in common}
-        if per_group and not times:  # no algorithm shared: each group its fastest
-            times = {"per_group": max(min(t.values()) for t in per_group)}
-        if not times:
-            times = {"none": 0.0}
     for label in sorted(models):
         note = f"collectives on {plat.name}: {label}"
         if note not in notes:
@@ -665,6 +600,91 @@ def _collective_row(
         pairs=tuple(c.get("pairs", ())),
         model=", ".join(sorted(models)),
     )
+
+
+def _permute_times(
+    c: dict[str, Any], plat: Platform, mesh_info: tuple, algorithm: str, fit: Any
+) -> tuple[dict[str, float], set[str], tuple[str, ...], float, int]:
+    """A collective-permute's time per algorithm, the collective models used, the mesh axes it
+    moves along, and its link bytes and hops."""
+    mesh_shape, axis_names, dev = mesh_info
+    kind = c["kind"]
+    pairs = [tuple(p) for p in c["pairs"]]
+    moved = [p for p in pairs if p[0] != p[1]]
+    axes = ()
+    if moved:
+        coords = [
+            (np.unravel_index(s, mesh_shape), np.unravel_index(d, mesh_shape)) for s, d in moved
+        ]
+        axes = tuple(
+            axis_names[i] for i in range(len(mesh_shape)) if any(a[i] != b[i] for a, b in coords)
+        )
+    # roofline linearises pairs over the permuted axes only.
+    sub = [axis_names.index(a) for a in axes]
+    sub_dims = [mesh_shape[i] for i in sub]
+    local = (
+        [
+            (
+                int(
+                    np.ravel_multi_index(
+                        [np.unravel_index(s, mesh_shape)[i] for i in sub], sub_dims
+                    )
+                ),
+                int(
+                    np.ravel_multi_index(
+                        [np.unravel_index(d, mesh_shape)[i] for i in sub], sub_dims
+                    )
+                ),
+            )
+            for s, d in moved
+        ]
+        if sub
+        else []
+    )
+    # The same permutation runs in every slice of the other axes, over disjoint links.
+    local = sorted(set(local))
+    lb, hops = link_bytes(kind, c["operand_bytes"], sub_dims, pairs=local, mesh_dims=sub_dims)
+    models = set()
+    if moved:
+        group = [(dev[s], dev[d]) for s, d in moved]
+        chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+        models.add(_model_label(chosen))
+        times = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
+    else:
+        times = {"direct": 0.0}
+    return times, models, axes, lb, hops
+
+
+def _group_times(
+    c: dict[str, Any], plat: Platform, mesh_info: tuple, algorithm: str, fit: Any
+) -> tuple[dict[str, float], set[str], tuple[str, ...], float, int]:
+    """A grouped collective's time per algorithm (the slowest group's), the collective models
+    used, the mesh axes its groups span, and its link bytes and hops."""
+    mesh_shape, axis_names, dev = mesh_info
+    kind = c["kind"]
+    groups = c["groups"]
+    size = len(groups[0])
+    axes = _group_axes(groups, mesh_shape, axis_names) if size > 1 else ()
+    lb, hops = link_bytes(kind, c["operand_bytes"], [mesh_shape[axis_names.index(a)] for a in axes])
+    # Groups run at the same time; each is timed on its own devices (no contention between
+    # groups is modelled), and the slowest sets the time. All groups use one algorithm:
+    # those every group has (groups of one platform may fall under different models).
+    per_group, models = [], set()
+    for g in groups:
+        if len(g) < 2:
+            continue
+        group = [dev[i] for i in g]
+        chosen = choose_fit(kind, plat, group, algorithm=algorithm, fit=fit)
+        models.add(_model_label(chosen))
+        gt = algorithm_times_s(kind, c["operand_bytes"], plat, group, fit=chosen)
+        per_group.append({k: float(v) for k, v in gt.items()})
+    common = [k for k in per_group[0] if all(k in t for t in per_group)] if per_group else []
+    times = {k: max(t[k] for t in per_group) for k in common}
+    if per_group and not times:  # no algorithm shared: each group its fastest
+        times = {"per_group": max(min(t.values()) for t in per_group)}
+    if not times:
+        times = {"none": 0.0}
+    return times, models, axes, lb, hops
 
 
 def _compute_time(

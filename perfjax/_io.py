@@ -16,6 +16,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from perfjax._errors import InputError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
@@ -58,12 +60,12 @@ def parse_mapping(text: str, suffix: str, *, what: str) -> Any:
     (e.g. ``"device spec file 'npu.toml'"``); a parse failure is a ``ValueError`` naming it."""
     suffix = suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"unknown file type {suffix!r} for {what}; use .toml, .json or .yaml.")
+        raise InputError(f"unknown file type {suffix!r} for {what}; use .toml, .json or .yaml.")
     if suffix in (".yaml", ".yml"):
         try:
             import yaml  # optional dependency, imported only for YAML files
         except ImportError:
-            raise ValueError(
+            raise InputError(
                 "reading YAML needs PyYAML: pip install pyyaml (or use TOML/JSON)."
             ) from None
         parse = yaml.safe_load
@@ -72,7 +74,7 @@ def parse_mapping(text: str, suffix: str, *, what: str) -> Any:
     try:
         return parse(text)
     except Exception as e:  # tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError
-        raise ValueError(f"could not parse {what}: {e}") from None
+        raise InputError(f"could not parse {what}: {e}") from None
 
 
 def read_mapping(path: str | os.PathLike, *, what: str = "file") -> Mapping[str, Any]:
@@ -87,8 +89,8 @@ def read_mapping(path: str | os.PathLike, *, what: str = "file") -> Mapping[str,
         raise FileNotFoundError(f"no {what} at {str(path)!r}")
     text = path.read_text()
     if not text.strip():
-        raise ValueError(f"{where} is empty.")
+        raise InputError(f"{where} is empty.")
     data = parse_mapping(text, path.suffix, what=where)
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must hold a table/mapping, got {type(data).__name__}.")
+        raise InputError(f"{where} must hold a table/mapping, got {type(data).__name__}.")
     return data

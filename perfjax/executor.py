@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from perfjax._display import fmt_time
-from perfjax._errors import HostCallbackError, InputMemoryError
+from perfjax._errors import HostCallbackError, InputError, InputMemoryError
 from perfjax.lowering._program import Program, check_inputs, signature, trace
 
 
@@ -60,7 +60,7 @@ class TimeStats:
     def from_samples(samples_s: Sequence[float], number: int = 1, stable: bool = True) -> TimeStats:
         x = np.sort(np.asarray(samples_s, dtype=np.float64))
         if x.size == 0:
-            raise ValueError("no timing samples")
+            raise InputError("no timing samples")
         return TimeStats(
             median_s=float(np.median(x)),
             min_s=float(x[0]),
@@ -230,14 +230,14 @@ def _program_callable(program: Program, inputs: tuple[Any, ...]) -> tuple[Callab
     check_runnable(program)
     leaves = jax.tree_util.tree_leaves(inputs)
     if len(leaves) != len(program.in_types):
-        raise ValueError(
+        raise InputError(
             f"program {program.name!r} takes {len(program.in_types)} inputs "
             f"({', '.join(map(str, program.in_types))}), got {len(leaves)}."
         )
     for i, (x, t) in enumerate(zip(leaves, program.in_types, strict=True)):
         shape, dtype = tuple(np.shape(x)), str(np.dtype(x.dtype))
         if shape != t.shape or dtype != t.dtype:
-            raise ValueError(
+            raise InputError(
                 f"input {i} of program {program.name!r} must be {t}, got {dtype}[{','.join(map(str, shape))}]."
             )
     cached = "compiled" in program.__dict__
@@ -278,7 +278,7 @@ def available_memory_bytes() -> float:
         except ValueError:
             value = math.nan
         if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(
+            raise InputError(
                 f"${MEMORY_LIMIT_ENV} must be a number of bytes >= 0 (e.g. 8e9), got {env!r}."
             )
         return value
@@ -393,18 +393,18 @@ def _check_timing(
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name} must be a positive number, got {type(v).__name__} {v!r}.")
         if not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a positive number (finite, > 0), got {v!r}.")
+            raise InputError(f"{name} must be a positive number (finite, > 0), got {v!r}.")
     if isinstance(warmup_s, bool) or not isinstance(warmup_s, (int, float)):
         raise TypeError(
             f"warmup_s must be a number of seconds >= 0, got {type(warmup_s).__name__} {warmup_s!r}."
         )
     if not (warmup_s >= 0 and math.isfinite(warmup_s)):
-        raise ValueError(f"warmup_s must be a finite number of seconds >= 0, got {warmup_s!r}.")
+        raise InputError(f"warmup_s must be a finite number of seconds >= 0, got {warmup_s!r}.")
     for name, v in (("min_repeats", min_repeats), ("max_repeats", max_repeats)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name} must be an integer >= 1, got {type(v).__name__} {v!r}.")
     if min_repeats < 1 or max_repeats < min_repeats:
-        raise ValueError(
+        raise InputError(
             f"need 1 <= min_repeats <= max_repeats, got min_repeats={min_repeats} and "
             f"max_repeats={max_repeats}."
         )

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from perfjax._dtypes import PRECISIONS
+from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
@@ -200,15 +201,15 @@ def _check_rows(measurements: Measurements, device: str | None) -> tuple[list[Ro
     """The rows to fit (one device's, or all) with their one family and vendor."""
     rows = [r for r in measurements if device is None or r.device == get_device(device).name]
     if not rows:
-        raise ValueError(f"no measurements for device {device!r}; have {measurements.devices()}.")
+        raise InputError(f"no measurements for device {device!r}; have {measurements.devices()}.")
     families = {get_device(r.device).family for r in rows}
     if len(families) != 1:
-        raise ValueError(
+        raise InputError(
             f"measurements span several device families {sorted(families)}; fit one family at a time."
         )
     vendors = sorted({(get_device(r.device).vendor or "").strip().lower() for r in rows})
     if len(vendors) > 1:
-        raise ValueError(
+        raise InputError(
             f"measurements span several vendors {vendors}; fit one vendor at a time (a GEMM "
             "efficiency fitted on one vendor's library says nothing of another's) and combine the "
             "calibrations with Calibration.with_vendor()."
@@ -222,7 +223,7 @@ def _held_out(rows: Sequence[Row], holdout: Any, seed: str) -> list[bool]:
     if isinstance(holdout, Mapping):
         unknown = set(holdout) - {"devices", "kinds"}
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"holdout keys must be 'devices' and/or 'kinds', got {sorted(unknown)}."
             )
         held_devices = {get_device(d).name for d in holdout.get("devices", ())}
@@ -230,11 +231,11 @@ def _held_out(rows: Sequence[Row], holdout: Any, seed: str) -> list[bool]:
         is_held = [r.device in held_devices or r.kind in held_kinds for r in rows]
     else:
         if not 0.0 < float(holdout) < 1.0:
-            raise ValueError(f"holdout must be a fraction in (0, 1) or a mapping, got {holdout!r}.")
+            raise InputError(f"holdout must be a fraction in (0, 1) or a mapping, got {holdout!r}.")
         is_held = [_fold(r.program, seed) < holdout for r in rows]
     n_held = sum(is_held)
     if n_held == 0 or n_held == len(rows):
-        raise ValueError(
+        raise InputError(
             f"the split left {len(rows) - n_held} training and {n_held} held-out points; both must be > 0."
         )
     return is_held
@@ -242,18 +243,18 @@ def _held_out(rows: Sequence[Row], holdout: Any, seed: str) -> list[bool]:
 
 def _check_options(loss: str, interval_folds: Any, effect_threshold: float, n_rows: int) -> None:
     if loss not in ("msle", "huber"):
-        raise ValueError(f"Unknown loss: {loss!r}. It needs to be one of ['msle', 'huber'].")
+        raise InputError(f"Unknown loss: {loss!r}. It needs to be one of ['msle', 'huber'].")
     if not isinstance(interval_folds, int) or interval_folds < 0 or interval_folds == 1:
-        raise ValueError(
+        raise InputError(
             f"interval_folds must be 0 (off) or an integer >= 2, got {interval_folds!r}."
         )
     if interval_folds and n_rows < 10 * interval_folds:
-        raise ValueError(
+        raise InputError(
             f"interval_folds={interval_folds} needs at least {10 * interval_folds} measurements "
             f"(10 per fold), got {n_rows}."
         )
     if effect_threshold <= 0:
-        raise ValueError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
+        raise InputError(f"effect_threshold must be > 0 (a log error), got {effect_threshold!r}.")
 
 
 def _trainable(
@@ -273,7 +274,7 @@ def _trainable(
         else:
             keep[pname][...] = 0.0
     if unknown_frozen:
-        raise ValueError(
+        raise InputError(
             f"cannot freeze {unknown_frozen}: the {family} model's parameters are {sorted(prior)} "
             f"(per-kind ones also as 'name:kind', kind in {list(KINDS)}; "
             f"precision_eff_log as 'precision_eff_log:bf16', precision in {list(PRECISIONS)})."
@@ -688,7 +689,7 @@ def evaluate(calibration: Calibration, measurements: Measurements) -> Report:
     rows = list(measurements)
     families = {get_device(r.device).family for r in rows}
     if families != {calibration.family}:
-        raise ValueError(
+        raise InputError(
             f"calibration is for {calibration.family} devices; measurements are {sorted(families)}."
         )
     t0 = time.perf_counter()

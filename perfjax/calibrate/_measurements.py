@@ -16,6 +16,7 @@ import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from perfjax._errors import InputError
 from perfjax.calibrate._workloads import KINDS, Workload
 from perfjax.devicemodels import device as get_device
 
@@ -145,9 +146,9 @@ class Measurements:
         for _name, (i, msg) in bad_device.items():
             problems.append(f"row {i}: {msg}")
         if problems:
-            raise ValueError("invalid measurements: " + "; ".join(problems))
+            raise InputError("invalid measurements: " + "; ".join(problems))
         if not out:
-            raise ValueError("no measurements: the table is empty.")
+            raise InputError("no measurements: the table is empty.")
         return Measurements(tuple(out), dict(metadata or {}))
 
     # ---- CSV ------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class Measurements:
             raise FileNotFoundError(f"no measurements file at {str(path)!r}")
         text = path.read_text()
         if not text.strip():
-            raise ValueError(f"measurements file {str(path)!r} is empty.")
+            raise InputError(f"measurements file {str(path)!r} is empty.")
         meta, lines = {}, []
         for line in text.splitlines():
             if line.startswith("#"):
@@ -199,21 +200,21 @@ class Measurements:
             elif line.strip():
                 lines.append(line)
         if not lines:
-            raise ValueError(f"measurements file {str(path)!r} has no header or rows.")
+            raise InputError(f"measurements file {str(path)!r} has no header or rows.")
         reader = csv.reader(lines)
         header = [h.strip() for h in next(reader)]
         if "time_s" not in header and "time_ms" not in header:
-            raise ValueError(
+            raise InputError(
                 f"{path.name}: no time column; expected 'time_s' (seconds) or 'time_ms' (milliseconds), "
                 f"got columns {header}."
             )
         if "time_s" in header and "time_ms" in header:
-            raise ValueError(
+            raise InputError(
                 f"{path.name}: both 'time_s' and 'time_ms' columns; keep one so the unit is unambiguous."
             )
         for required in ("workload", "device"):
             if required not in header:
-                raise ValueError(f"{path.name}: missing column {required!r}; columns are {header}.")
+                raise InputError(f"{path.name}: missing column {required!r}; columns are {header}.")
         rows, truncated = [], []
         for i, values in enumerate(reader):
             if len(values) != len(header):
@@ -226,12 +227,12 @@ class Measurements:
                 except ValueError:
                     d["time_s"] = float("nan")
             if "kind" in d and d["kind"] and d["kind"] not in KINDS:
-                raise ValueError(
+                raise InputError(
                     f"{path.name}: row {i}: unknown op kind {d['kind']!r}; expected one of {KINDS}."
                 )
             rows.append(d)
         if truncated:
-            raise ValueError(
+            raise InputError(
                 f"{path.name}: "
                 + _bad_rows(
                     truncated, f"wrong number of fields (expected {len(header)}; truncated file?)"

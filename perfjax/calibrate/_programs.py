@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import perfjax.ops as F
+from perfjax._errors import InputError
 from perfjax.calibrate._workloads import register_builder
 
 S = jax.ShapeDtypeStruct
@@ -179,4 +180,4 @@ def _program_inner(name: str, batch: int, dtype: str, seq: int, d: int):
     if name.startswith("gpt"):
         return _stack(name, batch, dt, seq, causal=True)
     valid = ["mlp", "cnn", "transformer_block", "flax_cnn", "flax_transformer", *CONFIGS]
-    raise ValueError(f"unknown program {name!r}; expected one of {valid}.")
+    raise InputError(f"unknown program {name!r}; expected one of {valid}.")

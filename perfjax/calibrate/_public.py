@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._workloads import Workload
 from perfjax.devicemodels import device as _get_device
@@ -211,7 +212,7 @@ def _expand_ops(ops: Iterable[str] | None) -> set[str] | None:
         elif o in NEUSIGHT_OPS:
             out.add(o)
         else:
-            raise ValueError(
+            raise InputError(
                 f"unknown NeuSight op {o!r}; expected one of {list(NEUSIGHT_OPS)} "
                 f"or a group {sorted(_NEUSIGHT_OP_GROUPS)}."
             )
@@ -249,7 +250,7 @@ def load_neusight(
     if max_rows_per_group is not None and (
         not isinstance(max_rows_per_group, int) or max_rows_per_group < 1
     ):
-        raise ValueError(
+        raise InputError(
             f"max_rows_per_group must be a positive int or None, got {max_rows_per_group!r}."
         )
     want_ops = _expand_ops(ops)
@@ -306,7 +307,7 @@ def load_neusight(
         rows_not_selected=not_selected,
     )
     if not rows:
-        raise ValueError(
+        raise InputError(
             f"no NeuSight rows left for ops={ops!r}, devices={devices!r}; skipped: {dict(skipped)}."
         )
     return Measurements(tuple(rows), meta)
@@ -429,7 +430,7 @@ def load_deepbench(
     kinds = tuple(kinds)
     for k in kinds:
         if k not in DEEPBENCH_KINDS:
-            raise ValueError(
+            raise InputError(
                 f"unknown DeepBench kind {k!r}; expected one of {list(DEEPBENCH_KINDS)}."
             )
     want_prec = None
@@ -437,7 +438,7 @@ def load_deepbench(
         want_prec = {precisions} if isinstance(precisions, str) else set(precisions)
         bad = sorted(want_prec - set(DEEPBENCH_PRECISIONS))
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"unknown DeepBench precision label(s) {bad}; expected some of {list(DEEPBENCH_PRECISIONS)}."
             )
     want_devices = _resolve_devices(devices)
@@ -498,7 +499,7 @@ def load_deepbench(
         rows_filtered_out=filtered,
     )
     if not rows:
-        raise ValueError(
+        raise InputError(
             f"no DeepBench rows left for kinds={kinds!r}, precisions={precisions!r}, "
             f"devices={devices!r}; skipped: {dict(skipped)}."
         )
@@ -559,7 +560,7 @@ def load_xla_matmul(
         want_archs = {archs} if isinstance(archs, str) else set(archs)
         bad = sorted(want_archs - set(df["arch"].unique()))
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"unknown XLA arch(s) {bad}; the table has {sorted(df['arch'].unique())}."
             )
     want_dtypes = None
@@ -570,7 +571,7 @@ def load_xla_matmul(
         }
         bad = sorted(want_dtypes - known)
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"unknown XLA dtype label(s) or precision(s) {bad}; expected some of {sorted(known)}."
             )
     kept, filtered = [], 0
@@ -595,7 +596,7 @@ def load_xla_matmul(
         kept, not_selected = _subsample(kept, max_rows_per_group, key=lambda x: x[0])
     rows = [Row(w, d, t, source=s) for _, d, w, t, s in kept]
     if not rows:
-        raise ValueError(f"no XLA GEMM rows left for archs={archs!r}, dtypes={dtypes!r}.")
+        raise InputError(f"no XLA GEMM rows left for archs={archs!r}, dtypes={dtypes!r}.")
     meta = _metadata(
         "xla_matmul",
         source=f"XLA default_matmul_perf_table.txtpb, {XLA_URL} (read at ROCm/xla main 183fa00c)",

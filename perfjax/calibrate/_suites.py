@@ -42,6 +42,7 @@ from rich.progress import (
 )
 
 from perfjax import executor
+from perfjax._errors import InputError
 from perfjax._host import cpu_info, load_average, usable_cores
 from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
@@ -74,7 +75,7 @@ _KiB = 1024
 
 def _check_size(size: str) -> str:
     if size not in SIZES:
-        raise ValueError(f"unknown suite size {size!r}; expected one of {SIZES}.")
+        raise InputError(f"unknown suite size {size!r}; expected one of {SIZES}.")
     return size
 
 
@@ -312,7 +313,7 @@ def suite(name: str, *, size: str = "default") -> list[Workload]:
                     out.append(w)
         return out
     if name not in _BUILDERS:
-        raise ValueError(f"unknown suite {name!r}; expected one of {list(SUITES)}.")
+        raise InputError(f"unknown suite {name!r}; expected one of {list(SUITES)}.")
     return _BUILDERS[name](size)
 
 
@@ -353,7 +354,7 @@ def _resolve(workloads_or_suite, size: str) -> tuple[list[Workload], list[str]]:
                 seen.add(w)
                 out.append(w)
     if not out:
-        raise ValueError("measure: no workloads to measure (empty list).")
+        raise InputError("measure: no workloads to measure (empty list).")
     return out, names
 
 
@@ -410,7 +411,7 @@ def measure(
       (True, 'host')
     """
     if str(device).strip().lower() != "host":
-        raise ValueError(
+        raise InputError(
             f"cannot measure on device {device!r}: measurement only runs on this machine's CPU "
             "(device='host'). Timings of GPUs, TPUs and other devices are loaded from files "
             "(perfjax.calibrate.Measurements.from_csv)."
@@ -418,9 +419,9 @@ def measure(
     _check_size(size)
     for name, v in (("max_time_s", max_time_s), ("rtol", rtol)):
         if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a positive number, got {v!r}.")
+            raise InputError(f"{name} must be a positive number, got {v!r}.")
     if not (isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1):
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
+        raise InputError(f"rounds must be a positive integer, got {rounds!r}.")
     workloads, names = _resolve(workloads_or_suite, size)
     # Build every recipe first, so a bad one fails in a second, not after minutes of measuring.
     built = [(w, w.build()) for w in workloads]

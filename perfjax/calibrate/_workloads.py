@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 import perfjax.ops as F
+from perfjax._errors import InputError
 
 S = jax.ShapeDtypeStruct
 
@@ -33,7 +34,7 @@ def register_builder(name: str) -> Callable:
 
     def wrap(f: Callable) -> Callable:
         if name in _BUILDERS:
-            raise ValueError(f"a workload builder named {name!r} already exists")
+            raise InputError(f"a workload builder named {name!r} already exists")
         _BUILDERS[name] = f
         return f
 
@@ -63,9 +64,9 @@ class Workload:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"unknown op kind {self.kind!r}; expected one of {KINDS}.")
+            raise InputError(f"unknown op kind {self.kind!r}; expected one of {KINDS}.")
         if self.builder not in _BUILDERS:
-            raise ValueError(
+            raise InputError(
                 f"unknown workload builder {self.builder!r}; registered: {builders()}."
             )
 
@@ -176,7 +177,7 @@ def _elementwise(op: str, shape: tuple[int, ...], dtype: str = "float32", scalar
         if scalar:
             return (lambda x: f(x, jnp.asarray(1.5, dt))), (S(shape, dt),)
         return (lambda x, y: f(x, y)), (S(shape, dt), S(shape, dt))
-    raise ValueError(
+    raise InputError(
         f"unknown elementwise op {op!r}; expected one of {sorted(_UNARY) + sorted(_BINARY)}."
     )
 
@@ -193,7 +194,7 @@ def _memory(pattern: str, n: int, dtype: str = "float32"):
         "triad": (lambda a, b: a + s * b, 2),
     }
     if pattern not in table:
-        raise ValueError(f"unknown memory pattern {pattern!r}; expected one of {sorted(table)}.")
+        raise InputError(f"unknown memory pattern {pattern!r}; expected one of {sorted(table)}.")
     fn, arity = table[pattern]
     return fn, tuple(S((n,), dt) for _ in range(arity))
 
@@ -203,7 +204,7 @@ def _reduction(op: str, shape: tuple[int, ...], axis: int = -1, dtype: str = "fl
     dt = _dt(dtype)
     fns = {"sum": jnp.sum, "max": jnp.max, "mean": jnp.mean}
     if op not in fns:
-        raise ValueError(f"unknown reduction {op!r}; expected one of {sorted(fns)}.")
+        raise InputError(f"unknown reduction {op!r}; expected one of {sorted(fns)}.")
     f = fns[op]
     return (lambda x: f(x, axis=axis)), (S(tuple(shape), dt),)
 
@@ -238,9 +239,9 @@ def _chain(op: str, n: int, length: int, dtype: str = "float32"):
     ``"matmul"`` multiplies an ``n x n`` matrix by itself ``length`` times. Against chains of one,
     they separate what a call costs once from what every further kernel costs."""
     if op not in ("norm", "matmul"):
-        raise ValueError(f"unknown chain op {op!r}; expected 'norm' or 'matmul'.")
+        raise InputError(f"unknown chain op {op!r}; expected 'norm' or 'matmul'.")
     if not (isinstance(length, int) and length >= 1):
-        raise ValueError(f"chain length must be a positive integer, got {length!r}.")
+        raise InputError(f"chain length must be a positive integer, got {length!r}.")
     dt = _dt(dtype)
 
     if op == "norm":

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from perfjax._display import pyplot, render
-from perfjax._errors import CalibrationError
+from perfjax._errors import CalibrationError, InputError
 from perfjax._io import atomic_write_text, cache_dir
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import host_spec
@@ -333,16 +333,16 @@ class Calibration:
           ('prior', 'vendor')
         """
         if other.family != self.family:
-            raise ValueError(
+            raise InputError(
                 f"cannot combine a {self.family} calibration with a {other.family} one."
             )
         vendors = other.vendors()
         if len(vendors) != 1:
-            raise ValueError(
+            raise InputError(
                 f"with_vendor needs a calibration fitted on one vendor; {other} has {list(vendors)}."
             )
         if vendors[0] in self.vendors():
-            raise ValueError(f"{self} already fits {vendors[0]} devices; fit each vendor once.")
+            raise InputError(f"{self} already fits {vendors[0]} devices; fit each vendor once.")
         return dataclasses.replace(
             self,
             vendor_params={**self.vendor_params, vendors[0]: dict(other.params)},
@@ -662,7 +662,7 @@ def calibration_for(
       ('gpu', None)
     """
     if other_family not in ("error", "auto"):
-        raise ValueError(f"other_family must be 'error' or 'auto', got {other_family!r}.")
+        raise InputError(f"other_family must be 'error' or 'auto', got {other_family!r}.")
     calibration = load_calibration(calibration)
     if calibration is False:
         return None
@@ -671,7 +671,7 @@ def calibration_for(
     if calibration.family != spec.family:
         if other_family == "auto":
             return auto_calibration(spec)
-        raise ValueError(
+        raise InputError(
             f"calibration {calibration} is for {calibration.family} devices; {spec.name!r} is a {spec.family}."
         )
     return calibration

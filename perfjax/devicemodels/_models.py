@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from perfjax._dtypes import DTYPE_PRECISION, PRECISION_BITS, PRECISIONS, QUANTIZED
+from perfjax._errors import InputError
 from perfjax.devicemodels import _cpu, _gpu, _npu, _tpu
 from perfjax.devicemodels._common import KernelTimes
 from perfjax.devicemodels._spec import DeviceSpec
@@ -190,7 +191,7 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
       0.84
     """
     if family not in PRIORS:
-        raise ValueError(f"unknown family {family!r}; expected one of {sorted(PRIORS)}.")
+        raise InputError(f"unknown family {family!r}; expected one of {sorted(PRIORS)}.")
     vendor_pr = VENDOR_PRIORS.get(vendor.lower(), {}) if family == "gpu" else {}
     pr = {**PRIORS[family], **{k: v for k, v in vendor_pr.items() if k != "compute_eff"}}
     compute = dict(pr["compute_eff"])
@@ -377,7 +378,7 @@ def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, fl
         " Edge NPUs run quantized programs: pass precision='int8'." if fam == "npu" and want in ("fp32", "fp64")
         else f" Pass precision= one of {', '.join(spec.precisions())}."
     )  # fmt: skip
-    raise ValueError(
+    raise InputError(
         f"device {spec.name!r} cannot run {want} matrix math (it has {', '.join(spec.precisions())}).{hint}"
     )
 
@@ -404,7 +405,7 @@ def resolve(kernels: Kernels, spec: DeviceSpec, precision: str | None = None) ->
     dtypes (``predict`` re-traces with cast inputs) and change nothing here.
     """
     if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}.")
+        raise InputError(f"unknown precision {precision!r}; expected one of {PRECISIONS}.")
     n = len(kernels)
     unit, prec, passes, vprec, scale = (np.zeros(n, np.int32), np.zeros(n, np.int32), np.ones(n, np.float32),
                                         np.zeros(n, np.int32), np.ones(n, np.float32))  # fmt: skip
@@ -472,7 +473,7 @@ def kernel_times(
       family: ``gpu``, ``tpu``, ``cpu`` or ``npu`` (static).
     """
     if family not in FAMILY_MODELS:
-        raise ValueError(
+        raise InputError(
             f"unknown device family {family!r}; expected one of {tuple(FAMILY_MODELS)}."
         )
     return FAMILY_MODELS[family](k, dev, params, res)

@@ -88,7 +88,7 @@ class DeviceSpec:
             if precision in u
         ]
         if not vals:
-            raise ValueError(
+            raise DeviceSpecError(
                 f"device {self.name!r} has no published {precision} peak; it supports "
                 f"{', '.join(self.precisions())}."
             )
@@ -265,10 +265,12 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "") -> DeviceSpec:
     """Builds and validates a spec from a mapping (one entry of a TOML/JSON/YAML file)."""
     at = f" ({where})" if where else ""
     if not isinstance(data, Mapping):
-        raise ValueError(f"device entry{at} must be a table/mapping, got {type(data).__name__}.")
+        raise DeviceSpecError(
+            f"device entry{at} must be a table/mapping, got {type(data).__name__}."
+        )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
-        raise ValueError(
+        raise DeviceSpecError(
             f"device entry{at} is missing required field(s) {missing}; required: {list(_REQUIRED)}."
         )
     fields = {f.name: f for f in dataclasses.fields(DeviceSpec)}
@@ -278,12 +280,12 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "") -> DeviceSpec:
         text = ", ".join(
             f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
         )
-        raise ValueError(f"device {data.get('name')!r}{at}: unknown field(s) {text}.")
+        raise DeviceSpecError(f"device {data.get('name')!r}{at}: unknown field(s) {text}.")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key in ("matrix_flops_per_s", "vector_flops_per_s"):
             if not isinstance(value, Mapping):
-                raise ValueError(
+                raise DeviceSpecError(
                     f"device {data['name']!r}{at}: {key} must be a table of precision -> FLOP/s."
                 )
             kwargs[key] = {
@@ -293,13 +295,13 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "") -> DeviceSpec:
             kwargs[key] = tuple(str(a) for a in value)
         elif key in ("name", "family", "vendor", "description", "source"):
             if not isinstance(value, str):
-                raise ValueError(
+                raise DeviceSpecError(
                     f"device {data.get('name')!r}{at}: {key} must be a string, got {value!r}."
                 )
             kwargs[key] = value
         elif key == "matrix_tile":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(
+                raise DeviceSpecError(
                     f"device {data['name']!r}{at}: matrix_tile must be an integer, got {value!r}."
                 )
             kwargs[key] = value
@@ -310,7 +312,7 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "") -> DeviceSpec:
 
 def _number(device: str, field: str, value: Any, at: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
+        raise DeviceSpecError(
             f"device {device!r}{at}: {field} must be a number, got {type(value).__name__} {value!r}."
         )
     return float(value)

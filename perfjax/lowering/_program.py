@@ -15,7 +15,7 @@ import jax
 import jax.stages
 import numpy as np
 
-from perfjax._errors import StableHLOParseError, UnsupportedProgramError
+from perfjax._errors import InputError, StableHLOParseError, UnsupportedProgramError
 from perfjax.lowering._types import TensorType
 
 
@@ -74,7 +74,7 @@ def _leaf_spec(path: str, x: Any) -> jax.ShapeDtypeStruct:
     if isinstance(x, jax.ShapeDtypeStruct):
         bad = [d for d in x.shape if isinstance(d, (int, np.integer)) and d < 0]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"inputs{path}: jax.ShapeDtypeStruct has shape {tuple(x.shape)} with negative "
                 f"dimension(s) {bad}; every dimension must be >= 0 (0 for an empty axis)."
             )
@@ -178,7 +178,7 @@ def check_platform(platform: str | None) -> str:
     if platform is None:
         return "cpu"
     if platform not in PLATFORMS:
-        raise ValueError(
+        raise InputError(
             f"unknown platform {platform!r}; expected one of {PLATFORMS} (or None: cpu)."
         )
     return platform
@@ -336,7 +336,7 @@ class Program:
         if platform in self._relowered:
             return self._relowered[platform]
         if self.traced is None:
-            raise ValueError(
+            raise InputError(
                 f"program {self.name!r} was "
                 + ("read from StableHLO text" if self.lowered is None else "given already lowered")
                 + f" (for {self.platform or 'an unknown platform'}); it cannot be lowered for "
@@ -579,7 +579,7 @@ def trace(
     if isinstance(fn, jax.stages.Lowered):
         program = Program.from_lowered(fn)
         if explicit and program.platform != platform:
-            raise ValueError(
+            raise InputError(
                 f"this jax.stages.Lowered is lowered for {program.platform!r}, not {platform!r}, "
                 "and cannot be re-lowered; pass the jax.stages.Traced (jax.jit(f).trace(...)) or "
                 "the function instead."

@@ -19,7 +19,7 @@ import jax.stages
 import numpy as np
 
 from perfjax._dtypes import CAST_DTYPES, QUANTIZED
-from perfjax._errors import PrecisionCastError
+from perfjax._errors import InputError, PrecisionCastError
 from perfjax.lowering._graph import Graph, build_graph
 from perfjax.lowering._program import (
     Program,
@@ -206,7 +206,7 @@ def _program_for_program(program: Program, precision: str | None, platform: str 
             target = platform or program.platform
             return program_for(program.fn, program.example_inputs, precision, target)
         if precision in _CAST:
-            raise ValueError(
+            raise InputError(
                 f"precision={precision!r} re-traces the program with cast inputs, but this Program was "
                 "read from StableHLO text (or given lowered); trace it at that precision yourself, or "
                 f"pass a quantized precision ({', '.join(QUANTIZED)}) which applies at the model level."

@@ -19,6 +19,7 @@ from flax import nnx
 from jax import lax
 
 import perfjax.ops as F
+from perfjax._errors import InputError
 
 Initializer = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
 
@@ -54,9 +55,9 @@ class Init:
         mode: str = "fan_in",
     ):
         if distribution not in ("normal", "uniform"):
-            raise ValueError(f"distribution must be 'normal' or 'uniform', got {distribution!r}.")
+            raise InputError(f"distribution must be 'normal' or 'uniform', got {distribution!r}.")
         if mode not in ("fan_in", "fan_out"):
-            raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}.")
+            raise InputError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}.")
         self.distribution, self.fixed_std, self.scale, self.mode = distribution, std, scale, mode
 
     def std(self, shape: tuple[int, ...]) -> float:

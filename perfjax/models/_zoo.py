@@ -39,6 +39,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from perfjax._errors import InputError
 from perfjax.models._nets import BERT, GPT2, MLP, MOBILENET_V2_STAGES, MobileNetV2, ResNet18
 
 _DTYPES = (np.dtype(jnp.float32), np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
@@ -123,7 +124,7 @@ def _gpt2_batch(cfg, batch, dtype, rng, train):
 
 def _check_positive_int(name: str, key: str, v: Any, minimum: int = 1) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name}: {key} must be an int >= {minimum}, got {v!r}.")
+        raise InputError(f"{name}: {key} must be an int >= {minimum}, got {v!r}.")
 
 
 def _check_image(name: str, cfg: Mapping[str, Any]) -> None:
@@ -132,13 +133,13 @@ def _check_image(name: str, cfg: Mapping[str, Any]) -> None:
     for key in ("classes", "channels"):
         _check_positive_int(name, key, cfg[key])
     if cfg["norm"] not in _NORMS:
-        raise ValueError(f"{name}: norm must be one of {list(_NORMS)}, got {cfg['norm']!r}.")
+        raise InputError(f"{name}: norm must be one of {list(_NORMS)}, got {cfg['norm']!r}.")
 
 
 def _check_mlp(name: str, cfg: Mapping[str, Any]) -> None:
     sizes = cfg["sizes"]
     if not isinstance(sizes, Sequence) or len(sizes) < 2:
-        raise ValueError(
+        raise InputError(
             f"{name}: sizes must be a sequence of at least 2 layer widths such as (784, 128, 10), "
             f"got {sizes!r}."
         )
@@ -155,7 +156,7 @@ def _check_mobilenet(name: str, cfg: Mapping[str, Any]) -> None:
     _check_image(name, cfg)
     w = cfg["width"]
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-        raise ValueError(f"{name}: width (the width multiplier) must be > 0, got {w!r}.")
+        raise InputError(f"{name}: width (the width multiplier) must be > 0, got {w!r}.")
     _check_positive_int(name, "last_channels", cfg["last_channels"])
     try:
         stages = [tuple(int(v) for v in s) for s in cfg["stages"]]
@@ -163,7 +164,7 @@ def _check_mobilenet(name: str, cfg: Mapping[str, Any]) -> None:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(
+        raise InputError(
             f"{name}: stages must be a non-empty sequence of (expansion, channels, repeats, stride) "
             f"tuples of positive ints, got {cfg['stages']!r}."
         )
@@ -174,11 +175,11 @@ def _check_transformer(name: str, cfg: Mapping[str, Any]) -> None:
         _check_positive_int(name, key, cfg[key])
     _check_positive_int(name, "seq_len", cfg["seq_len"], 2)
     if cfg["d_model"] % cfg["heads"]:
-        raise ValueError(
+        raise InputError(
             f"{name}: d_model ({cfg['d_model']}) must be divisible by heads ({cfg['heads']})."
         )
     if cfg["seq_len"] > cfg["max_positions"]:
-        raise ValueError(
+        raise InputError(
             f"{name}: seq_len ({cfg['seq_len']}) exceeds the {cfg['max_positions']} learned "
             "positions; use a shorter seq_len or a larger max_positions."
         )
@@ -308,7 +309,7 @@ def _spec(name: str) -> _Spec:
     if not isinstance(name, str) or name not in _SPECS:
         close = difflib.get_close_matches(str(name).lower(), _SPECS, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown model {name!r}; expected one of {list(_SPECS)}.{hint}")
+        raise InputError(f"unknown model {name!r}; expected one of {list(_SPECS)}.{hint}")
     return _SPECS[name]
 
 
@@ -330,13 +331,13 @@ def _resolve(name: str, spec: _Spec, config: str | None, overrides: Mapping[str,
     if config not in spec.configs:
         close = difflib.get_close_matches(str(config), spec.configs, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
+        raise InputError(
             f"{name}: unknown config {config!r}; expected one of {list(spec.configs)}.{hint}"
         )
     cfg = dict(spec.configs[config])
     unknown = sorted(set(overrides) - set(cfg))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{name}: unknown setting(s) {unknown}; the settings of {name} are {sorted(cfg)}."
         )
     cfg.update(overrides)
@@ -354,7 +355,7 @@ def _check_dtype(dtype: Any) -> np.dtype:
     except TypeError:
         dt = None
     if dt not in _DTYPES:
-        raise ValueError(
+        raise InputError(
             f"dtype must be {_DTYPE_NAMES} (the parameters' and activations' dtype), got {dtype!r}."
         )
     return dt
@@ -362,7 +363,7 @@ def _check_dtype(dtype: Any) -> np.dtype:
 
 def _check_batch(batch: Any) -> int:
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be an int >= 1, got {batch!r}.")
+        raise InputError(f"batch must be an int >= 1, got {batch!r}.")
     return int(batch)
 
 
@@ -637,7 +638,7 @@ def from_nnx(
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
     is_sds = lambda x: isinstance(x, jax.ShapeDtypeStruct)
     if any(is_sds(x) for x in jax.tree_util.tree_leaves(rest)):
-        raise ValueError(
+        raise InputError(
             "from_nnx: the module's non-parameter variables are abstract (built under "
             "nnx.eval_shape); they are closed over as constants, so build the module concretely."
         )
@@ -647,7 +648,7 @@ def from_nnx(
     if abstract:
         params, example_inputs = _abstract(params), _abstract(tuple(example_inputs))
     elif any(is_sds(x) for x in jax.tree_util.tree_leaves(params)):
-        raise ValueError(
+        raise InputError(
             "from_nnx: the module's parameters are abstract (built under nnx.eval_shape); use "
             "abstract=True, or build the module concretely to run it."
         )

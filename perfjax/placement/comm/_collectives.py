@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from perfjax._errors import InputError
 from perfjax.placement.comm._platform import platform as get_platform
 
 #: Collective kinds and their accepted aliases (StableHLO / HLO / jax.lax names).
@@ -90,7 +91,7 @@ def _kind(kind: str) -> str:
         if key in aliases:
             return name
     valid = sorted({a for al in KINDS.values() for a in al})
-    raise ValueError(f"unknown collective kind {kind!r}; valid: {valid}.")
+    raise InputError(f"unknown collective kind {kind!r}; valid: {valid}.")
 
 
 def _lg(p: Any) -> Any:
@@ -128,7 +129,7 @@ def _check(where: str, name: str, x: Any, *, positive: bool | None, unit: str) -
         bad |= (arr <= 0) if positive else (arr < 0)
     if bad.any():
         shown = float(arr[bad].flat[0])
-        raise ValueError(f"{where}: {name} must be {want}, got {shown!r}.")
+        raise InputError(f"{where}: {name} must be {want}, got {shown!r}.")
 
 
 def _check_group_size(where: str, p: Any) -> None:
@@ -139,7 +140,7 @@ def _check_group_size(where: str, p: Any) -> None:
         return
     bad = ~np.isfinite(arr) | (arr < 1) | (arr != np.round(arr))
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"{where}: group_size must be an integer >= 1 (devices), got {float(arr[bad].flat[0])!r}."
         )
 
@@ -180,7 +181,7 @@ def all_reduce_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
         return _lg(p) * (a + n / b)
     if algorithm == "halving_doubling":
         return 2 * _lg(p) * a + 2 * (p - 1) / p * n / b
-    raise ValueError(_bad_algorithm("all_reduce", algorithm))
+    raise InputError(_bad_algorithm("all_reduce", algorithm))
 
 
 def all_gather_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algorithm="ring"):
@@ -195,7 +196,7 @@ def all_gather_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
         return (p - 1) * (a + n / b)
     if algorithm == "recursive_doubling":
         return _lg(p) * a + (p - 1) * n / b
-    raise ValueError(_bad_algorithm("all_gather", algorithm))
+    raise InputError(_bad_algorithm("all_gather", algorithm))
 
 
 def reduce_scatter_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algorithm="ring"):
@@ -210,7 +211,7 @@ def reduce_scatter_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, 
         return (p - 1) * (a + n / (p * b))
     if algorithm == "recursive_halving":
         return _lg(p) * a + (p - 1) / p * n / b
-    raise ValueError(_bad_algorithm("reduce_scatter", algorithm))
+    raise InputError(_bad_algorithm("reduce_scatter", algorithm))
 
 
 def all_to_all_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algorithm="pairwise"):
@@ -225,7 +226,7 @@ def all_to_all_time_s(nbytes, group_size, bandwidth_bytes_per_s, latency_s, algo
         return (p - 1) * (a + n / (p * b))
     if algorithm == "bruck":
         return _lg(p) * (a + n / (2 * b))
-    raise ValueError(_bad_algorithm("all_to_all", algorithm))
+    raise InputError(_bad_algorithm("all_to_all", algorithm))
 
 
 def broadcast_time_s(
@@ -242,7 +243,7 @@ def broadcast_time_s(
         return _lg(p) * (a + n / b)
     if algorithm == "scatter_allgather":
         return (_lg(p) + p - 1) * a + 2 * (p - 1) / p * n / b
-    raise ValueError(_bad_algorithm("collective_broadcast", algorithm))
+    raise InputError(_bad_algorithm("collective_broadcast", algorithm))
 
 
 def send_recv_time_s(nbytes, bandwidth_bytes_per_s, latency_s):
@@ -283,7 +284,7 @@ def torus_time_s(kind, nbytes, dims, bandwidth_bytes_per_s, latency_s):
     if isinstance(dims, (str, bytes)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in dims
     ):
-        raise ValueError(
+        raise InputError(
             f"torus_time_s: dims must be a sequence of integers >= 1 (chips per dimension), got {dims!r}."
         )
     dims = [int(d) for d in dims if int(d) > 1]
@@ -310,7 +311,7 @@ def torus_time_s(kind, nbytes, dims, bandwidth_bytes_per_s, latency_s):
         links = _ring_factor(big) * p / big
         hops = sum(d // 2 for d in dims)
         return p * n / 4 / (links * b) + hops * a
-    raise ValueError(
+    raise InputError(
         f"no torus model for {kind!r}; torus covers all_reduce, all_gather, "
         "reduce_scatter and all_to_all."
     )
@@ -407,13 +408,13 @@ def _group(platform, group) -> list[int]:
             f"got {type(group).__name__} {group!r}."
         )
     if len(group) == 0:
-        raise ValueError(
+        raise InputError(
             f"group is empty; list at least one device of platform {platform.name!r} "
             f"({', '.join(platform.device_names)}), or pass group=None for all of them."
         )
     idx = [platform.index(g) for g in group]
     if len(set(idx)) != len(idx):
-        raise ValueError(f"group {list(group)!r} lists a device twice.")
+        raise InputError(f"group {list(group)!r} lists a device twice.")
     return idx
 
 
@@ -458,7 +459,7 @@ def algorithm_times_s(
 def _send_recv_time(nbytes: Any, platform, group) -> Any:
     """One message from ``group[0]`` to ``group[1]`` over their best route (0 to itself)."""
     if group is None or len(group) != 2:
-        raise ValueError("send_recv needs group=(src, dst).")
+        raise InputError("send_recv needs group=(src, dst).")
     s, d = (platform.index(g) for g in group)
     if s == d:
         return 0.0 * nbytes
@@ -473,7 +474,7 @@ def _permute_time(nbytes: Any, platform, pairs) -> Any:
     """All ``(src, dst)`` messages at once: the slowest one, each link's bandwidth shared by the
     routes crossing it."""
     if pairs is None:
-        raise ValueError("collective_permute needs group=[(src, dst), ...] source-target pairs.")
+        raise InputError("collective_permute needs group=[(src, dst), ...] source-target pairs.")
     pairs = [(platform.index(s), platform.index(d)) for s, d in pairs]
     loads = _link_loads(platform, pairs)
     lat = platform.latency_matrix_s()
@@ -610,11 +611,11 @@ def collective_time_s(
     if algorithm not in times:
         k = _kind(kind)
         if algorithm in ALGORITHMS[k]:
-            raise ValueError(
+            raise InputError(
                 f"{k} algorithm {algorithm!r} does not apply here (torus needs the group to be a whole "
                 f"torus topology of the platform); available: {sorted(times)}."
             )
-        raise ValueError(_bad_algorithm(k, algorithm))
+        raise InputError(_bad_algorithm(k, algorithm))
     return times[algorithm]
 
 
@@ -642,7 +643,7 @@ def _check_fit(fit: Any) -> None:
         return
     if isinstance(fit, str) and (fit.strip().lower() == "xla" or fit in FIT_FAMILIES):
         return
-    raise ValueError(
+    raise InputError(
         f"fit must be None, 'xla', 'auto', a family name {FIT_FAMILIES} or a CollectiveFit, "
         f"got {fit!r}."
     )
@@ -784,13 +785,13 @@ class CollectiveFit:
 
     def __post_init__(self) -> None:
         if self.family not in FIT_FAMILIES:
-            raise ValueError(
+            raise InputError(
                 f"CollectiveFit: unknown family {self.family!r}; valid: {FIT_FAMILIES}."
             )
         missing = [k for k in FIT_PARAMETERS if k not in self.params]
         extra = sorted(set(self.params) - set(FIT_PARAMETERS))
         if missing or extra:
-            raise ValueError(
+            raise InputError(
                 f"CollectiveFit({self.family}): params must have exactly {FIT_PARAMETERS}; "
                 f"missing {missing}, unknown {extra}."
             )
@@ -801,7 +802,7 @@ class CollectiveFit:
             v = float(v)
             low = -1.5 if k == "group_size_offset" else 0.0
             if not math.isfinite(v) or v < low or (k.endswith("efficiency") and v <= 0):
-                raise ValueError(
+                raise InputError(
                     f"CollectiveFit({self.family}): {k} must be a finite number "
                     f"{'> -1.5' if low < 0 else '> 0' if k.endswith('efficiency') else '>= 0'}"
                     f", got {v!r}."
@@ -833,7 +834,7 @@ def prior_fit(family: str) -> CollectiveFit:
       0.82
     """
     if family not in FIT_FAMILIES:
-        raise ValueError(f"unknown family {family!r}; valid: {FIT_FAMILIES}.")
+        raise InputError(f"unknown family {family!r}; valid: {FIT_FAMILIES}.")
     params = {
         # Kernel launch ~4-6 us on recent GPUs (../shared/reference/device-specs.md).
         "launch_s": 5e-6,
@@ -888,7 +889,7 @@ def collective_fit(family: str = "nvidia-nvlink", path: str | None = None) -> Co
     data = _load_fit_file(None if path is None else str(path))
     fams = data.get("families", {})
     if family not in fams:
-        raise ValueError(
+        raise InputError(
             f"the fit file has no parameters for {family!r} (it has {sorted(fams)}); refit with "
             "benchmarks/collectives_vs_xla.py --write-fit."
         )
@@ -911,7 +912,7 @@ def vendor_family(platform, group=None) -> str:
     platform = get_platform(platform)
     family, why = _fitted_family(platform, tuple(_group(platform, group)))
     if family is None:
-        raise ValueError(
+        raise InputError(
             f"no fitted collective parameters for platform {platform.name!r} ({why}): the "
             "calibrated model covers NVIDIA GPUs on NVLink/NVSwitch and AMD GPUs on Infinity "
             "Fabric; use fit=None (alpha-beta on the link figures) instead."
@@ -1044,7 +1045,7 @@ def _kind_code(kind: Any) -> Any:
         if k == "send_recv":
             k = "collective_permute"
         if k not in CALIBRATED_KINDS:
-            raise ValueError(
+            raise InputError(
                 f"the calibrated model covers {CALIBRATED_KINDS} (and send_recv), not {k!r}; "
                 "use fit=None for it."
             )
@@ -1170,9 +1171,9 @@ def _resolve_fit(fit: Any, family: str) -> CollectiveFit:
     elif isinstance(fit, str) and fit in FIT_FAMILIES:
         chosen = collective_fit(fit)
     else:  # None
-        raise ValueError("the calibrated model needs a fit ('xla', a family or a CollectiveFit).")
+        raise InputError("the calibrated model needs a fit ('xla', a family or a CollectiveFit).")
     if chosen.family != family:
-        raise ValueError(
+        raise InputError(
             f"the fit is for {chosen.family!r} but the platform's group is {family!r}; parameters "
             "are never shared between vendor families."
         )
@@ -1192,16 +1193,16 @@ def _calibrated_times(
     _check(where, "nbytes", nbytes, positive=False, unit="operand bytes per device")
     if k == "send_recv":
         if group is None or len(group) != 2:
-            raise ValueError("send_recv needs group=(src, dst).")
+            raise InputError("send_recv needs group=(src, dst).")
         k, group = "collective_permute", [tuple(group)]
     if k not in CALIBRATED_KINDS:
-        raise ValueError(
+        raise InputError(
             f"the calibrated model covers {CALIBRATED_KINDS} and send_recv, not {k!r}; use fit=None."
         )
     main_name = CALIBRATED_ALGORITHMS[k][0]
     if k == "collective_permute":
         if group is None:
-            raise ValueError(
+            raise InputError(
                 "collective_permute needs group=[(src, dst), ...] source-target pairs."
             )
         pairs = [(platform.index(s), platform.index(d)) for s, d in group]
@@ -1259,7 +1260,7 @@ def calibrated_collective_time_s(
         "auto",
         "smooth",
     ):
-        raise ValueError(
+        raise InputError(
             f"unknown calibrated {base} algorithm {algorithm!r}; valid: "
             f"{(*CALIBRATED_ALGORITHMS[base], 'auto', 'smooth')}."
         )
@@ -1269,7 +1270,7 @@ def calibrated_collective_time_s(
         return main
     if algorithm == "switch_reduction":
         if sw <= 0:
-            raise ValueError(
+            raise InputError(
                 f"switch_reduction (NVLS) needs an NVSwitch domain of at least "
                 f"{chosen.switch_reduction_min_devices} devices holding the group; {where} has none."
             )

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from perfjax._errors import InputError
 from perfjax.placement.comm._collectives import (
     CALIBRATED_KINDS,
     FIT_FAMILIES,
@@ -153,7 +154,7 @@ def xla_collectives(arch: str | Sequence[str] | None = None) -> pd.DataFrame:
                 if a in WITHHELD_ARCHS
                 else ""
             )
-            raise ValueError(f"unknown XLA arch {a!r}{note}; valid: {sorted(XLA_ARCH_PLATFORMS)}.")
+            raise InputError(f"unknown XLA arch {a!r}{note}; valid: {sorted(XLA_ARCH_PLATFORMS)}.")
     return table[table.arch.isin(wanted)].reset_index(drop=True)
 
 
@@ -224,12 +225,12 @@ def _check_rows(rows: Any) -> None:
     }
     missing = sorted(need - set(rows.columns))
     if missing:
-        raise ValueError(f"rows lack column(s) {missing}; pass rows from xla_collectives().")
+        raise InputError(f"rows lack column(s) {missing}; pass rows from xla_collectives().")
     if len(rows) == 0:
-        raise ValueError("rows is empty; select at least one row of xla_collectives().")
+        raise InputError("rows is empty; select at least one row of xla_collectives().")
     if (rows["nbytes"] < 0).any() or not np.isfinite(rows["nbytes"]).all():
         bad = rows["nbytes"][(rows["nbytes"] < 0) | ~np.isfinite(rows["nbytes"])].iloc[0]
-        raise ValueError(f"rows: nbytes must be finite and >= 0 (bytes per device), got {bad!r}.")
+        raise InputError(f"rows: nbytes must be finite and >= 0 (bytes per device), got {bad!r}.")
 
 
 def _predict(feats: dict[str, Any], params: Any) -> Any:
@@ -263,7 +264,7 @@ def predict_xla(rows: pd.DataFrame, fit: CollectiveFit | str = "xla") -> np.ndar
     for fam, part in rows.groupby("family", sort=False):
         if isinstance(fit, CollectiveFit):
             if fit.family != fam:
-                raise ValueError(
+                raise InputError(
                     f"the fit is for {fit.family!r} but rows of {sorted(set(part.arch))} are "
                     f"{fam!r}; parameters are never shared between vendor families."
                 )
@@ -271,7 +272,7 @@ def predict_xla(rows: pd.DataFrame, fit: CollectiveFit | str = "xla") -> np.ndar
         elif fit == "xla":
             chosen = collective_fit(fam)
         else:
-            raise ValueError(f"fit must be 'xla' or a CollectiveFit, got {fit!r}.")
+            raise InputError(f"fit must be 'xla' or a CollectiveFit, got {fit!r}.")
         feats = xla_features(part, chosen)
         pos = rows.index.get_indexer(part.index)
         out[pos] = np.asarray(_predict_jit(feats, dict(chosen.params)), dtype=float)
@@ -342,20 +343,20 @@ def fit_collectives(
     _check_rows(rows)
     families = sorted(set(rows.family))
     if len(families) != 1:
-        raise ValueError(
+        raise InputError(
             f"rows mix vendor families {families}; fit each family on its own rows (parameters "
             "are never shared between families)."
         )
     family = families[0]
     if family not in FIT_FAMILIES:
-        raise ValueError(f"unknown family {family!r}; valid: {FIT_FAMILIES}.")
+        raise InputError(f"unknown family {family!r}; valid: {FIT_FAMILIES}.")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}.")
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}.")
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}.")
+        raise InputError(f"learning_rate must be a number > 0, got {learning_rate!r}.")
     start = prior_fit(family) if init is None else init
     if start.family != family:
-        raise ValueError(f"init is for {start.family!r} but the rows are {family!r}.")
+        raise InputError(f"init is for {start.family!r} but the rows are {family!r}.")
     used = rows[fit_mask(rows)] if exclude_anomalies else rows
     feats = {k: jnp.asarray(v) for k, v in xla_features(used, start).items()}
     weights = jnp.asarray(_weights(used), dtype=jnp.float32)

@@ -14,6 +14,7 @@ import bisect
 
 import numpy as np
 
+from perfjax._errors import InputError
 from perfjax.placement.schedule._problem import PlacementProblem
 from perfjax.placement.schedule._simulate import MemoryCapacityError, memory_ok, prepared
 
@@ -105,7 +106,7 @@ def _eft_schedule(problem: PlacementProblem, order: np.ndarray, insertion: bool)
             if s + w < best[0] - 1e-15:
                 best = (s + w, s, j)
         if best[2] < 0:
-            raise ValueError(
+            raise InputError(
                 f"kernel {problem.names[i]!r} has no supporting device among those allowed "
                 "(its colocation class forces a device that cannot run it)."
             )

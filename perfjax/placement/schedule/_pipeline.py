@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from perfjax._errors import InputError
 from perfjax.placement.schedule._problem import PlacementProblem
 from perfjax.placement.schedule._simulate import MemoryCapacityError, check_assignment, prepared
 
@@ -76,7 +77,7 @@ class PipelineResult:
 def _no_colocation(problem: PlacementProblem) -> None:
     g = problem.colocate
     if g is not None and len(np.unique(g)) < len(g):
-        raise ValueError(
+        raise InputError(
             f"{problem.name!r} has colocation classes (kernels that must share a device), which a "
             "contiguous pipeline split cannot honour; drop them to split anyway, e.g. "
             "dataclasses.replace(problem, colocate=None) or load_fiddle(..., colocate=False)."
@@ -93,11 +94,11 @@ def _device_indices(problem: PlacementProblem, devices: Sequence | None) -> np.n
         elif dv in problem.device_names:
             out.append(problem.device_names.index(dv))
         else:
-            raise ValueError(
+            raise InputError(
                 f"unknown device {dv!r}; the devices are {list(problem.device_names)}."
             )
     if len(set(out)) != len(out):
-        raise ValueError("each pipeline stage needs its own device; a device is listed twice.")
+        raise InputError("each pipeline stage needs its own device; a device is listed twice.")
     return np.asarray(out, np.int64)
 
 

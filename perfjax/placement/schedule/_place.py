@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from perfjax._display import fmt_time, pyplot, render
+from perfjax._errors import InputError
 from perfjax.placement.schedule import _heuristics
 from perfjax.placement.schedule._exact import exact
 from perfjax.placement.schedule._pipeline import PipelineResult, pipeline_dp, pipeline_relaxed
@@ -152,12 +153,12 @@ def to_problem(
     """A :class:`PlacementProblem` from a problem, or from a function/Program/Graph + platform."""
     if isinstance(x, PlacementProblem):
         if platform is not None:
-            raise ValueError(
+            raise InputError(
                 "a PlacementProblem already names its devices; pass platform=None with it."
             )
         return x
     if platform is None:
-        raise ValueError(
+        raise InputError(
             "placing a program needs platform= (a perfjax.placement.Platform or a built-in name "
             "such as '4xa100-pcie'; see perfjax.placement.platforms())."
         )
@@ -203,7 +204,7 @@ def place(
         import difflib
 
         close = difflib.get_close_matches(str(method), METHODS, n=1)
-        raise ValueError(
+        raise InputError(
             f"unknown placement method {method!r}; expected one of {list(METHODS)}"
             + (f" (did you mean {close[0]!r}?)" if close else "")
             + "."
@@ -266,7 +267,7 @@ def simulate(
     if isinstance(x, PlacementProblem) and assignment is None and platform is not None:
         platform, assignment = None, platform
     if assignment is None:
-        raise ValueError("simulate needs an assignment: kernel name -> device name.")
+        raise InputError("simulate needs an assignment: kernel name -> device name.")
     if isinstance(assignment, Placement):
         order = assignment.order if order is None else order
         assignment = assignment.assignment
@@ -297,4 +298,4 @@ def pipeline(
         return pipeline_dp(problem, devices)
     if method == "relaxed":
         return pipeline_relaxed(problem, devices, seed=seed)[1]
-    raise ValueError(f"unknown pipeline method {method!r}; expected 'dp' or 'relaxed'.")
+    raise InputError(f"unknown pipeline method {method!r}; expected 'dp' or 'relaxed'.")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from perfjax._errors import InputError
 from perfjax.devicemodels._calibration import calibration_for, params_for
 from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve
 from perfjax.fusion._kernels import fuse
@@ -83,18 +84,18 @@ class PlacementProblem:
         n, d = len(self.names), len(self.device_names)
         t = _arr(self.compute_time_s)
         if t.shape != (n, d):
-            raise ValueError(
+            raise InputError(
                 f"compute_time_s has shape {t.shape}; expected (n kernels, d devices) = ({n}, {d})."
             )
         if np.isnan(t).any() or (t < 0).any():
             bad = np.argwhere(np.isnan(t) | (t < 0))[:5].tolist()
-            raise ValueError(
+            raise InputError(
                 f"compute_time_s must be >= 0 (inf = unsupported); bad entries at {bad}."
             )
         unsupported = np.isinf(t).all(axis=1)
         if unsupported.any():
             names = [self.names[i] for i in np.flatnonzero(unsupported)[:5]]
-            raise ValueError(
+            raise InputError(
                 f"kernels {names} are unsupported (inf time) on every device; add a device that "
                 "runs them."
             )
@@ -104,36 +105,36 @@ class PlacementProblem:
             else np.zeros((0, 2), np.int64)
         )
         if len(e) and (e.min() < 0 or e.max() >= n):
-            raise ValueError(f"edges name kernel indices outside [0, {n}).")
+            raise InputError(f"edges name kernel indices outside [0, {n}).")
         if len(e) and (e[:, 0] == e[:, 1]).any():
-            raise ValueError("edges contain a self-loop (a cycle); the graph must be a DAG.")
+            raise InputError("edges contain a self-loop (a cycle); the graph must be a DAG.")
         b = _arr(self.edge_bytes).reshape(-1)
         if b.shape != (len(e),):
-            raise ValueError(f"edge_bytes has {b.size} entries; expected one per edge ({len(e)}).")
+            raise InputError(f"edge_bytes has {b.size} entries; expected one per edge ({len(e)}).")
         if (b < 0).any() or np.isnan(b).any():
-            raise ValueError("edge_bytes must be >= 0.")
+            raise InputError("edge_bytes must be >= 0.")
         bw, lat = _arr(self.bandwidth_bytes_per_s), _arr(self.latency_s)
         if bw.shape != (d, d) or lat.shape != (d, d):
-            raise ValueError(
+            raise InputError(
                 f"bandwidth_bytes_per_s {bw.shape} and latency_s {lat.shape} must be ({d}, {d})."
             )
         off = ~np.eye(d, dtype=bool)
         if (bw[off] <= 0).any() or (lat[off] < 0).any():
-            raise ValueError("bandwidths must be > 0 and latencies >= 0 between distinct devices.")
+            raise InputError("bandwidths must be > 0 and latencies >= 0 between distinct devices.")
         mem, cap = _arr(self.memory_bytes).reshape(-1), _arr(self.capacity_bytes).reshape(-1)
         if mem.shape != (n,) or cap.shape != (d,):
-            raise ValueError(
+            raise InputError(
                 f"memory_bytes {mem.shape} must be ({n},) and capacity_bytes {cap.shape} ({d},)."
             )
         if len(set(self.names)) != n:
-            raise ValueError("kernel names must be unique.")
+            raise InputError("kernel names must be unique.")
         if len(set(self.device_names)) != d:
-            raise ValueError("device names must be unique.")
+            raise InputError("device names must be unique.")
         col = None
         if self.colocate is not None:
             col = _arr(self.colocate, np.int64).reshape(-1)
             if col.shape != (n,):
-                raise ValueError(f"colocate has {col.size} entries; expected {n}.")
+                raise InputError(f"colocate has {col.size} entries; expected {n}.")
             _, col = np.unique(col, return_inverse=True)
         for k, v in dict(compute_time_s=t, edges=e, edge_bytes=b, bandwidth_bytes_per_s=bw,
                          latency_s=lat, memory_bytes=mem, capacity_bytes=cap).items():  # fmt: skip
@@ -223,7 +224,7 @@ def _topological_order(n: int, edges: np.ndarray, names: Sequence[str]) -> np.nd
     if len(order) != n:
         placed = set(order)
         cyc = [names[i] for i in range(n) if i not in placed][:5]
-        raise ValueError(
+        raise InputError(
             f"the kernel graph has a cycle (through {cyc}); placement needs a DAG: unroll loops "
             "or drop back edges."
         )
@@ -292,7 +293,7 @@ def problem_from(
     graph = _graph_of(fn_or_program_or_graph, inputs)
     kernels = fuse(graph, policy)
     if len(kernels) == 0:
-        raise ValueError(f"program {graph.name!r} has no kernels to place (it only moves views).")
+        raise InputError(f"program {graph.name!r} has no kernels to place (it only moves views).")
     times = _kernel_times(kernels, plat)
     edges, ebytes = _kernel_edges(graph, kernels)
     names, times, edges, ebytes, weights = _merge_cycles(
@@ -482,7 +483,7 @@ def load_fiddle(
     k = int(data.get("maxFPGAs", 1) if accelerators is None else accelerators)
     c = int(data.get("maxCPUs", 1) if cpus is None else cpus)
     if k + c < 1:
-        raise ValueError("need at least one device (accelerators + cpus >= 1).")
+        raise InputError("need at least one device (accelerators + cpus >= 1).")
     acc = np.array([float(v["fpgaLatency"]) for v in nodes]) * time_unit_s
     acc[np.array([not v.get("supportedOnFpga", 1) for v in nodes], bool)] = np.inf
     cpu = np.array([float(v["cpuLatency"]) for v in nodes]) * time_unit_s
@@ -554,9 +555,9 @@ def random_problem(
     rng = np.random.default_rng(seed)
     n, d = int(num_kernels), int(num_devices)
     if n < 1 or d < 1:
-        raise ValueError("need at least one kernel and one device.")
+        raise InputError("need at least one kernel and one device.")
     if not 0 <= heterogeneity < 2:
-        raise ValueError(f"heterogeneity must be in [0, 2); got {heterogeneity}.")
+        raise InputError(f"heterogeneity must be in [0, 2); got {heterogeneity}.")
     mean_width = max(1.0, shape * math.sqrt(n))
     layers: list[int] = []
     left = n
@@ -622,11 +623,11 @@ def fiddle_expert(name: str, graph: str) -> dict[str, str]:
         for j, dev in enumerate(data.get(kind, [])):
             for v in dev["nodes"]:
                 if int(v) not in ids:
-                    raise ValueError(
+                    raise InputError(
                         f"the expert split {name!r} names node {v}, absent from {graph!r}."
                     )
                 out[ids[int(v)]] = f"{prefix}{j}"
     missing = [v for v in ids.values() if v not in out]
     if missing:
-        raise ValueError(f"the expert split {name!r} misses nodes {missing[:5]} of {graph!r}.")
+        raise InputError(f"the expert split {name!r} misses nodes {missing[:5]} of {graph!r}.")
     return out

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from perfjax._errors import InputError
 from perfjax.placement.schedule._problem import PlacementProblem
 
 
@@ -82,14 +83,14 @@ def _device_index(problem: PlacementProblem, dev: Any) -> int:
     names = problem.device_names
     if isinstance(dev, (int, np.integer)) and not isinstance(dev, bool):
         if not 0 <= int(dev) < len(names):
-            raise ValueError(f"device index {dev} out of range; there are {len(names)} devices.")
+            raise InputError(f"device index {dev} out of range; there are {len(names)} devices.")
         return int(dev)
     if dev in names:
         return names.index(dev)
     import difflib
 
     close = difflib.get_close_matches(str(dev), names, n=3)
-    raise ValueError(
+    raise InputError(
         f"unknown device {dev!r} in the assignment; the devices are {list(names)}"
         + (f" (did you mean {close}?)" if close else "")
         + "."
@@ -102,13 +103,13 @@ def check_assignment(problem: PlacementProblem, assignment: Any) -> np.ndarray:
     if isinstance(assignment, Mapping):
         unknown = [k for k in assignment if k not in set(problem.names)]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"the assignment names unknown kernels {unknown[:5]}; kernels are e.g. "
                 f"{list(problem.names[:5])}."
             )
         missing = [k for k in problem.names if k not in assignment]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"the assignment misses {len(missing)} kernels, e.g. {missing[:5]}; give a device "
                 "for every kernel."
             )
@@ -116,7 +117,7 @@ def check_assignment(problem: PlacementProblem, assignment: Any) -> np.ndarray:
     else:
         arr = np.asarray(assignment)
         if arr.ndim != 1 or len(arr) != n:
-            raise ValueError(
+            raise InputError(
                 f"the assignment has shape {arr.shape}; expected one device per kernel ({n},)."
             )
         if arr.dtype.kind in "iu":
@@ -126,7 +127,7 @@ def check_assignment(problem: PlacementProblem, assignment: Any) -> np.ndarray:
     unsup = np.isinf(problem.compute_time_s[np.arange(n), a])
     if unsup.any():
         i = int(np.flatnonzero(unsup)[0])
-        raise ValueError(
+        raise InputError(
             f"kernel {problem.names[i]!r} cannot run on {problem.device_names[a[i]]!r} (no time "
             "there); assign it to a device that supports it."
         )
@@ -136,7 +137,7 @@ def check_assignment(problem: PlacementProblem, assignment: Any) -> np.ndarray:
         first[g[::-1]] = a[::-1]
         bad = np.flatnonzero(first[g] != a)
         if len(bad):
-            raise ValueError(
+            raise InputError(
                 f"kernel {problem.names[bad[0]]!r} must share a device with the other kernels of "
                 "its colocation class."
             )
@@ -249,11 +250,11 @@ def schedule(
 def _check_order(problem: PlacementProblem, order: np.ndarray) -> None:
     n = problem.num_kernels
     if sorted(order.tolist()) != list(range(n)):
-        raise ValueError(f"order must be a permutation of the {n} kernel indices.")
+        raise InputError(f"order must be a permutation of the {n} kernel indices.")
     pos = np.empty(n, np.int64)
     pos[order] = np.arange(n)
     if len(problem.edges) and (pos[problem.edges[:, 0]] >= pos[problem.edges[:, 1]]).any():
-        raise ValueError("order is not topological: a kernel comes before one of its inputs.")
+        raise InputError("order is not topological: a kernel comes before one of its inputs.")
 
 
 def _simulate_one(

@@ -34,6 +34,7 @@ import numpy as np
 
 from perfjax._display import fmt_count, fmt_time, render
 from perfjax._dtypes import element_bits
+from perfjax._errors import InputError
 from perfjax.lowering._staging import graph_for, program_for
 from perfjax.placement.comm._collectives import CollectiveFit, algorithm_times_s, choose_fit
 from perfjax.placement.comm._platform import Platform
@@ -62,7 +63,7 @@ def _shape_bytes(type_text: str) -> list[float]:
         size = math.prod(int(d) for d in dims.split(",") if d) if dims else 1
         width = element_bits(dtype) / 8
         if not width:
-            raise ValueError(f"unknown HLO element type {dtype!r} in {type_text!r}.")
+            raise InputError(f"unknown HLO element type {dtype!r} in {type_text!r}.")
         out.append(size * width)
     return out
 
@@ -74,7 +75,7 @@ def _braces(text: str, start: int) -> str:
         depth += {"{": 1, "}": -1}.get(text[i], 0)
         if depth == 0:
             return text[start : i + 1]
-    raise ValueError(f"unbalanced braces in {text[start : start + 80]!r}")
+    raise InputError(f"unbalanced braces in {text[start : start + 80]!r}")
 
 
 def _parse_groups(rest: str, mesh_shape: tuple[int, ...], num_partitions: int) -> list[list[int]]:
@@ -107,7 +108,7 @@ def _parse_groups(rest: str, mesh_shape: tuple[int, ...], num_partitions: int) -
         ]
         chosen = [a.strip().strip("'\"") for a in mesh.group(2).split(",") if a.strip()]
         if any(":" in c or "(" in c for c in chosen):
-            raise ValueError(f"sub-axis replica groups are not supported yet: {text[:120]!r}")
+            raise InputError(f"sub-axis replica groups are not supported yet: {text[:120]!r}")
         names = [a for a, _ in axes]
         sizes = [s for _, s in axes]
         ids = np.arange(math.prod(sizes)).reshape(sizes)
@@ -115,7 +116,7 @@ def _parse_groups(rest: str, mesh_shape: tuple[int, ...], num_partitions: int) -
         rest_axes = [i for i in range(len(sizes)) if i not in keep]
         ids = ids.transpose(rest_axes + keep)
         return ids.reshape(-1, math.prod(sizes[i] for i in keep) if keep else 1).tolist()
-    raise ValueError(f"cannot parse replica_groups in {text[:120]!r}")
+    raise InputError(f"cannot parse replica_groups in {text[:120]!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,7 +381,7 @@ def _find_mesh(compiled, mesh):
     for s in flat:
         if isinstance(s, jax.sharding.NamedSharding):
             return s.mesh
-    raise ValueError(
+    raise InputError(
         "could not find the mesh of this program (no NamedSharding on its inputs or outputs); pass mesh=."
     )
 
@@ -498,7 +499,7 @@ def _compile(
     """(the function as written, its lowering, its compiled SPMD program) for ``inputs``."""
     if in_shardings is not None:
         if mesh is None:
-            raise ValueError("in_shardings given as PartitionSpecs need mesh=.")
+            raise InputError("in_shardings given as PartitionSpecs need mesh=.")
 
         def to_sharding(s):
             return (
@@ -538,7 +539,7 @@ def _mesh_devices(plat: Platform, n: int, device_map: Sequence[int | str] | None
     """The platform device at each of the mesh's ``n`` positions."""
     if device_map is None:
         if plat.num_devices < n:
-            raise ValueError(
+            raise InputError(
                 f"the mesh has {n} devices but platform {plat.name!r} has {plat.num_devices}; use a "
                 "larger platform or pass device_map= (one platform device per mesh position)."
             )
@@ -546,7 +547,7 @@ def _mesh_devices(plat: Platform, n: int, device_map: Sequence[int | str] | None
     else:
         dev = [plat.index(d) for d in device_map]
         if len(dev) != n:
-            raise ValueError(f"device_map has {len(dev)} entries for a mesh of {n} devices.")
+            raise InputError(f"device_map has {len(dev)} entries for a mesh of {n} devices.")
     return dev
 
 
@@ -582,7 +583,7 @@ def _collective_row(
     elif algorithm in times:
         alg = algorithm
     else:
-        raise ValueError(
+        raise InputError(
             f"algorithm {algorithm!r} does not apply to {c['name']} ({kind}); available: {sorted(times)}."
         )
     return CollectiveRow(
@@ -700,11 +701,11 @@ def _compute_time(
         if compute_s is not None:
             model = "perfjax.predict on per-device shapes"
         elif compute == "predict":
-            raise ValueError(f"compute='predict' failed: {why}")
+            raise InputError(f"compute='predict' failed: {why}")
         else:
             notes.append(f"compute from a roofline on XLA's counts: {why}")
     elif compute != "roofline":
-        raise ValueError(f"compute must be 'auto', 'predict' or 'roofline', got {compute!r}.")
+        raise InputError(f"compute must be 'auto', 'predict' or 'roofline', got {compute!r}.")
     if compute_s is None:
         compute_s = max(_roofline_compute_s(flops, nbytes, s, precision) for s in specs.values())
     return compute_s, model

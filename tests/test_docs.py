@@ -206,7 +206,7 @@ def test_quick_start_commands_verbatim():
     for cmd in QUICK_START:
         assert cmd in README.splitlines(), cmd
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == QUICK_START[1].replace('-e ".[test]"', '-q -e ".[test]"')
+    assert QUICK_START[1].replace('-e ".[test]"', '-q -e ".[test]"') in ci
 
 
 def test_readme_device_count():

@@ -89,7 +89,7 @@ class KernelRow:
     """One kernel of a :class:`Prediction`: where it runs, its time and why.
 
     Fields read as attributes (``row.time_s``) or, like the mapping rows of earlier releases,
-    by name (``row["time_s"]``).
+    by name (``row["time_s"]``, ``row.items()``).
     """
 
     kernel: str
@@ -123,6 +123,16 @@ class KernelRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    # Read like the mapping rows of earlier releases.
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.__dataclass_fields__)
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.keys())
+
+    def items(self) -> tuple[tuple[str, Any], ...]:
+        return tuple((k, getattr(self, k)) for k in self.keys())
 
 
 @dataclasses.dataclass(frozen=True)

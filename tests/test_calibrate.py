@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
@@ -42,14 +43,28 @@ NOCAP = perfjax.devicemodels.register_device(
 )[0]
 
 
+@functools.cache
+def _program(workload):
+    return perfjax.trace(*workload.build())
+
+
+@functools.cache
+def _truth_times(device, workloads):
+    """The truth's predicted time of each workload on ``device`` (each workload traced once, each
+    time predicted once per module)."""
+    truth = _truth_params()
+    return tuple(
+        perfjax.predict(_program(w), device=device, params=truth).time_s for w in workloads
+    )
+
+
+SYNTHETIC = tuple(Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16") for m, k, n in GEMMS)
+
+
 def _synthetic(device=NOCAP, noise=0.05, seed=0):
     rng = np.random.default_rng(seed)
-    truth = _truth_params()
     rows = []
-    for m, k, n in GEMMS:
-        w = Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16")
-        fn, ins = w.build()
-        t = perfjax.predict(fn, ins, device=device, params=truth).time_s
+    for w, t in zip(SYNTHETIC, _truth_times(device, SYNTHETIC), strict=True):
         rows.append(dict(workload=w, device=device, time_s=t * math.exp(rng.normal(0, noise))))
     return Measurements.from_rows(rows, {"source": "synthetic"})
 
@@ -108,6 +123,7 @@ def test_fit_of_a_thousand_measurements(tmp_path):
     assert cal.report.summary()["points"] > 100 and math.isfinite(cal.summary["median_ape_after"])
 
 
+@pytest.mark.slow  # measures ~50 programs on this machine, then three fits (~35-50 s)
 def test_short_calibration_on_this_machine_lowers_heldout_error(tmp_path):
     # Every suite at its tiny size (about 45 programs, ~20 s), measured here; a third held out.
     ms = calibrate.measure(list(calibrate.SUITES[:-1]) if "all" in calibrate.SUITES else list(calibrate.SUITES),
@@ -345,10 +361,9 @@ def test_shipped_gpu_calibration_helps_on_deepbench_which_it_never_saw():
         assert after < 0.3, (kind, after)
 
 
-def test_refit_keeps_the_heldout_report_and_fits_every_row():
-    ms = _synthetic()
-    split = fit(ms, holdout=0.3, steps=150)
-    full = fit(ms, holdout=0.3, steps=150, refit=True)
+def test_refit_keeps_the_heldout_report_and_fits_every_row(synthetic_fit):
+    ms, split = synthetic_fit  # (holdout=0.3, steps=300)
+    full = fit(ms, holdout=0.3, steps=300, refit=True)
     # Same split, same report and interval: they describe the held-out programs...
     assert full.summary == split.summary
     assert full.residual_log_quantiles == split.residual_log_quantiles
@@ -396,32 +411,39 @@ FLEET = [
 ]
 
 
+FLEET_PROGRAMS = tuple(
+    [Workload.of("matmul", m=m, k=k, n=n) for m, k, n in GEMMS[::2]]
+    + [Workload.of(op, b=b, h=1024) for op in ("softmax", "layernorm") for b in (1, 16, 256, 4096, 65536)]
+)  # fmt: skip
+
+
 def _fleet(slow=None, harness_s=0.0, seed=1):
     """GEMMs, softmaxes and layer norms on five GPUs; ``slow`` runs 1.6x slower than its spec says
     (a device effect), and every layer norm pays ``harness_s`` more (a per-op harness cost: both
     are reduction kernels, so only a per-op factor can tell them apart)."""
     rng = np.random.default_rng(seed)
-    truth = _truth_params()
     rows = []
     for dev in FLEET:
-        programs = [Workload.of("matmul", m=m, k=k, n=n) for m, k, n in GEMMS[::2]]
-        programs += [Workload.of(op, b=b, h=1024)
-                     for op in ("softmax", "layernorm") for b in (1, 16, 256, 4096, 65536)]  # fmt: skip
-        for w in programs:
-            fn, ins = w.build()
-            t = perfjax.predict(fn, ins, device=dev, params=truth).time_s
+        for w, t in zip(FLEET_PROGRAMS, _truth_times(dev, FLEET_PROGRAMS), strict=True):
             t = t * (1.6 if dev == slow else 1.0) + (harness_s if w.kind == "layernorm" else 0.0)
             rows.append(dict(workload=w, device=dev, time_s=t * math.exp(rng.normal(0, 0.03))))
     return Measurements.from_rows(rows, {"source": "synthetic fleet"})
 
 
-def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
-    # (The slow GPU runs its fp32 GEMMs on TF32 tensor cores like three others: the V100, alone on
-    # CUDA cores, has a unit of its own that shared parameters could bend for it.)
+@pytest.fixture(scope="module")
+def slow_fleet_fit():
+    """The fleet with one 1.6x slow GPU, fitted with device effects, the last GPU held out."""
     ms = _fleet(slow=FLEET[1])
     held = {"devices": [FLEET[4]]}
+    return ms, fit(ms, holdout=held, steps=400, device_effects=True, effect_threshold=0.05)
+
+
+def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit(slow_fleet_fit):
+    # (The slow GPU runs its fp32 GEMMs on TF32 tensor cores like three others: the V100, alone on
+    # CUDA cores, has a unit of its own that shared parameters could bend for it.)
+    ms, robust = slow_fleet_fit
+    held = {"devices": [FLEET[4]]}
     plain = fit(ms, holdout=held, steps=400)
-    robust = fit(ms, holdout=held, steps=400, device_effects=True, effect_threshold=0.05)
     # The A100's slowness is put on the A100 (its GEMM factor ~1.6), not on every GPU...
     effects = robust.metadata["device_effects"]
     assert set(effects) == set(FLEET[:4])
@@ -450,13 +472,10 @@ def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit():
         fit(ms, holdout=held, steps=5, device_effects=True, effect_threshold=0.0)
 
 
-def test_a_calibrated_device_is_predicted_with_its_own_factors(tmp_path):
+def test_a_calibrated_device_is_predicted_with_its_own_factors(slow_fleet_fit, tmp_path):
     import dataclasses
 
-    ms = _fleet(slow=FLEET[1])
-    cal = fit(
-        ms, holdout={"devices": [FLEET[4]]}, steps=400, device_effects=True, effect_threshold=0.05
-    )
+    ms, cal = slow_fleet_fit
     fn, ins = Workload.of("matmul", m=4096, k=4096, n=4096).build()
     shared_only = dataclasses.replace(cal, device_params={})
     slow = perfjax.predict(fn, ins, device=FLEET[1], calibration=cal)
@@ -515,10 +534,9 @@ def test_harness_effects_learn_a_per_op_fixed_cost_shared_by_every_device():
     assert "harness_effects" not in harness.params
 
 
-def test_cross_conformal_interval_uses_every_row_out_of_fold():
-    ms = _synthetic()
-    split = fit(ms, holdout=0.3, steps=150)
-    cv = fit(ms, holdout=0.3, steps=150, interval_folds=4)
+def test_cross_conformal_interval_uses_every_row_out_of_fold(synthetic_fit):
+    ms, split = synthetic_fit  # (holdout=0.3, steps=300)
+    cv = fit(ms, holdout=0.3, steps=300, interval_folds=4)
     assert cv.metadata["interval_points"] == len(ms) > split.metadata["interval_points"]
     assert "cross-conformal" in cv.metadata["interval_source"]
     # Same held-out report; only the interval (and its coverage estimate) change.

@@ -484,11 +484,17 @@ def test_demo_runs_and_checks_counts_against_xla():
 
 
 def test_predict_with_a_saved_calibration(capsys, model, tmp_path):
-    from perfjax.calibrate import Measurements, Workload, fit
+    import dataclasses
 
-    rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="h100", time_s=3e-12 * n**3 + 6e-6)
-            for n in (128, 256, 512, 1024, 2048, 4096, 8192, 16384)]  # fmt: skip
-    path = fit(Measurements.from_rows(rows), holdout=0.25, steps=20).save(tmp_path / "cal.json")
+    from perfjax.calibrate import shipped_calibration
+
+    # A saved GPU calibration (no fit needed: the CLI only loads it), with an interval of its own
+    # (the same on every device) so that the prediction's interval can only come from this file.
+    shipped = shipped_calibration("gpu")
+    meta = {k: v for k, v in shipped.metadata.items() if k != "unseen_interval"}
+    cal = dataclasses.replace(shipped, residual_log_quantiles=(-0.3, 0.5), metadata=meta,
+                              name="cli test calibration")  # fmt: skip
+    path = cal.save(tmp_path / "cal.json")
     code, out, _ = cli(
         capsys,
         "predict",
@@ -505,7 +511,9 @@ def test_predict_with_a_saved_calibration(capsys, model, tmp_path):
     from perfjax.calibrate import load
 
     lo, hi = load(path).interval(got["time_s"])
-    assert got["calibration"] and got["interval_s"] == pytest.approx([lo, hi]) and lo < hi
+    assert got["calibration"] == "cli test calibration"
+    assert got["interval_s"] == pytest.approx([lo, hi]) and lo < hi
+    assert got["interval_s"] != pytest.approx(shipped.interval(got["time_s"], device="h100"))
     code, _, err = cli(
         capsys, "predict", f"{model}:mlp", *MLP_INPUTS, "-d", "tpu-v4", "--calibration", path
     )
@@ -595,12 +603,13 @@ def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_pa
         )[0]
         for d in ("h100", "a100-80gb", "h200", "a100-pcie-40gb")
     ]
+    workloads = [Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16")
+                 for m in (64, 256, 1024, 4096) for k in (512, 2048, 4096) for n in (512, 4096)]  # fmt: skip
+    programs = [perfjax.trace(*w.build()) for w in workloads]  # traced once, predicted per GPU
     rows = []
     for dev in names:
-        for m, k, n in [(m, k, n) for m in (64, 256, 1024, 4096) for k in (512, 2048, 4096)
-                        for n in (512, 4096)]:  # fmt: skip
-            w = Workload.of("matmul", m=m, k=k, n=n, dtype="bfloat16")
-            t = perfjax.predict(*w.build(), device=dev, calibration=False).time_s
+        for w, program in zip(workloads, programs, strict=True):
+            t = perfjax.predict(program, device=dev, calibration=False).time_s
             rows.append(dict(workload=w, device=dev, time_s=t * (1.5 if dev == names[3] else 1.0)))
     csv = Measurements.from_rows(rows, {"source": "synthetic"}).to_csv(tmp_path / "gpus.csv")
     save = tmp_path / "cal.json"

@@ -198,6 +198,7 @@ def test_gradients_wrt_every_spec_and_parameter_field(device):
     param_leaves, param_tree = jax.tree_util.tree_flatten(params)
     sizes = [np.size(p) for p in param_leaves]
 
+    @jax.jit  # (one compiled forward and backward: check_grads evaluates them several times)
     def log_time(z):
         # z: log-multipliers of every spec leaf, then additive shifts of every parameter entry.
         scaled = [v * jnp.exp(z[i]) for i, v in enumerate(spec_leaves)]
@@ -590,9 +591,7 @@ def test_cublas_sgemm_tiles_narrow_outputs_by_128():
 def test_convolution_tile_choice_pads_least(x, lo, hi):
     """The convolution tile is the candidate (hi, hi/2, hi/4, hi/8, not below lo) that pads
     least, the larger on a tie: checked against a brute-force search."""
-    tile, padded = (
-        float(v) for v in tile_choice(jnp.float32(x), jnp.float32(lo), jnp.float32(hi))
-    )
+    tile, padded = (float(v) for v in tile_choice(jnp.float32(x), jnp.float32(lo), jnp.float32(hi)))
     cands = [hi / 2**j for j in range(4) if hi / 2**j >= lo]
     best = min(math.ceil(x / t) * t for t in cands)
     assert padded == best and padded >= x

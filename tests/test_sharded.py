@@ -15,7 +15,7 @@ import jax
 import pytest
 
 from perfjax.placement import collective_time_s, link_bytes, parse_collectives, predict_sharded
-from perfjax.placement._sharded import _parse_groups
+from perfjax.placement.sharded._sharded import _parse_groups
 
 # 8 A100 PCIe cards under one root complex (no fitted collective parameters apply).
 _PCIE8 = {

@@ -36,7 +36,7 @@ from perfjax.devicemodels._spec import (
 from perfjax.executor import MEMORY_LIMIT_ENV, _random, host_callbacks, materialize
 from perfjax.lowering import Program
 from perfjax.placement import Link, Platform, collective_time_s, platform
-from perfjax.placement._collectives import all_reduce_time_s, all_to_all_time_s
+from perfjax.placement.comm._collectives import all_reduce_time_s, all_to_all_time_s
 
 X = (jnp.ones((4, 8)), jnp.ones((8, 4)))
 

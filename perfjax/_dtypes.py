@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 
 from perfjax._errors import InputError
@@ -75,6 +76,7 @@ def element_name(short: str) -> str:
     return SHORT_NAMES.get(short, short)
 
 
+@functools.cache  # read for every tensor of every costed op
 def element_bits(name: str) -> int:
     """Bits per element of a NumPy-style (or short) element type; 0 when unknown.
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from perfjax._errors import InputError
+from perfjax._io import atomic_write_text
 from perfjax.calibrate._workloads import KINDS, Workload
 from perfjax.devicemodels import device as get_device
 
@@ -175,11 +176,7 @@ class Measurements:
                     r.source,
                 ]
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, buf.getvalue())
 
     @staticmethod
     def from_csv(path: str | os.PathLike) -> Measurements:

@@ -16,6 +16,7 @@ import jax.stages
 import numpy as np
 
 from perfjax._errors import InputError, StableHLOParseError, UnsupportedProgramError
+from perfjax._io import atomic_write_text
 from perfjax.lowering._types import TensorType
 
 
@@ -429,28 +430,22 @@ class Program:
             text = f"// perfjax: lowered for platform={self.platform}\n{text}"
         if path.suffix == ".mlir":
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, text)
+            atomic_write_text(path, text)
             return path
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / "program.mlir", text)
+        atomic_write_text(path / "program.mlir", text)
         if self.jaxpr is not None:
-            _atomic_write(path / "program.jaxpr", self.jaxpr)
+            atomic_write_text(path / "program.jaxpr", self.jaxpr)
         # The optimized HLO is XLA's for this CPU: only written for a CPU lowering (another
         # platform's folder would otherwise hold a different program's HLO).
         if self.platform in (None, "cpu"):
-            _atomic_write(path / "program.hlo", self.hlo)
+            atomic_write_text(path / "program.hlo", self.hlo)
         return path
 
     def __str__(self) -> str:
         ins = ", ".join(map(str, self.in_types))
         outs = ", ".join(map(str, self.out_types))
         return f"Program {self.name}({ins}) -> ({outs})"
-
-
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _lowered_name(lowered: Any) -> str:

@@ -26,7 +26,15 @@ from perfjax._version import __version__
 from perfjax.devicemodels import DeviceSpec, device, devices
 from perfjax.executor import RunResult, TimeStats, materialize, run
 from perfjax.lowering import Graph, Op, Program, TensorType, analyze, register_cost_rule, trace
-from perfjax.prediction import Comparison, Prediction, compare, predict, sensitivity
+from perfjax.prediction import (
+    Comparison,
+    MemoryEstimate,
+    Prediction,
+    compare,
+    memory_estimate,
+    predict,
+    sensitivity,
+)
 
 
 def __getattr__(name: str):
@@ -48,6 +56,7 @@ __all__ = [
     "HostCallbackError",
     "InputError",
     "InputMemoryError",
+    "MemoryEstimate",
     "Op",
     "PerfjaxError",
     "PlatformError",
@@ -67,6 +76,7 @@ __all__ = [
     "device",
     "devices",
     "materialize",
+    "memory_estimate",
     "models",
     "ops",
     "placement",

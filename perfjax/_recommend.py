@@ -68,6 +68,8 @@ class RecommendationRow:
     reason: str
     interval_s: tuple[float, float] | None = None
     prediction: Prediction | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: Per-device peak memory of one call (``Prediction.peak_memory_bytes``).
+    peak_memory_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,11 +81,15 @@ class RecommendationRow:
 
 @dataclasses.dataclass(frozen=True)
 class Skipped:
-    """A (device, precision) pair that was not ranked, and why."""
+    """A (device, precision) pair, or one of its batch sizes, that was not ranked, and why (no
+    peak for the precision, a program the device cannot run, a peak memory larger than the
+    device's)."""
 
     device: str
     precision: str | None
     reason: str
+    #: The batch size skipped (``None``: every batch tried).
+    batch: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +102,8 @@ class Recommendation:
     program: str
     objective: str
     rows: tuple[RecommendationRow, ...]
-    #: Pairs not ranked: the device has no peak for the precision, or cannot run the program.
+    #: Pairs not ranked: the device has no peak for the precision, cannot run the program, or
+    #: has less memory than the program's predicted peak (per batch size, with ``batch_sizes``).
     skipped: tuple[Skipped, ...] = ()
     #: Batch sizes tried (one per call when ``batch_sizes`` was not given).
     batch_sizes: tuple[int, ...] = ()
@@ -142,7 +149,8 @@ class Recommendation:
         cols = ["#", "device", "precision"]
         if len(self.batch_sizes) > 1:
             cols.append("batch")
-        cols += ["time", "samples/s", "J/sample", "bound", "util", "vs best", "vs next", "reason"]
+        cols += ["time", "samples/s", "J/sample", "memory", "bound", "util", "vs best", "vs next",
+                 "reason"]  # fmt: skip
         key = {"latency": "time", "throughput": "samples/s", "energy": "J/sample"}[self.objective]
         for col in cols:
             t.add_column(
@@ -160,6 +168,7 @@ class Recommendation:
                 fmt_time(r.time_s),
                 fmt_count(r.samples_per_s),
                 fmt_energy(r.energy_j_per_sample),
+                "?" if r.peak_memory_bytes is None else f"{fmt_count(r.peak_memory_bytes)}B",
                 r.bound,
                 f"{100 * r.utilization:.0f}%",
                 f"{r.vs_best:.2f}x",
@@ -230,7 +239,8 @@ class Recommendation:
 def _skipped_summary(skipped: Sequence[Skipped]) -> str:
     groups: dict[str, list[str]] = {}
     for s in skipped:
-        groups.setdefault(s.reason, []).append(f"{s.device} {s.precision or 'as traced'}")
+        at = "" if s.batch is None else f" at batch {s.batch}"
+        groups.setdefault(s.reason, []).append(f"{s.device} {s.precision or 'as traced'}{at}")
     return "; ".join(f"{', '.join(names)} ({why})" for why, names in groups.items())
 
 
@@ -588,7 +598,9 @@ def recommend(
     """Ranks (device, precision) pairs for a program by predicted latency, throughput or energy.
 
     Every pair is a :func:`perfjax.predict` call (cached per traced program), so the ranking is
-    exactly the order of the independently predicted numbers.
+    exactly the order of the independently predicted numbers. A pair (or one of its batch sizes)
+    whose predicted peak memory (``Prediction.peak_memory_bytes``) exceeds the device's memory is
+    not ranked: it is listed in ``skipped`` with both sizes.
 
     Args:
       fn_or_program: a JAX function (with ``inputs``), a traced :class:`Program`, or StableHLO
@@ -719,7 +731,7 @@ def _predict_all(
     programs: Mapping[tuple, Program | str], calibration: Any, objective: str,
 ) -> tuple[list[dict[str, Any]], list[Skipped]]:  # fmt: skip
     """Every (device, precision) pair predicted at each batch, keeping its best batch; the
-    pairs that cannot be predicted, with why."""
+    pairs that cannot be predicted or do not fit in the device's memory, with why."""
     rows, skipped = [], []
     for spec in specs:
         cal = calibration
@@ -730,13 +742,16 @@ def _predict_all(
             if why is not None:
                 skipped.append(Skipped(spec.name, p, why))
                 continue
-            tried = []
+            tried, too_big = [], []
             try:
                 for b, _ in calls:
                     program = programs[p, b]
                     if isinstance(program, str):
                         raise InputError(program)
                     pred = _cached_predict(program, spec, p, cal)
+                    if pred.fits is False:
+                        too_big.append(Skipped(spec.name, p, _too_big(pred, spec), b))
+                        continue
                     value = {
                         "latency": pred.time_s,
                         "throughput": b / pred.time_s if pred.time_s else math.inf,
@@ -745,6 +760,12 @@ def _predict_all(
                     tried.append(dict(batch=b, pred=pred, value=value))
             except ValueError as e:
                 skipped.append(Skipped(spec.name, p, str(e).split("\n")[0]))
+                continue
+            if too_big and (len(calls) > 1 or not tried):
+                if len(calls) == 1:
+                    too_big = [dataclasses.replace(too_big[0], batch=None)]
+                skipped.extend(too_big)
+            if not tried:
                 continue
             best = min(tried, key=lambda t: _cost(objective, t["value"]))
             pred = best["pred"]
@@ -812,6 +833,7 @@ def _ranking(
                 reason="; ".join(clauses),
                 interval_s=pred.interval_s,
                 prediction=pred,
+                peak_memory_bytes=pred.peak_memory_bytes,
             )
         )
     return Recommendation(
@@ -822,6 +844,12 @@ def _ranking(
         batch_sizes=sizes if sizes is not None else (int(batch),),
         truncated=total - len(keep),
     )
+
+
+def _too_big(pred: Prediction, spec: DeviceSpec) -> str:
+    """Why a prediction is not ranked: its peak memory against the device's (in GiB)."""
+    need, have = pred.peak_memory_bytes or 0, spec.memory_bytes
+    return f"does not fit: peak memory {need / 2**30:.3g} GiB > {have / 2**30:.3g} GiB"
 
 
 def _cost(objective: str, value: float) -> float:

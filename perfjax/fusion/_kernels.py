@@ -48,6 +48,7 @@ from perfjax._errors import InputError
 from perfjax.lowering._graph import Graph, Op
 from perfjax.lowering._program import Program
 from perfjax.lowering._staging import graph_for
+from perfjax.ops._kernel import KERNEL_SCOPE_RE
 
 #: Kernel classes; models keep per-class correction parameters in this order.
 KINDS = ("gemm", "conv", "elementwise", "reduce", "other", "collective")
@@ -291,6 +292,14 @@ class Kernels:
 _MAX_ROW = 32768
 
 
+def _marked(scope: str) -> str | None:
+    """The ``fused_kernel`` region an op's scope is in (its scope up to the marker), or None."""
+    if "perfjax_kernel[" not in scope:
+        return None
+    m = KERNEL_SCOPE_RE.match(scope)
+    return m.group(1) if m else None
+
+
 def _mark_rows(group: dict, op: Op, cls: str, policy: FusionPolicy) -> None:
     """Records the row structure of a group anchored by a reduction (for normalisation fusion)."""
     if not policy.normalization or cls != "reduce" or group.get("rows") or _short(op) != "reduce":
@@ -378,6 +387,13 @@ class _Fusion:
                 if b >= 0:
                     self.is_output[b] = True
         self.in_bytes = [t.nbytes for t in graph.in_types]
+        # Regions marked with perfjax.ops.fused_kernel: one kernel per marked scope prefix.
+        self.marked = [_marked(o.scope) for o in self.ops]
+        # A region runs as often as its least-run op (constants and loop set-up included).
+        self.region_runs: dict[str, int] = {}
+        for key, o in zip(self.marked, self.ops):
+            if key is not None and o.executions:
+                self.region_runs[key] = min(self.region_runs.get(key, o.executions), o.executions)
         self.group_of = [-1] * n
         self.groups: list[dict[str, Any]] = []
 
@@ -454,9 +470,13 @@ class _Fusion:
         ops, groups, group_of = self.ops, self.groups, self.group_of
         # Flash-op call -> its open elementwise kernel (policy.op_calls).
         call_group: dict[int, int] = {}
+        marked_group: dict[str, int] = {}
         for i, op in enumerate(ops):
             c = self.cls[i]
             if c in ("free", "view") or op.executions == 0:
+                continue
+            if self.marked[i] is not None:
+                self._join_marked(i, c, marked_group)
                 continue
             producers = [
                 b for s in op.sources for b in self.bases(s) if b >= 0 and group_of[b] >= 0
@@ -477,6 +497,24 @@ class _Fusion:
             if kind == "elementwise" and self.policy.op_calls and op.call >= 0:
                 call_group[op.call] = len(groups) - 1
         return groups
+
+    def _join_marked(self, i: int, c: str, marked_group: dict[str, int]) -> None:
+        """Op ``i`` of a ``fused_kernel`` region joins the region's one kernel: a GEMM kernel
+        anchored by its largest GEMM when it has one, run as often as the region is entered."""
+        op, groups = self.ops[i], self.groups
+        key = self.marked[i]
+        if key not in marked_group:
+            marked_group[key] = len(groups)
+            groups.append(dict(kind=_GROUP_KIND.get(c, "other"), ops=[], open=False, anchor=i,
+                               executions=self.region_runs[key], marked=key))  # fmt: skip
+        gi = marked_group[key]
+        g = groups[gi]
+        g["ops"].append(i)
+        self.group_of[i] = gi
+        if c == "gemm" and (
+            g["kind"] != "gemm" or op.flops > self.ops[g["anchor"]].flops
+        ):
+            g["kind"], g["anchor"] = "gemm", i
 
     def _target(
         self, i: int, c: str, producers: list[int], call_group: dict[int, int]
@@ -555,8 +593,12 @@ class _Fusion:
         ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
         written = out_elems = mflops = vflops = trans = 0.0
+        runs = float(self.groups[gi]["executions"]) or 1.0
         for i in members:
             op = ops[i]
+            # Runs of this op per run of its kernel (ops in a loop inside a fused_kernel region
+            # run once per iteration; elsewhere every member runs as often as its kernel).
+            r = op.executions / runs
             partial = _short(op) in _PARTIAL_READ
             # XLA updates a dynamic_update_slice's buffer in place: only the slice moves.
             in_place = _short(op) == "dynamic_update_slice" and len(op.operands) > 1
@@ -567,22 +609,26 @@ class _Fusion:
                     need = self.value_bytes(b)
                     if partial and j == 0:
                         # A gather/slice touches only the elements it returns.
-                        need = min(need, float(sum(r.nbytes for r in op.results)))
+                        need = min(need, r * float(sum(t.nbytes for t in op.results)))
                     if in_place and j == 0:
                         need = 0.0
                     reads[b] = max(reads.get(b, 0.0), need)
-            if self.is_output[i] or any(self.group_of[c] != gi for c in self.consumers[i]):
+            if in_place and r > 1:
+                # A loop stacking its per-iteration results in place: every slice is written.
+                written += r * float(op.operands[1].nbytes)
+                out_elems += r * float(op.operands[1].size)
+            elif self.is_output[i] or any(self.group_of[c] != gi for c in self.consumers[i]):
                 if in_place:
                     written += float(op.operands[1].nbytes)
                     out_elems += float(op.operands[1].size)
                 else:
-                    written += sum(r.nbytes for r in op.results)
-                    out_elems += sum(r.size for r in op.results)
+                    written += sum(t.nbytes for t in op.results)
+                    out_elems += sum(t.size for t in op.results)
             if self.cls[i] in ("gemm", "conv"):
-                mflops += op.flops
+                mflops += r * op.flops
             else:
-                vflops += op.flops
-            trans += op.transcendentals
+                vflops += r * op.flops
+            trans += r * op.transcendentals
         return reads, written, out_elems, mflops, vflops, trans
 
     def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:

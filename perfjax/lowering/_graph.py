@@ -17,6 +17,7 @@ from jax._src.lib.mlir.dialects import hlo
 
 from perfjax._display import graph_tables, render
 from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
+from perfjax.ops._kernel import KERNEL_SCOPE, KERNEL_SCOPE_RE
 from perfjax.lowering import _rules
 from perfjax.lowering._program import Program, parse_module, trace
 from perfjax.lowering._rules import Cost
@@ -90,6 +91,23 @@ class Op:
 
 
 @dataclasses.dataclass(frozen=True)
+class Loop:
+    """One ``stablehlo.while`` as flattened into a graph's op list.
+
+    Its condition's ops are ``ops[start:body]``, its body's ``ops[body:end]``. Per carried value:
+    the producer of its initial value (``inits``) and of the value the body returns
+    (``results``, the loop's result), as in :attr:`Op.sources` (a body that passes a value through
+    unchanged returns its initial producer).
+    """
+
+    start: int
+    body: int
+    end: int
+    inits: tuple[int, ...]
+    results: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Graph:
     """The costed op graph of a program. Totals include loop trip counts.
 
@@ -114,6 +132,8 @@ class Graph:
     #: while loops it was applied to.
     loop_trips: int | None = None
     assumed_loops: int = 0
+    #: The while loops, in program order (for buffer liveness: what a loop carries stays live).
+    loops: tuple[Loop, ...] = ()
 
     # ---- totals ---------------------------------------------------------------------------
 
@@ -338,11 +358,15 @@ class _Walker:
         self.loop_trips = loop_trips
         #: While loops whose trip count came from ``loop_trips``.
         self.assumed_loops = 0
+        self.loops: list[Loop] = []
         #: MLIR values known at compile time (constants and the results of folded ops).
         self.const_values: set = set()
         #: The values the last walked block returned (to tell whether a call's results are constant).
         self.returned: list = []
         self.call_depth = 0
+        #: The ``fused_kernel`` region a call was made from: ops of the called function carry
+        #: only their own names, so they are placed in the caller's region.
+        self.kernel_prefix: str | None = None
         # The Flash-op call being walked (-1: none) and how many have started.
         self.flash_call = -1
         self.flash_calls = 0
@@ -414,7 +438,7 @@ class _Walker:
                 inputs=inputs,
                 sources=sources,
                 origin=origin,
-                scope=scope or path,
+                scope=self._in_region(scope or path),
                 source=source,
                 executions=executions,
                 flops=cost.flops,
@@ -501,12 +525,15 @@ class _Walker:
         new_origin = origin or (m.group(1) if m else None)
         if new_origin and re.search(r"_\d+$", new_origin):
             new_origin = re.sub(r"_\d+$", "", new_origin)
-        outer_call = self.flash_call
+        outer_call, outer_region = self.flash_call, self.kernel_prefix
         if origin is None and new_origin is not None:  # the outermost Flash op of this call
             self.flash_call, self.flash_calls = self.flash_calls, self.flash_calls + 1
+        if self.kernel_prefix is None:
+            region = KERNEL_SCOPE_RE.match(_location(op)[0])
+            self.kernel_prefix = region.group(1) if region else None
         outs = self.walk_block(block, inner, new_origin, f"{path}/{callee}", executions)
         returned = self.returned
-        self.flash_call = outer_call
+        self.flash_call, self.kernel_prefix = outer_call, outer_region
         self.call_depth -= 1
         for r, producer in zip(op.results, outs, strict=False):
             env[r] = producer
@@ -514,6 +541,11 @@ class _Walker:
             r for r, v in zip(op.results, returned, strict=False) if v in self.const_values
         )
         return outs
+
+    def _in_region(self, scope: str) -> str:
+        if self.kernel_prefix is None or KERNEL_SCOPE in scope:
+            return scope
+        return f"{self.kernel_prefix}/{scope}"
 
     def _call(self, op, env, origin, path, executions) -> None:
         callee = ir.FlatSymbolRefAttr(op.attributes["callee"]).value
@@ -538,6 +570,7 @@ class _Walker:
             trips = 1
         if not self.count_loop_trips:
             trips = 1
+        start, inits = len(self.ops), tuple(env.get(v, -1) for v in op.operands)
         cond_env = env.new_child(
             {a: env.get(v, -1) for a, v in zip(cond.arguments, op.operands, strict=True)}
         )
@@ -551,7 +584,9 @@ class _Walker:
         body_env = env.new_child(
             {a: env.get(v, -1) for a, v in zip(body.arguments, op.operands, strict=True)}
         )
+        body_start = len(self.ops)
         outs = self.walk_block(body, body_env, origin, f"{path}/while.body", executions * trips)
+        self.loops.append(Loop(start, body_start, len(self.ops), inits, tuple(outs)))
         for r, producer in zip(op.results, outs, strict=False):
             env[r] = producer
 
@@ -691,6 +726,7 @@ def build_graph(
         notes=tuple(walker.notes),
         loop_trips=loop_trips if walker.assumed_loops else None,
         assumed_loops=walker.assumed_loops,
+        loops=tuple(sorted(walker.loops, key=lambda lp: lp.start)),
     )
 
 

@@ -427,6 +427,13 @@ def _free(op: OpView) -> Cost:
     return Cost()
 
 
+@register_cost_rule("mhlo.copy")
+def _copy(op: OpView) -> Cost:
+    # XLA's copy (in modules converted from HLO, e.g. a partitioned program): reads and writes
+    # its operand once.
+    return Cost(**op.io_bytes())
+
+
 @register_cost_rule("stablehlo.slice", "stablehlo.dynamic_slice", "stablehlo.gather")
 def _read_part(op: OpView) -> Cost:
     # Reads only the elements it returns (plus any index operands), writes them once.
@@ -682,6 +689,10 @@ def _collective_features(op: OpView) -> dict[str, Any]:
     pairs = _matrix_shape(op, "source_target_pairs")
     if pairs is not None and pairs[1] == 2:
         out["num_pairs"] = pairs[0]
+    handle = op.attr("channel_handle")
+    if handle is not None and hlo.ChannelHandle.isinstance(handle):
+        # Joins the op with its line in XLA's HLO text (``channel_id=``).
+        out["channel_id"] = int(hlo.ChannelHandle(handle).handle)
     return out
 
 

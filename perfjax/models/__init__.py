@@ -16,6 +16,8 @@ Example:
   True
 """
 
+from perfjax.models._decoder import CONFIGS as DECODER_CONFIGS
+from perfjax.models._decoder import Decoder, DecoderConfig, decoder
 from perfjax.models._layers import (
     ConvNorm,
     Dense,
@@ -33,6 +35,9 @@ __all__ = [
     "GPT2",
     "MLP",
     "ConvNorm",
+    "DECODER_CONFIGS",
+    "Decoder",
+    "DecoderConfig",
     "Dense",
     "Embed",
     "LayerNorm",
@@ -44,6 +49,7 @@ __all__ = [
     "ZooModel",
     "build",
     "configs",
+    "decoder",
     "from_nnx",
     "names",
 ]

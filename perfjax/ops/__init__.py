@@ -10,6 +10,7 @@ Example:
   True
 """
 
+from perfjax.ops._kernel import fused_kernel
 from perfjax.ops._ops import (
     FLASH_PREFIX,
     OP_NAMES,
@@ -42,6 +43,7 @@ __all__ = [
     "bias_add",
     "conv2d",
     "embedding",
+    "fused_kernel",
     "gelu",
     "layernorm",
     "matmul",

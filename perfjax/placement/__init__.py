@@ -58,6 +58,7 @@ from perfjax.placement.comm._xla_collectives import (
     xla_collectives,
     xla_features,
 )
+from perfjax.placement.pods import Pod, PodCollective, PodPrediction, pod, pods, predict_pod
 from perfjax.placement.sharded._sharded import (
     CollectiveRow,
     ShardedPrediction,
@@ -78,6 +79,9 @@ __all__ = [
     "XLA_ARCH_PLATFORMS",
     "CollectiveFit",
     "CollectiveRow",
+    "Pod",
+    "PodCollective",
+    "PodPrediction",
     "Link",
     "Platform",
     "ShardedPrediction",
@@ -102,6 +106,9 @@ __all__ = [
     "parse_collectives",
     "platform",
     "platforms",
+    "pod",
+    "pods",
+    "predict_pod",
     "predict_sharded",
     "predict_xla",
     "prior_fit",

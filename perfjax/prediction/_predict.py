@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from perfjax.fusion._kernels import KINDS, fusion_policy, kernels_for
 from perfjax.lowering._graph import check_loop_trips
 from perfjax.lowering._program import Program
 from perfjax.lowering._staging import graph_for, program_for
+from perfjax.prediction._memory import MemoryEstimate, estimate
 
 _BOUNDS = ("compute", "memory", "launch")
 
@@ -186,6 +188,39 @@ class Prediction:
     #: What ``time_s`` measures: ``"device"`` (kernel time, as a profiler sees it) or ``"host"``
     #: (an eager harness's synchronised wall time; ``predict(timing=...)``).
     timing: str = "device"
+    #: Computes :attr:`memory` when first asked (predictions are made in tight loops).
+    _memory_source: Callable[[], MemoryEstimate] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    @functools.cached_property
+    def memory(self) -> MemoryEstimate | None:
+        """Peak memory of one call on one device, with its breakdown (parameters, optimizer
+        state, other inputs, outputs, activations kept for the backward pass, temporaries);
+        see :class:`MemoryEstimate`. Computed on first access; ``None`` when the prediction was
+        not made from a program."""
+        return self._memory_source() if self._memory_source is not None else None
+
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """Per-device peak memory of one call (``memory.peak_bytes``).
+
+        Example:
+          >>> import jax, jax.numpy as jnp, perfjax
+          >>> x = jax.ShapeDtypeStruct((4096, 4096), jnp.bfloat16)
+          >>> p = perfjax.predict(perfjax.ops.matmul, (x, x), device="h100")
+          >>> p.peak_memory_bytes // 2**20, p.fits  # MiB: two inputs, one output
+          (96, True)
+        """
+        return self.memory.peak_bytes if self.memory is not None else None
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the peak memory fits in the device's memory (``DeviceSpec.memory_bytes``);
+        ``None`` when the capacity or the peak is unknown."""
+        if self.memory is None or self.spec is None:
+            return None
+        return self.memory.fits(self.spec.memory_bytes)
 
     def to_dataframe(self):
         import pandas as pd
@@ -202,7 +237,7 @@ class Prediction:
             bound_shares=dict(self.bound_shares), flops=self.flops, bytes=self.bytes, num_kernels=len(self.kernels),
             calibration=self.calibration, interval_s=self.interval_s, fusion=self.fusion,
             platform=self.platform, notes=list(self.notes), unmodeled_ops=[list(u) for u in self.unmodeled_ops],
-            timing=self.timing,
+            timing=self.timing, peak_memory_bytes=self.peak_memory_bytes, fits=self.fits,
         )  # fmt: skip
 
     def table(self, max_rows: int = 25):
@@ -231,6 +266,8 @@ class Prediction:
             "work",
             f"{fmt_count(self.flops)}FLOP, {fmt_count(self.bytes)}B across kernel boundaries",
         )
+        if self.memory is not None:
+            head.add_row("peak memory", _memory_line(self.memory, self.spec))
         head.add_row("calibration", self.calibration or "none (published specs and priors)")
         if self.fusion and self.fusion != self.family:
             head.add_row("fusion", f"{self.fusion} policy (not the {self.family} compiler's)")
@@ -319,6 +356,18 @@ class Prediction:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return path
+
+
+def _memory_line(memory: MemoryEstimate, spec: DeviceSpec | None) -> str:
+    """``"1.2 GB (fits in 80 GB)"``, with the largest parts of the peak."""
+    parts = sorted(memory.breakdown.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{k.replace('_', ' ')} {fmt_count(v)}B" for k, v in parts[:3] if v > 0)
+    line = f"{fmt_count(memory.peak_bytes)}B per device ({shown})"
+    capacity = spec.memory_bytes if spec is not None else 0
+    if capacity:
+        verb = "fits in" if memory.peak_bytes <= capacity else "does NOT fit in"
+        line += f"; {verb} {fmt_count(capacity)}B"
+    return line
 
 
 def _evaluate(
@@ -438,6 +487,46 @@ def predict(
     return pred if timing == "device" else as_host_timed(pred, cal)
 
 
+def memory_estimate(
+    fn_or_program: Callable | Program | str,
+    inputs: Sequence[Any] | None = None,
+    *,
+    device: str | DeviceSpec,
+    precision: str | None = None,
+    fusion: str | None = None,
+    on_unsupported: str = "error",
+    loop_trips: int | None = None,
+) -> MemoryEstimate:
+    """Peak memory of one call of ``fn_or_program`` on one ``device``, with its breakdown.
+
+    The program is lowered and fused as :func:`predict` does for the device (the same kernels),
+    then its buffers are followed through the kernel order (see :class:`MemoryEstimate`):
+    arguments, outputs (less the donated buffers they reuse, ``donate_argnums``) and the largest
+    set of intermediates live at once (loops, remat and in-place updates respected).
+    ``predict(...).memory`` gives the same estimate.
+
+    Args:
+      fn_or_program, inputs, device, precision, fusion, on_unsupported, loop_trips: as in
+        :func:`predict`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, perfjax
+      >>> w = jax.ShapeDtypeStruct((1024, 1024), jnp.float32)
+      >>> step = jax.jit(lambda w, x: w - 0.1 * x.T @ jnp.tanh(x @ w), donate_argnums=0)
+      >>> m = perfjax.prediction.memory_estimate(step, (w, jax.ShapeDtypeStruct((64, 1024), jnp.float32)), device="h100")
+      >>> m.parameters_bytes // 2**20, m.outputs_bytes, m.aliased_bytes // 2**20  # MiB; w updated in place
+      (4, 0, 4)
+    """
+    check_precision(precision)
+    _check_fusion(fusion)
+    options = _graph_options(on_unsupported, loop_trips)
+    spec = get_device(device)
+    platform, _ = lowering_platform(spec)
+    program = program_for(fn_or_program, inputs, precision, platform)
+    graph = graph_for(program, **options)
+    return estimate(program, graph, kernels_for(program, spec.family, fusion, **options))
+
+
 TIMINGS = ("device", "host")
 
 #: An eager harness's costs on the host when no calibration gives them: Python dispatch of one
@@ -524,8 +613,9 @@ def _predict_program(
             "trip count counted that many times.",
         )
     pred = dataclasses.replace(
-        pred, platform=program.platform, notes=all_notes, unmodeled_ops=graph.unmodeled_ops
-    )
+        pred, platform=program.platform, notes=all_notes, unmodeled_ops=graph.unmodeled_ops,
+        _memory_source=functools.partial(estimate, program, graph, ev["kernels"]),
+    )  # fmt: skip
     for note in graph.notes:
         warnings.warn(
             f"perfjax.predict({program.name}, {spec.name}): {note}", UserWarning, stacklevel=3

@@ -78,6 +78,21 @@ def _braces(text: str, start: int) -> str:
     raise InputError(f"unbalanced braces in {text[start : start + 80]!r}")
 
 
+def _device_ids(text: str | None, n: int) -> np.ndarray:
+    """The device at each mesh position: ``[2,256]T(1,0)`` (an iota, reshaped and
+    transposed), an explicit list, or ``None`` (position i is device i)."""
+    if text is None:
+        return np.arange(n)
+    iota = re.fullmatch(r"\[([\d,]+)\](?:T\(([\d,]+)\))?", text.strip())
+    if iota:
+        dims = [int(x) for x in iota.group(1).split(",")]
+        ids = np.arange(math.prod(dims)).reshape(dims)
+        if iota.group(2):
+            ids = ids.transpose([int(x) for x in iota.group(2).split(",")])
+        return ids.reshape(-1)
+    return np.array([int(x) for x in text.split(",") if x.strip()])
+
+
 def _parse_groups(rest: str, mesh_shape: tuple[int, ...], num_partitions: int) -> list[list[int]]:
     """Replica groups of an HLO collective, as lists of partition ids (all formats XLA prints)."""
     m = re.search(r"replica_groups=", rest)
@@ -100,18 +115,22 @@ def _parse_groups(rest: str, mesh_shape: tuple[int, ...], num_partitions: int) -
         if iota.group(3):
             ids = ids.transpose([int(x) for x in iota.group(3).split(",")])
         return ids.reshape(shape).tolist()
-    mesh = re.match(r"mesh\[([^\]]*)\]\s*\{([^}]*)\}", text)
+    mesh = re.match(
+        r"mesh\[([^\]]*)\](?:,\s*device_ids=\((\[[\d,]+\](?:T\([\d,]+\))?|[\d,\s]+)\))?"
+        r"\s*\{([^}]*)\}",
+        text,
+    )
     if mesh:
         axes = [
             (a.strip().strip("'\""), int(s))
             for a, s in re.findall(r"'?([\w]+)'?\s*=\s*(\d+)", mesh.group(1))
         ]
-        chosen = [a.strip().strip("'\"") for a in mesh.group(2).split(",") if a.strip()]
+        chosen = [a.strip().strip("'\"") for a in mesh.group(3).split(",") if a.strip()]
         if any(":" in c or "(" in c for c in chosen):
             raise InputError(f"sub-axis replica groups are not supported yet: {text[:120]!r}")
         names = [a for a, _ in axes]
         sizes = [s for _, s in axes]
-        ids = np.arange(math.prod(sizes)).reshape(sizes)
+        ids = _device_ids(mesh.group(2), math.prod(sizes)).reshape(sizes)
         keep = [names.index(c) for c in chosen]
         rest_axes = [i for i in range(len(sizes)) if i not in keep]
         ids = ids.transpose(rest_axes + keep)

@@ -65,7 +65,8 @@ def main() -> None:
         print(f"run {i + 1}: {runs[-1]}", flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     report = {
-        "command": "python benchmarks/pod_predict_speed.py" + (f" --runs {args.runs}" if args.runs != 3 else ""),
+        "command": "python benchmarks/pod_predict_speed.py"
+        + (f" --runs {args.runs}" if args.runs != 3 else ""),
         "what": "maxtext-128b training step on v5e-256x32 (8192 chips): trace + predict, fresh process",
         "median": med,
         "target_wall_s": 30.0,

@@ -194,8 +194,14 @@ def main() -> None:
         "jax": jax.__version__,
         "python": sys.version.split()[0],
     }
-    (args.out / "maxtext_summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "other_generations"}, indent=1, default=float))
+    (args.out / "maxtext_summary.json").write_text(
+        json.dumps(summary, indent=1, default=float) + "\n"
+    )
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k != "other_generations"}, indent=1, default=float
+        )
+    )
     _plot(df, args.out / "maxtext_v5e.png")
 
 
@@ -208,7 +214,9 @@ def _plot(df: pd.DataFrame, path: pathlib.Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (model, g) in enumerate(df.groupby("model", sort=False)):
         c = f"C{i}"
-        ax.plot(g.num_slices, g.published_tflops_per_chip, "o-", color=c, label=f"{model} published")
+        ax.plot(
+            g.num_slices, g.published_tflops_per_chip, "o-", color=c, label=f"{model} published"
+        )
         ax.plot(g.num_slices, g.predicted_tflops_per_chip, "s--", color=c, alpha=0.8,
                 label=f"{model} perfjax")  # fmt: skip
     ax.set_xscale("log", base=2)

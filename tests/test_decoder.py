@@ -129,9 +129,10 @@ def test_fused_kernel_region_is_one_kernel_with_its_boundary_traffic():
     assert flops(one) == pytest.approx(flops(plain))
     assert float(one.bytes_read[0]) == 3 * 512 * 64 * 4
     assert float(one.bytes_written[0]) == 512 * 64 * 4
-    assert perfjax.predict(fused, (x, x, x), device="h100").time_s < perfjax.predict(
-        _attention, (x, x, x), device="h100"
-    ).time_s
+    assert (
+        perfjax.predict(fused, (x, x, x), device="h100").time_s
+        < perfjax.predict(_attention, (x, x, x), device="h100").time_s
+    )
 
 
 def test_fused_kernel_counts_the_loops_inside_it():

@@ -132,7 +132,10 @@ def fsdp_pred():
 
 def test_per_chip_flops_match_xla_on_the_whole_program(fsdp_pred):
     # Pure data parallelism in compute: each chip does 1/8 of the unsharded program's work.
-    args = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in _inputs(AbstractMesh((2, 4), ("data", "fsdp")))]
+    args = [
+        jax.ShapeDtypeStruct(a.shape, a.dtype)
+        for a in _inputs(AbstractMesh((2, 4), ("data", "fsdp")))
+    ]
     whole = jax.jit(_step).lower(*args).compile().cost_analysis()
     whole = whole[0] if isinstance(whole, (list, tuple)) else whole
     assert fsdp_pred.flops_per_chip == pytest.approx(whole["flops"] / 8, rel=0.05)

@@ -511,9 +511,7 @@ class _Fusion:
         g = groups[gi]
         g["ops"].append(i)
         self.group_of[i] = gi
-        if c == "gemm" and (
-            g["kind"] != "gemm" or op.flops > self.ops[g["anchor"]].flops
-        ):
+        if c == "gemm" and (g["kind"] != "gemm" or op.flops > self.ops[g["anchor"]].flops):
             g["kind"], g["anchor"] = "gemm", i
 
     def _target(

@@ -17,11 +17,11 @@ from jax._src.lib.mlir.dialects import hlo
 
 from perfjax._display import graph_tables, render
 from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
-from perfjax.ops._kernel import KERNEL_SCOPE, KERNEL_SCOPE_RE
 from perfjax.lowering import _rules
 from perfjax.lowering._program import Program, parse_module, trace
 from perfjax.lowering._rules import Cost
 from perfjax.lowering._types import TensorType
+from perfjax.ops._kernel import KERNEL_SCOPE, KERNEL_SCOPE_RE
 
 _TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
 _FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")

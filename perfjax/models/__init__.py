@@ -32,10 +32,10 @@ from perfjax.models._zoo import ZooModel, build, configs, from_nnx, names
 
 __all__ = [
     "BERT",
+    "DECODER_CONFIGS",
     "GPT2",
     "MLP",
     "ConvNorm",
-    "DECODER_CONFIGS",
     "Decoder",
     "DecoderConfig",
     "Dense",

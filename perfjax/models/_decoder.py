@@ -123,18 +123,32 @@ def _maxtext_2023(scale: int, **kw: Any) -> DecoderConfig:
 #: al. (2023); ``tiny`` is for tests.
 CONFIGS: dict[str, DecoderConfig] = {
     "tiny": DecoderConfig(
-        vocab_size=256, emb_dim=64, num_decoder_layers=2, num_query_heads=4, head_dim=16,
-        mlp_dim=128, max_target_length=64, attention_block=16,
-    ),  # fmt: skip
+        vocab_size=256,
+        emb_dim=64,
+        num_decoder_layers=2,
+        num_query_heads=4,
+        head_dim=16,
+        mlp_dim=128,
+        max_target_length=64,
+        attention_block=16,
+    ),
     "maxtext-16b": _maxtext_2023(16),
     "maxtext-32b": _maxtext_2023(32),
     "maxtext-64b": _maxtext_2023(64),
     "maxtext-128b": _maxtext_2023(128),
     "llama2-7b": DecoderConfig(
-        vocab_size=32000, emb_dim=4096, num_decoder_layers=32, num_query_heads=32, head_dim=128,
-        mlp_dim=11008, mlp_activation="swiglu", norm="rms", positions="rope",
-        max_target_length=4096, tied_embeddings=False,
-    ),  # fmt: skip
+        vocab_size=32000,
+        emb_dim=4096,
+        num_decoder_layers=32,
+        num_query_heads=32,
+        head_dim=128,
+        mlp_dim=11008,
+        mlp_activation="swiglu",
+        norm="rms",
+        positions="rope",
+        max_target_length=4096,
+        tied_embeddings=False,
+    ),
 }
 
 
@@ -280,7 +294,7 @@ def _add_bias(s: jax.Array, bias: jax.Array | None) -> jax.Array:
     """Scores (B, K, G, Sq, Sk) plus a (1, H or 1, Sq, Sk) bias."""
     if bias is None:
         return s
-    B, K, G, Sq, Sk = s.shape
+    _, K, G, Sq, Sk = s.shape
     if bias.shape[1] == 1:
         return s + bias[:, None]
     return s + bias.reshape(1, K, G, Sq, Sk)
@@ -319,25 +333,25 @@ def _flash_forward(cfg, shard, q, k, v, rb, positions):
     rel = rb if cfg.positions == "relative" else None
 
     def step(carry, xs):
-        m, l, acc = carry
+        m, denom, acc = carry
         kj, vj, pj = xs
         s = jnp.einsum("bqkgd,bskd->bkgqs", q, kj, preferred_element_type=jnp.float32)
         s = _add_bias(s, _bias(cfg, rel, positions, pj))
         m_new = jnp.maximum(m, s.max(-1))
         p = jnp.exp(s - m_new[..., None])
         corr = jnp.exp(m - m_new)
-        l = l * corr + p.sum(-1)
+        denom = denom * corr + p.sum(-1)
         pv = jnp.einsum("bkgqs,bskd->bkgqd", p.astype(vj.dtype), vj,
                         preferred_element_type=jnp.float32)  # fmt: skip
-        return (shard(m_new), shard(l), shard(acc * corr[..., None] + pv)), None
+        return (shard(m_new), shard(denom), shard(acc * corr[..., None] + pv)), None
 
     init = (
         shard(jnp.full((B, K, G, S), -jnp.inf, jnp.float32)),
         shard(jnp.zeros((B, K, G, S), jnp.float32)),
         shard(jnp.zeros((B, K, G, S, D), jnp.float32)),
     )
-    (m, l, acc), _ = jax.lax.scan(step, init, _blocks(cfg, k, v, positions))
-    return (acc / l[..., None]).astype(q.dtype), m + jnp.log(l)
+    (m, denom, acc), _ = jax.lax.scan(step, init, _blocks(cfg, k, v, positions))
+    return (acc / denom[..., None]).astype(q.dtype), m + jnp.log(denom)
 
 
 # Flash attention is one kernel on the device (MaxText calls a Pallas kernel): its score tiles
@@ -387,7 +401,7 @@ def _flash_backward(cfg, shard, res, dout):
                         preferred_element_type=jnp.float32)  # fmt: skip
         if bias_vjp is not None:
             # Per example, then summed: the sum over the (sharded) batch is of the small table.
-            B, K, G, Sq, Sk = ds.shape
+            _, K, G, Sq, Sk = ds.shape
             per = jax.vmap(lambda d: bias_vjp(d.reshape(1, K * G, Sq, Sk))[0])(ds)
             drb = drb + per.sum(0)
         return (shard(dq), drb), (dk.astype(kj.dtype), dv.astype(vj.dtype))
@@ -559,7 +573,9 @@ class Decoder:
         cfg = self.config
         s = seq_len or cfg.max_target_length
         weights = 6.0 * self.num_params * batch * s
-        attention = 12.0 * cfg.num_query_heads * cfg.num_decoder_layers * cfg.head_dim * s * s * batch
+        attention = (
+            12.0 * cfg.num_query_heads * cfg.num_decoder_layers * cfg.head_dim * s * s * batch
+        )
         return weights + attention
 
     def training_step(

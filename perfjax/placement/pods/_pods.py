@@ -20,7 +20,7 @@ Example:
   >>> p.num_chips, p.slice_shape
   (1024, (16, 16))
   >>> round(p.collective_time_s("all_gather", 1e6, ici_dims=(16, 16)) * 1e3, 2)  # ms
-  0.67
+  1.31
 """
 
 from __future__ import annotations
@@ -251,9 +251,7 @@ def pod(
         slices = int(m.group(3))
     _positive("slices", slices)
     shape = (
-        tuple(int(d) for d in slice_shape)
-        if slice_shape is not None
-        else _slice_shape(gen, chips)
+        tuple(int(d) for d in slice_shape) if slice_shape is not None else _slice_shape(gen, chips)
     )
     if chips is not None and math.prod(shape) != chips:
         raise InputError(f"slice_shape {shape} does not hold {chips} chips.")

@@ -42,7 +42,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 from jax._src.interpreters import mlir as jax_mlir
 from jax._src.lib import _jax
 from jax._src.lib.mlir import ir
@@ -52,7 +51,8 @@ from perfjax._display import fmt_count, fmt_time, render
 from perfjax._errors import InputError, PlatformError
 from perfjax.lowering import Program
 from perfjax.lowering._staging import graph_for
-from perfjax.placement.pods._pods import Pod, pod as get_pod
+from perfjax.placement.pods._pods import Pod
+from perfjax.placement.pods._pods import pod as get_pod
 from perfjax.placement.sharded._sharded import _group_axes, parse_collectives
 from perfjax.prediction._predict import Prediction, predict
 
@@ -167,7 +167,9 @@ class PodPrediction:
             head.add_row("note", note)
         tab = Table(title=f"collectives ({len(self.collectives)})")
         for col in ("name", "kind", "axes", "network", "group", "operand", "runs", "time"):
-            tab.add_column(col, justify="left" if col in ("name", "kind", "axes", "network") else "right")
+            tab.add_column(
+                col, justify="left" if col in ("name", "kind", "axes", "network") else "right"
+            )
         for c in self.collectives:
             tab.add_row(c.name, c.kind, ",".join(c.axes), c.network, str(c.group_size),
                         fmt_count(c.operand_bytes) + "B", str(c.executions),
@@ -428,7 +430,11 @@ def _collectives(hlo, graph, p: Pod, compiled_mesh, true_mesh, dcn) -> list[PodC
             size = 2
         else:
             groups = c["groups"]
-            axes = _group_axes(groups, tuple(compiled_mesh.axis_sizes), names) if len(groups[0]) > 1 else ()
+            axes = (
+                _group_axes(groups, tuple(compiled_mesh.axis_sizes), names)
+                if len(groups[0]) > 1
+                else ()
+            )
             size = math.prod(true[a] for a in axes) if axes else 1
         on_ici = [d for a in axes if a not in dcn for d in ici_dims[a]]
         slices = math.prod(true[a] for a in axes if a in dcn) if axes else 1
@@ -436,7 +442,11 @@ def _collectives(hlo, graph, p: Pod, compiled_mesh, true_mesh, dcn) -> list[PodC
         if kind == "collective_permute":
             network = "ici"
         nbytes = float(c["operand_bytes"])
-        t = p.collective_time_s(kind, nbytes, on_ici, slices) if size > 1 or kind == "collective_permute" else 0.0
+        t = (
+            p.collective_time_s(kind, nbytes, on_ici, slices)
+            if size > 1 or kind == "collective_permute"
+            else 0.0
+        )
         execs = runs.get(channels.get(c["name"], -1), 1)
         out.append(PodCollective(
             name=c["name"], kind=kind, axes=axes, network=network or "none", group_size=size,
@@ -492,9 +502,9 @@ def predict_pod(
       >>> x = jax.ShapeDtypeStruct((64, 1024), jnp.bfloat16,
       ...                          sharding=NamedSharding(mesh, P(("data", "fsdp"), None)))
       >>> step = lambda w, x: jax.grad(lambda w: jnp.sum(x @ w.astype(x.dtype)))(w)
-      >>> pred = predict_pod(step, (w, x), pod=pod_named("v5e-4x2"))
+      >>> pred = predict_pod(step, (w, x), pod="v5e-4x2")
       >>> pred.step_time_s > 0, sorted({c.network for c in pred.collectives})
-      (True, ['dcn', 'ici'])
+      (True, ['ici+dcn'])
     """
     p = get_pod(pod) if not isinstance(pod, Pod) else pod
     inputs = tuple(inputs)
@@ -532,7 +542,9 @@ def predict_pod(
     graph = graph_for(program)
     chip = predict(program, device=p.spec)
     collectives = _collectives(hlo, graph, p, mesh_c, true_mesh, dcn)
-    return _assemble(chip, collectives, p, true_mesh, dcn, overlap, stats, float(graph.flops), notes)
+    return _assemble(
+        chip, collectives, p, true_mesh, dcn, overlap, stats, float(graph.flops), notes
+    )
 
 
 def _assemble(chip, collectives, p, mesh, dcn, overlap, stats, flops, notes) -> PodPrediction:
@@ -553,7 +565,8 @@ def _assemble(chip, collectives, p, mesh, dcn, overlap, stats, flops, notes) -> 
     comm = float(sum(comm_by_runs.values()))
     if overlap:
         step = sum(
-            max(by_runs.get(r, 0.0), comm_by_runs.get(r, 0.0)) for r in set(by_runs) | set(comm_by_runs)
+            max(by_runs.get(r, 0.0), comm_by_runs.get(r, 0.0))
+            for r in set(by_runs) | set(comm_by_runs)
         )
     else:
         step = compute + comm
@@ -565,7 +578,5 @@ def _assemble(chip, collectives, p, mesh, dcn, overlap, stats, flops, notes) -> 
         chip=chip, notes=tuple(notes),
     )  # fmt: skip
 
-
-pod_named = get_pod
 
 __all__ = ["PodCollective", "PodPrediction", "predict_pod"]

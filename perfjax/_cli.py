@@ -659,6 +659,45 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pod(args: argparse.Namespace) -> int:
+    """A zoo decoder's training step on a TPU pod: FSDP within each slice, data parallelism
+    across slices."""
+    models = perfjax.models  # loaded on first use (flax)
+    placement = perfjax.placement
+    if args.model not in models.DECODER_CONFIGS:
+        raise CLIError(
+            f"unknown model {args.model!r}; expected one of {', '.join(sorted(models.DECODER_CONFIGS))}."
+        )
+    if args.batch_per_chip < 1:
+        raise CLIError(f"--batch-per-chip must be at least 1, got {args.batch_per_chip}.")
+    pod = placement.pod(args.pod)
+    d = models.decoder(args.model, **({"remat": args.remat} if args.remat else {}))
+    mesh = jax.sharding.AbstractMesh((pod.num_slices, pod.chips_per_slice), ("data", "fsdp"))
+    fn, inputs = d.training_step(
+        batch=args.batch_per_chip * pod.num_chips, seq_len=args.seq_len, mesh=mesh
+    )
+    pred = placement.predict_pod(
+        fn, inputs, pod=pod, donate_argnums=(0, 1), overlap=not args.no_overlap
+    )
+    flops = d.model_flops_per_step(args.batch_per_chip, args.seq_len)
+    if args.json:
+        _print_json({
+            "model": args.model, "params": d.num_params, "pod": pod.name,
+            "batch_per_chip": args.batch_per_chip, "model_flops_per_chip": flops,
+            "tflops_per_chip": pred.tflops_per_chip(flops), "mfu": pred.mfu(flops),
+            **pred.to_dict(),
+        })  # fmt: skip
+        return 0
+    print(render(pred.table(), width=_width()))
+    print(
+        f"{args.model} ({fmt_count(d.num_params)} parameters), {args.batch_per_chip} x "
+        f"{args.seq_len or d.config.max_target_length} tokens per chip: "
+        f"{pred.tflops_per_chip(flops):.0f} TFLOP/s per chip, MFU {pred.mfu(flops):.0%} "
+        "(FLOPs counted as MaxText does)"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
 
     return demo_main()
@@ -1115,6 +1154,28 @@ def _add_validate(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_validate, target="")
 
 
+def _add_pod(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The ``pod`` subcommand."""
+    p = sub.add_parser(
+        "pod",
+        help="predict a zoo decoder's training step on a TPU pod",
+        description="Predict one training step of a MaxText-style decoder (perfjax.models."
+        "decoder) on a TPU pod, per chip: FSDP over each slice's chips, data parallelism "
+        "across slices. Nothing is allocated.",
+    )
+    p.add_argument("model", help="decoder config: maxtext-16b ... maxtext-128b, llama2-7b, tiny")
+    p.add_argument("--pod", default="v5e-256", help="e.g. v5e-256, v5e-256x32, v4-64, v6e-256x2")
+    p.add_argument("--batch-per-chip", type=int, default=1, help="sequences per chip (default 1)")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence")
+    p.add_argument("--remat", choices=["none", "full", "dots", "dots_with_no_batch_dims"],
+                   help="remat policy (default: the config's)")  # fmt: skip
+    p.add_argument("--no-overlap", action="store_true", help="collectives do not overlap compute")
+    p.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
+                   help="on an error, show the full Python traceback")  # fmt: skip
+    _json_flag(p, "print the prediction as JSON")
+    p.set_defaults(func=cmd_pod, target="")
+
+
 def _add_demo(sub: Any, common: argparse.ArgumentParser) -> None:
     """The ``demo`` subcommand."""
     p = sub.add_parser(
@@ -1164,6 +1225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_devices(sub, common)
     _add_calibrate(sub, common)
     _add_validate(sub, common)
+    _add_pod(sub, common)
     _add_demo(sub, common)
     return parser
 

@@ -231,3 +231,22 @@ def test_pod_object_and_fits(fsdp_pred):
     peak = perfjax.devicemodels.device("tpu-v5e").peak_flops_per_s("bf16")
     assert fsdp_pred.mfu(flops) == pytest.approx(flops / fsdp_pred.step_time_s / peak)
     assert math.isfinite(fsdp_pred.step_time_s)
+
+
+def test_cli_pod(capsys):
+    import json
+
+    from perfjax._cli import main
+
+    assert main(["pod", "tiny", "--pod", "v5e-4x2", "--batch-per-chip", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pod"] == "tpu-v5e-4x2" and out["mesh_shape"] == [2, 4]
+    assert out["step_time_s"] >= out["compute_s"] > 0
+    assert {c["network"] for c in out["collectives"]} >= {"ici"}
+    assert out["tflops_per_chip"] == pytest.approx(
+        out["model_flops_per_chip"] / out["step_time_s"] / 1e12
+    )
+    assert main(["pod", "gpt-9"]) == 2
+    assert "unknown model 'gpt-9'" in capsys.readouterr().err
+    assert main(["pod", "tiny", "--pod", "v9"]) != 0
+    assert "unknown TPU pod 'v9'" in capsys.readouterr().err

@@ -139,6 +139,19 @@ class PodPrediction:
         peak = float(self.pod.spec.peak_flops_per_s("bf16"))
         return model_flops_per_chip / self.step_time_s / peak
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields (JSON-ready): times, mesh, memory and one record per collective."""
+        return {
+            "step_time_s": self.step_time_s, "compute_s": self.compute_s,
+            "communication_s": self.communication_s,
+            "exposed_communication_s": self.exposed_communication_s, "overlap": self.overlap,
+            "pod": self.pod.name, "mesh_shape": list(self.mesh_shape),
+            "axis_names": list(self.axis_names), "dcn_axes": list(self.dcn_axes),
+            "flops_per_chip": self.flops_per_chip, "peak_memory_bytes": self.peak_memory_bytes,
+            "fits": self.fits, "notes": list(self.notes),
+            "collectives": [dataclasses.asdict(c) for c in self.collectives],
+        }  # fmt: skip
+
     def table(self):
         from rich.console import Group
         from rich.table import Table

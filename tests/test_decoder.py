@@ -41,7 +41,10 @@ def test_maxtext_models_have_maxtexts_exact_sizes(name):
     "overrides",
     [
         dict(positions="relative", causal=False, parallel_block=True),
-        dict(positions="rope", causal=True, num_kv_heads=2, mlp_activation="swiglu"),
+        pytest.param(
+            dict(positions="rope", causal=True, num_kv_heads=2, mlp_activation="swiglu"),
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             dict(positions="learned", causal=True, norm="layer", mlp_activation="gelu",
                  tied_embeddings=False),

@@ -226,6 +226,8 @@ def test_pod_object_and_fits(fsdp_pred):
     assert isinstance(fsdp_pred.pod, Pod)
     assert fsdp_pred.peak_memory_bytes and fsdp_pred.peak_memory_bytes < 64e6
     assert fsdp_pred.fits is True
+    # The donated weight shards are reused by the updated weights on every chip.
+    assert fsdp_pred.chip.memory.aliased_bytes == 2 * D * H * 4 // 4
     flops = 6.0 * (2 * D * H) * BATCH_PER_CHIP
     assert fsdp_pred.tflops_per_chip(flops) == pytest.approx(flops / fsdp_pred.step_time_s / 1e12)
     peak = perfjax.devicemodels.device("tpu-v5e").peak_flops_per_s("bf16")

@@ -390,10 +390,38 @@ def _module_proto(b: bytes) -> bytes:
     raise PlatformError("XLA's HLO dump holds no module.")
 
 
-def _per_chip_program(proto: bytes, name: str) -> Program:
+_DONATED_ARG = re.compile(
+    r"%arg(\d+): [^{]*\{[^}]*(?:jax\.buffer_donor = true|tf\.aliasing_output)"
+)
+
+
+def _main_line(text: str) -> tuple[int, int]:
+    start = (
+        text.index("func.func public @main(")
+        if "func.func public @main(" in text
+        else (text.index("func.func @main("))
+    )
+    return start, text.index("\n", start)
+
+
+def _per_chip_program(proto: bytes, name: str, global_text: str) -> Program:
+    """The partitioned module as a Program; the arguments the global program donates are
+    marked donated again (XLA assigns aliases after partitioning, so the dump has none)."""
     bytecode = _jax.mlir.hlo_to_stablehlo(proto)
     with jax_mlir.make_ir_context():
         text = ir.Module.parse(bytecode).operation.get_asm(enable_debug_info=True)
+    g0, g1 = _main_line(global_text)
+    donated = {int(i) for i in _DONATED_ARG.findall(global_text[g0:g1])}
+    if donated:
+        s0, s1 = _main_line(text)
+        header = re.sub(
+            r"(%arg(\d+): [^{,)]*)(\{)?",
+            lambda m: m.group(0) if int(m.group(2)) not in donated
+            else m.group(1) + ("{jax.buffer_donor = true, " if m.group(3) else
+                               "{jax.buffer_donor = true} "),
+            text[s0:s1],
+        )  # fmt: skip
+        text = text[:s0] + header + text[s1:]
     program = Program.from_stablehlo(text)
     return dataclasses.replace(program, name=name)
 
@@ -551,7 +579,7 @@ def predict_pod(
     text = lowered.as_text(debug_info=True)
     hlo, proto, stats = _partition(text, mesh_c.size, timeout_s, xla_memory)
     name = getattr(fn, "__name__", "step")
-    program = _per_chip_program(proto, f"{name} per chip")
+    program = _per_chip_program(proto, f"{name} per chip", text)
     graph = graph_for(program)
     chip = predict(program, device=p.spec)
     collectives = _collectives(hlo, graph, p, mesh_c, true_mesh, dcn)

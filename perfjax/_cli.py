@@ -716,6 +716,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             except (ValueError, FileNotFoundError) as e:
                 raise CLIError(_one_line(e)) from e
             measurements = m if measurements is None else measurements + m
+        others = [d for d in measurements.devices() if d != "host"]
+        if args.save is None and others:
+            # Before the fit, not after it: a calibration of other devices has no default home.
+            raise CLIError(
+                "--save PATH is required for a calibration of devices other than this host "
+                f"(the measurements are of {', '.join(others[:5])})."
+            )
     else:
         names = [n.strip() for n in args.suite.split(",") if n.strip()]
         for n in names:

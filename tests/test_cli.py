@@ -563,8 +563,9 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
             for m in (16, 64, 128, 256, 512, 1024, 2048, 4096) for k in (256, 512, 1024, 2048, 4096)
             for n in (512, 1024, 4096)]  # fmt: skip
     csv = Measurements.from_rows(rows, {"source": "synthetic"}).to_csv(tmp_path / "h100.csv")
-    code, _, err = cli(capsys, "calibrate", "--from-csv", csv, "--steps", "60")
-    assert code == 2 and "--save PATH is required" in err
+    code, out, err = cli(capsys, "calibrate", "--from-csv", csv, "--steps", "60")
+    assert code == 2 and "--save PATH is required" in err and "h100" in err
+    assert out == ""  # refused before fitting: no report printed
     save, png = tmp_path / "cal.json", tmp_path / "heldout.png"
     code, out, err = cli(
         capsys, "calibrate", "--from-csv", csv, "--steps", "60", "--save", save, "--plot", png,

@@ -48,7 +48,7 @@ from perfjax._errors import InputError
 from perfjax.lowering._graph import Graph, Op
 from perfjax.lowering._program import Program
 from perfjax.lowering._staging import graph_for
-from perfjax.ops._kernel import KERNEL_SCOPE_RE
+from perfjax.ops._kernel import KERNEL_SCOPE, KERNEL_SCOPE_RE
 
 #: Kernel classes; models keep per-class correction parameters in this order.
 KINDS = ("gemm", "conv", "elementwise", "reduce", "other", "collective")
@@ -294,7 +294,7 @@ _MAX_ROW = 32768
 
 def _marked(scope: str) -> str | None:
     """The ``fused_kernel`` region an op's scope is in (its scope up to the marker), or None."""
-    if "perfjax_kernel[" not in scope:
+    if KERNEL_SCOPE not in scope:
         return None
     m = KERNEL_SCOPE_RE.match(scope)
     return m.group(1) if m else None

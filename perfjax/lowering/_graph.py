@@ -367,6 +367,8 @@ class _Walker:
         #: The ``fused_kernel`` region a call was made from: ops of the called function carry
         #: only their own names, so they are placed in the caller's region.
         self.kernel_prefix: str | None = None
+        #: Whether the module has fused_kernel regions at all (else no location is parsed).
+        self.kernel_regions = False
         # The Flash-op call being walked (-1: none) and how many have started.
         self.flash_call = -1
         self.flash_calls = 0
@@ -528,7 +530,7 @@ class _Walker:
         outer_call, outer_region = self.flash_call, self.kernel_prefix
         if origin is None and new_origin is not None:  # the outermost Flash op of this call
             self.flash_call, self.flash_calls = self.flash_calls, self.flash_calls + 1
-        if self.kernel_prefix is None:
+        if self.kernel_prefix is None and self.kernel_regions:
             region = KERNEL_SCOPE_RE.match(_location(op)[0])
             self.kernel_prefix = region.group(1) if region else None
         outs = self.walk_block(block, inner, new_origin, f"{path}/{callee}", executions)
@@ -693,9 +695,11 @@ def build_graph(
     if on_unsupported not in ("error", "warn"):
         raise ValueError(f"on_unsupported must be 'error' or 'warn', got {on_unsupported!r}.")
     loop_trips = check_loop_trips(loop_trips)
-    ctx, module = parse_module(program.stablehlo_debug or program.stablehlo)
+    text = program.stablehlo_debug or program.stablehlo
+    ctx, module = parse_module(text)
     with ctx:
         walker = _Walker(module, on_unsupported, count_loop_trips, loop_trips)
+        walker.kernel_regions = KERNEL_SCOPE in text
         entry = "main" if "main" in walker.funcs else next(iter(walker.funcs))
         block = walker.funcs[entry].regions[0].blocks[0]
         env: collections.ChainMap = collections.ChainMap(

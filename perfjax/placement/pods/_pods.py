@@ -35,9 +35,19 @@ from typing import Any
 from perfjax._errors import InputError
 from perfjax._io import read_mapping
 from perfjax.devicemodels import DeviceSpec, device
+from perfjax.placement.comm._collectives import (
+    all_gather_time_s,
+    all_reduce_time_s,
+    all_to_all_time_s,
+    reduce_scatter_time_s,
+    send_recv_time_s,
+)
 
 _TABLE = pathlib.Path(__file__).with_name("pods.toml")
 _KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "collective_permute")
+#: Ring algorithms (one step per group member), as ``perfjax.placement`` times them.
+_RINGS = {"all_gather": all_gather_time_s, "reduce_scatter": reduce_scatter_time_s,
+          "all_reduce": all_reduce_time_s}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +87,9 @@ class Pod:
 
     def ici_time_s(self, kind: str, nbytes: float, dims: Sequence[int]) -> float:
         """One collective over the ICI torus dimensions ``dims`` (chips per dimension);
-        ``nbytes`` is the operand on each chip (the gathered shard for all-gather)."""
+        ``nbytes`` is the operand on each chip (the gathered shard for all-gather): the ring
+        formulas of ``perfjax.placement`` over every link the dimensions give a chip at once,
+        with one hop of latency per step along each dimension."""
         dims = [int(d) for d in dims if int(d) > 1]
         if not dims or nbytes <= 0:
             return 0.0
@@ -86,36 +98,29 @@ class Pod:
         links = sum(2 if self.wraps(d) else 1 for d in dims)
         bw = links * self.ici_bytes_per_s
         hops = sum(d - 1 for d in dims) * self.ici_latency_s
-        if kind == "all_gather":
-            return (p - 1) * nbytes / bw + hops
-        if kind == "reduce_scatter":
-            return (p - 1) / p * nbytes / bw + hops
-        if kind == "all_reduce":
-            return 2 * ((p - 1) / p * nbytes / bw + hops)
+        if kind in _RINGS:
+            return _RINGS[kind](nbytes, p, bw, 0.0) + (2 if kind == "all_reduce" else 1) * hops
         if kind == "all_to_all":
             # (p - 1)/p of the operand leaves each chip; bisection-bound on the largest dim.
             big = max(dims)
             return (p - 1) / p * nbytes * big / 4 / bw * len(dims) + hops
         if kind == "collective_permute":
-            return nbytes / self.ici_bytes_per_s + self.ici_latency_s
+            return send_recv_time_s(nbytes, self.ici_bytes_per_s, self.ici_latency_s)
         raise InputError(f"no ICI model for collective {kind!r}; expected one of {_KINDS}.")
 
     def dcn_time_s(self, kind: str, nbytes: float, slices: int) -> float:
-        """One collective between ``slices`` slices, every chip with its counterparts."""
+        """One collective between ``slices`` slices, every chip with its counterparts: the ring
+        (pairwise for all-to-all) formulas of ``perfjax.placement`` at the chip's DCN share."""
         s = int(slices)
         if s <= 1 or nbytes <= 0:
             return 0.0
         b, a = self.dcn_bytes_per_s, self.dcn_latency_s
-        if kind == "all_gather":
-            return (s - 1) * nbytes / b + (s - 1) * a
-        if kind == "reduce_scatter":
-            return (s - 1) / s * nbytes / b + (s - 1) * a
-        if kind == "all_reduce":
-            return 2 * ((s - 1) / s * nbytes / b + (s - 1) * a)
+        if kind in _RINGS:
+            return _RINGS[kind](nbytes, s, b, a)
         if kind == "all_to_all":
-            return (s - 1) / s * nbytes / b + (s - 1) * a
+            return all_to_all_time_s(nbytes, s, b, a)
         if kind == "collective_permute":
-            return nbytes / b + a
+            return send_recv_time_s(nbytes, b, a)
         raise InputError(f"no DCN model for collective {kind!r}; expected one of {_KINDS}.")
 
     def collective_time_s(

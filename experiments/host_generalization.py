@@ -11,8 +11,11 @@ Flax models at random batch — with random sizes, batch and (sometimes) bf16. T
 from the clock unless given, so every evaluation is on programs no fit and no model change saw.
 
 Each program is timed by a plain loop, independent of perfjax's executor: ``jax.jit``, one
-compile, two warm-up calls, then calls with ``block_until_ready`` until 0.25 s and 5 calls have
-passed; the median per call is the measurement. It is predicted with
+compile, two warm-up calls, then calls with ``block_until_ready`` until 0.1 s and 5 calls have
+passed, in 3 rounds over all programs (alternating order, so a slow spell of this shared
+machine moves one round of a program, not its result); the median of the rounds' medians is the
+measurement. How far a program's rounds lie apart is reported as the noise floor: no model can
+predict a program better than its own timings agree. It is predicted with
 ``perfjax.predict(fn, inputs, device="host")`` (the calibration saved on this machine, if any)
 and with ``calibration=False`` (the priors).
 
@@ -206,11 +209,16 @@ def _materialize(inputs, seed: int):
     return jax.tree.unflatten(tree, out)
 
 
-def time_program(fn, inputs, min_s: float = 0.25, min_calls: int = 5) -> float:
+def prepare(fn, inputs) -> tuple[Callable, tuple]:
+    """The jitted program and its inputs, compiled and warmed up (two calls)."""
     f = fn if hasattr(fn, "lower") else jax.jit(fn)
     args = _materialize(inputs, 0)
     jax.block_until_ready(f(*args))
     jax.block_until_ready(f(*args))
+    return f, args
+
+
+def time_program(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
     times, start = [], time.perf_counter()
     while len(times) < min_calls or time.perf_counter() - start < min_s:
         t0 = time.perf_counter()
@@ -233,22 +241,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--seed", type=int, default=None, help="default: drawn from the clock")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds over all programs")
     ap.add_argument("--out", type=pathlib.Path, default=OUT)
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time_ns() % (2**31))
     t0 = time.perf_counter()
-    rows = []
+    rows, ready = [], []
     for i, (family, label, fn, inputs) in enumerate(generate(seed, args.n)):
         try:
-            measured = time_program(fn, inputs)
             cal = perfjax.predict(fn, inputs, device="host")
             prior = perfjax.predict(fn, inputs, device="host", calibration=False)
+            f, xs = prepare(fn, inputs)
         except Exception as e:  # a program JAX or perfjax rejects: recorded, not hidden
             rows.append(
                 {"family": family, "program": label, "error": f"{type(e).__name__}: {e}"[:200]}
             )
             print(f"[{i + 1}/{args.n}] {label}: {type(e).__name__}", flush=True)
             continue
+        ready.append((family, label, f, xs, cal, prior))
+        print(f"[{i + 1}/{args.n}] {label}: compiled and predicted", flush=True)
+    times: list[list[float]] = [[] for _ in ready]
+    for r in range(args.rounds):
+        order = range(len(ready)) if r % 2 == 0 else reversed(range(len(ready)))
+        for k in order:
+            times[k].append(time_program(ready[k][2], ready[k][3]))
+        print(f"round {r + 1}/{args.rounds} timed", flush=True)
+    for (family, label, _, _, cal, prior), ts in zip(ready, times, strict=True):
+        measured = statistics.median(ts)
         lo, hi = cal.interval_s if cal.interval_s else (float("nan"), float("nan"))
         row = {
             "family": family, "program": label, "measured_s": measured,
@@ -256,12 +275,13 @@ def main() -> None:
             "ape": abs(cal.time_s / measured - 1), "prior_ape": abs(prior.time_s / measured - 1),
             "interval_low_s": lo, "interval_high_s": hi,
             "covered": bool(lo <= measured <= hi) if cal.interval_s else None,
+            "round_spread": (max(ts) - min(ts)) / measured,
             "calibration": cal.calibration,
         }  # fmt: skip
         rows.append(row)
-        print(f"[{i + 1}/{args.n}] {label}: measured {measured * 1e3:.3f} ms, predicted "
-              f"{cal.time_s * 1e3:.3f} ms ({row['ape']:.0%}; priors {row['prior_ape']:.0%})",
-              flush=True)  # fmt: skip
+        print(f"{label}: measured {measured * 1e3:.3f} ms, predicted {cal.time_s * 1e3:.3f} ms "
+              f"({row['ape']:.0%}; priors {row['prior_ape']:.0%}; rounds "
+              f"{row['round_spread']:.0%} apart)", flush=True)  # fmt: skip
     ok = [r for r in rows if "ape" in r]
     cov = [r["covered"] for r in ok if r["covered"] is not None]
     summary = {
@@ -279,6 +299,9 @@ def main() -> None:
         if ok
         else None,
         "interval_coverage": float(np.mean(cov)) if cov else None,
+        # The noise floor: how far apart one program's timing rounds lie, (max - min) / median.
+        "round_spread": _stats([r["round_spread"] for r in ok]) if args.rounds > 1 else None,
+        "rounds": args.rounds,
         "per_family": {
             f: {
                 "calibrated": _stats([r["ape"] for r in ok if r["family"] == f]),

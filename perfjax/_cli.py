@@ -27,7 +27,7 @@ import shutil
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -731,9 +731,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     f"unknown suite {n!r}; expected one of {', '.join(calibrate.SUITES)}."
                 )
         with _writing(args.out or "", "--out"):
-            measurements = calibrate.measure(
-                names, size=args.size, rounds=args.rounds, out=args.out
-            )
+            if args.thorough:
+                # The long campaign: three rounds of up to 0.3 s per point, noisy points again.
+                measurements = calibrate.measure(
+                    names, size=args.size, rounds=args.rounds or 3, out=args.out
+                )
+            else:
+                # Quick: two rounds of up to 0.07 s per point (a slow spell of a shared machine
+                # moves one), then a third visit where they disagree, until the budget is spent.
+                measurements = calibrate.measure(
+                    names, size=args.size, rounds=args.rounds or 2, out=args.out,
+                    max_time_s=0.07, budget_s=args.budget, remeasure_noisy=False,
+                )  # fmt: skip
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
     try:
@@ -750,6 +759,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(_one_line(e)) from e
     print(render(cal.report.table(), width=_width()))
+    for line in noise_lines(measurements.metadata):
+        print(f"perfjax: {line}", file=sys.stderr)
     save = args.save
     if save is None:
         if cal.devices != ("host",):
@@ -766,6 +777,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             cal.report.plot(args.plot)
         print(f"perfjax: wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def noise_lines(metadata: Mapping[str, str]) -> list[str]:
+    """What the measurements' metadata say about the machine's noise: one line, plus a warning
+    when too many medians are uncertain to trust the fit (none for measurements without it)."""
+    try:
+        med, p90 = float(metadata["noise_median"]), float(metadata["noise_p90"])
+        untrusted = float(metadata["noise_untrusted"])
+    except (KeyError, ValueError):
+        return []
+    lines = [
+        f"measurement noise: a point's two closest timings {100 * med:.1f}% apart (median over "
+        f"points), {100 * p90:.1f}% (p90); {100 * untrusted:.0f}% of points with no two "
+        f"timings within {100 * calibrate.UNTRUSTED_CI:.0f}%"
+    ]
+    if untrusted > calibrate.UNTRUSTED_SHARE:
+        lines.append(
+            "warning: the machine was too noisy to trust this calibration (other processes, a "
+            "shared host?); run `perfjax calibrate --thorough` when it is quieter"
+        )
+    return lines
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -1093,10 +1125,25 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", metavar="CSV", help="also save the measurements")
     p.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=75.0,
+        metavar="SECONDS",
+        help="measuring time: one pass over the suite, then the least certain points again "
+        "until this many seconds have passed (default 75; the pass is never cut short)",
+    )
+    p.add_argument(
+        "--thorough",
+        action="store_true",
+        help="the long campaign: three rounds of up to 0.3 s per point, noisy points "
+        "re-measured (several minutes; ignores --budget)",
+    )
+    p.add_argument(
         "--rounds",
         type=_positive_int,
-        default=1,
-        help="measure everything this many times and keep the median (default 1; 3 on a busy machine)",
+        default=None,
+        help="measure everything this many times, in alternating order, and keep the median "
+        "(default 2; 3 with --thorough)",
     )
     p.add_argument(
         "--from-csv",

@@ -179,11 +179,34 @@ def test_elementwise_kinds_follow_the_op():
     for op, kind in ops.items():
         expected = (
             "transcendental"
-            if op in ("exp", "tanh", "gelu", "sigmoid", "log", "sqrt")
+            if op in ("exp", "tanh", "gelu", "sigmoid", "log", "sqrt", "erf", "sin", "pow")
             else "elementwise"
         )
         assert kind == expected, (op, kind)
     assert len({dict(w.params)["shape"] for w in ws}) >= 3
+
+
+def test_transcendental_chains_run_in_the_functions_domain_and_weigh_by_function():
+    """Chained workloads keep their values where every function is defined (no NaN, which
+    would time a library routine's early exit), and XLA:CPU's fusion weighs a scalar library
+    call (sin) above a vectorised polynomial (exp) while counting one transcendental each."""
+    from perfjax.fusion import fuse
+
+    chains = {dict(w.params)["op"]: w for w in suite("elementwise") if "chain" in dict(w.params)}
+    assert {"exp", "sin", "pow", "mul"} <= set(chains)
+    work = {}
+    for op in ("exp", "sin", "pow", "log"):
+        fn, inputs = chains[op].build()
+        x = np.linspace(-1.0, 0.999, inputs[0].shape[0], dtype=np.float32)
+        assert np.isfinite(np.asarray(fn(x))).all(), op
+        k = fuse(perfjax.analyze(fn, inputs), "cpu")
+        assert k.transcendentals.sum() == 8 * inputs[0].shape[0]
+        work[op] = k.transcendental_work.sum()
+        g = fuse(perfjax.analyze(fn, inputs), "gpu")
+        assert g.transcendental_work.sum() == g.transcendentals.sum()
+    assert work["sin"] > 1.5 * work["exp"] and work["pow"] > 4 * work["exp"]
+    with pytest.raises(perfjax.InputError, match="chain > 1 needs a unary op"):
+        Workload.of("elementwise", op="add", shape=(8,), chain=2).build()
 
 
 def test_conv_attention_reductions_and_norms_cover_their_grids():

@@ -10,7 +10,7 @@ from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' 
 from perfjax.calibrate._fit import evaluate, fit
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
-from perfjax.calibrate._suites import SUITES, measure, suite
+from perfjax.calibrate._suites import SUITES, UNTRUSTED_CI, UNTRUSTED_SHARE, measure, suite
 from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
 from perfjax.devicemodels._calibration import (
     Calibration,
@@ -24,6 +24,8 @@ from perfjax.devicemodels._calibration import (
 __all__ = [
     "KINDS",
     "SUITES",
+    "UNTRUSTED_CI",
+    "UNTRUSTED_SHARE",
     "Calibration",
     "Measurements",
     "Report",

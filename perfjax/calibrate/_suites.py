@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jaxlib
@@ -64,6 +64,13 @@ SUITES = (
 
 #: Suite sizes: ``"tiny"`` for tests, ``"default"`` for a host calibration, ``"large"`` for more.
 SIZES = ("tiny", "default", "large")
+
+#: A median whose 95% confidence half-width exceeds this share of it is not to be trusted: the
+#: fit reports the share of such points and warns when there are many.
+UNTRUSTED_CI = 0.10
+#: ... and a calibration whose measurements have more than this share of such points is
+#: reported as too noisy to trust.
+UNTRUSTED_SHARE = 0.2
 
 #: A measurement whose (p90 - p10) / median is above this is re-measured. On a shared 2-core
 #: machine, spreads of 0.1-0.4 are usual even when the median's 95% CI is within 3%, so only
@@ -184,6 +191,15 @@ def _elementwise(size: str) -> list[Workload]:
             kind = "transcendental" if op in _TRANSCENDENTAL else "elementwise"
             for n in sizes:
                 out.append(Workload.of(kind, "elementwise", op=op, shape=(n,), dtype=dt))
+    # Chains of 8 in cache: bound by each function's arithmetic, which single large ops (bound by
+    # memory) and single small ones (bound by the call) do not show. Vectorised polynomials
+    # (exp, tanh, log, erf) and scalar library calls (sin, pow) cost XLA:CPU very differently.
+    if size != "tiny":
+        n = 1 << 18
+        for op in ("mul", "exp", "tanh", "log", "erf", "sin", "pow"):
+            kind = "transcendental" if op not in _CHEAP else "elementwise"
+            binary = op in ("mul", "pow")
+            out.append(Workload.of(kind, "elementwise", op=op, shape=(n,), scalar=binary, chain=8))
     return out
 
 
@@ -380,6 +396,7 @@ def measure(
     remeasure_noisy: bool = True,
     rounds: int = 1,
     out: str | os.PathLike | None = None,
+    budget_s: float | None = None,
 ) -> Measurements:
     """Times workloads on this machine's CPU and returns them as :class:`Measurements`.
 
@@ -401,6 +418,17 @@ def measure(
         median and p90 over workloads of the rounds' spread ((max - min) / median) are saved in
         the metadata.
       out: if given, the CSV path the measurements are written to (atomically).
+      budget_s: measure adaptively within this many seconds of wall time: after the rounds
+        (``remeasure_noisy`` is then ignored), the point whose timings agree least is visited
+        again (with two or more rounds: one more round, so that its median of rounds outvotes
+        a slow spell; with one: more samples, pooled), until every point agrees within
+        ``rtol`` or the budget is spent. The rounds themselves are never cut short. ``None``:
+        no adaptive phase.
+
+    The metadata report the noise: per point, how far apart its two closest visits' medians
+    are (one visit: its median's 95% CI half-width), relative; the median and p90 of that over
+    points (``noise_median``, ``noise_p90``) and the share of points above
+    :data:`UNTRUSTED_CI` (``noise_untrusted``).
 
     Workloads that fail to compile or run are skipped with a warning (listed in the metadata
     under ``failed``); if every workload fails, the first error is raised.
@@ -422,15 +450,25 @@ def measure(
             raise InputError(f"{name} must be a positive number, got {v!r}.")
     if not (isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1):
         raise InputError(f"rounds must be a positive integer, got {rounds!r}.")
+    if budget_s is not None and not (
+        isinstance(budget_s, (int, float)) and not isinstance(budget_s, bool) and budget_s > 0
+        and math.isfinite(budget_s)
+    ):  # fmt: skip
+        raise InputError(
+            f"budget_s must be a positive number of seconds or None, got {budget_s!r}."
+        )
     workloads, names = _resolve(workloads_or_suite, size)
     # Build every recipe first, so a bad one fails in a second, not after minutes of measuring.
     built = [(w, w.build()) for w in workloads]
     load_start = load_average()
     t_start = time.perf_counter()
+    adaptive = budget_s is not None
     results, failed, remeasured, first_error = _measure_rounds(
-        built, rounds, max_time_s, rtol, remeasure_noisy, progress
-    )
+        built, rounds, max_time_s, rtol, remeasure_noisy and not adaptive, progress,
+        deadline=t_start + budget_s if adaptive else None,
+    )  # fmt: skip
     rows, round_spreads = _rows_from_rounds(built, results)
+    unc = np.array([r.pop("uncertainty") for r in rows], dtype=np.float64)
     if not rows:
         raise RuntimeError(
             f"measure: every workload failed; first error: {first_error!r}"
@@ -458,6 +496,14 @@ def measure(
         "round_spread_median": f"{np.median(round_spreads):.3f}" if rounds > 1 else "",
         "round_spread_p90": f"{np.quantile(round_spreads, 0.9):.3f}" if rounds > 1 else "",
         "wall_s": f"{time.perf_counter() - t_start:.1f}",
+        "budget_s": "" if budget_s is None else f"{budget_s:g}",
+        # Per point, relative: how far apart its two closest visits are (one visit: its
+        # median's 95% confidence half-width); median and p90 over points, and the share of
+        # points above UNTRUSTED_CI.
+        "noise": "closest two visits' medians apart / median (one visit: median's 95% CI)",
+        "noise_median": f"{np.median(unc):.4f}" if unc.size else "",
+        "noise_p90": f"{np.quantile(unc, 0.9):.4f}" if unc.size else "",
+        "noise_untrusted": f"{np.mean(unc > UNTRUSTED_CI):.3f}" if unc.size else "",
         # Other processes on the CPU inflate small-op times (by ~50 us per call on 2 cores).
         "loadavg_start": load_start,
         "loadavg_end": load_average(),
@@ -469,32 +515,55 @@ def measure(
     return ms
 
 
+class _Timing(NamedTuple):
+    median_s: float
+    spread: float  # (p90 - p10) / median of the samples
+    repeats: int
+    remeasured: bool
+    rel_ci: float  # the median's 95% CI half-width / median
+    samples_s: tuple[float, ...]
+
+
+def _timing(t: Any, remeasured: bool) -> _Timing:
+    ci = float(t.rel_ci) if math.isfinite(t.rel_ci) else 1.0
+    return _Timing(t.median_s, _rel_spread(t.samples_s, t.median_s), t.repeats, remeasured, ci,
+                   tuple(t.samples_s))  # fmt: skip
+
+
 def _time_one(
     fn: Any, inputs: Any, max_time_s: float, rtol: float, remeasure_noisy: bool
-) -> tuple[float, float, int, bool]:
-    """(median, relative spread, repeats, re-measured) of one program; a noisy first timing is
-    re-measured with a larger budget and the re-measurement kept."""
+) -> _Timing:
+    """One program's timing; a noisy first timing is re-measured with a larger budget and the
+    re-measurement kept."""
     r = executor.run(fn, inputs, max_time_s=max_time_s, rtol=rtol)
     t = r.time
-    spread = _rel_spread(t.samples_s, t.median_s)
-    again = remeasure_noisy and _is_noisy(t.stable, spread)
+    again = remeasure_noisy and _is_noisy(t.stable, _rel_spread(t.samples_s, t.median_s))
     if again:
         # A larger budget: enough for ~12 samples of slow programs, at most ~5 s more.
         budget = max(3 * max_time_s, min(12 * t.median_s, 5.0))
         del r  # frees the outputs before the next run
         r = executor.run(fn, inputs, max_time_s=budget, rtol=rtol)
         t = r.time
-        spread = _rel_spread(t.samples_s, t.median_s)
-    return t.median_s, spread, t.repeats, again
+    return _timing(t, again)
+
+
+def _pooled(a: _Timing, b: _Timing) -> _Timing:
+    """Two timings of one program as one: the median of their samples pooled."""
+    x = np.sort(np.asarray(a.samples_s + b.samples_s, dtype=np.float64))
+    med = float(np.median(x))
+    ci = executor._median_rel_ci(x)
+    return _Timing(med, _rel_spread(x, med), a.repeats + b.repeats, True,
+                   float(ci) if math.isfinite(ci) else 1.0, tuple(x))  # fmt: skip
 
 
 def _measure_rounds(
     built: list, rounds: int, max_time_s: float, rtol: float, remeasure_noisy: bool,
-    progress: bool,
-) -> tuple[dict[int, list[tuple[float, float, int, bool]]], list[str], int, BaseException | None]:  # fmt: skip
+    progress: bool, deadline: float | None = None,
+) -> tuple[dict[int, list[_Timing]], list[str], int, BaseException | None]:  # fmt: skip
     """Every workload timed once per round, rounds in alternating order, with a progress bar:
     (per workload position, one timing per round), the failed workloads, how many were
-    re-measured, and the first failure."""
+    re-measured, and the first failure. With a ``deadline`` (``time.perf_counter()``), the
+    least certain medians are then re-timed and pooled until it passes (see :func:`measure`)."""
     failed: list[str] = []
     remeasured = 0
     first_error: BaseException | None = None
@@ -527,7 +596,56 @@ def _measure_rounds(
                     first_error = first_error or e
                     warnings.warn(f"measure: {w.id} failed: {type(e).__name__}: {e}", stacklevel=3)
                 bar.advance(task)
+        if deadline is not None:
+            remeasured += _refine(built, results, max_time_s, rtol, deadline, bar, task)
     return results, failed, remeasured, first_error
+
+
+def _uncertainty(timings: Sequence[_Timing]) -> float:
+    """How little one point's timings can be trusted, relative: with two or more visits, how far
+    apart the two closest visits' medians are (a slow spell of the machine moves one visit, and
+    lasts longer than one visit's samples); with one, its median's 95% CI half-width."""
+    if len(timings) == 1:
+        return timings[0].rel_ci
+    m = np.sort([t.median_s for t in timings])
+    return float(np.min(np.diff(m)) / max(float(np.median(m)), 1e-30))
+
+
+def _refine(
+    built: list, results: dict[int, list[_Timing]], max_time_s: float, rtol: float,
+    deadline: float, bar: Any, task: Any,
+) -> int:  # fmt: skip
+    """The adaptive phase: visit again the point whose timings agree least (a new round when it
+    has two or more, else more samples pooled into its one), until every point's
+    :func:`_uncertainty` is within ``rtol`` or ``deadline`` passes; how many visits were made."""
+    made, tried = 0, dict.fromkeys(results, 0)
+    left = max(deadline - time.perf_counter(), 0.0)
+    bar.update(task, description="re-timing the least certain points", total=max(left, 1e-3),
+               completed=0)  # fmt: skip
+    while time.perf_counter() + max_time_s < deadline:
+        # Least certain first; each point at most 3 more times (one that stays noisy is noise).
+        open_ = [(_uncertainty(results[i]), i) for i in results if tried[i] < 3]
+        open_ = [(u, i) for u, i in open_ if u > rtol]
+        if not open_:
+            break
+        _, i = max(open_)
+        w, (fn, inputs) = built[i]
+        try:
+            again = _time_one(fn, inputs, max_time_s, rtol, False)._replace(remeasured=True)
+            if len(results[i]) > 1:
+                results[i].append(again)
+            else:
+                results[i][-1] = _pooled(results[i][-1], again)
+        except Exception as e:  # it ran already: keep those timings
+            warnings.warn(
+                f"measure: re-timing {w.id} failed: {type(e).__name__}: {e}", stacklevel=4
+            )
+        tried[i] += 1
+        made += 1
+        spent = left - max(deadline - time.perf_counter(), 0.0)
+        bar.update(task, description=f"re-timing the least certain points ({made})",
+                   completed=min(spent, left))  # fmt: skip
+    return made
 
 
 def _rows_from_rounds(built: list, results: dict) -> tuple[list[dict[str, Any]], list[float]]:
@@ -537,16 +655,19 @@ def _rows_from_rounds(built: list, results: dict) -> tuple[list[dict[str, Any]],
     for i, (w, _) in enumerate(built):
         if i not in results:
             continue
-        medians = np.array([m for m, *_ in results[i]])
+        medians = np.array([x.median_s for x in results[i]])
         median = float(np.median(medians))
         # The round whose median is closest to the result supplies the per-call spread.
         best = results[i][int(np.argmin(np.abs(medians - median)))]
-        source = "perfjax.measure" + (" (re-measured)" if any(x[3] for x in results[i]) else "")
-        row = dict(workload=w, device="host", time_s=median, rel_spread=best[1],
-                   repeats=sum(x[2] for x in results[i]), source=source)  # fmt: skip
+        source = "perfjax.measure" + (
+            " (re-measured)" if any(x.remeasured for x in results[i]) else ""
+        )
+        row = dict(workload=w, device="host", time_s=median, rel_spread=best.spread,
+                   repeats=sum(x.repeats for x in results[i]), source=source,
+                   uncertainty=_uncertainty(results[i]))  # fmt: skip
         round_spreads.append(float((medians.max() - medians.min()) / median))
         rows.append(row)
     return rows, round_spreads
 
 
-__all__ = ["NOISY_SPREAD", "SIZES", "SUITES", "measure", "suite"]
+__all__ = ["NOISY_SPREAD", "SIZES", "SUITES", "UNTRUSTED_CI", "UNTRUSTED_SHARE", "measure", "suite"]

@@ -152,7 +152,8 @@ def _conv2d(batch: int, h: int, w: int, c: int, o: int, kh: int, kw: int, stride
 
 _UNARY = {
     "relu": F.relu, "gelu": F.gelu, "tanh": F.tanh, "sigmoid": F.sigmoid, "silu": F.silu,
-    "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "neg": jnp.negative,
+    "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt, "neg": jnp.negative, "sin": jnp.sin,
+    "cos": jnp.cos, "log1p": jnp.log1p, "erf": jax.lax.erf, "rsqrt": jax.lax.rsqrt,
 }  # fmt: skip
 _BINARY = {
     "add": F.add,
@@ -165,10 +166,33 @@ _BINARY = {
 
 
 @register_builder("elementwise")
-def _elementwise(op: str, shape: tuple[int, ...], dtype: str = "float32", scalar: bool = False):
-    """One elementwise op on a tensor; binary ops take a second tensor, or a scalar if ``scalar``."""
+def _elementwise(
+    op: str, shape: tuple[int, ...], dtype: str = "float32", scalar: bool = False, chain: int = 1
+):
+    """One elementwise op on a tensor; binary ops take a second tensor, or a scalar if ``scalar``.
+    ``chain > 1`` (unary ops, or binary ops with a scalar): ``y = op(y) * 0.1 + 0.5`` that
+    many times from ``x * 0.25 + 0.6``, one fused loop that stays in the caches and is bound by the op's arithmetic."""
     dt = _dt(dtype)
     shape = tuple(shape)
+    if isinstance(chain, bool) or not (isinstance(chain, int) and chain >= 1):
+        raise InputError(f"chain must be a positive integer, got {chain!r}.")
+    if chain > 1 and not (op in _UNARY or (op in _BINARY and scalar)):
+        raise InputError(
+            f"chain > 1 needs a unary op ({sorted(_UNARY)}) or a binary op with scalar=True, "
+            f"got op={op!r}, scalar={scalar!r}."
+        )
+    if chain > 1:
+        g = _UNARY.get(op) or (lambda x, f=_BINARY[op]: f(x, jnp.asarray(1.5, dt)))
+
+        def chained(x):
+            # Inputs are uniform in [-1, 1): moved into (0.35, 0.85), where every function is
+            # defined (a NaN would take a library routine's early exit).
+            x = x * 0.25 + 0.6
+            for _ in range(chain):
+                x = g(x) * 0.1 + 0.5
+            return x
+
+        return chained, (S(shape, dt),)
     if op in _UNARY:
         f = _UNARY[op]
         return (lambda x: f(x)), (S(shape, dt),)

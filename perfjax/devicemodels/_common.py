@@ -247,7 +247,10 @@ def vector_time(
     occupancy_x = k["out_elements"] / (cores * jnp.exp(params["parallel_half_log"]))
     occupancy = occupancy_x / (1.0 + occupancy_x)
     vector_eff = jax.nn.sigmoid(params["compute_eff_logit"][_VECTOR_CLASS])
-    vec_work = k["vector_flops"] + k["transcendentals"] * jnp.exp(params["transcendental_cost_log"])
+    # Transcendentals weighted by their cost under the compiler (see FusionPolicy).
+    vec_work = k["vector_flops"] + k["transcendental_work"] * jnp.exp(
+        params["transcendental_cost_log"]
+    )
     is_matrix = k["matrix_flops"] > 0
     vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, r.compute_eff) * occupancy
     return safe_div(vec_work, vec_rate), occupancy

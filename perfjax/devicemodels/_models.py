@@ -114,7 +114,11 @@ PRIORS: dict[str, dict[str, Any]] = {
         memory_eff=dict(gemm=0.7, conv=0.7, elementwise=0.7, reduce=0.7, other=0.5, collective=0.5),
         k_half=16.0,
         parallel_half=16384.0,
-        transcendental_cost=10.0,
+        # Vector-FLOP equivalents of one exp (other functions weigh more or less:
+        # fusion.XLA_CPU_TRANSCENDENTALS). XLA:CPU takes ~1 ns per exp and element on 2 cores of a
+        # 2.8 GHz AVX-512 Xeon, in cache (benchmarks/host_transcendentals.py): ~90 FLOPs at the
+        # elementwise efficiency prior's rate.
+        transcendental_cost=80.0,
         overlap_q=2.0,
         # In a chain of small GEMMs each further GEMM costs ~1.4 us here beyond its arithmetic
         # (docs/calibration/host_micro.csv, chain suite): per-kernel costs are small; what a

@@ -148,13 +148,39 @@ class FusionPolicy:
     #: The elementwise ops of one Flash-op call (``Op.call``) form one kernel, as an eager
     #: framework runs each of its ops as one kernel (a GELU's StableHLO ops: one kernel).
     op_calls: bool = False
+    #: Cost of one transcendental of each StableHLO op (short name) relative to ``exp``, where a
+    #: compiler runs them very differently (ops not listed weigh 1): the ``transcendental_work``
+    #: feature. Empty: every transcendental weighs 1.
+    transcendental_weights: tuple[tuple[str, float], ...] = ()
+
+    def transcendental_weight(self, op: str) -> float:
+        """The weight of one transcendental of StableHLO op ``op`` (short name) under this policy."""
+        return dict(self.transcendental_weights).get(op, 1.0)
+
+
+#: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
+#: 2-core AVX-512 Xeon by ``benchmarks/host_transcendentals.py`` (chains of 8 in cache; results
+#: in benchmarks/results/host_transcendentals.csv), rounded. exp, log, tanh, the logistic
+#: function and erf are vectorised polynomials; sin, cos, tan, pow, atan2 and cbrt call scalar
+#: math-library routines per element; sqrt is one instruction.
+XLA_CPU_TRANSCENDENTALS = (
+    ("exponential", 1.0), ("exponential_minus_one", 1.6), ("log", 1.3), ("log_plus_one", 1.45),
+    ("logistic", 2.2), ("tanh", 1.4), ("sqrt", 0.15), ("rsqrt", 0.55), ("cbrt", 15.0),
+    ("sine", 2.2), ("cosine", 2.1), ("tan", 6.8), ("atan2", 12.5), ("power", 6.2), ("erf", 0.75),
+)  # fmt: skip
 
 
 POLICIES = {
     "gpu": FusionPolicy("gpu"),
     "tpu": FusionPolicy("tpu"),
     "npu": FusionPolicy("npu"),
-    "cpu": FusionPolicy("cpu", epilogue=False, normalization=False, serial_matrix=True),
+    "cpu": FusionPolicy(
+        "cpu",
+        epilogue=False,
+        normalization=False,
+        serial_matrix=True,
+        transcendental_weights=XLA_CPU_TRANSCENDENTALS,
+    ),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
     ),
@@ -220,6 +246,9 @@ class Kernels:
     matrix_flops: np.ndarray = _feature()
     vector_flops: np.ndarray = _feature()
     transcendentals: np.ndarray = _feature()
+    #: Transcendentals weighted by their cost relative to ``exp`` under the policy
+    #: (:attr:`FusionPolicy.transcendental_weights`; equal to ``transcendentals`` where unweighted).
+    transcendental_work: np.ndarray = _feature()
     bytes_read: np.ndarray = _feature()
     bytes_written: np.ndarray = _feature()
     #: GEMM view of matrix kernels (conv as implicit GEMM); 1 elsewhere.
@@ -585,12 +614,13 @@ class _Fusion:
 
     def _traffic(
         self, gi: int, members: list[int]
-    ) -> tuple[dict[int, float], float, float, float, float, float]:
+    ) -> tuple[dict[int, float], float, float, float, float, float, float]:
         """A group's boundary traffic and work: (bytes read per value, bytes written, output
-        elements, matrix FLOPs, vector FLOPs, transcendentals)."""
+        elements, matrix FLOPs, vector FLOPs, transcendentals, weighted transcendentals)."""
         ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
-        written = out_elems = mflops = vflops = trans = 0.0
+        written = out_elems = mflops = vflops = trans = trans_work = 0.0
+        weight = self.policy.transcendental_weight
         runs = float(self.groups[gi]["executions"]) or 1.0
         for i in members:
             op = ops[i]
@@ -627,7 +657,9 @@ class _Fusion:
             else:
                 vflops += r * op.flops
             trans += r * op.transcendentals
-        return reads, written, out_elems, mflops, vflops, trans
+            if op.transcendentals:
+                trans_work += r * op.transcendentals * weight(_short(op))
+        return reads, written, out_elems, mflops, vflops, trans, trans_work
 
     def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:
         """(independent pieces of work, whether the kernel falls back to XLA's generic path) on
@@ -660,7 +692,7 @@ class _Fusion:
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
-        reads, written, out_elems, mflops, vflops, trans = self._traffic(gi, members)
+        reads, written, out_elems, mflops, vflops, trans, trans_work = self._traffic(gi, members)
         anchor = ops[g["anchor"]]
         feats = dict(anchor.features)
         b_, m_, n_, k_ = _gemm_view(g["kind"], feats)
@@ -684,6 +716,7 @@ class _Fusion:
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[g["kind"]],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
+            transcendental_work=trans_work,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),

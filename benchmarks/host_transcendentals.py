@@ -8,13 +8,18 @@ scalar math-library routine once per element. perfjax's CPU model weighs each fu
 cost relative to ``exp`` (``perfjax.fusion.POLICIES["cpu"].transcendental_weights``); this script
 measures those ratios.
 
-Each function runs as a chain ``y = f(y) * 0.1 + 0.5`` of 8 applications, fused into one loop,
-over 2^18 float32 elements (1 MiB: the loop stays in the caches, so it is bound by arithmetic).
-The same chain without ``f`` (a multiply-add only) is subtracted. Times are medians of 5
+Two contexts, because a function's cost depends on the loop around it:
+
+* a chain ``y = f(y) * 0.1 + 0.5`` of 8 applications, fused into one loop, over 2^18 float32
+  elements (1 MiB: the loop stays in the caches, so it is bound by arithmetic); the same chain
+  without ``f`` (a multiply-add only) is subtracted;
+* one application ``f(y) * 0.1 + 0.5`` over 2^20 elements, the same without ``f`` subtracted.
+
+The weight is the geometric mean of the two ratios to ``exp``. Times are medians of 5
 interleaved rounds of a plain ``jax.jit`` + ``block_until_ready`` loop.
 
-Writes benchmarks/results/host_transcendentals.csv (ns per element per application, and the
-ratio to exp).
+Writes benchmarks/results/host_transcendentals.csv (ns per element per application in each
+context, the ratios to exp and the weight).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _machine import machine_info  # noqa: E402
 
 N = 1 << 18
+N_SINGLE = 1 << 20
 CHAIN = 8
 ROUNDS = 5
 
@@ -57,9 +63,9 @@ FUNCTIONS = {
 }
 
 
-def chain(f):
+def chain(f, length: int = CHAIN):
     def run(y):
-        for _ in range(CHAIN):
+        for _ in range(length):
             y = f(y) * 0.1 + 0.5
         return y
 
@@ -76,31 +82,47 @@ def time_once(fn, x, calls: int = 30) -> float:
     return float(np.median(ts))
 
 
-def main() -> None:
-    x = jnp.asarray(np.random.default_rng(0).uniform(0.45, 0.75, N).astype(np.float32))
-    fns = {name: chain(f) for name, f in FUNCTIONS.items()}
+def measure(fns: dict, x) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(ROUNDS):
         order = list(fns) if r % 2 == 0 else list(fns)[::-1]
         for name in order:
             samples[name].append(time_once(fns[name], x))
-    med = {name: float(np.median(v)) for name, v in samples.items()}
-    per_elem = {n: max(med[n] - med["none"], 0.0) / (N * CHAIN) * 1e9 for n in fns if n != "none"}
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    per_elem = {}
+    for context, n, length in (("chain", N, CHAIN), ("single", N_SINGLE, 1)):
+        x = jnp.asarray(rng.uniform(0.45, 0.75, n).astype(np.float32))
+        med = measure({name: chain(f, length) for name, f in FUNCTIONS.items()}, x)
+        per_elem[context] = {
+            k: max(med[k] - med["none"], 0.0) / (n * length) * 1e9 for k in med if k != "none"
+        }
+        per_elem[context + "_base"] = med["none"] / (n * length) * 1e9
+    chain_ns, single_ns = per_elem["chain"], per_elem["single"]
     out = ROOT / "benchmarks" / "results" / "host_transcendentals.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
+    info = machine_info()
     with open(out, "w", newline="") as fh:
-        info = machine_info()
-        fh.write(
-            f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n# command: python benchmarks/host_transcendentals.py\n"
-        )
-        fh.write(f"# chain of {CHAIN} over {N} float32, {ROUNDS} rounds; base chain "
-                 f"{med['none'] / (N * CHAIN) * 1e9:.3f} ns/element/step\n")  # fmt: skip
+        fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
+                 "# command: python benchmarks/host_transcendentals.py\n"
+                 f"# chain: 8 applications over {N} float32 (base {per_elem['chain_base']:.3f} "
+                 f"ns/element/step); single: one over {N_SINGLE} (base "
+                 f"{per_elem['single_base']:.3f} ns/element); {ROUNDS} rounds\n")  # fmt: skip
         w = csv.writer(fh)
-        w.writerow(["op", "ns_per_element", "ratio_to_exp"])
-        for name, ns in per_elem.items():
-            w.writerow([name, f"{ns:.3f}", f"{ns / per_elem['exponential']:.2f}"])
-    for name, ns in per_elem.items():
-        print(f"{name:24s} {ns:7.3f} ns/element  {ns / per_elem['exponential']:6.2f} x exp")
+        w.writerow(["op", "chain_ns", "single_ns", "chain_ratio", "single_ratio", "weight"])
+        for name in chain_ns:
+            rc = chain_ns[name] / chain_ns["exponential"]
+            rs = single_ns[name] / max(single_ns["exponential"], 1e-3)
+            weight = float(np.sqrt(max(rc, 1e-3) * max(rs, 1e-3)))
+            w.writerow([name, f"{chain_ns[name]:.3f}", f"{single_ns[name]:.3f}", f"{rc:.2f}",
+                        f"{rs:.2f}", f"{weight:.2f}"])  # fmt: skip
+            print(
+                f"{name:24s} chain {chain_ns[name]:7.3f} ns ({rc:5.2f} x exp)  single "
+                f"{single_ns[name]:7.3f} ns ({rs:5.2f} x exp)  weight {weight:5.2f}"
+            )
     print(f"wrote {out}")
 
 

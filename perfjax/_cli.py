@@ -737,11 +737,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     names, size=args.size, rounds=args.rounds or 3, out=args.out
                 )
             else:
-                # Quick: two rounds of up to 0.07 s per point (a slow spell of a shared machine
+                # Quick: two rounds of up to 0.05 s per point (a slow spell of a shared machine
                 # moves one), then a third visit where they disagree, until the budget is spent.
                 measurements = calibrate.measure(
                     names, size=args.size, rounds=args.rounds or 2, out=args.out,
-                    max_time_s=0.07, budget_s=args.budget, remeasure_noisy=False,
+                    max_time_s=0.05, budget_s=args.budget, remeasure_noisy=False,
                 )  # fmt: skip
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
@@ -1127,10 +1127,10 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget",
         type=_positive_float,
-        default=75.0,
+        default=85.0,
         metavar="SECONDS",
         help="measuring time: one pass over the suite, then the least certain points again "
-        "until this many seconds have passed (default 75; the pass is never cut short)",
+        "until this many seconds have passed (default 85; the rounds are never cut short)",
     )
     p.add_argument(
         "--thorough",

@@ -413,7 +413,8 @@ def measure(
         converge or whose ``(p90 - p10) / median`` exceeds :data:`NOISY_SPREAD`, keeping the
         re-measurement.
       rounds: measure every workload this many times, in rounds that alternate the order
-        (forward, backward, ...), and keep the median of the rounds' medians: a slow spell of the
+        (forward, backward, ...), and keep the median of the rounds' medians (of two, the
+        lower): a slow spell of the
         machine (another tenant, a clock change) then moves one round, not the result. The
         median and p90 over workloads of the rounds' spread ((max - min) / median) are saved in
         the metadata.
@@ -620,6 +621,8 @@ def _refine(
     :func:`_uncertainty` is within ``rtol`` or ``deadline`` passes; how many visits were made."""
     made, tried = 0, dict.fromkeys(results, 0)
     left = max(deadline - time.perf_counter(), 0.0)
+    if left <= max_time_s:
+        return 0
     bar.update(task, description="re-timing the least certain points", total=max(left, 1e-3),
                completed=0)  # fmt: skip
     while time.perf_counter() + max_time_s < deadline:
@@ -649,14 +652,17 @@ def _refine(
 
 
 def _rows_from_rounds(built: list, results: dict) -> tuple[list[dict[str, Any]], list[float]]:
-    """One measurement row per workload (the median of its rounds' medians), and how far each
+    """One measurement row per workload (the median of its rounds' medians, the lower of two),
+    and how far each
     workload's rounds lie apart ((max - min) / median)."""
     rows, round_spreads = [], []
     for i, (w, _) in enumerate(built):
         if i not in results:
             continue
         medians = np.array([x.median_s for x in results[i]])
-        median = float(np.median(medians))
+        # Of two rounds the lower (a slow spell of the machine only adds time); of three or
+        # more, the median.
+        median = float(medians.min() if medians.size == 2 else np.median(medians))
         # The round whose median is closest to the result supplies the per-call spread.
         best = results[i][int(np.argmin(np.abs(medians - median)))]
         source = "perfjax.measure" + (

@@ -42,6 +42,10 @@ _STEP_LATENCY_SCALE = 0.1
 _CALLBACK_S = 5e-6
 #: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
 _FLOPS_PER_TASK_ELEMENT = 32.0
+#: A loop's bytes per element when XLA:CPU decides whether to split it (an add's 12: a loop is
+#: split by the bytes it moves, not by its elements: the step is at ~500 KB for add, triad and
+#: scale alike, at 43696, 43696 and 65536 elements; docs/calibration/host_quick.csv).
+_BYTES_PER_TASK_ELEMENT = 12.0
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
 
@@ -71,9 +75,10 @@ def packing_time(
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     """Share (0..1) of each kernel split into tasks over the thread pool. GEMMs are split by
     their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on two cores than on
-    one), loops by their elements; one-core kernels never are."""
+    one), loops by the bytes they move; one-core kernels never are."""
     is_matrix = k["matrix_flops"] > 0
-    work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, k["out_elements"])
+    loop_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
+    work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, loop_work)
     use = jax.nn.sigmoid(
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
     )

@@ -139,8 +139,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         # 1024^3 fp32 matmul runs at ~175 GFLOP/s here, above the 157 derived from the base clock.
         # Prior: a typical all-core turbo / base ratio (Xeon Platinum 8380: 3.0 / 2.3 GHz, Intel).
         clock_scale=1.3,
-        # XLA:CPU splits kernels with more than ~32K output elements into tasks for its thread
-        # pool. The first such kernel of a call wakes the pool (~50 us here: a 65536-float add
+        # XLA:CPU splits loops that move more than ~450 KB (fork_elements of an add, 12 bytes
+        # each; perfjax.devicemodels._cpu.pool_use) into tasks for its thread pool. The first such kernel of a call wakes the pool (~50 us here: a 65536-float add
         # takes 59 us, a 32768-float scale 14 us); each later one hands over and joins (~6 us,
         # 3x the launch overhead: a chain of 16 normalisations of 65536 floats adds ~20 us per
         # step of three kernels).

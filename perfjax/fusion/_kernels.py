@@ -142,6 +142,11 @@ class FusionPolicy:
     #: Row-wise normalisations (softmax, layernorm: reduce, broadcast back, reduce again) run as one
     #: kernel per row block, as XLA's GPU softmax rewriter and PyTorch's fused kernels do.
     normalization: bool = True
+    #: ... only when the reduction keeps at least this many values (rows): XLA:CPU fuses a
+    #: normalisation into one YNNPACK kernel from 4096 rows on, and leaves smaller ones as
+    #: separate reduction and loop kernels (compiled HLO of layer norm, RMS norm and softmax
+    #: at 256-8192 rows x 8-1024 columns, jaxlib 0.10).
+    normalization_min_rows: int = 0
     #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
     #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
     serial_matrix: bool = False
@@ -159,14 +164,15 @@ class FusionPolicy:
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
-#: 2-core AVX-512 Xeon by ``benchmarks/host_transcendentals.py`` (chains of 8 in cache; results
-#: in benchmarks/results/host_transcendentals.csv), rounded. exp, log, tanh, the logistic
-#: function and erf are vectorised polynomials; sin, cos, tan, pow, atan2 and cbrt call scalar
-#: math-library routines per element; sqrt is one instruction.
+#: 2-core AVX-512 Xeon by ``benchmarks/host_transcendentals.py`` (results in
+#: benchmarks/results/host_transcendentals.csv): the geometric mean of the ratio in a fused chain
+#: of 8 in cache and in one op over 1M elements, rounded. exp, log, tanh, the logistic function
+#: and erf are vectorised polynomials (cheaper in a short loop than in a long one); sin, cos,
+#: tan, pow, atan2 and cbrt call scalar math-library routines, 2-15 ns per element in either.
 XLA_CPU_TRANSCENDENTALS = (
-    ("exponential", 1.0), ("exponential_minus_one", 1.6), ("log", 1.3), ("log_plus_one", 1.45),
-    ("logistic", 2.2), ("tanh", 1.4), ("sqrt", 0.15), ("rsqrt", 0.55), ("cbrt", 15.0),
-    ("sine", 2.2), ("cosine", 2.1), ("tan", 6.8), ("atan2", 12.5), ("power", 6.2), ("erf", 0.75),
+    ("exponential", 1.0), ("exponential_minus_one", 2.0), ("log", 1.05), ("log_plus_one", 1.9),
+    ("logistic", 1.25), ("tanh", 0.75), ("sqrt", 0.11), ("rsqrt", 0.55), ("cbrt", 26.0),
+    ("sine", 4.3), ("cosine", 4.2), ("tan", 14.0), ("atan2", 24.0), ("power", 10.0), ("erf", 0.6),
 )  # fmt: skip
 
 
@@ -177,7 +183,8 @@ POLICIES = {
     "cpu": FusionPolicy(
         "cpu",
         epilogue=False,
-        normalization=False,
+        normalization=True,
+        normalization_min_rows=4096,
         serial_matrix=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
     ),
@@ -334,6 +341,8 @@ def _mark_rows(group: dict, op: Op, cls: str, policy: FusionPolicy) -> None:
     if not policy.normalization or cls != "reduce" or group.get("rows") or _short(op) != "reduce":
         return
     n_in, n_out = op.operands[0].size, op.results[0].size
+    if n_out < policy.normalization_min_rows:
+        return
     if n_out and n_in % n_out == 0 and 1 < n_in // n_out <= _MAX_ROW:
         group["rows"], group["row_len"] = n_out, n_in // n_out
 
@@ -525,7 +534,24 @@ class _Fusion:
             _mark_rows(groups[-1], op, c, self.policy)
             if kind == "elementwise" and self.policy.op_calls and op.call >= 0:
                 call_group[op.call] = len(groups) - 1
+        self._output_copies()
         return groups
+
+    def _output_copies(self) -> None:
+        """An output that is a program input under another name (``x + 0``, ``x * 1`` or a
+        reshape, which XLA simplifies away) cannot share the input's buffer unless donated: XLA
+        copies it, one memory-bound kernel. (An input returned as it is, JAX forwards without
+        calling XLA.)"""
+        for out in dict.fromkeys(self.graph.outputs):
+            if out < 0 or self.group_of[out] >= 0 or self.cls[out] != "free":
+                continue
+            bases = self.bases(out)
+            if not bases or any(b > -2 for b in bases):
+                continue
+            self.is_output[out] = True
+            self.group_of[out] = len(self.groups)
+            self.groups.append(dict(kind="elementwise", ops=[out], open=False, anchor=out,
+                                    executions=1))  # fmt: skip
 
     def _join_marked(self, i: int, c: str, marked_group: dict[str, int]) -> None:
         """Op ``i`` of a ``fused_kernel`` region joins the region's one kernel: a GEMM kernel

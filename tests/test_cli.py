@@ -621,3 +621,17 @@ def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_pa
     assert set(cal.device_params) == set(names)
     gemm = {d: math.exp(float(p["kind_time_log"][0])) for d, p in cal.device_params.items()}
     assert gemm[names[3]] > 1.2 * max(gemm[n] for n in names[:3]), gemm
+
+
+def test_calibrate_reports_the_noise_and_warns_when_it_is_too_high():
+    """The noise line names how far apart each point's closest timings were; over a fifth of
+    points with no two timings within 10% makes the calibration flagged as untrustworthy."""
+    from perfjax._cli import noise_lines
+
+    quiet = {"noise_median": "0.02", "noise_p90": "0.08", "noise_untrusted": "0.05"}
+    lines = noise_lines(quiet)
+    assert len(lines) == 1 and "2.0% apart" in lines[0] and "8.0% (p90)" in lines[0]
+    assert "5% of points" in lines[0]
+    noisy = noise_lines({**quiet, "noise_untrusted": "0.35"})
+    assert len(noisy) == 2 and "too noisy" in noisy[1] and "--thorough" in noisy[1]
+    assert noise_lines({"source": "public"}) == []  # measurements without the noise metadata

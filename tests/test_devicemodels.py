@@ -663,3 +663,67 @@ def test_eager_policy_runs_each_flash_op_call_as_one_kernel():
     assert len(fuse(g, "gpu")) == 2  # XLA's normalisation fusion joins them
     plain = perfjax.analyze(lambda a: jax.nn.gelu(a) * 2.0, (x,))
     assert len(fuse(plain, "eager")) == sum(op_class(o) == "loop" for o in plain.ops) > 3
+
+
+# ---- XLA:CPU's kernels, checked against its own compiled HLO ----------------------------------
+
+
+def _xla_cpu_entry(fn, *shapes) -> str:
+    text = jax.jit(fn).lower(*(S(s, f32) for s in shapes)).compile().as_text()
+    return text.split("ENTRY", 1)[1].split("\n}\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda a: a + 0.0, lambda a: a.reshape(256, 1024)], ids=["plus-zero", "reshape"]
+)
+def test_an_output_that_is_an_input_renamed_is_a_copy_kernel(fn):
+    """XLA simplifies ``a + 0`` and a reshape to the parameter itself, then must copy it: an
+    output may not share a parameter's buffer unless donated. perfjax's kernels say the same."""
+    n = 1 << 18
+    assert "copy(" in _xla_cpu_entry(fn, (n,))
+    for policy in ("cpu", "gpu"):
+        k = fuse(perfjax.analyze(fn, (S((n,), f32),)), policy)
+        assert len(k) == 1 and k.bytes_read[0] == k.bytes_written[0] == 4 * n, policy
+    # ... while a real op's output is not copied again.
+    k = fuse(perfjax.analyze(lambda a: a * 2.0, (S((n,), f32),)), "cpu")
+    assert len(k) == 1 and k.bytes[0] == 8 * n
+
+
+def _layernorm(x):
+    m = x.mean(-1, keepdims=True)
+    return (x - m) * lax.rsqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-5)
+
+
+@pytest.mark.parametrize("rows", [512, 4096])
+def test_cpu_normalisations_are_one_kernel_from_4096_rows_as_in_xla(rows):
+    """XLA:CPU fuses a layer norm into one YNNPACK kernel from 4096 rows on, and leaves smaller
+    ones as several kernels; perfjax's CPU policy follows, reading the input once when fused."""
+    from perfjax.fusion._kernels import xla_cpu_kernel_count
+
+    shape = (rows, 64)
+    xla = xla_cpu_kernel_count("ENTRY" + _xla_cpu_entry(_layernorm, shape) + "\n}\n")
+    k = fuse(perfjax.analyze(_layernorm, (S(shape, f32),)), "cpu")
+    nbytes = 4 * rows * 64
+    if rows >= 4096:
+        assert xla == 1 and len(k) <= 2 and k.bytes_read.sum() <= 2.1 * nbytes
+    else:
+        assert xla >= 4 and len(k) >= 3 and k.bytes_read.sum() >= 3 * nbytes
+
+
+def test_cpu_loops_split_over_the_pool_by_the_bytes_they_move():
+    """XLA:CPU splits an add of 43696 floats and a scale of 65536 floats (both ~512 KB moved)
+    alike, and neither an add of 21856 nor a scale of 32768 (~256 KB)."""
+    from perfjax.devicemodels._cpu import pool_use
+
+    params, spec = default_params("cpu"), perfjax.devicemodels.device("host")
+
+    def use(fn, n, arity):
+        g = perfjax.analyze(fn, tuple(S((n,), f32) for _ in range(arity)))
+        k = fuse(g, "cpu")
+        return float(pool_use(k.arrays(), params)[0])
+
+    add = lambda a, b: a + b  # noqa: E731
+    scale = lambda a: a * 3.0  # noqa: E731
+    assert spec.family == "cpu"
+    assert use(add, 43696, 2) > 0.9 and use(scale, 65536, 1) > 0.9
+    assert use(add, 21856, 2) < 0.1 and use(scale, 32768, 1) < 0.1

@@ -437,3 +437,57 @@ def test_rounds_take_the_median_of_round_medians(monkeypatch):
     )
     with pytest.raises(ValueError, match="rounds must be a positive integer, got 0"):
         measure([Workload.of("matmul", m=8, k=8, n=8)], rounds=0, progress=False)
+
+
+def test_budgeted_measure_revisits_the_points_whose_rounds_disagree(monkeypatch):
+    """With ``budget_s``, two rounds run first (never cut short); the point whose rounds
+    disagree most gets a third round and keeps the median of three; a point with two rounds
+    keeps the lower; the noise metadata say how far apart each point's closest rounds are."""
+    timings = {
+        "matmul": [1e-3, 3e-3, 1.1e-3],  # rounds disagree: a third round is added
+        "memory": [2e-3, 2.02e-3],  # rounds agree within rtol: left alone
+        "reduction": [5e-3, 4e-3, 4.1e-3],  # disagree less than matmul's
+    }
+    calls: list[str] = []
+
+    def fake_run(fn, inputs, *, max_time_s, rtol):
+        kind = next(k for k in timings if fn.__name__ == f"f_{k}")
+        t = timings[kind][sum(c == kind for c in calls)]
+        calls.append(kind)
+        return _FakeResult(TimeStats.from_samples([t] * 9, stable=True))
+
+    def build(kind):
+        def f():
+            pass
+
+        f.__name__ = f"f_{kind}"
+        return f
+
+    ws = {
+        "matmul": Workload.of("matmul", m=8, k=8, n=8),
+        "memory": Workload.of("memory", pattern="copy", n=64),
+        "reduction": Workload.of("reduction", op="sum", shape=(8, 8)),
+    }
+    monkeypatch.setattr(perfjax.executor, "run", fake_run)
+    monkeypatch.setattr(Workload, "build", lambda self: (build(self.kind), ()))
+    # A budget the rounds already spend: no third round.
+    kw = dict(rounds=2, progress=False, max_time_s=1e-4, rtol=0.1)
+    ms = measure(list(ws.values()), budget_s=1e-6, **kw)
+    assert calls.count("matmul") == 2 and ms.metadata["remeasured"] == "0"
+    assert [r.time_s for r in ms.rows] == [1e-3, 2e-3, 4e-3]  # the lower of two
+    calls.clear()
+    # Room for one more visit per point: matmul (3x apart) goes first, reduction next; memory
+    # (1% apart) never.
+    ms = measure(list(ws.values()), budget_s=30, **kw)
+    assert calls[6:] == ["matmul", "reduction"]  # the least certain point first; memory never
+    times = {r.kind: r.time_s for r in ms.rows}
+    assert times == {"matmul": 1.1e-3, "memory": 2e-3, "reduction": 4.1e-3}  # medians of three
+    assert ms.rows[0].source == "perfjax.measure (re-measured)"
+    assert ms.rows[1].source == "perfjax.measure" and ms.metadata["remeasured"] == "2"
+    # Noise: the closest two rounds of matmul 9% apart, memory's 1%, reduction's 2.4%.
+    assert float(ms.metadata["noise_untrusted"]) == 0.0
+    assert float(ms.metadata["noise_median"]) == pytest.approx(0.1 / 4.1, rel=1e-3)
+    gaps = [0.1 / 1.1, 0.02 / 2.01, 0.1 / 4.1]
+    assert float(ms.metadata["noise_p90"]) == pytest.approx(np.quantile(gaps, 0.9), rel=1e-3)
+    with pytest.raises(ValueError, match="budget_s must be a positive number of seconds"):
+        measure(list(ws.values()), budget_s=0, progress=False)

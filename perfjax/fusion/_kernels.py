@@ -221,6 +221,10 @@ def op_class(op: Op) -> str:
     if op.features.get("folded") or op.features.get("simplified"):
         return "free"
     if s in _MATRIX:
+        if s == "dot_general" and op.features.get("k", 2) == 1:
+            # An outer product (no contraction): XLA's algebraic simplifier turns it into a
+            # broadcast multiply (dot strength reduction), an elementwise loop, not a GEMM.
+            return "loop"
         return _MATRIX[s]
     if s in _REDUCE:
         return "reduce"

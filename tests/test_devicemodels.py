@@ -722,8 +722,24 @@ def test_cpu_loops_split_over_the_pool_by_the_bytes_they_move():
         k = fuse(g, "cpu")
         return float(pool_use(k.arrays(), params)[0])
 
-    add = lambda a, b: a + b  # noqa: E731
-    scale = lambda a: a * 3.0  # noqa: E731
+    add = lambda a, b: a + b
+    scale = lambda a: a * 3.0
     assert spec.family == "cpu"
     assert use(add, 43696, 2) > 0.9 and use(scale, 65536, 1) > 0.9
     assert use(add, 21856, 2) < 0.1 and use(scale, 32768, 1) < 0.1
+
+
+@pytest.mark.parametrize("shape", [(8, 64), (1, 2048), (64, 64), (2, 2048)])
+def test_cpu_reductions_below_4096_elements_are_loops_as_in_xla(shape):
+    """XLA:CPU hands a reduction of 4096 input elements or more to YNNPACK (a library call with
+    a larger fixed cost) and compiles smaller ones as plain loops: the CPU policy prices the
+    latter as elementwise kernels."""
+    entry = _xla_cpu_entry(lambda x: x.sum(-1), shape)
+    library = "__ynn_fusion" in entry
+    k = fuse(perfjax.analyze(lambda x: x.sum(-1), (S(shape, f32),)), "cpu")
+    assert len(k) == 1 and library == (shape[0] * shape[1] >= 4096)
+    assert KINDS[k.kind[0]] == ("reduce" if library else "elementwise")
+    assert (
+        KINDS[fuse(perfjax.analyze(lambda x: x.sum(-1), (S(shape, f32),)), "gpu").kind[0]]
+        == "reduce"
+    )

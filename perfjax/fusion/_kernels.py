@@ -147,6 +147,11 @@ class FusionPolicy:
     #: separate reduction and loop kernels (compiled HLO of layer norm, RMS norm and softmax
     #: at 256-8192 rows x 8-1024 columns, jaxlib 0.10).
     normalization_min_rows: int = 0
+    #: Reductions of fewer input elements run as the compiler's plain loops (priced as
+    #: elementwise kernels), larger ones in a library (XLA:CPU: a YNNPACK fusion from 4096
+    #: elements on, with its larger fixed cost; compiled HLO, jaxlib 0.10). 0: every reduction
+    #: is a reduction kernel.
+    library_reduce_min_elements: int = 0
     #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
     #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
     serial_matrix: bool = False
@@ -185,6 +190,7 @@ POLICIES = {
         epilogue=False,
         normalization=True,
         normalization_min_rows=4096,
+        library_reduce_min_elements=4096,
         serial_matrix=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
     ),
@@ -742,9 +748,13 @@ class _Fusion:
             out_elems = max(out_elems, float(anchor.operands[0].size))
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
+        kind = g["kind"]
+        small = self.policy.library_reduce_min_elements
+        if kind == "reduce" and anchor.operands and anchor.operands[0].size < small:
+            kind = "elementwise"
         return dict(
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
-            ops=tuple(members), requests=request, kind=_KIND_INDEX[g["kind"]],
+            ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
             transcendental_work=trans_work,
             bytes_read=float(sum(reads.values())), bytes_written=written,

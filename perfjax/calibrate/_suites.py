@@ -123,6 +123,12 @@ def _matmul_sweep(size: str) -> list[Workload]:
         for m in rows_:
             for k, n in kns_:
                 out.append(Workload.of("matmul", m=m, k=k, n=n, dtype="float32", precision=None))
+    # Weight gradients of a training step: the batch is contracted away (small K) into a
+    # weight-shaped output.
+    if size != "tiny":
+        for m, n in ((2048, 784), (1024, 1024)):
+            for k in (4, 16, 64):
+                out.append(Workload.of("matmul", m=m, k=k, n=n, dtype="float32", precision=None))
     # Batched: many small matrices.
     bs = _pick(size, (4,), (4, 8, 16, 32), (4, 8, 16, 32, 64))
     sq = _pick(size, (32,), (64, 128), (32, 64, 128, 256))

@@ -173,7 +173,9 @@ def zoo(rng, train: bool):
 def hf(rng, train: bool = False):
     """A transformers Flax model (one of ``benchmarks/hf_models.py``'s small configurations):
     code nobody here wrote."""
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    benchmarks = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
     import hf_models
 
     name = str(_pick(rng, sorted(hf_models.CASES)))

@@ -1129,8 +1129,9 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=85.0,
         metavar="SECONDS",
-        help="measuring time: one pass over the suite, then the least certain points again "
-        "until this many seconds have passed (default 85; the rounds are never cut short)",
+        help="measuring time: the rounds over the suite, then the points whose rounds disagree "
+        "most again until this many seconds have passed (default 85; the rounds are never cut "
+        "short)",
     )
     p.add_argument(
         "--thorough",

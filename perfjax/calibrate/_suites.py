@@ -65,8 +65,9 @@ SUITES = (
 #: Suite sizes: ``"tiny"`` for tests, ``"default"`` for a host calibration, ``"large"`` for more.
 SIZES = ("tiny", "default", "large")
 
-#: A median whose 95% confidence half-width exceeds this share of it is not to be trusted: the
-#: fit reports the share of such points and warns when there are many.
+#: A point whose two closest timings lie further apart than this share of their median (with
+#: one timing: whose median's 95% confidence half-width is wider) is not to be trusted: the
+#: noise report gives the share of such points.
 UNTRUSTED_CI = 0.10
 #: ... and a calibration whose measurements have more than this share of such points is
 #: reported as too noisy to trust.
@@ -420,8 +421,8 @@ def measure(
         re-measurement.
       rounds: measure every workload this many times, in rounds that alternate the order
         (forward, backward, ...), and keep the median of the rounds' medians (of two, the
-        lower): a slow spell of the
-        machine (another tenant, a clock change) then moves one round, not the result. The
+        lower): a slow spell of the machine (another tenant, a clock change) then moves one
+        round, not the result. The
         median and p90 over workloads of the rounds' spread ((max - min) / median) are saved in
         the metadata.
       out: if given, the CSV path the measurements are written to (atomically).
@@ -570,7 +571,7 @@ def _measure_rounds(
     """Every workload timed once per round, rounds in alternating order, with a progress bar:
     (per workload position, one timing per round), the failed workloads, how many were
     re-measured, and the first failure. With a ``deadline`` (``time.perf_counter()``), the
-    least certain medians are then re-timed and pooled until it passes (see :func:`measure`)."""
+    points whose timings agree least are then visited again until it passes (:func:`_refine`)."""
     failed: list[str] = []
     remeasured = 0
     first_error: BaseException | None = None

@@ -171,7 +171,8 @@ def _elementwise(
 ):
     """One elementwise op on a tensor; binary ops take a second tensor, or a scalar if ``scalar``.
     ``chain > 1`` (unary ops, or binary ops with a scalar): ``y = op(y) * 0.1 + 0.5`` that
-    many times from ``x * 0.25 + 0.6``, one fused loop that stays in the caches and is bound by the op's arithmetic."""
+    many times from ``x * 0.25 + 0.6``, one fused loop that stays in the caches and is bound by
+    the op's arithmetic."""
     dt = _dt(dtype)
     shape = tuple(shape)
     if isinstance(chain, bool) or not (isinstance(chain, int) and chain >= 1):

@@ -140,7 +140,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         # Prior: a typical all-core turbo / base ratio (Xeon Platinum 8380: 3.0 / 2.3 GHz, Intel).
         clock_scale=1.3,
         # XLA:CPU splits loops that move more than ~450 KB (fork_elements of an add, 12 bytes
-        # each; perfjax.devicemodels._cpu.pool_use) into tasks for its thread pool. The first such kernel of a call wakes the pool (~50 us here: a 65536-float add
+        # each; perfjax.devicemodels._cpu.pool_use) into tasks for its thread pool. The first
+        # such kernel of a call wakes the pool (~50 us here: a 65536-float add
         # takes 59 us, a 32768-float scale 14 us); each later one hands over and joins (~6 us,
         # 3x the launch overhead: a chain of 16 normalisations of 65536 floats adds ~20 us per
         # step of three kernels).

@@ -163,10 +163,6 @@ class FusionPolicy:
     #: feature. Empty: every transcendental weighs 1.
     transcendental_weights: tuple[tuple[str, float], ...] = ()
 
-    def transcendental_weight(self, op: str) -> float:
-        """The weight of one transcendental of StableHLO op ``op`` (short name) under this policy."""
-        return dict(self.transcendental_weights).get(op, 1.0)
-
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
 #: 2-core AVX-512 Xeon by ``benchmarks/host_transcendentals.py`` (results in
@@ -435,6 +431,7 @@ class _Fusion:
                 if b >= 0:
                     self.is_output[b] = True
         self.in_bytes = [t.nbytes for t in graph.in_types]
+        self.transcendental_weights = dict(policy.transcendental_weights)
         # Regions marked with perfjax.ops.fused_kernel: one kernel per marked scope prefix.
         self.marked = [_marked(o.scope) for o in self.ops]
         # A region runs as often as its least-run op (constants and loop set-up included).
@@ -550,8 +547,8 @@ class _Fusion:
     def _output_copies(self) -> None:
         """An output that is a program input under another name (``x + 0``, ``x * 1`` or a
         reshape, which XLA simplifies away) cannot share the input's buffer unless donated: XLA
-        copies it, one memory-bound kernel. (An input returned as it is, JAX forwards without
-        calling XLA.)"""
+        copies it, one memory-bound kernel. (An input returned as it is is copied too, but has no
+        op to carry the kernel: not counted.)"""
         for out in dict.fromkeys(self.graph.outputs):
             if out < 0 or self.group_of[out] >= 0 or self.cls[out] != "free":
                 continue
@@ -656,7 +653,7 @@ class _Fusion:
         ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
         written = out_elems = mflops = vflops = trans = trans_work = 0.0
-        weight = self.policy.transcendental_weight
+        weight = self.transcendental_weights
         runs = float(self.groups[gi]["executions"]) or 1.0
         for i in members:
             op = ops[i]
@@ -694,7 +691,7 @@ class _Fusion:
                 vflops += r * op.flops
             trans += r * op.transcendentals
             if op.transcendentals:
-                trans_work += r * op.transcendentals * weight(_short(op))
+                trans_work += r * op.transcendentals * weight.get(_short(op), 1.0)
         return reads, written, out_elems, mflops, vflops, trans, trans_work
 
     def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:

@@ -1174,9 +1174,11 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--refit",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="after scoring the held-out split, fit again on every measurement and save those "
-        "parameters (the report stays the held-out split's)",
+        "parameters (the report and the interval stay the held-out split's; default: on, "
+        "--no-refit saves the parameters fitted without the held-out split)",
     )
     p.add_argument(
         "--interval-folds",

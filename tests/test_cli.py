@@ -579,6 +579,11 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
         and "cross-conformal" in cal.metadata["interval_source"]
         and cal.metadata["refit"] == "every row"
     )
+    # Refitting on every row is the default; --no-refit keeps the fit without the held-out split.
+    for flags, refit in (((), "every row"), (("--no-refit",), "no")):
+        code, _, _ = cli(capsys, "calibrate", "--from-csv", csv, "--steps", "30", "--save",
+                         tmp_path / "plain.json", *flags)  # fmt: skip
+        assert code == 0 and load(tmp_path / "plain.json").metadata["refit"] == refit
     code, _, err = cli(capsys, "calibrate", "--from-csv", csv, "--interval-folds", "1")
     assert code == 2 and "expected 0 or an integer >= 2" in err
     code, out, _ = cli(capsys, "validate", save, "--measurements", csv, "--json")

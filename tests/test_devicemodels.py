@@ -26,6 +26,7 @@ from perfjax.devicemodels import (
     resolve,
 )
 from perfjax.devicemodels._common import tile_choice
+from perfjax.devicemodels._models import total_time
 from perfjax.fusion import fuse, kernels_for
 from perfjax.fusion._kernels import KINDS, op_class
 from perfjax.lowering._staging import program_for
@@ -687,6 +688,87 @@ def test_an_output_that_is_an_input_renamed_is_a_copy_kernel(fn):
     # ... while a real op's output is not copied again.
     k = fuse(perfjax.analyze(lambda a: a * 2.0, (S((n,), f32),)), "cpu")
     assert len(k) == 1 and k.bytes[0] == 8 * n
+
+
+def test_cpu_outputs_from_32_mib_pay_first_touch_unless_they_reuse_a_donated_input():
+    """glibc maps blocks of 32 MiB and more afresh on every call: such an output pays a page
+    fault per page, unless it reuses a donated input's buffer (XLA's own alias table, read
+    from ``memory_analysis``, agrees on which output reuses one). Other families' allocators
+    pool their memory."""
+
+    def fresh(fn, n, policy="cpu"):
+        program = program_for(fn, (S((n,), f32),), None)
+        return kernels_for(program, "cpu", policy).fresh_bytes.sum()
+
+    big, small = 1 << 24, 1 << 22  # 64 MiB and 16 MiB of float32
+    scale = lambda a: a * 1.5
+    donated = jax.jit(scale, donate_argnums=0)
+    assert fresh(scale, big) == 4 * big
+    assert fresh(scale, small) == 0.0
+    assert fresh(scale, big, "gpu") == 0.0
+    assert fresh(donated, big) == 0.0
+    stats = donated.lower(S((big,), f32)).compile().memory_analysis()
+    assert stats.alias_size_in_bytes == 4 * big
+    # Two outputs of 64 MiB, one reusing the donated input: only the other is fresh.
+    pair = jax.jit(lambda a: (a * 1.5, a + 1.0), donate_argnums=0)
+    assert fresh(pair, big) == 4 * big
+    # ... and the CPU model charges for it: ~0.8 us per 4 KiB page at the prior, on 2 cores.
+    spec, params = perfjax.devicemodels.device("host"), default_params("cpu")
+    times = []
+    for fn in (scale, donated):
+        k = kernels_for(program_for(fn, (S((big,), f32),), None), "cpu")
+        t = total_time(jax.tree.map(jnp.asarray, k.arrays()), pack(spec), params,
+                       resolve(k, spec).arrays(), "cpu")  # fmt: skip
+        times.append(float(t))
+    per_core = 4 * big * 4.0e-10
+    assert times[0] - times[1] == pytest.approx(per_core / spec.num_cores, rel=0.01)
+
+
+def test_cpu_gemms_pack_their_weights_only_from_a_micro_kernels_8_rows():
+    """XLA:CPU's GEMM reads the weights as they are below 8 rows (M = 1, 2, 4 take about the
+    time of streaming them: benchmarks/results/host_gemm_rows.csv) and packs them from 8 on."""
+    spec, params = perfjax.devicemodels.device("host"), default_params("cpu")
+
+    def time_s(m, kn=2048):
+        k = fuse(perfjax.analyze(lambda x, w: x @ w, (S((m, kn), f32), S((kn, kn), f32))), "cpu")
+        arrays = jax.tree.map(jnp.asarray, k.arrays())
+        return float(total_time(arrays, pack(spec), params, resolve(k, spec).arrays(), "cpu"))
+
+    t1, t2, t4, t8 = (time_s(m) for m in (1, 2, 4, 8))
+    assert t2 == pytest.approx(t1, rel=0.05) and t4 == pytest.approx(t1, rel=0.05)
+    assert t8 > 1.5 * t4
+
+
+def test_cpu_einsum_attention_counts_its_transposed_score_operand():
+    """``einsum("bhqk,bkhd->bqhd", p, v)`` (Flax's dot_product_attention too) lowers to vᵀ·pᵀ:
+    XLA:CPU runs it slowly below a head size of 128 (benchmarks/host_attention_layout.py). The
+    feature counts the b·h·t·s score elements there, and nowhere else."""
+    import flax.linen as nn
+
+    def einsum_form(q, k, v):
+        s = jnp.einsum("bthd,bshd->bhts", q, k)
+        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
+
+    def transposed_form(q, k, v):
+        q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+        s = jnp.einsum("bhtd,bhsd->bhts", q, k)
+        return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v)
+
+    def count(fn, shapes, policy="cpu"):
+        return fuse(
+            perfjax.analyze(fn, tuple(S(x, f32) for x in shapes)), policy
+        ).transposed_rhs_elements.sum()
+
+    b, t, h, d = 2, 64, 4, 32
+    qkv = [(b, t, h, d)] * 3
+    assert count(einsum_form, qkv) == b * h * t * t
+    assert count(nn.dot_product_attention, qkv) == b * h * t * t
+    assert count(transposed_form, qkv) == 0
+    assert count(einsum_form, [(b, t, h, 128)] * 3) == 0  # head size 128: no slowdown
+    assert count(einsum_form, qkv, "gpu") == 0
+    # The score operand given as an input (not computed by the program) is not counted.
+    pv = lambda p, v: jnp.einsum("bhts,bshd->bthd", p, v)
+    assert count(pv, [(b, h, t, t), (b, t, h, d)]) == 0
 
 
 def _layernorm(x):

@@ -579,7 +579,13 @@ def load(path: str | os.PathLike) -> Calibration:
 
 #: Parameters newer than calibration format 1's first files: a file without them is read with
 #: their priors.
-_ADDED_PARAMS = ("kind_time_log", "precision_eff_log", "matrix_unit_eff_log")
+_ADDED_PARAMS = (
+    "kind_time_log",
+    "precision_eff_log",
+    "matrix_unit_eff_log",
+    "first_touch_log",
+    "transposed_rhs_log",
+)
 
 
 # ---------------------------------------------------------------------------------------------

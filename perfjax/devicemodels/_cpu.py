@@ -68,7 +68,7 @@ def packing_time(
     pack_fit = fits_in_cache(pack_bytes, dev, sharpness)
     t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
     t_convert = t_pack * jnp.exp(params["upcast_pack_log"])
-    t_pack = jnp.where((m > 1.5) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
+    t_pack = jnp.where((m >= _MIN_TILE) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
     return jnp.where(res["upcast"] > 0.5, t_pack + t_convert, t_pack)
 
 
@@ -126,8 +126,24 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
         callback_s=_CALLBACK_S,
     ) + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use  # fmt: skip
+    # Output buffers mapped afresh on every call: a page fault per page where first written,
+    # taken by every core writing (in the time only: neither the arithmetic nor the memory
+    # traffic the bound compares).
+    t_fresh = (
+        k.get("fresh_bytes", jnp.zeros_like(t_body))
+        * jnp.exp(params["first_touch_log"])
+        / jnp.maximum(dev["num_cores"], 1.0)
+    )
+    # A batched GEMM by a transposed, computed rhs (attention written as two einsums), split
+    # over as many cores as it has batch entries (heads).
+    t_transposed = (
+        k.get("transposed_rhs_elements", jnp.zeros_like(t_body))
+        * jnp.exp(params["transposed_rhs_log"])
+        / jnp.clip(jnp.minimum(dev["num_cores"], k["gemm_b"]), 1.0, None)
+    )
+    t_body = t_body + t_transposed
     return finish(
-        k, dev, time=t_body + t_launch, compute_s=t_compute * factor,
+        k, dev, time=t_body + t_launch + t_fresh, compute_s=t_compute * factor + t_transposed,
         memory_s=mem.t_memory * factor, launch_s=t_launch, bytes_=mem.bytes, peaks=peaks,
         vec_peak=vec_peak, matrix_parallel=mt.wave_util, occupancy=occupancy, pool_use=use,
     )  # fmt: skip

@@ -152,6 +152,16 @@ PRIORS: dict[str, dict[str, Any]] = {
         # 4 x 2048 x 2048 bf16 matmul takes 2.9 ms here, fp32 1.0 ms; 2048^3 1.26x the fp32 time.
         upcast_pack=10.0,
         upcast_rate=1.2,
+        # Core-seconds per byte of an output buffer mapped afresh on every call
+        # (Kernels.fresh_bytes): a page fault and the operating system zeroing the page, taken
+        # by the cores writing the output in parallel: ~0.8 us per 4 KiB page on the 2 cores
+        # here (benchmarks/host_first_touch.py: a 64 MiB x * 1.5 takes 16.4 ms, 3.9 ms donated).
+        first_touch_s_per_byte=4.0e-10,
+        # Core-seconds per rhs element of a batched GEMM by a transposed, computed rhs
+        # (Kernels.transposed_rhs_elements): einsum-form attention with head sizes of 16-64
+        # takes 1-6 ns per score element more on the 2 cores here than the same with its
+        # transposes written out (benchmarks/host_attention_layout.py: median 3 ns).
+        transposed_rhs_s_per_element=6.0e-9,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -234,6 +244,10 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         wake_log=jnp.array(math.log(pr.get("wake_s", 1.0)), jnp.float32),
         fork_log=jnp.array(math.log(pr.get("fork", 1.0)), jnp.float32),
         fork_elements_log=jnp.array(math.log(pr.get("fork_elements", 1.0)), jnp.float32),
+        first_touch_log=jnp.array(math.log(pr.get("first_touch_s_per_byte", 1.0)), jnp.float32),
+        transposed_rhs_log=jnp.array(
+            math.log(pr.get("transposed_rhs_s_per_element", 1.0)), jnp.float32
+        ),
         # A time factor per kernel class on one device (1 here): where a calibration fitted
         # device effects (``fit(device_effects=True)``), predictions for that device use them.
         kind_time_log=jnp.zeros((len(KINDS),), jnp.float32),

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from perfjax._errors import InputError
+from perfjax.lowering._arguments import aliased_outputs, arguments
 from perfjax.lowering._graph import Graph, Op
 from perfjax.lowering._program import Program
 from perfjax.lowering._staging import graph_for
@@ -124,6 +125,9 @@ UNBOUNDED = 1e9
 _WEIGHT_BLOCK_BYTES = 512 * 1024
 #: Dense convolutions with at most this many input and output features run on XLA:CPU's Eigen path.
 _NARROW_FEATURES = 16
+#: Batched GEMMs by a transposed, computed rhs are slow on XLA:CPU below this many lhs rows
+#: (:attr:`FusionPolicy.transposed_rhs_product`).
+_TRANSPOSED_RHS_MAX_M = 128
 #: A constant at least this large is data (weights baked into the module), not an immediate.
 _CONSTANT_DATA_BYTES = 4096
 
@@ -162,6 +166,24 @@ class FusionPolicy:
     #: compiler runs them very differently (ops not listed weigh 1): the ``transcendental_work``
     #: feature. Empty: every transcendental weighs 1.
     transcendental_weights: tuple[tuple[str, float], ...] = ()
+    #: Program outputs of at least this many bytes are allocated from the operating system
+    #: afresh on every call and pay a page fault per page where first written (the
+    #: ``fresh_bytes`` feature). XLA:CPU allocates each output with glibc's malloc, which maps
+    #: blocks from 32 MiB on (its largest mmap threshold) and unmaps them when freed: a
+    #: 64 MiB ``x * 1.5`` takes 16.4 ms, the same program writing into its donated input
+    #: 3.9 ms; from 31 to 33 MiB the extra cost per page jumps from 0.17 to 0.86 us
+    #: (``benchmarks/host_first_touch.py``).
+    #: 0: outputs reuse memory (a device allocator's pool).
+    fresh_output_min_bytes: int = 0
+    #: Batched GEMMs contracting their rhs over its minor dimension and their lhs over another,
+    #: with an rhs computed by the program (``einsum("bhqk,bkhd->bqhd", softmax(s), v)``: JAX
+    #: computes vᵀ·pᵀ, as Flax's ``dot_product_attention`` does), are slow in XLA:CPU's YNNPACK
+    #: fusions when the lhs has fewer than 128 free rows (the head size): the
+    #: ``transposed_rhs_elements`` feature counts their rhs elements. Attention in that form
+    #: takes up to 2.9x as long as with the transposes written out, 1-6 ns more per score
+    #: element, growing with the problem; from a head size of 128 the two are alike
+    #: (``benchmarks/host_attention_layout.py``).
+    transposed_rhs_product: bool = False
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
@@ -189,6 +211,8 @@ POLICIES = {
         library_reduce_min_elements=4096,
         serial_matrix=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
+        fresh_output_min_bytes=32 * 1024 * 1024,
+        transposed_rhs_product=True,
     ),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
@@ -286,6 +310,13 @@ class Kernels:
     fallback: np.ndarray = _feature()
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
+    #: Bytes written into program outputs that are fresh memory on every call
+    #: (:attr:`FusionPolicy.fresh_output_min_bytes`; outputs reusing a donated input excluded):
+    #: each page pays a page fault on first touch.
+    fresh_bytes: np.ndarray = _feature(default=True)
+    #: Rhs elements (B x N x K) of a batched GEMM that multiplies by a transposed, computed rhs
+    #: (:attr:`FusionPolicy.transposed_rhs_product`).
+    transposed_rhs_elements: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -387,8 +418,11 @@ def fusion_policy(name: str) -> FusionPolicy:
     return POLICIES[name]
 
 
-def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
-    """Groups ``graph``'s ops into kernels under a family's fusion policy.
+def fuse(
+    graph: Graph, policy: str | FusionPolicy = "gpu", *, aliased_outputs: Sequence[int] = ()
+) -> Kernels:
+    """Groups ``graph``'s ops into kernels under a family's fusion policy. ``aliased_outputs``:
+    positions of the outputs that reuse a donated input's buffer (``donate_argnums``).
 
     Example:
       >>> import jax.numpy as jnp, perfjax
@@ -399,7 +433,7 @@ def fuse(graph: Graph, policy: str | FusionPolicy = "gpu") -> Kernels:
     """
     if isinstance(policy, str):
         policy = fusion_policy(policy)
-    fusion = _Fusion(graph, policy)
+    fusion = _Fusion(graph, policy, aliased_outputs)
     return fusion.kernels(fusion.group())
 
 
@@ -410,7 +444,7 @@ _GROUP_KIND = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": 
 class _Fusion:
     """One graph under one policy: op classes, the values that really move, and the groups."""
 
-    def __init__(self, graph: Graph, policy: FusionPolicy):
+    def __init__(self, graph: Graph, policy: FusionPolicy, aliased_outputs: Sequence[int] = ()):
         self.graph, self.policy, self.ops = graph, policy, graph.ops
         n = len(self.ops)
         self.cls = [op_class(o) for o in self.ops]
@@ -431,6 +465,16 @@ class _Fusion:
                 if b >= 0:
                     self.is_output[b] = True
         self.in_bytes = [t.nbytes for t in graph.in_types]
+        # Output buffers fresh from the operating system on every call, by the op writing them
+        # (an output copied from an input: by the copy's op).
+        self.fresh: dict[int, float] = {}
+        least, aliased = policy.fresh_output_min_bytes, set(aliased_outputs)
+        for j, (out, t) in enumerate(zip(graph.outputs, graph.out_types, strict=False)):
+            if least <= 0 or j in aliased or out < 0 or t.nbytes < least:
+                continue
+            writers = [b for b in self.bases(out) if b >= 0] or [out]
+            for b in writers[:1]:
+                self.fresh[b] = self.fresh.get(b, 0.0) + float(t.nbytes)
         self.transcendental_weights = dict(policy.transcendental_weights)
         # Regions marked with perfjax.ops.fused_kernel: one kernel per marked scope prefix.
         self.marked = [_marked(o.scope) for o in self.ops]
@@ -647,12 +691,13 @@ class _Fusion:
 
     def _traffic(
         self, gi: int, members: list[int]
-    ) -> tuple[dict[int, float], float, float, float, float, float, float]:
+    ) -> tuple[dict[int, float], float, float, float, float, float, float, float]:
         """A group's boundary traffic and work: (bytes read per value, bytes written, output
-        elements, matrix FLOPs, vector FLOPs, transcendentals, weighted transcendentals)."""
+        elements, matrix FLOPs, vector FLOPs, transcendentals, weighted transcendentals, bytes
+        written into fresh output buffers)."""
         ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
-        written = out_elems = mflops = vflops = trans = trans_work = 0.0
+        written = out_elems = mflops = vflops = trans = trans_work = fresh = 0.0
         weight = self.transcendental_weights
         runs = float(self.groups[gi]["executions"]) or 1.0
         for i in members:
@@ -692,7 +737,8 @@ class _Fusion:
             trans += r * op.transcendentals
             if op.transcendentals:
                 trans_work += r * op.transcendentals * weight.get(_short(op), 1.0)
-        return reads, written, out_elems, mflops, vflops, trans, trans_work
+            fresh += self.fresh.get(i, 0.0)
+        return reads, written, out_elems, mflops, vflops, trans, trans_work, fresh
 
     def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:
         """(independent pieces of work, whether the kernel falls back to XLA's generic path) on
@@ -725,7 +771,9 @@ class _Fusion:
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
-        reads, written, out_elems, mflops, vflops, trans, trans_work = self._traffic(gi, members)
+        reads, written, out_elems, mflops, vflops, trans, trans_work, fresh = self._traffic(
+            gi, members
+        )
         anchor = ops[g["anchor"]]
         feats = dict(anchor.features)
         b_, m_, n_, k_ = _gemm_view(g["kind"], feats)
@@ -743,6 +791,15 @@ class _Fusion:
         if g["kind"] == "reduce" and anchor.operands:
             # A reduction's parallelism is over the elements it reads, not the few it writes.
             out_elems = max(out_elems, float(anchor.operands[0].size))
+        transposed = 0.0
+        if (
+            self.policy.transposed_rhs_product and g["kind"] == "gemm" and b_ > 1
+            and m_ < _TRANSPOSED_RHS_MAX_M
+            and feats.get("rhs_minor_contracted") and not feats.get("lhs_minor_contracted", True)
+            and len(anchor.sources) > 1
+            and not any(self.is_input(b) for b in self.bases(anchor.sources[1]))
+        ):  # fmt: skip
+            transposed = b_ * n_ * k_
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
         kind = g["kind"]
@@ -753,7 +810,7 @@ class _Fusion:
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
-            transcendental_work=trans_work,
+            transcendental_work=trans_work, fresh_bytes=fresh, transposed_rhs_elements=transposed,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
@@ -854,5 +911,12 @@ def kernels_for(
     key = (policy, on_unsupported, loop_trips)
     if key not in table:
         graph = graph_for(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
-        table[key] = fuse(graph, policy)
+        table[key] = fuse(graph, policy, aliased_outputs=_aliased_outputs(program, graph))
     return table[key]
+
+
+def _aliased_outputs(program: Program, graph: Graph) -> tuple[int, ...]:
+    """Positions of the outputs that reuse a donated argument's buffer."""
+    in_bytes = [t.nbytes for t in graph.in_types]
+    out_bytes = [t.nbytes for t in graph.out_types]
+    return tuple(sorted(aliased_outputs(arguments(program), in_bytes, out_bytes)))

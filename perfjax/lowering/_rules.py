@@ -455,10 +455,17 @@ def _update_part(op: OpView) -> Cost:
 # ---------------------------------------------------------------------------------------------
 
 
-def _gemm_features(op: OpView, batch: int, m: int, n: int, k: int) -> dict:
-    """What device models need of a contraction: its GEMM shape, precision and dtypes."""
+def _gemm_features(
+    op: OpView, batch: int, m: int, n: int, k: int,
+    minor_contracted: tuple[bool, bool] = (True, False),
+) -> dict:  # fmt: skip
+    """What device models need of a contraction: its GEMM shape, precision and dtypes, and
+    whether each operand is contracted over its minor (last) dimension (``a @ b``: lhs yes, rhs
+    no)."""
     return dict(kind="gemm", batch=batch, m=m, n=n, k=k, precision=_precision(op),
-                dtype=op.operands[0].dtype, out_dtype=op.results[0].dtype)  # fmt: skip
+                dtype=op.operands[0].dtype, out_dtype=op.results[0].dtype,
+                lhs_minor_contracted=minor_contracted[0],
+                rhs_minor_contracted=minor_contracted[1])  # fmt: skip
 
 
 @register_cost_rule("stablehlo.dot_general")
@@ -476,7 +483,9 @@ def _dot_general(op: OpView) -> Cost:
     return Cost(
         flops=float(flops),
         **op.io_bytes(),
-        features=_gemm_features(op, batch, m, n, k),
+        features=_gemm_features(
+            op, batch, m, n, k, (len(lhs.shape) - 1 in lc, len(rhs.shape) - 1 in rc)
+        ),
     )
 
 

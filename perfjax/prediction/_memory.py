@@ -36,6 +36,7 @@ import numpy as np
 
 from perfjax._display import fmt_count, render
 from perfjax.fusion._kernels import KINDS, Kernels, op_class
+from perfjax.lowering._arguments import Arguments, aliased_outputs, arguments
 from perfjax.lowering._graph import Graph
 from perfjax.lowering._program import Program
 
@@ -58,11 +59,6 @@ PARAMETER_WORDS = frozenset({
     "embedding", "scale",
 })  # fmt: skip
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ARG_SPLIT_RE = re.compile(r"%arg(\d+):\s*")
-_ALIAS_RE = re.compile(r"tf\.aliasing_output\s*=\s*(\d+)")
-_DONOR_RE = re.compile(r"jax\.buffer_donor\s*=\s*true")
-_LOC_RE = re.compile(r'loc\("((?:[^"\\]|\\.)*)"')
-_LOC_REF_RE = re.compile(r"loc\((#loc\d*)\)")
 _FORWARD, _BACKWARD = "forward", "backward"
 
 
@@ -149,48 +145,6 @@ class MemoryEstimate:
 # ---------------------------------------------------------------------------------------------
 # arguments: names, donation, classes
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Arguments:
-    #: Per argument: its name (pytree path, from the module's locations; "" when unknown).
-    names: tuple[str, ...]
-    #: Per argument: the output it is aliased to (donated), or -1.
-    aliases: tuple[int, ...]
-    #: Per argument: donated without a fixed output (``jax.buffer_donor``).
-    donors: tuple[bool, ...]
-
-
-def _arguments(program: Program) -> _Arguments:
-    """Names and donation of the entry function's arguments, read from the module text."""
-    n = len(program.in_types)
-    text = program.stablehlo_debug or program.stablehlo
-    names, aliases, donors = [""] * n, [-1] * n, [False] * n
-    start = text.find("@main(")
-    if start < 0:
-        return _Arguments(tuple(names), tuple(aliases), tuple(donors))
-    header = text[start : text.find("\n", start) if "\n" in text[start:] else len(text)]
-    refs = dict(re.findall(r'^(#loc\d*) = loc\("((?:[^"\\]|\\.)*)"', text, re.MULTILINE))
-    parts = _ARG_SPLIT_RE.split(header)
-    # parts: [prefix, idx0, chunk0, idx1, chunk1, ...]; the last chunk runs into the results.
-    for k in range(1, len(parts) - 1, 2):
-        i, chunk = int(parts[k]), parts[k + 1]
-        if k + 2 >= len(parts):
-            chunk = chunk.split(") -> ", 1)[0]
-        if i >= n:
-            continue
-        m = _ALIAS_RE.search(chunk)
-        if m:
-            aliases[i] = int(m.group(1))
-        donors[i] = bool(_DONOR_RE.search(chunk))
-        m = _LOC_RE.search(chunk)
-        if m:
-            names[i] = m.group(1).replace('\\"', '"')
-        else:
-            m = _LOC_REF_RE.search(chunk)
-            if m and m.group(1) in refs:
-                names[i] = refs[m.group(1)].replace('\\"', '"')
-    return _Arguments(tuple(names), tuple(aliases), tuple(donors))
 
 
 def _words(name: str) -> set[str]:
@@ -532,7 +486,7 @@ def estimate(program: Program, graph: Graph, kernels: Kernels) -> MemoryEstimate
     key = (id(graph), kernels.policy, len(kernels))
     if key in table:
         return table[key]
-    args = _arguments(program)
+    args = arguments(program)
     backward = _backward_start(graph)
     classes = classify_arguments(args.names, graph, backward)
     in_bytes = [t.nbytes for t in program.in_types]
@@ -565,20 +519,6 @@ def estimate(program: Program, graph: Graph, kernels: Kernels) -> MemoryEstimate
     return est
 
 
-def _aliased_bytes(args: _Arguments, in_bytes: Sequence[int], out_bytes: Sequence[int]) -> int:
-    """Bytes of donated arguments whose buffers outputs reuse: an explicit alias
-    (``tf.aliasing_output``), or a ``jax.buffer_donor`` matched to a free output of its size."""
-    total, used = 0, set()
-    for k, o in enumerate(args.aliases):
-        if 0 <= o < len(out_bytes) and o not in used:
-            used.add(o)
-            total += in_bytes[k]
-    for k, donor in enumerate(args.donors):
-        if donor and args.aliases[k] < 0:
-            o = next(
-                (j for j, b in enumerate(out_bytes) if j not in used and b == in_bytes[k]), None
-            )
-            if o is not None:
-                used.add(o)
-                total += in_bytes[k]
-    return total
+def _aliased_bytes(args: Arguments, in_bytes: Sequence[int], out_bytes: Sequence[int]) -> int:
+    """Bytes of donated arguments whose buffers outputs reuse (:func:`aliased_outputs`)."""
+    return sum(in_bytes[k] for k in aliased_outputs(args, in_bytes, out_bytes).values())

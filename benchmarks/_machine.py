@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import jax
@@ -57,3 +59,21 @@ def machine_info() -> dict:
             if k in os.environ
         },
     )
+
+
+def time_loop(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
+    """Median seconds per call of ``f(*args)`` (blocked on) over at least ``min_calls`` calls and
+    ``min_s`` seconds: a plain ``jax.jit`` loop, independent of perfjax's executor."""
+    ts, start = [], time.perf_counter()
+    while len(ts) < min_calls or time.perf_counter() - start < min_s:
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def write_header(fh, command: str, what: str) -> None:
+    """The comment lines a result CSV starts with: the machine, the command, what was timed."""
+    info = machine_info()
+    fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
+             f"# command: {command}\n# {what}\n")  # fmt: skip

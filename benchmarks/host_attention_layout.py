@@ -25,7 +25,6 @@ import itertools
 import pathlib
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import machine_info  # noqa: E402
+from _machine import time_loop, write_header  # noqa: E402
 
 ROUNDS = 3
 GRID = list(itertools.product((2, 4), (128, 256), (4, 8), (16, 32, 64, 128, 256)))
@@ -48,15 +47,6 @@ def transposed_form(q, k, v):
     q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
     s = jnp.einsum("bhtd,bhsd->bhts", q, k) / np.sqrt(q.shape[-1])
     return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v).transpose(0, 2, 1, 3)
-
-
-def time_loop(f, args, min_s: float = 0.1) -> float:
-    ts, start = [], time.perf_counter()
-    while len(ts) < 5 or time.perf_counter() - start < min_s:
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -76,12 +66,10 @@ def main() -> None:
                 times[i][j].append(time_loop(f, args))
     out = ROOT / "benchmarks" / "results" / "host_attention_layout.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = machine_info()
     extra_ns = []
     with open(out, "w", newline="") as fh:
-        fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 "# command: python benchmarks/host_attention_layout.py\n"
-                 f"# float32; medians of {ROUNDS} interleaved rounds\n")  # fmt: skip
+        write_header(fh, "python benchmarks/host_attention_layout.py",
+                     f"float32; medians of {ROUNDS} interleaved rounds")  # fmt: skip
         w = csv.writer(fh)
         w.writerow(["b", "t", "h", "d", "einsum_ms", "transposed_ms", "ratio",
                     "extra_ns_per_score"])  # fmt: skip

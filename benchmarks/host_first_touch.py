@@ -31,7 +31,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import machine_info  # noqa: E402
+from _machine import write_header  # noqa: E402
 
 SIZES_MIB = (2, 4, 8, 16, 24, 31, 33, 40, 48, 64, 96, 128)
 ROUNDS = 5
@@ -75,11 +75,9 @@ def main() -> None:
             donated[mib].append(time_donated(donated_fn, arrays[mib]))
     out = ROOT / "benchmarks" / "results" / "host_first_touch.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = machine_info()
     with open(out, "w", newline="") as fh:
-        fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 "# command: python benchmarks/host_first_touch.py\n"
-                 f"# x * 1.5 over float32; medians of {ROUNDS} rounds of {CALLS} calls\n")  # fmt: skip
+        write_header(fh, "python benchmarks/host_first_touch.py",
+                     f"x * 1.5 over float32; medians of {ROUNDS} rounds of {CALLS} calls")  # fmt: skip
         w = csv.writer(fh)
         w.writerow(["output_mib", "fresh_ms", "donated_ms", "extra_ms", "extra_us_per_page"])
         for mib in SIZES_MIB:

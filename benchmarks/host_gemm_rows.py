@@ -18,7 +18,6 @@ import csv
 import pathlib
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,20 +25,11 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import machine_info  # noqa: E402
+from _machine import time_loop, write_header  # noqa: E402
 
 ROUNDS = 3
 SHAPES = ((1024, 1024), (2048, 2048), (512, 2048))
 ROWS = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
-def time_loop(f, args, min_s: float = 0.15) -> float:
-    ts, start = [], time.perf_counter()
-    while len(ts) < 5 or time.perf_counter() - start < min_s:
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def main() -> None:
@@ -55,14 +45,12 @@ def main() -> None:
     times: list[list[float]] = [[] for _ in cases]
     for r in range(ROUNDS):
         for i in range(len(cases)) if r % 2 == 0 else reversed(range(len(cases))):
-            times[i].append(time_loop(f, cases[i][1]))
+            times[i].append(time_loop(f, cases[i][1], min_s=0.15))
     out = ROOT / "benchmarks" / "results" / "host_gemm_rows.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = machine_info()
     with open(out, "w", newline="") as fh:
-        fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 "# command: python benchmarks/host_gemm_rows.py\n"
-                 f"# x @ w, float32; medians of {ROUNDS} interleaved rounds\n")  # fmt: skip
+        write_header(fh, "python benchmarks/host_gemm_rows.py",
+                     f"x @ w, float32; medians of {ROUNDS} interleaved rounds")  # fmt: skip
         wr = csv.writer(fh)
         wr.writerow(["k", "n", "m", "time_us", "vs_m1"])
         base = {}

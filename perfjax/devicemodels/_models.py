@@ -159,8 +159,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         first_touch_s_per_byte=4.0e-10,
         # Core-seconds per rhs element of a batched GEMM by a transposed, computed rhs
         # (Kernels.transposed_rhs_elements): einsum-form attention with head sizes of 16-64
-        # takes 1-6 ns per score element more on the 2 cores here than the same with its
-        # transposes written out (benchmarks/host_attention_layout.py: median 3 ns).
+        # takes 0.2-6 ns per score element more on the 2 cores here than the same with its
+        # transposes written out, ~3 ns typical (benchmarks/host_attention_layout.py).
         transposed_rhs_s_per_element=6.0e-9,
     ),
     "npu": dict(

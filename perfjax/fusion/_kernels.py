@@ -180,9 +180,9 @@ class FusionPolicy:
     #: computes vᵀ·pᵀ, as Flax's ``dot_product_attention`` does), are slow in XLA:CPU's YNNPACK
     #: fusions when the lhs has fewer than 128 free rows (the head size): the
     #: ``transposed_rhs_elements`` feature counts their rhs elements. Attention in that form
-    #: takes up to 2.9x as long as with the transposes written out, 1-6 ns more per score
-    #: element, growing with the problem; from a head size of 128 the two are alike
-    #: (``benchmarks/host_attention_layout.py``).
+    #: takes up to 2.8x as long as with the transposes written out: 0.2-6 ns more per score
+    #: element at sequences of 128-256 (median 1.2 and 4.0 ns), 0.3-1.1 ns at 512, 1.9-2.6 ns
+    #: at 1024; from a head size of 128 the two are alike (``benchmarks/host_attention_layout.py``).
     transposed_rhs_product: bool = False
 
 

@@ -470,11 +470,9 @@ class _Fusion:
         self.fresh: dict[int, float] = {}
         least, aliased = policy.fresh_output_min_bytes, set(aliased_outputs)
         for j, (out, t) in enumerate(zip(graph.outputs, graph.out_types, strict=False)):
-            if least <= 0 or j in aliased or out < 0 or t.nbytes < least:
-                continue
-            writers = [b for b in self.bases(out) if b >= 0] or [out]
-            for b in writers[:1]:
-                self.fresh[b] = self.fresh.get(b, 0.0) + float(t.nbytes)
+            if 0 < least <= t.nbytes and j not in aliased and out >= 0:
+                writer = next((b for b in self.bases(out) if b >= 0), out)
+                self.fresh[writer] = self.fresh.get(writer, 0.0) + float(t.nbytes)
         self.transcendental_weights = dict(policy.transcendental_weights)
         # Regions marked with perfjax.ops.fused_kernel: one kernel per marked scope prefix.
         self.marked = [_marked(o.scope) for o in self.ops]
@@ -911,12 +909,17 @@ def kernels_for(
     key = (policy, on_unsupported, loop_trips)
     if key not in table:
         graph = graph_for(program, on_unsupported=on_unsupported, loop_trips=loop_trips)
-        table[key] = fuse(graph, policy, aliased_outputs=_aliased_outputs(program, graph))
+        least = fusion_policy(policy).fresh_output_min_bytes
+        # Donation only matters where an output is large enough to be fresh memory.
+        large = least > 0 and any(t.nbytes >= least for t in graph.out_types)
+        aliased = _aliased_outputs(program, graph) if large else ()
+        table[key] = fuse(graph, policy, aliased_outputs=aliased)
     return table[key]
 
 
 def _aliased_outputs(program: Program, graph: Graph) -> tuple[int, ...]:
-    """Positions of the outputs that reuse a donated argument's buffer."""
+    """Positions of the outputs that reuse a donated argument's buffer (read from the module
+    text)."""
     in_bytes = [t.nbytes for t in graph.in_types]
     out_bytes = [t.nbytes for t in graph.out_types]
     return tuple(sorted(aliased_outputs(arguments(program), in_bytes, out_bytes)))

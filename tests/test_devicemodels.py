@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -737,6 +738,39 @@ def test_cpu_gemms_pack_their_weights_only_from_a_micro_kernels_8_rows():
     t1, t2, t4, t8 = (time_s(m) for m in (1, 2, 4, 8))
     assert t2 == pytest.approx(t1, rel=0.05) and t4 == pytest.approx(t1, rel=0.05)
     assert t8 > 1.5 * t4
+
+
+def test_cpu_reductions_split_over_the_pool_where_xla_splits_them():
+    """XLA:CPU splits a row or column sum over its pool at about a quarter of the bytes an
+    elementwise loop needs (benchmarks/results/host_reduce_split.csv: the time jumps several-fold
+    there). The model's split share crosses one half within 20% of each measured jump."""
+    import csv
+
+    from perfjax.devicemodels._cpu import pool_use
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_reduce_split.csv"
+    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    ops = {"row_sum": lambda x: x.sum(-1), "column_sum": lambda x: x.sum(0),
+           "scale": lambda x: x * 1.5}  # fmt: skip
+    params = default_params("cpu")
+    steps = {}
+    for name, fn in ops.items():
+        sizes = [int(r["elements"]) for r in rows if r["op"] == name]
+        jumped = [int(r["elements"]) for r in rows if r["op"] == name
+                  and float(r["vs_smallest"]) > 2.5]  # fmt: skip
+        measured = min(jumped)  # the first size that ran split
+        unsplit = max(n for n in sizes if n < measured)
+
+        def split(n, fn=fn):
+            k = fuse(perfjax.analyze(fn, (S((n // 256, 256), f32),)), "cpu").arrays()
+            return float(jnp.max(pool_use(jax.tree.map(jnp.asarray, k), params)))
+
+        # Within 20% of the measured step (in elements, rounded to whole rows).
+        assert split(int(0.8 * unsplit) // 256 * 256) < 0.5 < split(int(1.2 * measured)), name
+        steps[name] = measured
+    # The measured fact the model encodes: reductions split at well under the loop's size.
+    assert steps["row_sum"] < 0.75 * steps["scale"]
+    assert steps["column_sum"] < 0.75 * steps["scale"]
 
 
 def test_cpu_einsum_attention_counts_its_transposed_score_operand():

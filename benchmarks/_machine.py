@@ -72,6 +72,17 @@ def time_loop(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
     return statistics.median(ts)
 
 
+def interleaved_medians(timers, rounds: int) -> list[float]:
+    """The median over ``rounds`` of each zero-argument timer's seconds, the timers run in
+    alternating order round by round (forward, backward, ...): a slow spell of a shared machine
+    moves one round of a case, not its result."""
+    times: list[list[float]] = [[] for _ in timers]
+    for r in range(rounds):
+        for i in range(len(timers)) if r % 2 == 0 else reversed(range(len(timers))):
+            times[i].append(timers[i]())
+    return [statistics.median(ts) for ts in times]
+
+
 def write_header(fh, command: str, what: str) -> None:
     """The comment lines a result CSV starts with: the machine, the command, what was timed."""
     info = machine_info()

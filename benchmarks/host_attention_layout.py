@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
 
 ROUNDS = 3
 GRID = list(itertools.product((2, 4), (128, 256), (4, 8), (16, 32, 64, 128, 256))) + [
@@ -60,12 +60,11 @@ def main() -> None:
         for f in fns:
             jax.block_until_ready(f(x, x, x))
         cases.append(((b, t, h, d), fns, (x, x, x)))
-    times = [[[], []] for _ in cases]
-    for r in range(ROUNDS):
-        for i in range(len(cases)) if r % 2 == 0 else reversed(range(len(cases))):
-            _, fns, args = cases[i]
-            for j, f in enumerate(fns):
-                times[i][j].append(time_loop(f, args))
+    # Both forms of a case are timed back to back in each visit.
+    medians = interleaved_medians(
+        [lambda f=f, args=args: time_loop(f, args) for _, fns, args in cases for f in fns], ROUNDS
+    )
+    times = list(zip(medians[0::2], medians[1::2], strict=True))
     out = ROOT / "benchmarks" / "results" / "host_attention_layout.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra_ns = []
@@ -75,8 +74,7 @@ def main() -> None:
         w = csv.writer(fh)
         w.writerow(["b", "t", "h", "d", "einsum_ms", "transposed_ms", "ratio",
                     "extra_ns_per_score"])  # fmt: skip
-        for ((b, t, h, d), _, _), (te, tt) in zip(cases, times, strict=True):
-            e, tr = statistics.median(te), statistics.median(tt)
+        for ((b, t, h, d), _, _), (e, tr) in zip(cases, times, strict=True):
             extra = (e - tr) / (b * h * t * t) * 1e9
             extra_ns.append((d, extra))
             w.writerow([b, t, h, d, f"{e * 1e3:.3f}", f"{tr * 1e3:.3f}", f"{e / tr:.2f}",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import pathlib
-import statistics
 import sys
 
 import jax
@@ -25,7 +24,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
 
 ROUNDS = 3
 SHAPES = ((1024, 1024), (2048, 2048), (512, 2048))
@@ -42,10 +41,9 @@ def main() -> None:
             x = jnp.asarray(rng.random((m, k), np.float32))
             jax.block_until_ready(f(x, w))
             cases.append(((k, n, m), (x, w)))
-    times: list[list[float]] = [[] for _ in cases]
-    for r in range(ROUNDS):
-        for i in range(len(cases)) if r % 2 == 0 else reversed(range(len(cases))):
-            times[i].append(time_loop(f, cases[i][1], min_s=0.15))
+    medians = interleaved_medians(
+        [lambda args=args: time_loop(f, args, min_s=0.15) for _, args in cases], ROUNDS
+    )
     out = ROOT / "benchmarks" / "results" / "host_gemm_rows.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:
@@ -54,8 +52,7 @@ def main() -> None:
         wr = csv.writer(fh)
         wr.writerow(["k", "n", "m", "time_us", "vs_m1"])
         base = {}
-        for ((k, n, m), _), ts in zip(cases, times, strict=True):
-            t = statistics.median(ts)
+        for ((k, n, m), _), t in zip(cases, medians, strict=True):
             base.setdefault((k, n), t)
             wr.writerow([k, n, m, f"{t * 1e6:.1f}", f"{t / base[(k, n)]:.2f}"])
             print(f"K={k:5d} N={n:5d} M={m:4d}: {t * 1e6:9.1f} us  ({t / base[(k, n)]:5.2f} x M=1)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import pathlib
-import statistics
 import sys
 
 import jax
@@ -33,7 +32,7 @@ from perfjax.fusion import fuse
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
 
 ROUNDS = 3
 COLS = 256
@@ -60,10 +59,9 @@ def main() -> None:
             x = jnp.asarray(rng.random((n // COLS, COLS), np.float32))
             jax.block_until_ready(f(x))
             cases.append((name, n, f, x, model_split(fn, x)))
-    times: list[list[float]] = [[] for _ in cases]
-    for r in range(ROUNDS):
-        for i in range(len(cases)) if r % 2 == 0 else reversed(range(len(cases))):
-            times[i].append(time_loop(cases[i][2], (cases[i][3],), min_s=0.05))
+    medians = interleaved_medians(
+        [lambda c=c: time_loop(c[2], (c[3],), min_s=0.05) for c in cases], ROUNDS
+    )
     out = ROOT / "benchmarks" / "results" / "host_reduce_split.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:
@@ -72,8 +70,7 @@ def main() -> None:
         wr = csv.writer(fh)
         wr.writerow(["op", "elements", "input_kb", "time_us", "vs_smallest", "model_split"])
         for name in OPS:
-            rows = [(c, statistics.median(ts)) for c, ts in zip(cases, times, strict=True)
-                    if c[0] == name]  # fmt: skip
+            rows = [(c, t) for c, t in zip(cases, medians, strict=True) if c[0] == name]
             base = rows[0][1]
             for (_, n, _, _, split), t in rows:
                 wr.writerow([name, n, n * 4 // 1024, f"{t * 1e6:.1f}", f"{t / base:.2f}",

@@ -258,9 +258,9 @@ _CONV_LAYERS = {
         (8, 64, 128, 3, 1, 1),  # low resolution, deep
         (2, 128, 128, 3, 1, 1),  # a 3x3 window over a 2x2 map (XLA:CPU's Eigen path again)
         # Small dense layers spread over what sets a convolution's rate: taps x input features
-        # (K = 16-800), output features (N = 16-128) and output pixels. The network layers above
-        # alone leave the fit to extrapolate there: over 90 random convolutions timed here, a
-        # fit without these points predicted 35-50% off at the median, with them 31-36%.
+        # (K = 16-800), output features (N = 16-128) and output pixels, where the network layers
+        # above leave the fit to extrapolate (benchmarks/host_conv_random.py scores a calibration
+        # on random convolutions).
         (32, 16, 32, 3, 1, 1),
         (16, 32, 64, 3, 1, 1),
         (16, 32, 32, 1, 1, 1),

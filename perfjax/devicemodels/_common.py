@@ -34,6 +34,7 @@ Arrays = Mapping[str, jax.Array]
 P = {p: i for i, p in enumerate(PRECISIONS)}
 CONV = KINDS.index("conv")
 GEMM = KINDS.index("gemm")
+REDUCE = KINDS.index("reduce")
 _VECTOR_CLASS = KINDS.index("elementwise")
 #: Share of the power above idle drawn by arithmetic at full rate (the rest by memory traffic).
 COMPUTE_POWER_SHARE = 0.7

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
+    REDUCE,
     Arrays,
     KernelTimes,
     device_factor,
@@ -32,9 +33,7 @@ from perfjax.devicemodels._common import (
     tiled_gemm,
     vector_time,
 )
-from perfjax.fusion._kernels import KINDS
 
-_REDUCE = KINDS.index("reduce")
 _MIN_TILE = 8.0
 #: A CPU's register-blocked GEMM tiles reach 4x the spec's matrix tile.
 _TILE_SCALE = 4.0
@@ -49,8 +48,8 @@ _FLOPS_PER_TASK_ELEMENT = 32.0
 #: scale alike, at 43696, 43696 and 65536 elements; docs/calibration/host_quick.csv).
 _BYTES_PER_TASK_ELEMENT = 12.0
 #: A reduction is split over the pool at about a quarter of the bytes an elementwise loop is:
-#: a row or column sum splits between 32768 and 36864 fp32 inputs (128-144 KB read), a copy
-#: between 49152 and 65536 elements (384-512 KB moved); benchmarks/host_reduce_split.py.
+#: a row or column sum splits between 32768 and 36864 fp32 inputs (128-144 KB read), ``x * 1.5``
+#: between 61440 and 65536 elements (480-512 KB moved); benchmarks/host_reduce_split.py.
 _REDUCE_SPLIT_SCALE = 3.5
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
@@ -84,7 +83,7 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     one), loops by the bytes they move; one-core kernels never are."""
     is_matrix = k["matrix_flops"] > 0
     loop_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
-    loop_work = jnp.where(k["kind"] == _REDUCE, loop_work * _REDUCE_SPLIT_SCALE, loop_work)
+    loop_work = jnp.where(k["kind"] == REDUCE, loop_work * _REDUCE_SPLIT_SCALE, loop_work)
     work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, loop_work)
     use = jax.nn.sigmoid(
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])

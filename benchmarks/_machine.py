@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
 import platform
 import statistics
@@ -88,3 +90,15 @@ def write_header(fh, command: str, what: str) -> None:
     info = machine_info()
     fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
              f"# command: {command}\n# {what}\n")  # fmt: skip
+
+
+@contextlib.contextmanager
+def result_csv(name: str, command: str, what: str):
+    """``benchmarks/results/<name>`` opened for writing, its header written (:func:`write_header`):
+    yields a ``csv.writer``; says where it wrote when done."""
+    out = Path(__file__).resolve().parent / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        write_header(fh, command, what)
+        yield csv.writer(fh)
+    print(f"wrote {out}")

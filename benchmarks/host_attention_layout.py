@@ -20,7 +20,6 @@ Writes benchmarks/results/host_attention_layout.csv.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import pathlib
 import statistics
@@ -32,7 +31,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
 
 ROUNDS = 3
 GRID = list(itertools.product((2, 4), (128, 256), (4, 8), (16, 32, 64, 128, 256))) + [
@@ -65,13 +64,9 @@ def main() -> None:
         [lambda f=f, args=args: time_loop(f, args) for _, fns, args in cases for f in fns], ROUNDS
     )
     times = list(zip(medians[0::2], medians[1::2], strict=True))
-    out = ROOT / "benchmarks" / "results" / "host_attention_layout.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
     extra_ns = []
-    with open(out, "w", newline="") as fh:
-        write_header(fh, "python benchmarks/host_attention_layout.py",
-                     f"float32; medians of {ROUNDS} interleaved rounds")  # fmt: skip
-        w = csv.writer(fh)
+    with result_csv("host_attention_layout.csv", "python benchmarks/host_attention_layout.py",
+                    f"float32; medians of {ROUNDS} interleaved rounds") as w:  # fmt: skip
         w.writerow(["b", "t", "h", "d", "einsum_ms", "transposed_ms", "ratio",
                     "extra_ns_per_score"])  # fmt: skip
         for ((b, t, h, d), _, _), (e, tr) in zip(cases, times, strict=True):
@@ -85,7 +80,6 @@ def main() -> None:
         vals = [x for dd, x in extra_ns if dd == d]
         print(f"d={d:3d}: median extra {statistics.median(vals):6.2f} ns per score element")
     print(f"all: median extra {statistics.median(x for _, x in extra_ns):.2f} ns per score element")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

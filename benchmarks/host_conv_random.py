@@ -7,7 +7,8 @@ carries over to convolution layers nobody put in the calibration suite.
 
 Draws ``--n`` dense convolutions (batch 1-16, 8-56 pixels square, 1-128 input and 8-128 output
 features, 1x1, 3x3 or 5x5 windows, stride 1 or 2, ``SAME`` padding, fp32) from ``--seed``,
-times each with a plain ``jax.jit`` loop (the lower of two rounds' medians of at least 0.04 s),
+times each with a plain ``jax.jit`` loop (the lower of two back-to-back timings, each the
+median of a loop of at least 0.04 s),
 and predicts each with ``perfjax.predict(..., device="host")`` for every calibration given
 (``saved``: the host calibration saved on this machine; ``priors``: none). Prints and writes the
 median and p90 absolute percentage error and the median ratio of predicted to measured time per
@@ -18,7 +19,6 @@ calibration (benchmarks/results/host_conv_random.csv, one row per convolution an
 from __future__ import annotations
 
 import argparse
-import csv
 import pathlib
 import sys
 
@@ -30,7 +30,7 @@ import perfjax
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import time_loop, write_header  # noqa: E402
+from _machine import result_csv, time_loop  # noqa: E402
 
 S = jax.ShapeDtypeStruct
 
@@ -76,24 +76,23 @@ def main() -> None:
             rows.append({**c, "calibration": name, "measured_s": measured,
                          "predicted_s": predicted})  # fmt: skip
         print(f"[{i + 1}/{args.n}] {c}: {measured * 1e6:.0f} us", flush=True)
-    out = ROOT / "benchmarks" / "results" / "host_conv_random.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/host_conv_random.py" + (f" --n {args.n}" if args.n != 90 else "")
     cmd += f" --seed {args.seed}" if args.seed != 1 else ""
     cmd += " --calibration " + " ".join(args.calibration)
-    with open(out, "w", newline="") as fh:
-        write_header(fh, cmd, "NHWC fp32 convolutions; lower of 2 rounds' medians")
-        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        wr.writeheader()
+    with result_csv(
+        "host_conv_random.csv",
+        cmd,
+        "NHWC fp32 convolutions; lower of 2 back-to-back timings' medians",
+    ) as wr:
+        wr.writerow(list(rows[0]))
         for r in rows:
-            wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+            wr.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in r.values()])
     for name in cals:
         ratio = np.array([r["predicted_s"] / r["measured_s"] for r in rows
                           if r["calibration"] == name])  # fmt: skip
         ape = np.abs(ratio - 1)
         print(f"{name}: median APE {np.median(ape):.1%}, p90 {np.percentile(ape, 90):.1%}, "
               f"median predicted/measured {np.median(ratio):.2f}")  # fmt: skip
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

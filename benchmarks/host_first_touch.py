@@ -20,7 +20,6 @@ Writes benchmarks/results/host_first_touch.csv.
 
 from __future__ import annotations
 
-import csv
 import pathlib
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import write_header  # noqa: E402
+from _machine import result_csv  # noqa: E402
 
 SIZES_MIB = (2, 4, 8, 16, 24, 31, 33, 40, 48, 64, 96, 128)
 ROUNDS = 5
@@ -73,12 +72,8 @@ def main() -> None:
         for mib in SIZES_MIB if r % 2 == 0 else SIZES_MIB[::-1]:
             fresh[mib].append(time_fresh(fresh_fn, arrays[mib]))
             donated[mib].append(time_donated(donated_fn, arrays[mib]))
-    out = ROOT / "benchmarks" / "results" / "host_first_touch.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        write_header(fh, "python benchmarks/host_first_touch.py",
-                     f"x * 1.5 over float32; medians of {ROUNDS} rounds of {CALLS} calls")  # fmt: skip
-        w = csv.writer(fh)
+    with result_csv("host_first_touch.csv", "python benchmarks/host_first_touch.py",
+                    f"x * 1.5 over float32; medians of {ROUNDS} rounds of {CALLS} calls") as w:  # fmt: skip
         w.writerow(["output_mib", "fresh_ms", "donated_ms", "extra_ms", "extra_us_per_page"])
         for mib in SIZES_MIB:
             f, d = float(np.median(fresh[mib])), float(np.median(donated[mib]))
@@ -87,7 +82,6 @@ def main() -> None:
                         f"{per_page:.3f}"])  # fmt: skip
             print(f"{mib:4d} MiB  fresh {f * 1e3:8.3f} ms  donated {d * 1e3:8.3f} ms  "
                   f"extra {per_page:6.3f} us/page")  # fmt: skip
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Writes benchmarks/results/host_gemm_rows.csv (time, and time relative to M = 1).
 
 from __future__ import annotations
 
-import csv
 import pathlib
 import sys
 
@@ -24,7 +23,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
 
 ROUNDS = 3
 SHAPES = ((1024, 1024), (2048, 2048), (512, 2048))
@@ -44,19 +43,14 @@ def main() -> None:
     medians = interleaved_medians(
         [lambda args=args: time_loop(f, args, min_s=0.15) for _, args in cases], ROUNDS
     )
-    out = ROOT / "benchmarks" / "results" / "host_gemm_rows.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        write_header(fh, "python benchmarks/host_gemm_rows.py",
-                     f"x @ w, float32; medians of {ROUNDS} interleaved rounds")  # fmt: skip
-        wr = csv.writer(fh)
+    with result_csv("host_gemm_rows.csv", "python benchmarks/host_gemm_rows.py",
+                    f"x @ w, float32; medians of {ROUNDS} interleaved rounds") as wr:  # fmt: skip
         wr.writerow(["k", "n", "m", "time_us", "vs_m1"])
         base = {}
         for ((k, n, m), _), t in zip(cases, medians, strict=True):
             base.setdefault((k, n), t)
             wr.writerow([k, n, m, f"{t * 1e6:.1f}", f"{t / base[(k, n)]:.2f}"])
             print(f"K={k:5d} N={n:5d} M={m:4d}: {t * 1e6:9.1f} us  ({t / base[(k, n)]:5.2f} x M=1)")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes benchmarks/results/host_reduce_split.csv.
 
 from __future__ import annotations
 
-import csv
 import pathlib
 import sys
 
@@ -32,7 +31,7 @@ from perfjax.fusion import fuse
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import interleaved_medians, time_loop, write_header  # noqa: E402
+from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
 
 ROUNDS = 3
 COLS = 256
@@ -62,12 +61,8 @@ def main() -> None:
     medians = interleaved_medians(
         [lambda c=c: time_loop(c[2], (c[3],), min_s=0.05) for c in cases], ROUNDS
     )
-    out = ROOT / "benchmarks" / "results" / "host_reduce_split.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        write_header(fh, "python benchmarks/host_reduce_split.py",
-                     f"(N/{COLS}, {COLS}) float32; medians of {ROUNDS} interleaved rounds")  # fmt: skip
-        wr = csv.writer(fh)
+    with result_csv("host_reduce_split.csv", "python benchmarks/host_reduce_split.py",
+                    f"(N/{COLS}, {COLS}) float32; medians of {ROUNDS} interleaved rounds") as wr:  # fmt: skip
         wr.writerow(["op", "elements", "input_kb", "time_us", "vs_smallest", "model_split"])
         for name in OPS:
             rows = [(c, t) for c, t in zip(cases, medians, strict=True) if c[0] == name]
@@ -77,7 +72,6 @@ def main() -> None:
                              f"{split:.2f}"])  # fmt: skip
                 print(f"{name:10s} N={n:6d} ({n * 4 // 1024:4d} KB): {t * 1e6:7.1f} us "
                       f"({t / base:4.1f} x smallest)  model split {split:.2f}")  # fmt: skip
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import pathlib
@@ -771,6 +772,41 @@ def test_cpu_reductions_split_over_the_pool_where_xla_splits_them():
     # The measured fact the model encodes: reductions split at well under the loop's size.
     assert steps["row_sum"] < 0.75 * steps["scale"]
     assert steps["column_sum"] < 0.75 * steps["scale"]
+
+
+def test_cpu_gemms_of_small_k_split_over_the_pool_where_a_loop_does():
+    """XLA:CPU splits a GEMM of small K over its pool by the bytes it writes, where an
+    elementwise loop (the K = 1 outer product) splits, not where its arithmetic would
+    (benchmarks/results/host_gemm_split.csv: each K's time jumps at the size with the largest
+    step from the size before). The model's split share crosses one half within 20% of that
+    step, in bytes written, for K = 1 (a loop), 2 and 4 alike."""
+    import csv
+
+    from perfjax.devicemodels._cpu import pool_use
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_gemm_split.csv"
+    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    params = default_params("cpu")
+
+    def split(k: int, written_bytes: float) -> float:
+        n = max(int(written_bytes / (4 * 256)), 1)  # a 256 x n output
+        x = (S((256, k), f32), S((k, n), f32))
+        arrays = fuse(perfjax.analyze(lambda a, b: a @ b, x), "cpu").arrays()
+        return float(jnp.max(pool_use(jax.tree.map(jnp.asarray, arrays), params)))
+
+    steps = {}
+    for k in (1, 2, 4):
+        rs = [r for r in rows if r["case"] == f"k{k}"]
+        ratio, before, after = max(
+            (float(b["time_us"]) / float(a["time_us"]), a, b) for a, b in itertools.pairwise(rs)
+        )
+        assert ratio > 1.8, (k, ratio)  # a step, not drift
+        unsplit, first = int(before["written_kb"]) * 1024, int(after["written_kb"]) * 1024
+        assert split(k, 0.8 * unsplit) < 0.5 < split(k, 1.2 * first), k
+        steps[k] = first
+    # The measured fact the model encodes: small-K GEMMs split with the loop, far below the
+    # 1.2 MFLOP at which their arithmetic alone would split them.
+    assert max(steps.values()) <= 1.25 * min(steps.values())
 
 
 def test_cpu_einsum_attention_counts_its_transposed_score_operand():

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
+    GEMM,
     REDUCE,
     Arrays,
     KernelTimes,
@@ -51,6 +52,10 @@ _BYTES_PER_TASK_ELEMENT = 12.0
 #: a row or column sum splits between 32768 and 36864 fp32 inputs (128-144 KB read), ``x * 1.5``
 #: between 61440 and 65536 elements (480-512 KB moved); benchmarks/host_reduce_split.py.
 _REDUCE_SPLIT_SCALE = 3.5
+#: A matrix-vector product's bytes, scaled, when XLA:CPU decides whether to split it: M = 1
+#: products jump between 625 and 791 KB of weights, a loop at ~450 KB moved (1/1.5);
+#: benchmarks/host_gemm_split.py.
+_MATVEC_SPLIT_SCALE = 0.65
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
 
@@ -80,11 +85,22 @@ def packing_time(
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     """Share (0..1) of each kernel split into tasks over the thread pool. GEMMs are split by
     their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on two cores than on
-    one), loops by the bytes they move; one-core kernels never are."""
+    one) or, like loops, by the bytes they move, whichever splits first: a GEMM of small K is
+    a pass over its output (K = 1, 2, 4 and 8 jump with a loop at 400-500 KB written), a
+    matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
+    (benchmarks/host_gemm_split.py); one-core kernels never are split."""
     is_matrix = k["matrix_flops"] > 0
-    loop_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
-    loop_work = jnp.where(k["kind"] == REDUCE, loop_work * _REDUCE_SPLIT_SCALE, loop_work)
-    work = jnp.where(is_matrix, k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, loop_work)
+    bytes_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
+    loop_work = jnp.where(k["kind"] == REDUCE, bytes_work * _REDUCE_SPLIT_SCALE, bytes_work)
+    matvec = (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
+    gemm_bytes_work = jnp.where(
+        k["kind"] == GEMM, bytes_work * jnp.where(matvec, _MATVEC_SPLIT_SCALE, 1.0), 0.0
+    )
+    work = jnp.where(
+        is_matrix,
+        jnp.maximum(k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, gemm_bytes_work),
+        loop_work,
+    )
     use = jax.nn.sigmoid(
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
     )

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import itertools
 import json
 import math
 import os
@@ -60,10 +59,14 @@ import jax.numpy as jnp
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "experiments"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+import host_generalization as hg  # noqa: E402  (the generator's shared pieces)
 
 DOCS = ROOT / "docs" / "calibration"
+_materialize, _pick = hg._materialize, hg._pick
 S = jax.ShapeDtypeStruct
 FIELDS = (
     "index", "family", "program", "device_s", "device_busy_s", "kernels", "wall_s", "sync_s",
@@ -76,16 +79,8 @@ FIELDS = (
 # --------------------------------------------------------------------------------------------
 
 
-def _pick(rng, values):
-    return values[int(rng.integers(len(values)))]
-
-
 def _dt(rng, p_bf16: float) -> Any:
     return jnp.bfloat16 if rng.random() < p_bf16 else jnp.float32
-
-
-def _act(name: str) -> Callable:
-    return {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}[name]
 
 
 def gemm(rng):
@@ -104,27 +99,7 @@ def mlp(rng, train: bool):
     widths = [
         int(_pick(rng, [512, 1024, 2048, 4096, 8192])) for _ in range(int(rng.integers(2, 5)))
     ]
-    act = _act(_pick(rng, ["relu", "gelu", "tanh", "silu"]))
-    params = [(S((a, b), dt), S((b,), dt)) for a, b in itertools.pairwise(widths)]
-
-    def fwd(params, x):
-        for i, (w, b) in enumerate(params):
-            x = x @ w + b
-            x = act(x) if i < len(params) - 1 else x
-        return x
-
-    label = (
-        f"mlp{'_train' if train else ''} b{batch} {'-'.join(map(str, widths))} {jnp.dtype(dt).name}"
-    )
-    x = S((batch, widths[0]), dt)
-    if not train:
-        return label, fwd, (params, x)
-
-    def step(params, x):
-        g = jax.grad(lambda p: jnp.mean(fwd(p, x).astype(jnp.float32) ** 2))(params)
-        return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g)
-
-    return label, step, (params, x)
+    return hg.mlp_program(rng, batch, widths, dt, train)
 
 
 def conv(rng):
@@ -196,21 +171,7 @@ def norm(rng):
 
 
 def elementwise(rng):
-    n = int(_pick(rng, [1 << 16, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28]))
-    ops = [_pick(rng, ["tanh", "sigmoid", "exp", "mul", "add", "sin", "log1p_abs", "sqrt_abs"])
-           for _ in range(int(rng.integers(1, 6)))]  # fmt: skip
-    table = {
-        "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "exp": lambda x: jnp.exp(-jnp.abs(x)),
-        "mul": lambda x: x * 1.5, "add": lambda x: x + 0.5, "sin": jnp.sin,
-        "log1p_abs": lambda x: jnp.log1p(jnp.abs(x)), "sqrt_abs": lambda x: jnp.sqrt(jnp.abs(x)),
-    }  # fmt: skip
-
-    def fwd(x):
-        for o in ops:
-            x = table[o](x)
-        return x
-
-    return f"elementwise {n} {'.'.join(ops)}", fwd, (S((n,), jnp.float32),)
+    return hg.elementwise_program(rng, [1 << 16, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28])
 
 
 def zoo(rng):
@@ -272,35 +233,12 @@ def _anchors() -> list[tuple[str, str, Callable, tuple]]:
 
 def generate(seed: int, n: int) -> list[tuple[str, str, Callable | None, tuple]]:
     """The anchors, then ``n`` programs drawn with ``seed`` (families in turn)."""
-    rng = np.random.default_rng(seed)
-    names = list(FAMILIES)
-    out = _anchors()
-    for i in range(n):
-        family = names[i % len(names)]
-        try:
-            label, fn, inputs = FAMILIES[family](rng)
-        except Exception as e:  # a model that cannot be built here: recorded, not hidden
-            label, fn, inputs = f"{family} (not built: {type(e).__name__}: {e})"[:200], None, ()
-        out.append((family, label, fn, inputs))
-    return out
+    return hg.draw(FAMILIES, seed, n, first=_anchors())
 
 
 # --------------------------------------------------------------------------------------------
 # measuring (on the GPU)
 # --------------------------------------------------------------------------------------------
-
-
-def _materialize(inputs, seed: int):
-    key = jax.random.key(seed)
-    leaves, tree = jax.tree.flatten(inputs)
-    out = []
-    for i, x in enumerate(leaves):
-        k = jax.random.fold_in(key, i)
-        if jnp.issubdtype(x.dtype, jnp.integer):
-            out.append(jax.random.randint(k, x.shape, 0, 8, x.dtype))
-        else:
-            out.append((jax.random.normal(k, x.shape, jnp.float32) * 0.1).astype(x.dtype))
-    return jax.tree.unflatten(tree, out)
 
 
 def _named(fn: Callable, index: int) -> Callable:

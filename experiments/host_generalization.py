@@ -71,6 +71,11 @@ def mlp(rng, train: bool):
     batch = _pick(rng, [1, 4, 16, 64, 256, 1024])
     widths = [int(_pick(rng, [64, 128, 256, 512, 784, 1024, 2048]))
               for _ in range(int(rng.integers(2, 5)))]  # fmt: skip
+    return mlp_program(rng, batch, widths, dt, train)
+
+
+def mlp_program(rng, batch: int, widths: list[int], dt: Any, train: bool):
+    """An MLP over ``widths`` (activation drawn), its forward pass or an SGD step."""
     act = _act(_pick(rng, ["relu", "gelu", "tanh", "silu"]))
     params = [(S((a, b), dt), S((b,), dt)) for a, b in itertools.pairwise(widths)]
 
@@ -144,7 +149,12 @@ def norm(rng, train: bool = False):
 
 
 def elementwise(rng, train: bool = False):
-    n = int(_pick(rng, [1 << 12, 1 << 16, 1 << 20, 1 << 22, 1 << 24]))
+    return elementwise_program(rng, [1 << 12, 1 << 16, 1 << 20, 1 << 22, 1 << 24])
+
+
+def elementwise_program(rng, sizes: list[int]):
+    """A chain of 1-5 elementwise functions over a vector of a size drawn from ``sizes``."""
+    n = int(_pick(rng, sizes))
     ops = [_pick(rng, ["tanh", "sigmoid", "exp", "mul", "add", "sin", "log1p_abs", "sqrt_abs"])
            for _ in range(int(rng.integers(1, 6)))]  # fmt: skip
     table = {
@@ -196,13 +206,19 @@ FAMILIES: dict[str, Callable] = {
 
 
 def generate(seed: int, n: int) -> list[tuple[str, str, Callable, tuple]]:
+    return draw(FAMILIES, seed, n)
+
+
+def draw(families: dict[str, Callable], seed: int, n: int, first=()) -> list[tuple]:
+    """``first``, then ``n`` programs ``(family, label, fn, inputs)`` drawn with ``seed``, the
+    families in turn; a program that cannot be built is kept, with the reason as its label."""
     rng = np.random.default_rng(seed)
-    names = list(FAMILIES)
-    out = []
+    names = list(families)
+    out = list(first)
     for i in range(n):
         family = names[i % len(names)]
         try:
-            label, fn, inputs = FAMILIES[family](rng)
+            label, fn, inputs = families[family](rng)
         except Exception as e:  # a model that cannot be built here: recorded, not hidden
             label, fn, inputs = f"{family} (not built: {type(e).__name__}: {e})"[:200], None, ()
         out.append((family, label, fn, inputs))

@@ -110,6 +110,7 @@ def test_split_is_by_program_and_reported(synthetic_fit):
     assert "heldout" in text and "median APE" in text
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_fit_of_a_thousand_measurements(tmp_path):
     # 1000+ rows (the speed target is measured by benchmarks/fit_speed.py, not asserted here).
     base = _synthetic()
@@ -173,6 +174,7 @@ def test_evaluate_scores_unseen_measurements(synthetic_fit):
         evaluate(cal, Measurements.from_rows([dict(workload=w, device="tpu-v4", time_s=1e-5)]))
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_host_calibration_is_picked_up_automatically(synthetic_fit, tmp_path, monkeypatch):
     monkeypatch.setenv("PERFJAX_CACHE_DIR", str(tmp_path))
     fn, ins = Workload.of("matmul", m=64, k=64, n=64).build()
@@ -342,6 +344,7 @@ def test_gpu_predictions_use_the_shipped_calibration_by_default():
         perfjax.compare(fn, ins, ["a100-80gb"], calibration=3)
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_shipped_gpu_calibration_helps_on_deepbench_which_it_never_saw():
     """Independent data: DeepBench's fp32 GEMMs and convolutions (another harness, older
     libraries, other shapes) on a GTX 1080 Ti, a GPU no fit saw, scored with the shipped
@@ -438,6 +441,7 @@ def slow_fleet_fit():
     return ms, fit(ms, holdout=held, steps=400, device_effects=True, effect_threshold=0.05)
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit(slow_fleet_fit):
     # (The slow GPU runs its fp32 GEMMs on TF32 tensor cores like three others: the V100, alone on
     # CUDA cores, has a unit of its own that shared parameters could bend for it.)
@@ -472,6 +476,7 @@ def test_device_effects_keep_one_unusual_device_from_bending_the_shared_fit(slow
         fit(ms, holdout=held, steps=5, device_effects=True, effect_threshold=0.0)
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_a_calibrated_device_is_predicted_with_its_own_factors(slow_fleet_fit, tmp_path):
     import dataclasses
 
@@ -514,6 +519,7 @@ def test_calibrations_saved_before_device_factors_still_load(synthetic_fit, tmp_
     assert old.device_params == {}
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_harness_effects_learn_a_per_op_fixed_cost_shared_by_every_device():
     ms = _fleet(harness_s=30e-6)
     held = {"devices": [FLEET[4]]}

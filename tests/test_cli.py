@@ -555,6 +555,7 @@ def test_recommend_bad_precision_exits_2(capsys, model):
     assert code == 2 and "unknown precision 'fp5'" in err
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_calibrate_and_validate_from_csv(capsys, tmp_path):
     from perfjax.calibrate import Measurements, Workload, load
 
@@ -596,6 +597,7 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
     assert code == 2 and "no calibration file" in err
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_path):
     from perfjax.calibrate import Measurements, Workload, load
 

@@ -52,6 +52,7 @@ def test_maxtext_models_have_maxtexts_exact_sizes(name):
         ),
     ],
 )  # fmt: skip
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_flash_attention_equals_plain_attention(overrides):
     cfg = decoder("tiny", dtype="float32", **overrides).config
     params = init(cfg, jax.random.key(1))

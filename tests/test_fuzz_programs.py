@@ -38,6 +38,7 @@ def test_generator_is_reproducible_and_varied():
     assert len(gens) >= 10, gens
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_no_crash_and_no_nonfinite_result(outcomes):
     bad = [
         f"{key} [{' '.join(prog.features)}] {prog.description} on {d}: {o}: {detail}"
@@ -48,6 +49,7 @@ def test_no_crash_and_no_nonfinite_result(outcomes):
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_most_programs_predict(outcomes):
     # The generator makes few programs JAX rejects, and perfjax refuses few (with a clear error).
     counts = collections.Counter(fuzz.program_outcome(ev["results"]) for _, ev in outcomes.values())

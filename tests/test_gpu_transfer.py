@@ -44,6 +44,7 @@ def amd_fit():
     )
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_nvidia_fit_never_reaches_amd(shipped, amd_fit):
     # The shipped calibration's shared parameters are NVIDIA's; an AMD GPU gets the AMD fit where
     # one is combined in (vendor_params), else the AMD priors: never the NVIDIA GEMM efficiency.
@@ -90,6 +91,7 @@ def test_with_vendor_checks_its_input(shipped):
         shipped.with_vendor(dataclasses.replace(shipped, vendor_params={}, vendor_devices={}))
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_vendor_params_round_trip(tmp_path, shipped, amd_fit):
     both = dataclasses.replace(shipped, vendor_params={}, vendor_devices={}).with_vendor(amd_fit)
     back = load(both.save(tmp_path / "cal.json"))

@@ -171,6 +171,7 @@ def test_exact_equals_brute_force(seed):
 # ---- relaxed ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_relaxed_not_worse_than_heft_and_close_to_exact():
     gaps = []
     for seed in range(4):

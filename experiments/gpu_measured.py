@@ -32,7 +32,9 @@ error against the device time, per family and over the programs whose device tim
 50 us (below that, launch latencies the model prices as constants dominate), the share better
 than the priors, and the 80% interval's coverage.
 
-Outputs: ``docs/calibration/gpu_measured_<gpu>.csv`` (the measurement, from ``--measure``),
+Outputs: ``docs/calibration/gpu_measured_<gpu>.csv`` (the measurement, from ``--measure``, with
+``_meta.json`` and ``_kernels.json``: the name and duration of every kernel of each program's first
+traced run),
 ``gpu_measured_<gpu>_predicted.csv``, ``gpu_measured_<gpu>.json`` (summary) and
 ``gpu_measured_<gpu>.png`` (predicted vs measured).
 """
@@ -308,6 +310,7 @@ def _read_trace(logdir: str, calls: int, only: str | None = None) -> tuple[dict[
         return {}, {"error": "no xplane.pb written"}
     pd = ProfileData.from_file(max(files, key=os.path.getmtime))
     per_module: dict[str, list[tuple[int, int, str]]] = {}
+    names: dict[str, dict[tuple[int, int], str]] = {}  # per module: kernel name by (start, end)
     sample: dict[str, Any] = {"planes": [], "events": []}
     for plane in pd.planes:
         lines = list(plane.lines)
@@ -326,13 +329,11 @@ def _read_trace(logdir: str, calls: int, only: str | None = None) -> tuple[dict[
                     )  # fmt: skip
                 module = only or stats.get("hlo_module", "")
                 if module:
+                    start = int(ev.start_ns)
                     per_module.setdefault(module, []).append(
-                        (
-                            int(ev.start_ns),
-                            int(ev.start_ns + ev.duration_ns),
-                            stats.get("run_id", ""),
-                        )
+                        (start, start + int(ev.duration_ns), stats.get("run_id", ""))
                     )
+                    names.setdefault(module, {})[start, start + int(ev.duration_ns)] = ev.name
     out: dict[str, dict] = {}
     for module, evs in per_module.items():
         runs = [r for r in _runs(evs, calls) if r]
@@ -340,7 +341,11 @@ def _read_trace(logdir: str, calls: int, only: str | None = None) -> tuple[dict[
             "spans": [(max(e for _, e in r) - min(s for s, _ in r)) * 1e-9 for r in runs],
             "busy": [_union_s(r) for r in runs],
             "kernels": [len(r) for r in runs],
-        }
+            # The first run's kernels in start order: (name, duration in us).
+            "kernel_names": [
+                (names[module].get((s, e), "?")[:160], (e - s) * 1e-3) for s, e in sorted(runs[0])
+            ] if runs else [],
+        }  # fmt: skip
     return out, sample
 
 
@@ -394,6 +399,7 @@ def measure(args) -> None:
     walls: dict[int, list[float]] = {i: [] for i, _, _ in ready}
     devs: dict[int, dict] = {i: {"spans": [], "busy": [], "kernels": []} for i, _, _ in ready}
     sample: dict = {}
+    kernel_names: dict[int, list] = {}  # per program: its first traced run's kernels
     per_program = False
     for r in range(args.rounds):
         if r and time.perf_counter() - t_start > 0.8 * args.budget_s:
@@ -419,6 +425,7 @@ def measure(args) -> None:
             if rec:
                 for key in devs[i]:
                     devs[i][key].extend(rec[key])
+                kernel_names.setdefault(i, rec.get("kernel_names", []))
         if r == 0:
             for i, f, xs in ready:
                 rows[i]["sync_s"] = _sync(f, xs)
@@ -448,6 +455,11 @@ def measure(args) -> None:
     csv_path.with_name(csv_path.stem + "_meta.json").write_text(
         json.dumps(meta, indent=1, default=str)
     )
+    # Which kernels XLA ran for each program (name, microseconds), from the first traced run.
+    csv_path.with_name(csv_path.stem + "_kernels.json").write_text(json.dumps(
+        {rows[i]["program"]: [[n, round(us, 3)] for n, us in ks] for i, ks in sorted(kernel_names.items())},
+        indent=0,
+    ))  # fmt: skip
     print(f"wrote {csv_path} ({sum('wall_s' in r for r in rows.values())} programs timed, "
           f"{sum('device_s' in r for r in rows.values())} with device time) in "
           f"{time.perf_counter() - t_start:.0f} s", flush=True)  # fmt: skip

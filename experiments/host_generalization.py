@@ -14,8 +14,10 @@ Each program is timed by a plain loop, independent of perfjax's executor: ``jax.
 compile, two warm-up calls, then calls with ``block_until_ready`` until 0.1 s and 5 calls have
 passed, in 3 rounds over all programs (alternating order, so a slow spell of this shared
 machine moves one round of a program, not its result); the median of the rounds' medians is the
-measurement. How far a program's rounds lie apart is reported as the noise floor: no model can
-predict a program better than its own timings agree. It is predicted with
+measurement. How far a program's rounds lie apart is reported as the noise floor (``round_spread``,
+and ``round_ape``: each round against the median of the others): no model can predict a program
+better than its own timings agree. ``experiments/host_remeasure.py`` compares two whole runs of
+one seed the same way. It is predicted with
 ``perfjax.predict(fn, inputs, device="host")`` (the calibration saved on this machine, if any)
 and with ``calibration=False`` (the priors).
 
@@ -312,6 +314,11 @@ def main() -> None:
             "interval_low_s": lo, "interval_high_s": hi,
             "covered": bool(lo <= measured <= hi) if cal.interval_s else None,
             "round_spread": (max(ts) - min(ts)) / measured,
+            # Each round against the median of the others (how well one timing predicts another).
+            "round_ape": statistics.median(
+                abs(t / statistics.median(ts[:j] + ts[j + 1 :]) - 1) for j, t in enumerate(ts)
+            ) if len(ts) > 1 else None,
+            "round_times_s": ";".join(f"{t:.6g}" for t in ts),
             "calibration": cal.calibration,
         }  # fmt: skip
         rows.append(row)
@@ -337,6 +344,9 @@ def main() -> None:
         "interval_coverage": float(np.mean(cov)) if cov else None,
         # The noise floor: how far apart one program's timing rounds lie, (max - min) / median.
         "round_spread": _stats([r["round_spread"] for r in ok]) if args.rounds > 1 else None,
+        # ... and the APE of one round against the median of the others: what a perfect model of
+        # the program would score against a single timing of it.
+        "round_ape": _stats([r["round_ape"] for r in ok]) if args.rounds > 1 else None,
         "rounds": args.rounds,
         "per_family": {
             f: {

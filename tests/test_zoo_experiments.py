@@ -90,3 +90,40 @@ def test_dot_precisions(zoo_gpus):
         "precision = [HIGHEST, HIGHEST] : ...\n%1 = stablehlo.dot_general %a, %b : ...\n"
     )
     assert zoo_gpus.dot_precisions(text) == (2, 1)
+
+
+def test_host_remeasure_scores_the_committed_runs_of_one_seed(tmp_path):
+    """experiments/host_remeasure.py on the two committed runs of seed 555: the same programs in
+    the same order, its figures recomputed from the CSVs, and a run compared with itself
+    scoring zero; two runs of different programs are refused."""
+    import csv
+
+    import numpy as np
+
+    mod = _load("host_remeasure")
+    runs = EXPERIMENTS.parent / "docs" / "calibration" / "remeasure"
+    first, second = str(runs / "s555_first.csv"), str(runs / "s555_second.csv")
+    s = mod.compare(first, second)
+    m = [[float(r["measured_s"]) for r in csv.DictReader(open(p))] for p in (first, second)]
+    ape = np.abs(np.array(m[1]) / np.array(m[0]) - 1)
+    assert s["programs"] == len(m[0]) >= 100
+    assert math.isclose(s["between_runs"]["median"], float(np.median(ape)))
+    assert 0.0 < s["between_runs"]["median"] < s["between_runs"]["p90"]
+    # The committed summary is what the script computes from the committed CSVs.
+    import json
+
+    saved = json.loads(
+        (EXPERIMENTS.parent / "docs" / "calibration" / "host_remeasure.json").read_text()
+    )
+    assert math.isclose(saved["between_runs"]["p90"], s["between_runs"]["p90"])
+    assert math.isclose(saved["model_vs_both"]["median"], s["model_vs_both"]["median"])
+    assert mod.compare(first, first)["between_runs"]["p90"] == 0.0
+    other = tmp_path / "other.csv"
+    rows = list(csv.DictReader(open(first)))
+    rows[0]["program"] = "something else"
+    with open(other, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(SystemExit, match="same programs"):
+        mod.compare(first, str(other))

@@ -373,7 +373,7 @@ def measure(args) -> None:
     for i, (family, label, fn, inputs) in enumerate(programs):
         row = {"index": i, "family": family, "program": label}
         rows[i] = row
-        if args.only and not re.search(args.only, label):
+        if args.only and family != "anchor" and not re.search(args.only, label):
             row["error"] = "skipped: --only"
             continue
         if time.perf_counter() - t_start > 0.55 * args.budget_s:
@@ -446,7 +446,8 @@ def measure(args) -> None:
         for i in sorted(rows):
             w.writerow({k: rows[i].get(k, "") for k in FIELDS})
     meta = {
-        "command": f"python experiments/gpu_measured.py --measure --seed {args.seed} --n {args.n}",
+        "command": f"python experiments/gpu_measured.py --measure --seed {args.seed} --n {args.n}"
+        + (f" --only {args.only!r}" if args.only else "") + f" --budget-s {args.budget_s:g}",
         "seed": args.seed, "n": args.n, "gpu": gpu, "device_kind": dev.device_kind,
         "jax": jax.__version__, "rounds": args.rounds, "seconds": time.perf_counter() - t_start,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "one_trace_per_program": per_program,

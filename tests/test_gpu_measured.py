@@ -61,6 +61,8 @@ def test_measured_anchors_lie_under_the_catalog_peaks(path):
     meta, rows = _rows(path)
     spec = get_device(meta["gpu"])
     by_name = {r["program"]: float(r["device_s"]) for r in rows if r["family"] == "anchor"}
+    if not by_name and "--only" in meta["command"]:
+        pytest.skip("an --only run from before anchors were always timed")
     gemm_flops_per_s = 2 * 8192**3 / by_name["anchor gemm 8192x8192x8192 bfloat16"]
     scale_bytes_per_s = 2 * 4 * (1 << 28) / by_name["anchor scale 268435456 float32"]
     assert 0.6 < gemm_flops_per_s / spec.matrix_flops_per_s["bf16"] < 1.0

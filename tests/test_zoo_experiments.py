@@ -127,3 +127,25 @@ def test_host_remeasure_scores_the_committed_runs_of_one_seed(tmp_path):
         w.writerows(rows)
     with pytest.raises(SystemExit, match="same programs"):
         mod.compare(first, str(other))
+
+
+def test_host_timing_statistic_compares_two_passes():
+    """experiments/host_timing_statistic.py: identical passes agree exactly; a slow spell that
+    adds time to the slower half of the second pass's calls moves the median-based statistic
+    and not the low ones, and every statistic sits at or under the median."""
+    import numpy as np
+
+    mod = _load("host_timing_statistic")
+    rng = np.random.default_rng(0)
+    first = [[list(1e-3 * (1 + 0.1 * rng.random(20))) for _ in range(3)] for _ in range(30)]
+    same = mod.compare([first, first])
+    assert all(s["between_passes_p90"] == 0.0 for s in same.values())
+    # The second pass: the slower half of each round's calls 40% slower (interference adds time).
+    slowed = [[[t * (1.4 if t > np.median(r) else 1.0) for t in r] for r in p] for p in first]
+    s = mod.compare([first, slowed])
+    assert s["fastest call"]["between_passes_median"] == 0.0
+    assert s["p10 of all calls"]["between_passes_median"] < 0.01
+    assert s["median of round medians"]["between_passes_median"] > 0.01
+    assert all(v["ratio_to_median"] <= 1.0 for v in s.values())
+    saved = EXPERIMENTS.parent / "docs" / "calibration" / "host_timing_statistic.json"
+    assert set(__import__("json").loads(saved.read_text())["statistics"]) == set(mod.STATISTICS)

@@ -254,7 +254,9 @@ def prepare(fn, inputs) -> tuple[Callable, tuple]:
     return f, args
 
 
-def time_program(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
+def call_times(f, args, min_s: float = 0.1, min_calls: int = 5) -> list[float]:
+    """Seconds of each call of ``f(*args)`` (blocked on) over at least ``min_calls`` calls and
+    ``min_s`` seconds, at most 200 calls: one timing round."""
     times, start = [], time.perf_counter()
     while len(times) < min_calls or time.perf_counter() - start < min_s:
         t0 = time.perf_counter()
@@ -262,7 +264,12 @@ def time_program(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
         times.append(time.perf_counter() - t0)
         if len(times) >= 200:
             break
-    return statistics.median(times)
+    return times
+
+
+def time_program(f, args, min_s: float = 0.1, min_calls: int = 5) -> float:
+    """The median call of one timing round (:func:`call_times`)."""
+    return statistics.median(call_times(f, args, min_s, min_calls))
 
 
 # --------------------------------------------------------------------------------------------

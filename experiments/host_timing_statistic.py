@@ -3,8 +3,9 @@
     python experiments/host_timing_statistic.py            # 60 programs of seed 555, ~4 min
 
 Each pass times every program as ``host_generalization.py`` does (3 interleaved rounds of a
-plain ``jax.jit`` loop, at least 0.1 s and 5 calls a round) but keeps every call's time. Each
-statistic of a program's samples is computed per pass, and the two passes are scored against
+plain ``jax.jit`` loop, at least 0.1 s and 5 calls a round: ``host_generalization.call_times``)
+but keeps every call's time. Each statistic of a program's samples is computed per pass, and
+the two passes are scored against
 each other as if one predicted the other (absolute percentage error, median and p90 over
 programs): the smaller, the less a measurement by that statistic depends on when it was taken.
 Also reported: each statistic's value relative to the median of the rounds' medians (the
@@ -33,18 +34,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import host_generalization as hg
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "calibration"
-
-
-def samples(f, args, min_s: float = 0.1, min_calls: int = 5) -> list[float]:
-    """Every call's seconds of one round (the loop of ``host_generalization.time_program``)."""
-    ts, start = [], time.perf_counter()
-    while len(ts) < min_calls or time.perf_counter() - start < min_s:
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t0)
-        if len(ts) >= 200:
-            break
-    return ts
 
 
 #: Statistics of one program's rounds (a list of per-round call times).
@@ -98,7 +87,7 @@ def main() -> None:
         for r in range(args.rounds):
             order = range(len(ready)) if r % 2 == 0 else reversed(range(len(ready)))
             for k in order:
-                rounds[k].append(samples(ready[k][1], ready[k][2]))
+                rounds[k].append(hg.call_times(ready[k][1], ready[k][2]))
         passes.append(rounds)
         print(f"pass {p + 1}/2 timed ({time.perf_counter() - t0:.0f} s)", flush=True)
     summary = {

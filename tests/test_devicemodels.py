@@ -509,11 +509,40 @@ def test_cpu_parallel_units_follow_weights_and_reductions():
     assert conv_of(big) == 2.0  # two 512 KiB blocks of weights
     assert conv_of(bmm) == 1.0 and conv_of(bmm_softmax) == 16.0
     assert conv_of(dense) == UNBOUNDED
+    # A depthwise convolution is not split over the images by a reduction after it.
+    depthwise = lambda x, w: F.max_pool2d(F.conv2d(x, w, groups=32))
+    assert conv_of(_cpu_kernels(depthwise, x, (3, 3, 1, 32))) == 1.0
     # Other families split tiles however the model says.
     gpu = fuse(
         perfjax.analyze(lambda x, w: F.conv2d(x, w), (jnp.ones(x), jnp.ones(w_small))), "gpu"
     )
     assert np.all(gpu.parallel_units == UNBOUNDED)
+
+
+def test_cpu_depthwise_convolutions_before_a_reduction_stay_on_one_core_as_measured():
+    """benchmarks/results/host_grouped_conv_split.csv: a depthwise convolution with batch
+    statistics after it takes as long as alone (it is not split over pairs of images), and the
+    model prices the two alike for the measured shapes (within the statistics' own cost)."""
+    import csv
+
+    path = (
+        pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_grouped_conv_split.csv"
+    )
+    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    depthwise = [r for r in rows if r["conv"] == "depthwise"]
+    assert len(depthwise) >= 5
+    assert float(np.median([float(r["ratio"]) for r in depthwise])) > 0.9
+    for r in depthwise:
+        b, hw, c, s = (int(r[k]) for k in ("batch", "hw", "features", "stride"))
+        x, w = S((b, hw, hw, c), f32), S((3, 3, 1, c), f32)
+        conv = lambda x, w, s=s, c=c: jax.lax.conv_general_dilated(
+            x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=c,
+        )  # fmt: skip
+        stats = lambda x, w, conv=conv: (lambda y: y - jnp.mean(y, axis=(0, 1, 2)))(conv(x, w))
+        t_alone = perfjax.predict(conv, (x, w), device="host", calibration=False).time_s
+        t_stats = perfjax.predict(stats, (x, w), device="host", calibration=False).time_s
+        assert 0.95 < t_stats / t_alone < 1.6, (r, t_stats / t_alone)
 
 
 def test_one_core_kernels_are_predicted_slower_by_the_core_count():

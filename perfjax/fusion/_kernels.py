@@ -17,6 +17,8 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains nothing from
   the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
   16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
+  depthwise (grouped) convolutions never split over the images: with a batch normalisation's
+  statistics after them they take as long as alone (``benchmarks/host_grouped_conv_split.py``);
   a 32 x 128^3 batched matmul as fast on one core as on two. The kernel table records this as
   ``parallel_units`` (unbounded where the cores split the tiles, as for 2-D GEMMs). Dense
   convolutions with at most 16 input and 16 output features, or a window wider than their input
@@ -749,7 +751,10 @@ class _Fusion:
             # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction.
             per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
             units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
-            if self.feeds_reduction(g["anchor"]):
+            # Grouped (depthwise) convolutions gain nothing from a reduction after them
+            # (benchmarks/host_grouped_conv_split.py): only dense ones and batched GEMMs split.
+            grouped = kind == "conv" and feats.get("groups", 1) > 1
+            if self.feeds_reduction(g["anchor"]) and not grouped:
                 lead = float(feats.get("batch", 1)) if kind == "conv" else b_
                 units = max(units, lead / 2.0)
         dense_conv = kind == "conv" and feats.get("groups", 1) == 1

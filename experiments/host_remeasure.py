@@ -20,18 +20,14 @@ import argparse
 import csv
 import json
 import pathlib
+import sys
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from host_generalization import _stats  # the same median / p90 summary as the runs compared
+
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "calibration" / "host_remeasure.json"
-
-
-def _stats(ape: np.ndarray) -> dict[str, float]:
-    return {
-        "median": float(np.median(ape)),
-        "p90": float(np.percentile(ape, 90)),
-        "n": int(ape.size),
-    }
 
 
 def _rows(path: str) -> list[dict]:

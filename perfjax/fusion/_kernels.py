@@ -746,18 +746,17 @@ class _Fusion:
         anchor, kind = self.ops[g["anchor"]], g["kind"]
         feats = dict(anchor.features)
         units = UNBOUNDED
+        dense_conv = kind == "conv" and feats.get("groups", 1) == 1
         if self.policy.serial_matrix and (kind == "conv" or (kind == "gemm" and b_ > 1)):
             # Blocks of one matrix's weights (a convolution's groups share the weight tensor);
-            # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction.
+            # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction,
+            # which grouped (depthwise) convolutions do not split into
+            # (benchmarks/host_grouped_conv_split.py).
             per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
             units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
-            # Grouped (depthwise) convolutions gain nothing from a reduction after them
-            # (benchmarks/host_grouped_conv_split.py): only dense ones and batched GEMMs split.
-            grouped = kind == "conv" and feats.get("groups", 1) > 1
-            if self.feeds_reduction(g["anchor"]) and not grouped:
+            if (kind == "gemm" or dense_conv) and self.feeds_reduction(g["anchor"]):
                 lead = float(feats.get("batch", 1)) if kind == "conv" else b_
                 units = max(units, lead / 2.0)
-        dense_conv = kind == "conv" and feats.get("groups", 1) == 1
         narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
         # A window wider than the input (a 3x3 kernel over a 2x2 feature map): XLA pads the input
         # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).

@@ -278,11 +278,23 @@ def test_precisions_a_device_lacks_are_clear_errors():
     assert [p.device for p in c.predictions] == ["h100"] and "edge-tpu" in c.errors
 
 
-def test_host_bf16_falls_back_to_fp32_vector_like_xla_cpu():
-    spec = perfjax.device("host")
-    p = gemm_time("host", 256, 256, 256)
-    if "bf16" not in spec.matrix_flops_per_s and "bf16" not in spec.vector_flops_per_s:
-        assert _units(p) == {"fp32 vector units (bf16 upcast, as XLA:CPU does)"}
+def test_cpu_bf16_gemms_are_upcast_like_xla_cpu_compiles_them():
+    # XLA:CPU's own compiled HLO: the bf16 dot runs in fp32 between convert loops, also on a
+    # CPU with bf16 dot instructions (a Zen 4 host with AVX512_BF16). AMX was not available to check.
+    from perfjax._host import cpu_info
+
+    if "amx_bf16" not in cpu_info().flags:
+        a, b = jnp.ones((64, 784), bf16), jnp.ones((784, 256), bf16)
+        hlo = jax.jit(lambda a, b: a @ b).lower(a, b).compile().as_text()
+        assert "f32[64,784]{1,0} convert(" in hlo and "f32[64,256]{1,0} dot(" in hlo
+    upcast = {"fp32 vector units (bf16 upcast, as XLA:CPU does)"}
+    # So the model upcasts too: on the host, and on catalog CPUs whose AVX512_BF16 peak is
+    # listed (the EPYC 9654) but which XLA:CPU does not use for dots.
+    assert "bf16" in perfjax.device("epyc-9654").vector_flops_per_s
+    for dev in ("host", "epyc-9654", "xeon-8380"):
+        assert _units(gemm_time(dev, 256, 256, 256)) == upcast, dev
+    t_bf16, t_fp32 = (gemm_time("epyc-9654", 1024, 1024, 1024, d).time_s for d in (bf16, f32))
+    assert t_bf16 > t_fp32
 
 
 # ---- fusion -----------------------------------------------------------------------------------

@@ -359,7 +359,10 @@ def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, fl
         for p in (want, "bf16" if want == "fp16" and fam == "tpu" else None):
             if p and p in m:
                 return 0, p, 1.0, f"{p} {unit_name}"
-        if want in v:
+        # XLA:CPU converts bf16 and fp16 dots and convolutions to fp32 (convert loops around an
+        # fp32 YNNPACK call) even where the CPU has bf16 dot instructions (AVX512_BF16: the
+        # compiled HLO on a Zen 4 host), so those do not set the rate.
+        if want in v and fam != "cpu":
             return 1, want, 1.0, f"{want} vector units"
         if "fp32" in m:
             return 0, "fp32", 1.0, f"fp32 {unit_name} ({want} upcast)"

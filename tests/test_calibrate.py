@@ -559,3 +559,22 @@ def test_cross_conformal_interval_uses_every_row_out_of_fold(synthetic_fit):
         fit(ms, holdout=0.3, steps=5, interval_folds=1)
     with pytest.raises(ValueError, match="needs at least 100 measurements"):
         fit(ms, holdout=0.3, steps=5, interval_folds=10)
+
+
+def test_each_kind_weighs_the_same_and_chains_weigh_more():
+    from types import SimpleNamespace
+
+    from perfjax.calibrate._fit import _CHAIN_WEIGHT, _Objective
+
+    kinds = ["matmul"] * 6 + ["elementwise"] * 2 + ["chain"] * 3 + ["conv2d"]
+    rows = [SimpleNamespace(kind=k) for k in kinds]
+    held = np.array([11])  # the conv2d row is held out: no weight
+    train = np.setdiff1d(np.arange(len(rows)), held)
+    w = np.asarray(_Objective.kind_weights(SimpleNamespace(rows=rows), train))
+    total = {k: w[[i for i, x in enumerate(kinds) if x == k]].sum() for k in set(kinds)}
+    assert w.sum() == pytest.approx(1.0) and total["conv2d"] == 0.0
+    # Six GEMMs weigh what two elementwise ops do; chains (per call against per kernel costs)
+    # weigh _CHAIN_WEIGHT kinds.
+    assert total["matmul"] == pytest.approx(total["elementwise"])
+    assert total["chain"] == pytest.approx(_CHAIN_WEIGHT * total["matmul"])
+    assert _CHAIN_WEIGHT > 1

@@ -170,6 +170,14 @@ def _conformal_bounds(resid: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(r[k_lo]), float(r[k_hi])
 
 
+#: Loss weight of the ``chain`` kind against any other kind. Chains of 1, 4 and 16 kernels are
+#: the only measurements that tell what a call costs once from what each further kernel costs;
+#: with single-op rows alone the per-kernel launch absorbs the call's cost, and programs of a
+#: hundred small kernels (transformers encoders) come out 1.5-1.9x too slow. Weights 1, 2, 4
+#: and 8 on a 2-core EPYC: 22.7 / 21.9 / 21.0 / 20.4% median APE (p90 76 / 69 / 67 / 63%) on 120
+#: programs nobody chose (seed 555, two calibrations); on another 120 (seed 876484169) 19.7 /
+#: - / 18.7 / 19.5% (p90 61 / - / 49 / 49%).
+_CHAIN_WEIGHT = 4.0
 #: A harness's per-op cost before fitting (harness_effects): small next to a kernel launch.
 _HARNESS_PRIOR_S = 1e-6
 
@@ -345,13 +353,17 @@ class _Objective:
 
     def kind_weights(self, idx: np.ndarray) -> jax.Array:
         """Loss weights of rows ``idx``: each op kind weighs the same, however many rows it has
-        (so plentiful cheap ops cannot buy their accuracy with the GEMMs')."""
+        (so plentiful cheap ops cannot buy their accuracy with the GEMMs'), except chains of
+        kernels, which weigh :data:`_CHAIN_WEIGHT` kinds."""
         mask = np.zeros(len(self.rows), np.float32)
         mask[idx] = 1.0
         counts: dict[str, int] = {}
         for i in idx:
             counts[self.rows[i].kind] = counts.get(self.rows[i].kind, 0) + 1
-        weight = np.array([1.0 / counts.get(r.kind, 1) for r in self.rows], np.float32) * mask
+        weight = np.array(
+            [(_CHAIN_WEIGHT if r.kind == "chain" else 1.0) / counts.get(r.kind, 1) for r in self.rows],
+            np.float32,
+        ) * mask  # fmt: skip
         return jnp.asarray(weight / weight.sum())
 
     def harness_s(self, eff: Mapping[str, jax.Array]) -> jax.Array:

@@ -36,6 +36,12 @@ from perfjax.devicemodels._common import (
 )
 
 _MIN_TILE = 8.0
+#: The fewest rows a GEMM's arithmetic is priced at: below 8 rows XLA:CPU streams the weights
+#: through a narrower micro-kernel, so 1, 2 and 4 rows take about one time and 8 rows 1.6-2x it
+#: (benchmarks/results/host_gemm_rows.csv on a Xeon, host_gemm_rows_epyc.csv on an EPYC).
+#: Priced at 8 rows, matrix-vector products came out 2x too slow on the EPYC: 240 programs
+#: nobody chose, 21.0 / 67% -> 21.0 / 58% and 18.7 / 49% -> 18.1 / 44% median / p90 APE.
+_MIN_ROWS = 4.0
 #: A CPU's register-blocked GEMM tiles reach 4x the spec's matrix tile.
 _TILE_SCALE = 4.0
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
@@ -118,7 +124,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     # most that many cores of the chip busy.
     cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
     tile = dev["matrix_tile"]
-    work = tiled_gemm(k, params, kind, cores, lo=_MIN_TILE, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE)
+    work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE)
     # GEMM micro-kernels block M and N in registers: a short M or N leaves the register block
     # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
     # the padding).

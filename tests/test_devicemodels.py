@@ -295,6 +295,12 @@ def test_cpu_bf16_gemms_are_upcast_like_xla_cpu_compiles_them():
         assert _units(gemm_time(dev, 256, 256, 256)) == upcast, dev
     t_bf16, t_fp32 = (gemm_time("epyc-9654", 1024, 1024, 1024, d).time_s for d in (bf16, f32))
     assert t_bf16 > t_fp32
+    # Loops too compute bf16 in fp32 (a convert after every op), so they run at the fp32 rate.
+    x = jnp.ones((1024,), bf16)
+    hlo = jax.jit(lambda a, b: a * b + a).lower(x, x).compile().as_text()
+    assert "f32[1024]{0} multiply(" in hlo and "bf16[1024]{0} multiply(" not in hlo
+    loop = perfjax.predict(lambda a, b: a * b + a, (S((1024,), bf16),) * 2, device="epyc-9654")
+    assert {r["unit"] for r in loop.kernels} == {"fp32 vector units"}
 
 
 # ---- fusion -----------------------------------------------------------------------------------

@@ -410,6 +410,10 @@ def _matrix_choice(spec: DeviceSpec, want: str, attr: str) -> tuple[int, str, fl
 
 def _vector_choice(spec: DeviceSpec, want: str) -> str:
     v = spec.vector_flops_per_s
+    # XLA:CPU's loops compute bf16 and fp16 in fp32 (converts inside the fusion), whatever the
+    # CPU's bf16 instructions.
+    if spec.family == "cpu" and want in ("bf16", "fp16") and "fp32" in v:
+        return "fp32"
     if want in v:
         return want
     if "fp32" in v:

@@ -15,6 +15,7 @@ import jaxlib
 import numpy as np
 
 import perfjax
+from perfjax._host import cpu_info
 
 
 def _cpu_model() -> str:
@@ -47,6 +48,7 @@ def machine_info() -> dict:
         machine=platform.machine(),
         platform=platform.platform(),
         cpu_count=os.cpu_count(),
+        threads_per_core=cpu_info().threads_per_core,
         python=platform.python_version(),
         jax=jax.__version__,
         jaxlib=jaxlib.__version__,

@@ -30,6 +30,9 @@ class CpuInfo:
     #: Data/unified cache sizes by level, in bytes.
     caches: dict[int, float]
     memory_bytes: float
+    #: Hardware threads sharing the first core (2 with SMT / Hyper-Threading: two "cores" that
+    #: share one core's FMA units); 0 where the OS does not say.
+    threads_per_core: int = 0
 
 
 def _read(path: str | pathlib.Path) -> str:
@@ -62,6 +65,21 @@ def load_average() -> str:
         return ""
 
 
+def cpu_list_size(text: str) -> int:
+    """How many CPUs a Linux CPU list names ("0-1" and "0,4" are 2, "3" is 1; "" is 0).
+
+    Example:
+      >>> cpu_list_size("0-3,8")
+      5
+    """
+    n = 0
+    for part in text.strip().split(","):
+        lo, dash, hi = part.partition("-")
+        if lo.strip().isdigit():
+            n += int(hi) - int(lo) + 1 if dash and hi.strip().isdigit() else 1
+    return n
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU (read once per process)."""
@@ -83,4 +101,7 @@ def cpu_info() -> CpuInfo:
             caches[int(level)] = _size(_read(index / "size"))
     m = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
     memory = float(m.group(1)) * 1024 if m else 0.0
-    return CpuInfo(model, frozenset(flags), mhz, usable_cores(), caches, memory)
+    siblings = _read("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+    return CpuInfo(
+        model, frozenset(flags), mhz, usable_cores(), caches, memory, cpu_list_size(siblings)
+    )

@@ -975,3 +975,14 @@ def test_cpu_reductions_below_4096_elements_are_loops_as_in_xla(shape):
         KINDS[fuse(perfjax.analyze(lambda x: x.sum(-1), (S(shape, f32),)), "gpu").kind[0]]
         == "reduce"
     )
+
+
+def test_cpu_lists_are_counted_as_the_kernel_writes_them():
+    from perfjax._host import cpu_info, cpu_list_size
+
+    # /sys/devices/system/cpu/cpu0/topology/thread_siblings_list: "0" without SMT, "0-1" or
+    # "0,56" with two hyperthreads per core.
+    cases = {"0": 1, "0-1": 2, "0,56": 2, "0-1,4-5\n": 4, "": 0, "x": 0}
+    assert {t: cpu_list_size(t) for t in cases} == cases
+    info = cpu_info()
+    assert 0 <= info.threads_per_core <= max(2 * info.cores, 8)

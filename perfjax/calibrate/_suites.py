@@ -497,6 +497,8 @@ def measure(
         "device": "host",
         "cpu": cpu_info().model,
         "cores": str(usable_cores()),
+        # (2: the "cores" may be hyperthreads sharing one core's arithmetic units)
+        "threads_per_core": str(cpu_info().threads_per_core),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,

@@ -1,23 +1,28 @@
 """Whether a reduction after a convolution lets XLA:CPU split it over the batch: dense vs grouped.
 
     python benchmarks/host_grouped_conv_split.py        # ~1 min on 2 cores
+    python benchmarks/host_grouped_conv_split.py --out host_grouped_conv_split_epyc.csv
 
 XLA:CPU's YNNPACK fusions split a dense convolution over its cores only in blocks of weights,
-or, when a reduction consumes its result (pooling, a batch normalisation's statistics), over the
-batch in pairs of images (``perfjax/fusion/_kernels.py``, module notes). Depthwise (grouped)
+or, when reductions alone consume its result (pooling, a sum), over the batch in pairs of
+images: the convolution and its reduction are then one YNNPACK fusion. A batch normalisation
+also reads the convolution's output elementwise, so the two stay apart and the convolution is
+not split (``perfjax/fusion/_kernels.py``, module notes). Depthwise (grouped)
 convolutions do not take the second path: with the statistics of a batch normalisation after
 them they take as long as alone, on one core, while perfjax used to halve them, pricing
 MobileNet-V2's depthwise layers at half their time.
 
 Measured: 3x3 convolutions (NHWC, fp32, SAME padding) over a grid of batch, size and features,
-depthwise and dense, each alone and followed by ``y - mean(y, axis=(0, 1, 2))``; a plain
-``jax.jit`` loop, medians of 5 interleaved rounds.
+depthwise and dense, each alone, followed by ``y - mean(y, axis=(0, 1, 2))`` (the statistics
+and an elementwise consumer) and by ``mean(y, axis=(0, 1, 2))`` alone (the statistics only); a
+plain ``jax.jit`` loop, medians of 5 interleaved rounds.
 
-Writes benchmarks/results/host_grouped_conv_split.csv.
+Writes benchmarks/results/host_grouped_conv_split.csv (``--out``: another name there).
 """
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import statistics
 import sys
@@ -47,35 +52,48 @@ def with_batch_statistics(x, w, stride: int, groups: int):
     return y - jnp.mean(y, axis=(0, 1, 2))
 
 
+def statistics_only(x, w, stride: int, groups: int):
+    return jnp.mean(conv(x, w, stride, groups), axis=(0, 1, 2))
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="host_grouped_conv_split.csv", help="file name in results/")
+    out = ap.parse_args().out
     cases = []
     for b, hw, c, s in GRID:
         for groups in (c, 1):
             x = jnp.ones((b, hw, hw, c), jnp.float32)
             w = jnp.ones((3, 3, c // groups, c), jnp.float32)
             fs = [jax.jit(lambda x, w, f=f, s=s, g=groups: f(x, w, s, g))
-                  for f in (conv, with_batch_statistics)]  # fmt: skip
+                  for f in (conv, with_batch_statistics, statistics_only)]  # fmt: skip
             for f in fs:
                 jax.block_until_ready(f(x, w))
             cases.append(((b, hw, c, s, "depthwise" if groups > 1 else "dense"), fs, (x, w)))
     medians = interleaved_medians(
         [lambda f=f, a=a: time_loop(f, a) for _, fs, a in cases for f in fs], ROUNDS
     )
-    ratios: dict[str, list[float]] = {}
-    with result_csv("host_grouped_conv_split.csv", "python benchmarks/host_grouped_conv_split.py",
-                    f"3x3 convolutions alone and with batch statistics after them; medians of "
-                    f"{ROUNDS} interleaved rounds") as wr:  # fmt: skip
+    ratios: dict[str, list[tuple[float, float]]] = {}
+    command = "python benchmarks/host_grouped_conv_split.py" + (
+        f" --out {out}" if out != "host_grouped_conv_split.csv" else ""
+    )
+    with result_csv(out, command,
+                    f"3x3 convolutions alone, with batch statistics after them and with the "
+                    f"statistics only; medians of {ROUNDS} interleaved rounds") as wr:  # fmt: skip
         wr.writerow(["batch", "hw", "features", "stride", "conv", "alone_ms", "with_stats_ms",
-                     "ratio"])  # fmt: skip
-        for ((b, hw, c, s, kind), _, _), t0, t1 in zip(
-            cases, medians[0::2], medians[1::2], strict=True
+                     "ratio", "stats_only_ms", "stats_only_ratio"])  # fmt: skip
+        for ((b, hw, c, s, kind), _, _), t0, t1, t2 in zip(
+            cases, medians[0::3], medians[1::3], medians[2::3], strict=True
         ):
-            wr.writerow([b, hw, c, s, kind, f"{t0 * 1e3:.4f}", f"{t1 * 1e3:.4f}", f"{t1 / t0:.3f}"])
-            ratios.setdefault(kind, []).append(t1 / t0)
+            wr.writerow([b, hw, c, s, kind, f"{t0 * 1e3:.4f}", f"{t1 * 1e3:.4f}", f"{t1 / t0:.3f}",
+                         f"{t2 * 1e3:.4f}", f"{t2 / t0:.3f}"])  # fmt: skip
+            ratios.setdefault(kind, []).append((t1 / t0, t2 / t0))
             print(f"{kind:9s} b{b:3d} {hw:3d}x{hw:<3d}x{c:4d} s{s}: alone {t0 * 1e3:7.3f} ms, "
-                  f"with statistics {t1 * 1e3:7.3f} ms  x{t1 / t0:.2f}")  # fmt: skip
+                  f"with statistics {t1 * 1e3:7.3f} ms  x{t1 / t0:.2f}, statistics only "
+                  f"{t2 * 1e3:7.3f} ms  x{t2 / t0:.2f}")  # fmt: skip
     for kind, r in ratios.items():
-        print(f"{kind}: with statistics / alone, median x{statistics.median(r):.2f}")
+        print(f"{kind}: / alone, median x{statistics.median(a for a, _ in r):.2f} with statistics,"
+              f" x{statistics.median(b for _, b in r):.2f} statistics only")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,14 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
 * XLA:CPU (YNNPACK fusions, jax 0.10) splits a convolution or a batched GEMM over the cores
   only in blocks of 512 KiB of one matrix's weights (K x N), and, when a reduction (reduce,
   reduce-window: pooling, softmax, a sum) consumes its result through elementwise ops, over the
-  batch in pairs of images. Measured here, pinned to one core vs two
-  (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains nothing from
-  the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
+  batch in pairs of images. A convolution takes that second path only when reductions alone
+  read its result (then it and the reduction are one YNNPACK fusion in the compiled HLO); a
+  batch normalisation also reads it elementwise, and the convolution stays a kernel of its own,
+  not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after them ran in
+  0.54-0.66 of their time alone, with the normalisation's ``y - mean(y)`` in 1.01-1.10
+  (``benchmarks/results/host_grouped_conv_split_epyc.csv``). Measured here, pinned to one core
+  vs two (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains
+  nothing from the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
   16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
   depthwise (grouped) convolutions never split over the images: with a batch normalisation's
   statistics after them they take as long as alone (``benchmarks/host_grouped_conv_split.py``);
@@ -537,19 +542,27 @@ class _Fusion:
             return float(self.in_bytes[k]) if k < len(self.in_bytes) else 0.0
         return float(sum(r.nbytes for r in self.ops[b].results))
 
-    def feeds_reduction(self, i: int) -> bool:
-        """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops."""
-        stack, seen = list(self.consumers[i]), set()
+    def feeds_reduction(self, i: int, only: bool = False) -> bool:
+        """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops.
+        ``only``: whether the result goes into reductions alone, through elementwise ops that
+        nothing else reads (no program output, no other consumer on the way)."""
+        if only and (self.is_output[i] or not self.consumers[i]):
+            return False
+        stack, seen, found = list(self.consumers[i]), set(), False
         while stack:
             c = stack.pop()
             if c in seen:
                 continue
             seen.add(c)
             if self.cls[c] == "reduce":
-                return True
-            if self.cls[c] == "loop":
+                found = True
+                if not only:
+                    return True
+            elif self.cls[c] == "loop" and not (only and (self.is_output[c] or not self.consumers[c])):
                 stack.extend(self.consumers[c])
-        return False
+            elif only:
+                return False
+        return found
 
     # ---- grouping ----------------------------------------------------------------------------
 
@@ -754,7 +767,9 @@ class _Fusion:
             # (benchmarks/host_grouped_conv_split.py).
             per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
             units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
-            if (kind == "gemm" or dense_conv) and self.feeds_reduction(g["anchor"]):
+            if (kind == "gemm" and self.feeds_reduction(g["anchor"])) or (
+                dense_conv and self.feeds_reduction(g["anchor"], only=True)
+            ):
                 lead = float(feats.get("batch", 1)) if kind == "conv" else b_
                 units = max(units, lead / 2.0)
         narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES

@@ -92,8 +92,10 @@ def main() -> None:
                   f"with statistics {t1 * 1e3:7.3f} ms  x{t1 / t0:.2f}, statistics only "
                   f"{t2 * 1e3:7.3f} ms  x{t2 / t0:.2f}")  # fmt: skip
     for kind, r in ratios.items():
-        print(f"{kind}: / alone, median x{statistics.median(a for a, _ in r):.2f} with statistics,"
-              f" x{statistics.median(b for _, b in r):.2f} statistics only")
+        print(
+            f"{kind}: / alone, median x{statistics.median(a for a, _ in r):.2f} with statistics,"
+            f" x{statistics.median(b for _, b in r):.2f} statistics only"
+        )
 
 
 if __name__ == "__main__":

@@ -558,7 +558,9 @@ class _Fusion:
                 found = True
                 if not only:
                     return True
-            elif self.cls[c] == "loop" and not (only and (self.is_output[c] or not self.consumers[c])):
+            elif self.cls[c] == "loop" and not (
+                only and (self.is_output[c] or not self.consumers[c])
+            ):
                 stack.extend(self.consumers[c])
             elif only:
                 return False

@@ -62,6 +62,8 @@ _REDUCE_SPLIT_SCALE = 3.5
 #: products jump between 625 and 791 KB of weights, a loop at ~450 KB moved (1/1.5);
 #: benchmarks/host_gemm_split.py.
 _MATVEC_SPLIT_SCALE = 0.65
+#: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).
+_LINE_BYTES = 64.0
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
 
@@ -170,9 +172,18 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         / jnp.clip(jnp.minimum(dev["num_cores"], k["gemm_b"]), 1.0, None)
     )
     t_body = t_body + t_transposed
+    # A loop reading through a transpose that moves the minor dimension: a cache line per
+    # element from main memory, the loop's cores missing in parallel.
+    t_strided = (
+        k.get("strided_elements", jnp.zeros_like(t_body))
+        * _LINE_BYTES
+        / mem.mem_bw
+        / (1.0 + use * jnp.maximum(dev["num_cores"] - 1.0, 0.0))
+    )
+    t_body = t_body + t_strided
     return finish(
         k, dev, time=t_body + t_launch + t_fresh, compute_s=t_compute * factor + t_transposed,
-        memory_s=mem.t_memory * factor, launch_s=t_launch, bytes_=mem.bytes, peaks=peaks,
+        memory_s=mem.t_memory * factor + t_strided, launch_s=t_launch, bytes_=mem.bytes, peaks=peaks,
         vec_peak=vec_peak, matrix_parallel=mt.wave_util, occupancy=occupancy, pool_use=use,
     )  # fmt: skip
 

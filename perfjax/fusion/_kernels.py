@@ -124,6 +124,8 @@ _COLLECTIVE = {
 }  # fmt: skip
 #: Ops that read only part of their first operand (as many bytes as they return).
 _PARTIAL_READ = {"gather", "slice", "dynamic_slice"}
+#: Data movement: a kernel of these alone is a copy (a transpose alone: XLA's tiled emitter).
+_MOVEMENT = {"transpose", "copy", "reshape", "broadcast_in_dim", "broadcast", "convert"}
 #: Ops that become views (no kernel) when only GEMMs/convs consume them.
 _VIEWS = {"transpose", "copy", "slice", "dynamic_slice"}
 #: ``Kernels.parallel_units`` of a kernel whose parallelism the device model decides (tiles).
@@ -191,6 +193,16 @@ class FusionPolicy:
     #: element at sequences of 128-256 (median 1.2 and 4.0 ns), 0.3-1.1 ns at 512, 1.9-2.6 ns
     #: at 1024; from a head size of 128 the two are alike (``benchmarks/host_attention_layout.py``).
     transposed_rhs_product: bool = False
+    #: A loop fusion that reads an operand of at least this many bytes through a transpose
+    #: moving its minor dimension, beside other elementwise work, strides across rows: a cache
+    #: line per element (the ``strided_elements`` feature). XLA:CPU runs a transpose alone as a
+    #: tiled copy, folds one that only a GEMM reads into the GEMM's operand layout, and one of
+    #: an fp32 dot's result into the dot (it swaps the operands); a bf16 dot's result is
+    #: converted first, and its transpose lands in the consumer's loop (JAX's weight gradients).
+    #: Measured on an AMD EPYC: ``x * 2 + y.T`` pays 1.8-2.6 ns more per element than
+    #: ``x * 2 + y`` from 1 MiB of fp32, nothing at 256 KiB; permutations keeping the minor
+    #: dimension pay nothing (``benchmarks/results/host_strided_loops.csv``). 0: never.
+    strided_min_bytes: int = 0
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
@@ -220,6 +232,7 @@ POLICIES = {
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
+        strided_min_bytes=1024 * 1024,
     ),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
@@ -324,6 +337,9 @@ class Kernels:
     #: Rhs elements (B x N x K) of a batched GEMM that multiplies by a transposed, computed rhs
     #: (:attr:`FusionPolicy.transposed_rhs_product`).
     transposed_rhs_elements: np.ndarray = _feature(default=True)
+    #: Elements a loop kernel reads through a transpose that moves the minor dimension
+    #: (:attr:`FusionPolicy.strided_min_bytes`): a cache line each.
+    strided_elements: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -787,6 +803,36 @@ class _Fusion:
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         return (UNBOUNDED if fallback else units), fallback
 
+    def _strided_elements(self, g: dict[str, Any]) -> float:
+        """Elements the loop kernel ``g`` reads through minor-moving transposes of operands of
+        at least :attr:`FusionPolicy.strided_min_bytes` (none in a kernel of data movement
+        alone, nor of an fp32/fp64 dot's result or an outer product's, which XLA folds into
+        the dot or the broadcast)."""
+        least, ops = self.policy.strided_min_bytes, self.ops
+        members = g["ops"]
+        if not least or all(_short(ops[i]) in _MOVEMENT for i in members):
+            return 0.0
+        total = 0.0
+        for i in members:
+            op = ops[i]
+            if _short(op) != "transpose" or not op.features.get("minor_moved"):
+                continue
+            if not op.operands or op.operands[0].nbytes < least:
+                continue
+            src = next((b for s in op.sources for b in self.bases(s) if b >= 0), -1)
+            if (
+                src >= 0
+                and _short(ops[src]) == "dot_general"
+                and (
+                    # An outer product is a broadcast multiply: the transpose moves into it.
+                    ops[src].features.get("k", 2) == 1
+                    or str(ops[src].results[0].dtype) in ("float32", "float64")
+                )
+            ):
+                continue
+            total += float(op.executions) * float(op.results[0].size)
+        return total
+
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
@@ -819,6 +865,7 @@ class _Fusion:
             and not any(self.is_input(b) for b in self.bases(anchor.sources[1]))
         ):  # fmt: skip
             transposed = b_ * n_ * k_
+        strided = self._strided_elements(g) if g["kind"] in ("elementwise", "reduce") else 0.0
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
         kind = g["kind"]
@@ -830,6 +877,7 @@ class _Fusion:
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
             transcendental_work=trans_work, fresh_bytes=fresh, transposed_rhs_elements=transposed,
+            strided_elements=strided,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),

@@ -386,8 +386,18 @@ def _chlo_expanded(op: OpView) -> Cost:
 # ---------------------------------------------------------------------------------------------
 
 
+@register_cost_rule("stablehlo.transpose")
+def _transpose(op: OpView) -> Cost:
+    """Bytes only; ``minor_moved``: whether the permutation moves the minor (contiguous)
+    dimension, size-1 dimensions ignored (a loop reading the result strides across rows)."""
+    perm = _int_list(op, "permutation")
+    shape = op.operands[0].shape if op.operands else ()
+    kept = [d for d in perm if d < len(shape) and shape[d] != 1]
+    minor_moved = bool(kept) and kept[-1] != max(kept)
+    return Cost(**op.io_bytes(), features={"minor_moved": minor_moved})
+
+
 @register_cost_rule(
-    "stablehlo.transpose",
     "stablehlo.broadcast_in_dim",
     "stablehlo.broadcast",
     "stablehlo.concatenate",

@@ -19,11 +19,12 @@ The weight is the geometric mean of the two ratios to ``exp``. Times are medians
 interleaved rounds of a plain ``jax.jit`` + ``block_until_ready`` loop.
 
 Writes benchmarks/results/host_transcendentals.csv (ns per element per application in each
-context, the ratios to exp and the weight).
+context, the ratios to exp and the weight; ``--out``: another name there).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import pathlib
 import sys
@@ -92,6 +93,9 @@ def measure(fns: dict, x) -> dict[str, float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="host_transcendentals.csv", help="file name in results/")
+    name_out = ap.parse_args().out
     rng = np.random.default_rng(0)
     per_elem = {}
     for context, n, length in (("chain", N, CHAIN), ("single", N_SINGLE, 1)):
@@ -102,12 +106,14 @@ def main() -> None:
         }
         per_elem[context + "_base"] = med["none"] / (n * length) * 1e9
     chain_ns, single_ns = per_elem["chain"], per_elem["single"]
-    out = ROOT / "benchmarks" / "results" / "host_transcendentals.csv"
+    out = ROOT / "benchmarks" / "results" / name_out
     out.parent.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with open(out, "w", newline="") as fh:
         fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 "# command: python benchmarks/host_transcendentals.py\n"
+                 "# command: python benchmarks/host_transcendentals.py"
+                 + (f" --out {name_out}" if name_out != "host_transcendentals.csv" else "") + "\n"
+                 
                  f"# chain: 8 applications over {N} float32 (base {per_elem['chain_base']:.3f} "
                  f"ns/element/step); single: one over {N_SINGLE} (base "
                  f"{per_elem['single_base']:.3f} ns/element); {ROUNDS} rounds\n")  # fmt: skip

@@ -209,6 +209,33 @@ def test_transcendental_chains_run_in_the_functions_domain_and_weigh_by_function
         Workload.of("elementwise", op="add", shape=(8,), chain=2).build()
 
 
+def test_cpu_transcendental_weights_are_the_middle_of_two_measured_cpus():
+    """``XLA_CPU_TRANSCENDENTALS`` is the geometric mean of the weights
+    ``benchmarks/host_transcendentals.py`` measured on an Intel Xeon and an AMD EPYC (within
+    rounding), and every weight lies between the two machines' (a third CPU is likelier in the
+    middle than at either end: the two differ by up to 1.8x, for sqrt)."""
+    import csv
+    import math
+    import pathlib
+
+    from perfjax.fusion._kernels import XLA_CPU_TRANSCENDENTALS
+
+    results = pathlib.Path(__file__).parents[1] / "benchmarks" / "results"
+
+    def weights(name):
+        lines = (line for line in open(results / name) if not line.startswith("#"))
+        return {r["op"]: float(r["weight"]) for r in csv.DictReader(lines)}
+
+    xeon, epyc = weights("host_transcendentals.csv"), weights("host_transcendentals_epyc.csv")
+    table = dict(XLA_CPU_TRANSCENDENTALS)
+    assert set(table) == set(xeon) == set(epyc)
+    for op, w in table.items():
+        middle = math.sqrt(xeon[op] * epyc[op])
+        assert abs(w / middle - 1) < 0.05, (op, w, middle)
+        lo, hi = sorted((xeon[op], epyc[op]))
+        assert lo * 0.97 <= w <= hi * 1.03, (op, w, lo, hi)
+
+
 def test_conv_attention_reductions_and_norms_cover_their_grids():
     convs = [dict(w.params) for w in suite("conv2d_sweep")]
     assert any(d["kh"] == 1 for d in convs) and any(d["kh"] == 3 for d in convs)

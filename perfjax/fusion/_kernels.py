@@ -199,22 +199,26 @@ class FusionPolicy:
     #: tiled copy, folds one that only a GEMM reads into the GEMM's operand layout, and one of
     #: an fp32 dot's result into the dot (it swaps the operands); a bf16 dot's result is
     #: converted first, and its transpose lands in the consumer's loop (JAX's weight gradients).
-    #: Measured on an AMD EPYC: ``x * 2 + y.T`` pays 1.8-2.6 ns more per element than
-    #: ``x * 2 + y`` from 1 MiB of fp32, nothing at 256 KiB; permutations keeping the minor
-    #: dimension pay nothing (``benchmarks/results/host_strided_loops.csv``). 0: never.
+    #: Measured on an AMD EPYC: ``x * 2 + y.T`` pays 1.1-1.8 ns more per element than
+    #: ``x * 2 + y`` with 1 MiB or more of fp32 (0.4 where the output's rows are 4096 long),
+    #: 0.2 at 256 KiB; permutations keeping the minor dimension pay nothing
+    #: (``benchmarks/results/host_strided_loops_epyc.csv``). 0: never.
     strided_min_bytes: int = 0
 
 
-#: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured on a
-#: 2-core AVX-512 Xeon by ``benchmarks/host_transcendentals.py`` (results in
-#: benchmarks/results/host_transcendentals.csv): the geometric mean of the ratio in a fused chain
-#: of 8 in cache and in one op over 1M elements, rounded. exp, log, tanh, the logistic function
-#: and erf are vectorised polynomials (cheaper in a short loop than in a long one); sin, cos,
-#: tan, pow, atan2 and cbrt call scalar math-library routines, 2-15 ns per element in either.
+#: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured by
+#: ``benchmarks/host_transcendentals.py`` on two CPUs, a 2-core AVX-512 Intel Xeon
+#: (benchmarks/results/host_transcendentals.csv) and a 2-core AMD EPYC, Zen 4
+#: (host_transcendentals_epyc.csv): on each, the geometric mean of the ratio in a fused chain of
+#: 8 in cache and in one op over 1M elements; here the geometric mean of the two CPUs, rounded
+#: (a CPU nobody measured is likelier near the middle: sine is 4.3x exp on the Xeon, 3.1x on
+#: the EPYC, log1p 1.9x and 2.3x). exp, log, tanh, the logistic function and erf are vectorised
+#: polynomials (cheaper in a short loop than in a long one); sin, cos, tan, pow, atan2 and cbrt
+#: call scalar math-library routines, 1-15 ns per element in either.
 XLA_CPU_TRANSCENDENTALS = (
-    ("exponential", 1.0), ("exponential_minus_one", 2.0), ("log", 1.05), ("log_plus_one", 1.9),
-    ("logistic", 1.25), ("tanh", 0.75), ("sqrt", 0.11), ("rsqrt", 0.55), ("cbrt", 26.0),
-    ("sine", 4.3), ("cosine", 4.2), ("tan", 14.0), ("atan2", 24.0), ("power", 10.0), ("erf", 0.6),
+    ("exponential", 1.0), ("exponential_minus_one", 2.1), ("log", 1.13), ("log_plus_one", 2.1),
+    ("logistic", 1.27), ("tanh", 0.82), ("sqrt", 0.15), ("rsqrt", 0.46), ("cbrt", 25.0),
+    ("sine", 3.7), ("cosine", 3.7), ("tan", 13.0), ("atan2", 21.0), ("power", 9.5), ("erf", 0.73),
 )  # fmt: skip
 
 

@@ -110,10 +110,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     with open(out, "w", newline="") as fh:
+        command = "python benchmarks/host_transcendentals.py" + (
+            f" --out {name_out}" if name_out != "host_transcendentals.csv" else ""
+        )
         fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 "# command: python benchmarks/host_transcendentals.py"
-                 + (f" --out {name_out}" if name_out != "host_transcendentals.csv" else "") + "\n"
-                 
+                 f"# command: {command}\n"
                  f"# chain: 8 applications over {N} float32 (base {per_elem['chain_base']:.3f} "
                  f"ns/element/step); single: one over {N_SINGLE} (base "
                  f"{per_elem['single_base']:.3f} ns/element); {ROUNDS} rounds\n")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import os
@@ -92,6 +93,15 @@ def write_header(fh, command: str, what: str) -> None:
     info = machine_info()
     fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
              f"# command: {command}\n# {what}\n")  # fmt: skip
+
+
+def out_option(doc: str, script: str, default: str) -> tuple[str, str]:
+    """The ``--out`` option of a benchmark writing one result file: (its name in
+    ``benchmarks/results/``, ``default`` unless given; the command line that writes it)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--out", default=default, help="file name in benchmarks/results/")
+    out = ap.parse_args().out
+    return out, f"python benchmarks/{script}" + (f" --out {out}" if out != default else "")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,6 @@ Writes benchmarks/results/host_grouped_conv_split.csv (``--out``: another name t
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -32,7 +31,7 @@ import jax.numpy as jnp
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
 
 ROUNDS = 5
 #: (batch, height = width, features, stride)
@@ -57,9 +56,7 @@ def statistics_only(x, w, stride: int, groups: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="host_grouped_conv_split.csv", help="file name in results/")
-    out = ap.parse_args().out
+    out, command = out_option(__doc__, "host_grouped_conv_split.py", "host_grouped_conv_split.csv")
     cases = []
     for b, hw, c, s in GRID:
         for groups in (c, 1):
@@ -74,9 +71,6 @@ def main() -> None:
         [lambda f=f, a=a: time_loop(f, a) for _, fs, a in cases for f in fs], ROUNDS
     )
     ratios: dict[str, list[tuple[float, float]]] = {}
-    command = "python benchmarks/host_grouped_conv_split.py" + (
-        f" --out {out}" if out != "host_grouped_conv_split.csv" else ""
-    )
     with result_csv(out, command,
                     f"3x3 convolutions alone, with batch statistics after them and with the "
                     f"statistics only; medians of {ROUNDS} interleaved rounds") as wr:  # fmt: skip

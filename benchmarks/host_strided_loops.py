@@ -18,7 +18,6 @@ Writes benchmarks/results/host_strided_loops.csv (``--out``: another name there)
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
 
 import perfjax  # noqa: E402
 
@@ -44,9 +43,7 @@ GRID = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="host_strided_loops.csv", help="file name in results/")
-    out = ap.parse_args().out
+    out, command = out_option(__doc__, "host_strided_loops.py", "host_strided_loops.csv")
     cases = []
     for shape, perm in GRID:
         y_shape = tuple(shape[i] for i in np.argsort(perm))
@@ -65,9 +62,6 @@ def main() -> None:
     medians = interleaved_medians(
         [lambda f=f, a=a: time_loop(f, a) for *_, runs, _ in cases for f, a in runs], ROUNDS
     )
-    command = "python benchmarks/host_strided_loops.py" + (
-        f" --out {out}" if out != "host_strided_loops.csv" else ""
-    )
     extra = []
     with result_csv(out, command,
                     f"x * 2 + transpose(y), x * 2 + y and transpose(y) alone; medians of {ROUNDS} "
@@ -82,7 +76,7 @@ def main() -> None:
                          f"{t_fused * 1e3:.4f}", f"{t_plain * 1e3:.4f}", f"{t_alone * 1e3:.4f}",
                          f"{ns:.3f}", f"{p_fused * 1e3:.4f}", f"{p_plain * 1e3:.4f}"])  # fmt: skip
             minor_moved = perm[-1] != len(perm) - 1
-            if minor_moved and n * 4 >= 1 << 20:
+            if minor_moved and n * jnp.dtype(dt).itemsize >= 1 << 20:
                 extra.append(ns)
             print(f"{'x'.join(map(str, shape)):>14s} perm {''.join(map(str, perm))} {dt:8s}: "
                   f"transposed {t_fused * 1e3:7.3f} ms, plain {t_plain * 1e3:7.3f}, alone "

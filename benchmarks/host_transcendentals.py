@@ -24,8 +24,6 @@ context, the ratios to exp and the weight; ``--out``: another name there).
 
 from __future__ import annotations
 
-import argparse
-import csv
 import pathlib
 import sys
 import time
@@ -36,7 +34,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import machine_info  # noqa: E402
+from _machine import out_option, result_csv  # noqa: E402
 
 N = 1 << 18
 N_SINGLE = 1 << 20
@@ -93,9 +91,7 @@ def measure(fns: dict, x) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="host_transcendentals.csv", help="file name in results/")
-    name_out = ap.parse_args().out
+    out, command = out_option(__doc__, "host_transcendentals.py", "host_transcendentals.csv")
     rng = np.random.default_rng(0)
     per_elem = {}
     for context, n, length in (("chain", N, CHAIN), ("single", N_SINGLE, 1)):
@@ -106,19 +102,12 @@ def main() -> None:
         }
         per_elem[context + "_base"] = med["none"] / (n * length) * 1e9
     chain_ns, single_ns = per_elem["chain"], per_elem["single"]
-    out = ROOT / "benchmarks" / "results" / name_out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    info = machine_info()
-    with open(out, "w", newline="") as fh:
-        command = "python benchmarks/host_transcendentals.py" + (
-            f" --out {name_out}" if name_out != "host_transcendentals.csv" else ""
-        )
-        fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
-                 f"# command: {command}\n"
-                 f"# chain: 8 applications over {N} float32 (base {per_elem['chain_base']:.3f} "
-                 f"ns/element/step); single: one over {N_SINGLE} (base "
-                 f"{per_elem['single_base']:.3f} ns/element); {ROUNDS} rounds\n")  # fmt: skip
-        w = csv.writer(fh)
+    what = (
+        f"chain: 8 applications over {N} float32 (base {per_elem['chain_base']:.3f} "
+        f"ns/element/step); single: one over {N_SINGLE} (base {per_elem['single_base']:.3f} "
+        f"ns/element); {ROUNDS} rounds"
+    )
+    with result_csv(out, command, what) as w:
         w.writerow(["op", "chain_ns", "single_ns", "chain_ratio", "single_ratio", "weight"])
         for name in chain_ns:
             rc = chain_ns[name] / chain_ns["exponential"]
@@ -130,7 +119,6 @@ def main() -> None:
                 f"{name:24s} chain {chain_ns[name]:7.3f} ns ({rc:5.2f} x exp)  single "
                 f"{single_ns[name]:7.3f} ns ({rs:5.2f} x exp)  weight {weight:5.2f}"
             )
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -124,8 +124,9 @@ _COLLECTIVE = {
 }  # fmt: skip
 #: Ops that read only part of their first operand (as many bytes as they return).
 _PARTIAL_READ = {"gather", "slice", "dynamic_slice"}
-#: Data movement: a kernel of these alone is a copy (a transpose alone: XLA's tiled emitter).
-_MOVEMENT = {"transpose", "copy", "reshape", "broadcast_in_dim", "broadcast", "convert"}
+#: Data movement: a kernel of these alone is a copy (a transpose alone: XLA's tiled emitter;
+#: reshapes and broadcasts are free, never in a kernel).
+_MOVEMENT = {"transpose", "copy", "convert"}
 #: Ops that become views (no kernel) when only GEMMs/convs consume them.
 _VIEWS = {"transpose", "copy", "slice", "dynamic_slice"}
 #: ``Kernels.parallel_units`` of a kernel whose parallelism the device model decides (tiles).
@@ -566,7 +567,7 @@ class _Fusion:
         """Whether a reduction consumes op ``i``'s result, directly or through elementwise ops.
         ``only``: whether the result goes into reductions alone, through elementwise ops that
         nothing else reads (no program output, no other consumer on the way)."""
-        if only and (self.is_output[i] or not self.consumers[i]):
+        if only and self.is_output[i]:
             return False
         stack, seen, found = list(self.consumers[i]), set(), False
         while stack:

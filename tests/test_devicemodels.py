@@ -525,7 +525,7 @@ def test_cpu_parallel_units_follow_weights_and_reductions():
 
     assert conv_of(alone) == 1.0  # one core (measured: 80 GFLOP/s on one core or two)
     assert conv_of(pooled) == 8.0  # pairs of the 16 images once a max-pool consumes it
-    assert conv_of(big) == 2.0  # two 512 KiB blocks of weights
+    assert conv_of(big) == 4.0  # 1.1 MiB of weights: blocks of 64 of its 256 output features
     assert conv_of(bmm) == 1.0 and conv_of(bmm_softmax) == 16.0
     assert conv_of(dense) == UNBOUNDED
     # A depthwise convolution is not split over the images by a reduction after it.
@@ -578,6 +578,27 @@ def test_cpu_convolutions_before_batch_statistics_stay_on_one_core_as_measured(n
         t_alone = perfjax.predict(conv, (x, w), device="host", calibration=False).time_s
         t_stats = perfjax.predict(stats, (x, w), device="host", calibration=False).time_s
         assert 0.95 < t_stats / t_alone < 1.6, (r, t_stats / t_alone)
+
+
+def test_cpu_convolutions_split_over_the_cores_as_measured():
+    """benchmarks/results/host_conv_weight_split_epyc.csv: a dense convolution alone gains from
+    a second core (x1.8-2.0) exactly where the model splits it (``parallel_units`` > 1): 128 or
+    more output features and ~416 KiB or more of weights; 45 shapes of 1x1, 3x3 and 5x5."""
+    import csv
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results"
+    path = path / "host_conv_weight_split_epyc.csv"
+    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    assert len(rows) >= 40
+    split = 0
+    for r in rows:
+        k, cin, cout = (int(r[c]) for c in ("window", "in_features", "out_features"))
+        ks = _cpu_kernels(lambda x, w: F.conv2d(x, w), (4, 14, 14, cin), (k, k, cin, cout))
+        units = float(ks.parallel_units[list(ks.kind).index(KINDS.index("conv"))])
+        measured_split = float(r["speedup"]) > 1.4
+        assert (units > 1.0) == measured_split, (r, units)
+        split += measured_split
+    assert 10 <= split <= len(rows) - 10  # both sides of the rule are measured
 
 
 def _strided(fn, *types):

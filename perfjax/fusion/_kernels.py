@@ -10,8 +10,9 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
 * GEMM / convolution start their own kernel; on GPU, TPU and NPU their elementwise consumers
   (bias, activation, residual) join as an epilogue when the GEMM output has no other consumer;
   XLA's CPU backend calls a GEMM library and fuses no epilogue;
-* XLA:CPU (YNNPACK fusions, jax 0.10) splits a convolution or a batched GEMM over the cores
-  only in blocks of 512 KiB of one matrix's weights (K x N), and, when a reduction (reduce,
+* XLA:CPU (YNNPACK fusions, jax 0.10) splits a batched GEMM over the cores only in blocks of
+  512 KiB of one matrix's weights (K x N), a dense convolution in blocks of 64 output features
+  once its weights reach ~416 KiB (none with 64 output features or fewer), and, when a reduction (reduce,
   reduce-window: pooling, softmax, a sum) consumes its result through elementwise ops, over the
   batch in pairs of images. A convolution takes that second path only when reductions alone
   read its result (then it and the reduction are one YNNPACK fusion in the compiled HLO); a
@@ -131,8 +132,16 @@ _MOVEMENT = {"transpose", "copy", "convert"}
 _VIEWS = {"transpose", "copy", "slice", "dynamic_slice"}
 #: ``Kernels.parallel_units`` of a kernel whose parallelism the device model decides (tiles).
 UNBOUNDED = 1e9
-#: Weights per parallel block of an XLA:CPU convolution / batched GEMM (see the module notes).
+#: Weights per parallel block of an XLA:CPU batched GEMM (see the module notes).
 _WEIGHT_BLOCK_BYTES = 512 * 1024
+#: A dense convolution alone is split over the cores in blocks of 64 output features once its
+#: weights reach ~416 KiB: on an AMD EPYC, 432 KiB and more with 128 or more output features ran
+#: 1.8-2.0x faster on two cores than on one, 400 KiB and less, or 64 output features and fewer
+#: (up to 3.2 MiB), gained nothing (benchmarks/results/host_conv_weight_split_epyc.csv, 45
+#: shapes). An Intel Xeon's probes agree within its partial split at 576 KiB (1.3x) and 1.9x at
+#: 1.1 MiB (docs/calibration/xla_cpu_probes.csv).
+_CONV_SPLIT_BYTES = 416 * 1024
+_CONV_SPLIT_COLUMNS = 64
 #: Dense convolutions with at most this many input and output features run on XLA:CPU's Eigen path.
 _NARROW_FEATURES = 16
 #: Batched GEMMs by a transposed, computed rhs are slow on XLA:CPU below this many lhs rows
@@ -790,6 +799,9 @@ class _Fusion:
             # (benchmarks/host_grouped_conv_split.py).
             per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
             units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
+            if kind == "conv":
+                n_blocks = float(feats.get("out_features", 1) // _CONV_SPLIT_COLUMNS)
+                units = max(1.0, n_blocks) if per_matrix >= _CONV_SPLIT_BYTES else 1.0
             if (kind == "gemm" and self.feeds_reduction(g["anchor"])) or (
                 dense_conv and self.feeds_reduction(g["anchor"], only=True)
             ):

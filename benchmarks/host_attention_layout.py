@@ -1,6 +1,7 @@
 """What attention written as two einsums costs XLA:CPU, against the same with transposes.
 
     python benchmarks/host_attention_layout.py        # ~1.5 min on 2 cores
+    python benchmarks/host_attention_layout.py --out host_attention_layout_epyc.csv
 
 ``jnp.einsum("bhqk,bkhd->bqhd", p, v)`` (the form of Flax's ``dot_product_attention`` and of
 ``perfjax.ops.attention``) lowers to a ``dot_general(v, p)`` contracting ``p`` over its minor
@@ -15,7 +16,7 @@ Measured over batch, sequence, heads and head size (float32): both forms' times 
 interleaved rounds of a plain ``jax.jit`` loop of at least 0.1 s), and the extra time of the
 einsum form per score element.
 
-Writes benchmarks/results/host_attention_layout.csv.
+Writes benchmarks/results/host_attention_layout.csv (``--out``: another name there).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
 
 ROUNDS = 3
 GRID = list(itertools.product((2, 4), (128, 256), (4, 8), (16, 32, 64, 128, 256))) + [
@@ -51,6 +52,7 @@ def transposed_form(q, k, v):
 
 
 def main() -> None:
+    out, command = out_option(__doc__, "host_attention_layout.py", "host_attention_layout.csv")
     rng = np.random.default_rng(0)
     cases = []
     for b, t, h, d in GRID:
@@ -65,8 +67,7 @@ def main() -> None:
     )
     times = list(zip(medians[0::2], medians[1::2], strict=True))
     extra_ns = []
-    with result_csv("host_attention_layout.csv", "python benchmarks/host_attention_layout.py",
-                    f"float32; medians of {ROUNDS} interleaved rounds") as w:  # fmt: skip
+    with result_csv(out, command, f"float32; medians of {ROUNDS} interleaved rounds") as w:
         w.writerow(["b", "t", "h", "d", "einsum_ms", "transposed_ms", "ratio",
                     "extra_ns_per_score"])  # fmt: skip
         for ((b, t, h, d), _, _), (e, tr) in zip(cases, times, strict=True):

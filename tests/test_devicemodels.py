@@ -1026,6 +1026,31 @@ def test_cpu_einsum_attention_counts_its_transposed_score_operand():
     assert count(pv, [(b, h, t, t), (b, t, h, d)]) == 0
 
 
+def test_cpu_transposed_rhs_cost_is_the_middle_of_two_measured_cpus_and_not_fitted():
+    """The prior per transposed score element is the geometric mean of the two CPUs'
+    medians (``benchmarks/results/host_attention_layout*.csv``, an Intel Xeon and an AMD
+    EPYC, in core-seconds on their 2 cores), and a host calibration keeps it there."""
+    import csv
+    import math
+
+    from perfjax.calibrate._fit import _trainable
+    from perfjax.devicemodels import PRIORS
+
+    results = pathlib.Path(__file__).parents[1] / "benchmarks" / "results"
+
+    def core_s(name):
+        rows = csv.DictReader(line for line in open(results / name) if not line.startswith("#"))
+        return 2 * float(np.median([float(r["extra_ns_per_score"]) for r in rows])) * 1e-9
+
+    xeon, epyc = core_s("host_attention_layout.csv"), core_s("host_attention_layout_epyc.csv")
+    assert xeon > 2 * epyc  # the machines differ: a fitted or single-machine value would not do
+    prior = PRIORS["cpu"]["transposed_rhs_s_per_element"]
+    assert abs(prior / math.sqrt(xeon * epyc) - 1) < 0.05, (prior, xeon, epyc)
+    keep = _trainable(default_params("cpu"), (), "cpu", False)
+    assert float(keep["transposed_rhs_log"]) == 0.0 and float(keep["launch_log"][0]) == 1.0
+    assert float(_trainable(default_params("gpu"), (), "gpu", False)["transposed_rhs_log"]) == 1
+
+
 def _layernorm(x):
     m = x.mean(-1, keepdims=True)
     return (x - m) * lax.rsqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-5)

@@ -31,6 +31,7 @@ from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
 from perfjax.devicemodels._models import (
+    FROZEN,
     default_params,
     kernel_times,
     pack_numpy,
@@ -271,6 +272,8 @@ def _trainable(
     """Per parameter, 1 where the fit may move it and 0 where it stays at its prior. A frozen
     entry is a parameter name, or "name:kind" for one kind of a per-kind parameter."""
     keep = {k: np.ones(np.shape(v), np.float32) for k, v in prior.items()}
+    for pname in FROZEN.get(family, ()):
+        keep[pname][...] = 0.0
     unknown_frozen = []
     for entry in freeze:
         pname, _, kind = entry.partition(":")
@@ -556,7 +559,8 @@ def fit(
         residual from a fit that did not see it; the interval (and its two-fold coverage
         estimate) use all of them: K times fewer points are wasted than with the split alone.
       freeze: parameters kept at their priors: a name (``"launch_log"``) or one kind of a
-        per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify.
+        per-kind parameter (``"memory_eff_logit:gemm"``), for what the data cannot identify
+        (besides the family's own, ``perfjax.devicemodels._models.FROZEN``).
       refit: after scoring the held-out split, fit again on every row and return those
         parameters; the report, summary and interval stay the held-out split's.
       device_effects: fit, beside the shared parameters, a time factor per (training device,

@@ -683,7 +683,8 @@ def test_one_core_kernels_are_predicted_slower_by_the_core_count():
 @pytest.mark.parametrize(
     "c, o, hw, k",
     [(1, 16, 16, 3), (3, 8, 16, 3), (16, 16, 16, 3), (1, 32, 16, 3), (3, 64, 16, 3), (64, 16, 16, 3),
-     (64, 64, 2, 3), (64, 64, 1, 3), (64, 64, 3, 3), (64, 64, 4, 5), (64, 64, 2, 1)],
+     (64, 64, 2, 3), (64, 64, 1, 3), (64, 64, 3, 3), (64, 64, 4, 5), (64, 64, 2, 1),
+     (3, 16, 8, 1), (16, 8, 16, 1)],  # narrow 1x1 at stride 1: a dot, not Eigen
 )  # fmt: skip
 def test_cpu_fallback_convolutions_match_xla_compiled_hlo(c, o, hw, k):
     """perfjax's rule for convolutions XLA:CPU leaves to Eigen against XLA's own compiled HLO."""

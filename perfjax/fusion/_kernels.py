@@ -27,7 +27,8 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   statistics after them they take as long as alone (``benchmarks/host_grouped_conv_split.py``);
   a 32 x 128^3 batched matmul as fast on one core as on two. The kernel table records this as
   ``parallel_units`` (unbounded where the cores split the tiles, as for 2-D GEMMs). Dense
-  convolutions with at most 16 input and 16 output features, or a window wider than their input
+  convolutions with at most 16 input and 16 output features (but for a 1x1 window at stride 1,
+  which XLA rewrites as a dot), or a window wider than their input
   (a 3x3 kernel over a 2x2 feature map), stay on XLA's Eigen path (probed here over 1-64 x 8-64
   features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
   they are marked ``fallback``;
@@ -817,7 +818,13 @@ class _Fusion:
                 feats.get("in_spatial", ()), feats.get("kernel_spatial", ()), strict=False
             )
         )
-        fallback = self.policy.serial_matrix and dense_conv and (narrow or small)
+        # A 1x1 window at stride 1 is a matrix product: XLA rewrites a narrow one as a dot.
+        pointwise = all(k == 1 for k in feats.get("kernel_spatial", ())) and all(
+            s == 1 for s in feats.get("strides", ())
+        )
+        fallback = (
+            self.policy.serial_matrix and dense_conv and (small or (narrow and not pointwise))
+        )
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         return (UNBOUNDED if fallback else units), fallback
 

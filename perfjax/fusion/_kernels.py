@@ -12,10 +12,11 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   XLA's CPU backend calls a GEMM library and fuses no epilogue;
 * XLA:CPU (YNNPACK fusions, jax 0.10) splits a batched GEMM over the cores only in blocks of
   512 KiB of one matrix's weights (K x N), a dense convolution in blocks of 64 output features
-  once its weights reach ~416 KiB (none with 64 output features or fewer), and, when a reduction (reduce,
-  reduce-window: pooling, softmax, a sum) consumes its result through elementwise ops, over the
-  batch in pairs of images. A convolution takes that second path only when reductions alone
-  read its result (then it and the reduction are one YNNPACK fusion in the compiled HLO); a
+  once its weights reach ~416 KiB (none with 64 output features or fewer), and, when a
+  reduction (reduce, reduce-window: pooling, softmax, a sum) consumes its result through
+  elementwise ops, over the batch in pairs of images. A convolution takes that second path only
+  when reductions alone read its result (then it and the reduction are one YNNPACK fusion in the
+  compiled HLO); a
   batch normalisation also reads it elementwise, and the convolution stays a kernel of its own,
   not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after them ran in
   0.54-0.66 of their time alone, with the normalisation's ``y - mean(y)`` in 1.01-1.10

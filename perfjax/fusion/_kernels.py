@@ -16,9 +16,8 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   reduction (reduce, reduce-window: pooling, softmax, a sum) consumes its result through
   elementwise ops, over the batch in pairs of images. A convolution takes that second path only
   when reductions alone read its result (then it and the reduction are one YNNPACK fusion in the
-  compiled HLO); a
-  batch normalisation also reads it elementwise, and the convolution stays a kernel of its own,
-  not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after them ran in
+  compiled HLO); a batch normalisation also reads it elementwise, and the convolution stays a
+  kernel of its own, not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after them ran in
   0.54-0.66 of their time alone, with the normalisation's ``y - mean(y)`` in 1.01-1.10
   (``benchmarks/results/host_grouped_conv_split_epyc.csv``). Measured here, pinned to one core
   vs two (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains

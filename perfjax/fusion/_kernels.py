@@ -17,11 +17,11 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   elementwise ops, over the batch in pairs of images. A convolution takes that second path only
   when reductions alone read its result (then it and the reduction are one YNNPACK fusion in the
   compiled HLO); a batch normalisation also reads it elementwise, and the convolution stays a
-  kernel of its own, not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after them ran in
-  0.54-0.66 of their time alone, with the normalisation's ``y - mean(y)`` in 1.01-1.10
-  (``benchmarks/results/host_grouped_conv_split_epyc.csv``). Measured here, pinned to one core
-  vs two (``experiments/xla_cpu_probes.py``): a 3x3 convolution with 72 KiB of weights gains
-  nothing from the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
+  kernel of its own, not split: on an AMD EPYC, 3x3 convolutions with the statistics alone after
+  them ran in 0.54-0.66 of their time alone, with the normalisation's ``y - mean(y)`` in
+  1.01-1.10 (``benchmarks/results/host_grouped_conv_split_epyc.csv``). Measured on an Intel
+  Xeon, pinned to one core vs two (``experiments/xla_cpu_probes.py``): a 3x3 convolution with
+  72 KiB of weights gains nothing from the second core, with 576 KiB 1.3x, with 1.1 MiB 1.9x;
   16 images at 80 GFLOP/s alone, 155 with a max-pool after them (no gain at 2 images, 1.6x at 4);
   depthwise (grouped) convolutions never split over the images: with a batch normalisation's
   statistics after them they take as long as alone (``benchmarks/host_grouped_conv_split.py``);
@@ -795,15 +795,17 @@ class _Fusion:
         units = UNBOUNDED
         dense_conv = kind == "conv" and feats.get("groups", 1) == 1
         if self.policy.serial_matrix and (kind == "conv" or (kind == "gemm" and b_ > 1)):
-            # Blocks of one matrix's weights (a convolution's groups share the weight tensor);
+            # Blocks of one matrix's weights: a convolution's 64 output features at a time once
+            # its weights (its groups share them) are large enough, a batched GEMM's 512 KiB;
             # pairs of batch entries (images, or matrices of a batched GEMM) before a reduction,
             # which grouped (depthwise) convolutions do not split into
             # (benchmarks/host_grouped_conv_split.py).
-            per_matrix = anchor.operands[1].nbytes / (1.0 if kind == "conv" else b_)
-            units = max(1.0, float(per_matrix // _WEIGHT_BLOCK_BYTES))
             if kind == "conv":
-                n_blocks = float(feats.get("out_features", 1) // _CONV_SPLIT_COLUMNS)
-                units = max(1.0, n_blocks) if per_matrix >= _CONV_SPLIT_BYTES else 1.0
+                large = anchor.operands[1].nbytes >= _CONV_SPLIT_BYTES
+                units = float(feats.get("out_features", 1) // _CONV_SPLIT_COLUMNS) if large else 1.0
+            else:
+                units = float(anchor.operands[1].nbytes / b_ // _WEIGHT_BLOCK_BYTES)
+            units = max(1.0, units)
             if (kind == "gemm" and self.feeds_reduction(g["anchor"])) or (
                 dense_conv and self.feeds_reduction(g["anchor"], only=True)
             ):

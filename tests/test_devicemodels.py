@@ -500,6 +500,15 @@ def test_dynamic_update_slice_moves_only_the_slice():
 # ---- XLA:CPU threading and library paths ------------------------------------------------------
 
 
+def _result_rows(name):
+    """The rows of ``benchmarks/results/<name>`` (a benchmark's CSV, its comment header skipped)."""
+    import csv
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / name
+    with open(path) as fh:
+        return list(csv.DictReader(line for line in fh if not line.startswith("#")))
+
+
 def _cpu_kernels(fn, *shapes):
     return fuse(
         perfjax.analyze(fn, tuple(jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes)), "cpu"
@@ -556,10 +565,7 @@ def test_cpu_convolutions_before_batch_statistics_stay_on_one_core_as_measured(n
     measured shapes (within the statistics' own cost). On the EPYC, dense convolutions whose
     only consumer is the statistics ran in 0.54-0.66 of their time alone in 4 of 6 shapes:
     the model halves them there."""
-    import csv
-
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / name
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows(name)
     assert len(rows) >= 10
     for kind in ("depthwise", "dense"):
         assert float(np.median([float(r["ratio"]) for r in rows if r["conv"] == kind])) > 0.9
@@ -584,11 +590,7 @@ def test_cpu_convolutions_split_over_the_cores_as_measured():
     """benchmarks/results/host_conv_weight_split_epyc.csv: a dense convolution alone gains from
     a second core (x1.8-2.0) exactly where the model splits it (``parallel_units`` > 1): 128 or
     more output features and ~416 KiB or more of weights; 45 shapes of 1x1, 3x3 and 5x5."""
-    import csv
-
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results"
-    path = path / "host_conv_weight_split_epyc.csv"
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows("host_conv_weight_split_epyc.csv")
     assert len(rows) >= 40
     split = 0
     for r in rows:
@@ -642,10 +644,8 @@ def test_cpu_strided_loops_are_priced_as_measured():
     """benchmarks/results/host_strided_loops_epyc.csv: where the model marks a loop strided,
     the measured loop took 2.3-16x as long as without the transpose (median 13x), and the
     uncalibrated prediction is at least 3x the plain loop's; where it does not, the two agree."""
-    import csv
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks/results/host_strided_loops_epyc.csv"
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows("host_strided_loops_epyc.csv")
     assert len(rows) >= 12
     flagged, other = [], []
     for r in rows:
@@ -898,12 +898,10 @@ def test_cpu_reductions_split_over_the_pool_where_xla_splits_them():
     """XLA:CPU splits a row or column sum over its pool at about a quarter of the bytes an
     elementwise loop needs (benchmarks/results/host_reduce_split.csv: the time jumps several-fold
     there). The model's split share crosses one half within 20% of each measured jump."""
-    import csv
 
     from perfjax.devicemodels._cpu import pool_use
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_reduce_split.csv"
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows("host_reduce_split.csv")
     ops = {"row_sum": lambda x: x.sum(-1), "column_sum": lambda x: x.sum(0),
            "scale": lambda x: x * 1.5}  # fmt: skip
     params = default_params("cpu")
@@ -933,12 +931,10 @@ def test_cpu_gemms_of_small_k_split_over_the_pool_where_a_loop_does():
     (benchmarks/results/host_gemm_split.csv: each K's time jumps at the size with the largest
     step from the size before). The model's split share crosses one half within 20% of that
     step, in bytes written, for K = 1 (a loop), 2 and 4 alike."""
-    import csv
 
     from perfjax.devicemodels._cpu import pool_use
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_gemm_split.csv"
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows("host_gemm_split.csv")
     params = default_params("cpu")
 
     def split(k: int, written_bytes: float) -> float:
@@ -968,11 +964,9 @@ def test_cpu_model_prices_the_weight_gradient_layout_as_xla_cpu_runs_it():
     are alike at the median (benchmarks/results/host_dot_layout.csv). Checked: the recorded
     paths, the measured median ratio within 25% of 1 per dtype, the model pricing both layouts
     within 5% of each other, and this jaxlib still compiling the two forms to those paths."""
-    import csv
     import re
 
-    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "host_dot_layout.csv"
-    rows = list(csv.DictReader(line for line in open(path) if not line.startswith("#")))
+    rows = _result_rows("host_dot_layout.csv")
     assert len(rows) >= 40
     assert {r["nn_path"] for r in rows} == {"library"}
     assert {r["tn_path"] for r in rows} == {"generic"}
@@ -1031,16 +1025,13 @@ def test_cpu_transposed_rhs_cost_is_the_middle_of_two_measured_cpus_and_not_fitt
     """The prior per transposed score element is the geometric mean of the two CPUs'
     medians (``benchmarks/results/host_attention_layout*.csv``, an Intel Xeon and an AMD
     EPYC, in core-seconds on their 2 cores), and a host calibration keeps it there."""
-    import csv
     import math
 
     from perfjax.calibrate._fit import _trainable
     from perfjax.devicemodels import PRIORS
 
-    results = pathlib.Path(__file__).parents[1] / "benchmarks" / "results"
-
     def core_s(name):
-        rows = csv.DictReader(line for line in open(results / name) if not line.startswith("#"))
+        rows = _result_rows(name)
         return 2 * float(np.median([float(r["extra_ns_per_score"]) for r in rows])) * 1e-9
 
     xeon, epyc = core_s("host_attention_layout.csv"), core_s("host_attention_layout_epyc.csv")

@@ -9,8 +9,9 @@ a bare ``convolution`` = Eigen). What the CPU model (``perfjax/devicemodels/_ker
 ``_models.py``) takes from them:
 
 * a convolution or batched matmul alone runs on one core: as fast pinned to one core as not;
-  followed by a reduction (max-pool, softmax) it is split over the batch, and with >= 1 MiB of
-  weights over weight blocks (``Kernels.parallel_units``);
+  followed by a reduction (max-pool, softmax) it is split over the batch, and with enough
+  weights over weight blocks (``Kernels.parallel_units``; for convolutions, blocks of 64 output
+  features: ``benchmarks/host_conv_weight_split.py``);
 * convolutions with <= 16 input and output features, or a window wider than the input, leave
   YNNPACK for Eigen and run far below peak (``Kernels.fallback``);
 * the first loop kernel of a call with more than ~32K elements wakes the thread pool (~50 us

@@ -1108,3 +1108,28 @@ def test_cpu_lists_are_counted_as_the_kernel_writes_them():
     assert {t: cpu_list_size(t) for t in cases} == cases
     info = cpu_info()
     assert 0 <= info.threads_per_core <= max(2 * info.cores, 8)
+
+
+def test_cpu_launch_priors_lie_within_the_profiled_thunk_costs():
+    """The CPU's per-kernel fixed cost per class (prior x the host's 2 us) lies within what
+    XLA:CPU's thunks of that class took in profiled programs (host_thunk_costs_epyc.csv): a
+    GEMM and a reduction within the spread of the programs' median thunks; a loop between its
+    thunk alone and its thunk plus the time between thunks; a convolution (arithmetic included)
+    within the quartiles. A GEMM costs more than a loop or a reduction, as measured."""
+    rows = _result_rows("host_thunk_costs_epyc.csv")
+    by = {c: [r for r in rows if r["class"] == c] for c in ("gemm", "reduce", "loop", "conv")}
+    assert all(len(v) >= 2 for v in by.values())
+    host = perfjax.device("host")
+    scale = np.exp(np.asarray(default_params("cpu")["launch_log"]))
+    prior_us = {c: float(scale[KINDS.index(k)]) * host.launch_overhead_s * 1e6
+                for c, k in (("gemm", "gemm"), ("reduce", "reduce"), ("loop", "elementwise"),
+                             ("conv", "conv"))}  # fmt: skip
+    med = {c: [float(r["median_us"]) for r in v] for c, v in by.items()}
+    for c in ("gemm", "reduce"):
+        assert min(med[c]) * 0.9 <= prior_us[c] <= max(med[c]), (c, prior_us[c], med[c])
+    with_gap = [float(r["median_us"]) + float(r["outside_us_per_thunk"]) for r in by["loop"]]
+    assert min(med["loop"]) <= prior_us["loop"] <= max(with_gap)
+    assert min(float(r["q1_us"]) for r in by["conv"]) <= prior_us["conv"]
+    assert prior_us["conv"] <= max(float(r["q3_us"]) for r in by["conv"])
+    assert np.median(med["gemm"]) > 2 * max(np.median(med["loop"]), prior_us["loop"] / 2)
+    assert prior_us["gemm"] > prior_us["loop"] and prior_us["gemm"] > prior_us["reduce"]

@@ -120,13 +120,16 @@ PRIORS: dict[str, dict[str, Any]] = {
         # elementwise efficiency prior's rate.
         transcendental_cost=80.0,
         overlap_q=2.0,
-        # In a chain of small GEMMs each further GEMM costs ~1.4 us here beyond its arithmetic
-        # (docs/calibration/host_micro.csv, chain suite): per-kernel costs are small; what a
-        # single-op program pays on top is the call and the thread pool's wake-up (below).
-        # A library GEMM costs more than a loop: a 64 x 2 x 64 matmul takes 2-10 us more than
-        # the 64 x 1 x 64 outer product XLA runs as a loop (benchmarks/host_gemm_split.py), and
-        # host calibrations fit 1.7-1.8x the loops' launch cost to GEMMs.
-        launch_scale=dict(gemm=2.0),
+        # Per-kernel fixed cost, x the device's launch_overhead_s (2 us for the host). XLA:CPU's
+        # thunks, profiled in small transformers, the zoo CNNs at batch 1 and a chain of 32x32
+        # GEMMs on a 2-core EPYC (benchmarks/host_thunk_costs.py): a small GEMM 1.2-2.6 us
+        # (median per program; 1.2 in the chain), a reduction 0.5-1.0 us, a loop fusion 0.1 us
+        # plus 0.2-1.2 us per thunk between thunks, a convolution 3-9 us with its arithmetic.
+        # Priors: 1.2, 0.5, 0.5 and 8 us. What a single-op program pays on top is the call and
+        # the thread pool's wake-up (below). At 2 us per loop and 4 per GEMM, the priors
+        # predicted the small transformers of docs/calibration/host_generalization*.csv
+        # 1.5-3.2x too slow (median per model).
+        launch_scale=dict(gemm=0.6, conv=4.0, elementwise=0.25, reduce=0.25),
         cache_sharpness=4.0,
         fill=1.0,
         # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add).

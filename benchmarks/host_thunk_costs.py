@@ -13,7 +13,8 @@ a chain of 16 small GEMMs. Each thunk is classed by what its HLO computation hol
 optimized module's text): ``conv`` (a convolution), ``gemm`` (a dot), ``reduce``, ``loop``
 (anything else). Per program and class: thunks per call and their median and quartile times;
 the call's time from a plain ``jax.jit`` loop (no profiler), and what is left of it outside the
-thunks, per thunk.
+thunks, per thunk (negative where thunks ran on both cores at once, as a large convolution's
+do).
 
 Writes benchmarks/results/host_thunk_costs.csv (``--out``: another name there).
 """
@@ -62,49 +63,28 @@ def _programs():
     yield "chain of 16 gemms 32x32", gemms, (jax.ShapeDtypeStruct((32, 32), jnp.float32),)
 
 
-def _concrete(inputs):
-    leaves, tree = jax.tree.flatten(inputs)
-    key = jax.random.key(0)
-    out = [
-        jax.random.randint(jax.random.fold_in(key, i), x.shape, 0, 8, x.dtype)
-        if jnp.issubdtype(x.dtype, jnp.integer)
-        else (jax.random.normal(jax.random.fold_in(key, i), x.shape) * 0.1).astype(x.dtype)
-        for i, x in enumerate(leaves)
-    ]
-    return jax.tree.unflatten(tree, out)
-
-
+_HEAD = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s[^=]*\{\s*$")  # a computation starts
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S+\s+([\w\-]+)\(")
+_CALLS = re.compile(r"(?:calls|to_apply)=%?([\w.\-]+)")
 
 
 def _classes(hlo: str) -> dict[str, str]:
-    """Thunk (instruction) name -> class, from the optimized module: what its computation holds."""
-    comps: dict[str, set[str]] = {}
+    """Thunk (instruction) name -> class, from the optimized module: what the instruction and
+    the computations it calls hold."""
+    held: dict[str, set[str]] = {}  # computation -> opcodes in it
+    own: dict[str, set[str]] = {}  # instruction -> its opcode and those of what it calls
     calls: dict[str, list[str]] = {}
     current = None
     for line in hlo.splitlines():
-        head = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
-        if head and "=" not in line.split("{")[0]:
-            current = head.group(1)
-            comps[current] = set()
-            continue
-        m = _INSTR.match(line)
-        if m and current is not None:
+        if head := _HEAD.match(line):
+            current = held.setdefault(head.group(1), set())
+        elif (m := _INSTR.match(line)) and current is not None:
             name, opcode = m.groups()
-            comps[current].add(opcode)
-            called = re.findall(r"(?:calls|to_apply)=%?([\w.\-]+)", line)
-            calls[name] = called
-            comps.setdefault("__op__" + name, set()).add(opcode)
-
-    def ops_of(name: str) -> set[str]:
-        out = set(comps.get("__op__" + name, set()))
-        for c in calls.get(name, []):
-            out |= comps.get(c, set())
-        return out
-
+            current.add(opcode)
+            own[name], calls[name] = {opcode}, _CALLS.findall(line)
     out = {}
-    for name in calls:
-        ops = ops_of(name)
+    for name, called in calls.items():
+        ops = own[name].union(*(held.get(c, set()) for c in called))
         out[name] = ("conv" if "convolution" in ops else "gemm" if "dot" in ops
                      else "reduce" if "reduce" in ops else "loop")  # fmt: skip
     return out
@@ -135,7 +115,7 @@ def main() -> None:
     rows = []
     for label, fn, inputs in _programs():
         f = jax.jit(fn)
-        args = _concrete(inputs)
+        args = perfjax.materialize(inputs)
         classes = _classes(f.lower(*args).compile().as_text())
         for _ in range(10):
             jax.block_until_ready(f(*args))

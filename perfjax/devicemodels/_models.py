@@ -122,9 +122,9 @@ PRIORS: dict[str, dict[str, Any]] = {
         overlap_q=2.0,
         # Per-kernel fixed cost, x the device's launch_overhead_s (2 us for the host). XLA:CPU's
         # thunks, profiled in small transformers, the zoo CNNs at batch 1 and a chain of 32x32
-        # GEMMs on a 2-core EPYC (benchmarks/host_thunk_costs.py): a small GEMM 1.2-2.6 us
-        # (median per program; 1.2 in the chain), a reduction 0.5-1.0 us, a loop fusion 0.1 us
-        # plus 0.2-1.2 us per thunk between thunks, a convolution 3-9 us with its arithmetic.
+        # GEMMs on a 2-core EPYC (benchmarks/host_thunk_costs.py): a small GEMM 0.6-2.9 us
+        # (median per program; 1.2 in the chain), a reduction 0.5-1.4 us, a loop fusion 0.1 us
+        # plus up to 0.8 us per thunk between thunks, a convolution 4-12 us with its arithmetic.
         # Priors: 1.2, 0.5, 0.5 and 8 us. What a single-op program pays on top is the call and
         # the thread pool's wake-up (below). At 2 us per loop and 4 per GEMM, the priors
         # predicted the small transformers of docs/calibration/host_generalization*.csv

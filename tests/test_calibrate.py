@@ -604,3 +604,35 @@ def test_each_kind_weighs_the_same_and_chains_weigh_more():
     assert total["matmul"] == pytest.approx(total["elementwise"])
     assert total["chain"] == pytest.approx(_CHAIN_WEIGHT * total["matmul"])
     assert _CHAIN_WEIGHT > 1
+
+
+def test_whole_programs_are_never_fitted_and_set_the_interval():
+    """Rows of kind "model" (whole programs, the ``programs`` suite) are scored, never fitted:
+    adding them leaves the fitted parameters as they were (to float32 rounding). With 12 or more, the
+    interval is the split-conformal interval of their residuals alone (microbenchmarks' heavy
+    tails do not set a program's interval)."""
+    from perfjax.calibrate._fit import MIN_INTERVAL_PROGRAMS, _conformal_bounds
+
+    sizes = [2**k for k in range(10, 24)]
+    micro = [dict(workload=Workload.of("elementwise", op="add", shape=(n,)), device="host",
+                  time_s=(2e-10 * n + 6e-6) * (1.0 + 0.1 * (i % 3))) for i, n in enumerate(sizes)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    programs = [dict(workload=Workload.of("model", builder="block", family="norm", op=op, rows=r, cols=c),
+                     device="host", time_s=float(1e-9 * r * c * math.exp(rng.normal(0.3, 0.2))))
+                for op in ("layernorm", "softmax") for r in (1, 16, 128) for c in (128, 1024, 4096)]  # fmt: skip
+    assert len(programs) >= MIN_INTERVAL_PROGRAMS
+    alone = fit(Measurements.from_rows(micro), holdout=0.25, steps=60)
+    both = fit(Measurements.from_rows(micro + programs), holdout=0.25, steps=60)
+    for k, v in alone.params.items():
+        np.testing.assert_allclose(both.params[k], v, rtol=1e-3, atol=1e-4, err_msg=k)
+    df = both.report.to_dataframe()
+    assert set(df[df.kind == "model"].split) == {"program"}
+    assert set(df[df.kind != "model"].split) == {"train", "heldout"}
+    assert both.metadata["program_points"] == len(programs)
+    assert "whole programs" in both.metadata["interval_source"]
+    p = df[df.split == "program"]
+    lo, hi = _conformal_bounds(np.log(p.measured_s / p.after_s).to_numpy(), 0.1)
+    np.testing.assert_allclose(both.residual_log_quantiles, (lo, hi))
+    assert both.residual_log_quantiles != alone.residual_log_quantiles
+    with pytest.raises(ValueError, match="never fitted"):
+        fit(Measurements.from_rows(programs), steps=10)

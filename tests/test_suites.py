@@ -27,6 +27,7 @@ SUITE_KINDS = {
     "conv2d_sweep": {"conv2d"},
     "attention": {"attention"},
     "kernel_chains": {"chain"},
+    "programs": {"model"},
 }
 
 _TRANSCENDENTAL_OPS = ("exponential", "tanh", "logistic", "log", "sqrt", "erf")
@@ -61,6 +62,8 @@ def _check_kind(w: Workload, text: str, ops: set[str]) -> None:
         assert {"dot_general", "exponential"} <= ops, (w.id, ops)
     elif w.kind == "chain":
         assert ops & {"reduce", "dot_general"}, (w.id, ops)
+    elif w.kind == "model":  # a whole program: arithmetic of more than one kind of op
+        assert len(ops - {"constant", "broadcast_in_dim", "reshape", "convert"}) >= 2, (w.id, ops)
     else:
         raise AssertionError(f"unexpected kind {w.kind!r} in a suite")
 
@@ -123,7 +126,25 @@ def test_all_is_the_union_without_duplicates():
 
 def test_default_all_is_a_few_hundred_workloads():
     n = len(suite("all"))
-    assert 100 <= n <= 300, n
+    assert 100 <= n <= 340, n
+
+
+def test_programs_suite_draws_every_family_the_same_way_each_time():
+    from perfjax.calibrate._programs import BLOCK_FAMILIES
+
+    ws = suite("programs")
+    assert ws == suite("programs")  # a fixed seed: every calibration measures the same ones
+    assert len(ws) == len(set(ws)) >= 30
+    families = [dict(w.params)["family"] for w in ws]
+    assert {f: families.count(f) for f in BLOCK_FAMILIES} == {
+        f: len(ws) // 6 for f in BLOCK_FAMILIES
+    }
+    assert {w.kind for w in ws} == {"model"}
+    # Sizes spread over orders of magnitude, none too slow for a 2-minute calibration.
+    flops = [
+        perfjax.analyze(*w.build()).flops for w in ws if dict(w.params)["family"] != "elementwise"
+    ]
+    assert max(flops) <= 2e9 and max(flops) / min(flops) > 100
 
 
 def test_matmul_sweep_contents():

@@ -179,6 +179,12 @@ def _conformal_bounds(resid: np.ndarray, alpha: float) -> tuple[float, float]:
 #: programs nobody chose (seed 555, two calibrations); on another 120 (seed 876484169) 19.7 /
 #: - / 18.7 / 19.5% (p90 61 / - / 49 / 49%).
 _CHAIN_WEIGHT = 4.0
+#: The op kind of whole programs (``Workload.of("model", ...)``, the ``programs`` suite): never
+#: fitted, scored in the report's ``"program"`` split.
+PROGRAM_KIND = "model"
+_PROGRAM_SPLIT = "program"
+#: Whole programs needed before the interval is theirs alone (fewer: held-out microbenchmarks).
+MIN_INTERVAL_PROGRAMS = 12
 #: A harness's per-op cost before fitting (harness_effects): small next to a kernel launch.
 _HARNESS_PRIOR_S = 1e-6
 
@@ -468,18 +474,43 @@ class _Objective:
 def _interval(
     resid: np.ndarray, rows: Sequence[Row], is_held: Sequence[bool], seed: str,
     interval_level: float, interval_folds: int, refit_without: Callable[[np.ndarray], np.ndarray],
+    is_program: np.ndarray | None = None,
 ) -> tuple[tuple[float, float], float, int, str]:  # fmt: skip
     """The interval's log bounds (split- or cross-conformal over held-out residuals), its
     coverage (two folds, each scored with the other's bounds), the points it used, and how it
-    was made. ``refit_without(idx)`` predicts every row from a fit without rows ``idx``."""
-    held_idx = np.array([i for i, h in enumerate(is_held) if h])
+    was made. ``refit_without(idx)`` predicts every row from a fit without rows ``idx``.
+
+    With :data:`MIN_INTERVAL_PROGRAMS` or more whole programs (``is_program``, never fitted),
+    the interval is theirs alone: a program sums many kernels, whose errors partly cancel, so
+    single microbenchmarks' residuals (with their own heavy tails: a 30 us add slowed by the
+    thread pool) would set it wider than programs need."""
+    alpha = (1.0 - interval_level) / 2
+    if is_program is not None and int(np.sum(is_program)) >= MIN_INTERVAL_PROGRAMS:
+        prog_idx = np.flatnonzero(is_program)
+        fold_a = np.array([i for i in prog_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
+        fold_b = np.setdiff1d(prog_idx, fold_a)
+        lo, hi = _conformal_bounds(resid[prog_idx], alpha)
+        covered = 0
+        for fit_on, score_on in ((fold_a, fold_b), (fold_b, fold_a)):
+            if len(fit_on) and len(score_on):
+                a, b = _conformal_bounds(resid[fit_on], alpha)
+                covered += int(np.sum((resid[score_on] >= a) & (resid[score_on] <= b)))
+        scored = sum(len(f) for f in (fold_a, fold_b) if len(fold_a) and len(fold_b))
+        coverage = covered / scored if scored else float("nan")
+        source = (
+            f"split-conformal quantiles of the {len(prog_idx)} whole programs' residuals (never "
+            "fitted); coverage: two folds, each scored with the other's quantiles"
+        )
+        return (lo, hi), coverage, len(prog_idx), source
+    held_idx = np.array(
+        [i for i, h in enumerate(is_held) if h and not (is_program is not None and is_program[i])]
+    )
     fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
     fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
     source = (
         "split-conformal quantiles of all held-out residuals; coverage: two folds, each scored "
         "with the other's quantiles"
     )
-    alpha = (1.0 - interval_level) / 2
     if len(fold_a) < 5 or len(fold_b) < 5:
         fold_a = fold_b = held_idx
         source = "all held-out residuals (too few for two folds)"
@@ -608,6 +639,20 @@ def fit(
         loss = DEFAULT_LOSS.get(family, "msle")
     _check_options(loss, interval_folds, effect_threshold, len(rows))
     is_held = _held_out(rows, holdout, seed)
+    # Whole programs (kind "model") are never fitted: they are scored, and set the interval.
+    is_program = np.array([r.kind == PROGRAM_KIND for r in rows], bool)
+    if is_program.all():
+        raise InputError(
+            f"every row is a whole program (kind {PROGRAM_KIND!r}), and those are never fitted; "
+            "add microbenchmark rows (perfjax.calibrate.suite names) to fit on."
+        )
+    is_held = [bool(h or p) for h, p in zip(is_held, is_program, strict=True)]
+    if all(is_held):
+        raise InputError(
+            f"the split left no training point ({int(is_program.sum())} whole programs, never "
+            f"fitted, and {len(rows) - int(is_program.sum())} held-out points); lower holdout."
+        )
+    fittable = np.flatnonzero(~is_program)
     train = [r for r, h in zip(rows, is_held, strict=True) if not h]
     t0 = time.perf_counter()
     batch = _featurize(rows, family, progress)
@@ -635,18 +680,26 @@ def fit(
     after = np.asarray(objective.predict_rows(fitted, objective.as_used(effects)), np.float64)
 
     def refit_without(idx: np.ndarray) -> np.ndarray:
-        p_f, e_f, l_f = run(prior, objective.kind_weights(np.setdiff1d(np.arange(len(rows)), idx)))
+        p_f, e_f, l_f = run(prior, objective.kind_weights(np.setdiff1d(fittable, idx)))
         if not bool(jnp.all(jnp.isfinite(l_f))):
             raise FloatingPointError("a fit without one interval fold diverged.")
         return np.asarray(objective.predict_rows(p_f, objective.as_used(e_f)))
 
     (lo, hi), coverage, interval_points, interval_source = _interval(
-        np.log(measured / after), rows, is_held, seed, interval_level, interval_folds, refit_without
+        np.log(measured / after),
+        rows,
+        is_held,
+        seed,
+        interval_level,
+        interval_folds,
+        refit_without,
+        is_program,
     )
     bound_after = _row_bounds(fitted, batch, family)
     row_class = _row_classes(fitted, batch, family)
     report_rows = tuple(
-        dict(program=r.program, kind=r.kind, device=r.device, split="heldout" if h else "train",
+        dict(program=r.program, kind=r.kind, device=r.device,
+             split=_PROGRAM_SPLIT if is_program[i] else "heldout" if h else "train",
              measured_s=float(measured[i]), before_s=float(before[i]), after_s=float(after[i]),
              bound_after=_BOUNDS[bound_after[i]], expected_bound=_expected_bound(r),
              kernel_class=KINDS[row_class[i]])
@@ -657,15 +710,14 @@ def fit(
     if refit:
         # The report and the interval keep the held-out split's numbers; the parameters come
         # from a second fit on every row (what a user should predict with).
-        refitted, refit_effects, refit_losses = run(
-            prior, objective.kind_weights(np.arange(len(rows)))
-        )
+        refitted, refit_effects, refit_losses = run(prior, objective.kind_weights(fittable))
         if bool(jnp.all(jnp.isfinite(refit_losses))):
             fitted, effects = jax.block_until_ready((refitted, refit_effects))
-            devices = tuple(sorted({r.device for r in rows}))
+            devices = tuple(sorted({rows[i].device for i in fittable}))
     meta = dict(measurements.metadata)
     meta.update(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                train_points=len(train), heldout_points=len(rows) - len(train), holdout=str(holdout),
+                train_points=len(train), heldout_points=len(rows) - len(train) - int(is_program.sum()),
+                program_points=int(is_program.sum()), holdout=str(holdout),
                 final_loss=float(losses[-1]), interval_source=interval_source,
                 interval_points=interval_points,
                 refit="every row" if refit else "no")  # fmt: skip

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -181,3 +183,108 @@ def _program_inner(name: str, batch: int, dtype: str, seq: int, d: int):
         return _stack(name, batch, dt, seq, causal=True)
     valid = ["mlp", "cnn", "transformer_block", "flax_cnn", "flax_transformer", *CONFIGS]
     raise InputError(f"unknown program {name!r}; expected one of {valid}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks: small programs of the kinds people write, for the interval of a calibration
+# ---------------------------------------------------------------------------------------------
+
+_ACTS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}
+_UNARY = {
+    "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "exp": lambda x: jnp.exp(-jnp.abs(x)),
+    "cos": jnp.cos, "scale": lambda x: 0.5 * x + 1.0, "relu": jax.nn.relu,
+    "log1p": lambda x: jnp.log1p(jnp.abs(x)), "rsqrt": lambda x: jax.lax.rsqrt(1.0 + x * x),
+}  # fmt: skip
+BLOCK_FAMILIES = ("mlp", "conv", "attention", "norm", "elementwise", "transformer")
+
+
+@register_builder("block")
+def _block(family: str, dtype: str = "float32", **p):
+    """A small plain-``jax.numpy`` program of one family (:data:`BLOCK_FAMILIES`):
+
+    * ``mlp``: ``batch``, layer ``widths``, activation ``act``; ``train``: an SGD step;
+    * ``conv``: ``batch``, ``hw``, ``cin`` -> ``cout``, ``k`` x ``k``, ``stride``, with a batch
+      ``norm`` or not, then ReLU;
+    * ``attention``: ``b``, ``t``, ``h`` heads of ``d``;
+    * ``norm``: ``op`` (layernorm, rmsnorm or softmax) over ``rows`` x ``cols``;
+    * ``elementwise``: a chain of unary ``ops`` over ``n`` elements;
+    * ``transformer``: a ``flax.nnx`` encoder layer, ``batch`` x ``seq`` x ``d``.
+
+    Example:
+      >>> fn, inputs = _block("norm", op="softmax", rows=4, cols=128)
+      >>> inputs[0].shape
+      (4, 128)
+    """
+    dt = jnp.dtype(dtype)
+    if family == "mlp":
+        return _block_mlp(dt, **p)
+    if family == "conv":
+        return _block_conv(dt, **p)
+    if family == "attention":
+        return _block_attention(dt, **p)
+    if family == "norm":
+        return _block_norm(dt, **p)
+    if family == "elementwise":
+        return _block_elementwise(dt, **p)
+    if family == "transformer":
+        return _flax_transformer(p["batch"], dt, d=p["d"], seq=p["seq"])
+    raise InputError(f"unknown block family {family!r}; expected one of {list(BLOCK_FAMILIES)}.")
+
+
+def _block_mlp(dt, batch: int, widths: tuple[int, ...], act: str, train: bool):
+    f = _ACTS[act]
+    params = [(S((a, b), dt), S((b,), dt)) for a, b in itertools.pairwise(widths)]
+
+    def fwd(params, x):
+        for i, (w, b) in enumerate(params):
+            x = x @ w + b
+            x = f(x) if i < len(params) - 1 else x
+        return x
+
+    def step(params, x):
+        g = jax.grad(lambda p: jnp.mean(jnp.square(fwd(p, x).astype(jnp.float32))))(params)
+        return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g)
+
+    return (step if train else fwd), (params, S((batch, widths[0]), dt))
+
+
+def _block_conv(dt, batch: int, hw: int, cin: int, cout: int, k: int, stride: int, norm: bool):
+    def fwd(w, x):
+        y = lax.conv_general_dilated(x, w, (stride, stride), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+        if norm:
+            m = y.mean(axis=(0, 1, 2))
+            y = (y - m) * lax.rsqrt(jnp.mean(jnp.square(y - m), axis=(0, 1, 2)) + 1e-5)
+        return jax.nn.relu(y)
+
+    return fwd, (S((k, k, cin, cout), dt), S((batch, hw, hw, cin), dt))
+
+
+def _block_attention(dt, b: int, t: int, h: int, d: int):
+    def fwd(q, k, v):
+        s = jnp.einsum("bthd,bshd->bhts", q, k) * (d**-0.5)
+        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
+
+    x = S((b, t, h, d), dt)
+    return fwd, (x, x, x)
+
+
+def _block_norm(dt, op: str, rows: int, cols: int):
+    def fwd(x):
+        if op == "softmax":
+            return jax.nn.softmax(x, axis=-1)
+        if op == "rmsnorm":
+            return x * lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-6)
+        m = x.mean(-1, keepdims=True)
+        return (x - m) * lax.rsqrt(jnp.mean(jnp.square(x - m), axis=-1, keepdims=True) + 1e-5)
+
+    return fwd, (S((rows, cols), dt),)
+
+
+def _block_elementwise(dt, n: int, ops: tuple[str, ...]):
+    def fwd(x):
+        for o in ops:
+            x = _UNARY[o](x)
+        return x
+
+    return fwd, (S((n,), dt),)

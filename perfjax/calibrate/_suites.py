@@ -20,6 +20,7 @@ measurement is the one kept.
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 import os
 import platform
@@ -46,6 +47,7 @@ from perfjax._errors import InputError
 from perfjax._host import cpu_info, load_average, usable_cores
 from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
+from perfjax.calibrate._programs import BLOCK_FAMILIES
 from perfjax.calibrate._workloads import Workload
 from perfjax.devicemodels import device
 
@@ -59,6 +61,7 @@ SUITES = (
     "conv2d_sweep",
     "attention",
     "kernel_chains",
+    "programs",
     "all",
 )
 
@@ -317,6 +320,92 @@ def _attention(size: str) -> list[Workload]:
     return out
 
 
+#: Largest block a ``programs`` suite draws, in floating-point operations (~10-40 ms here).
+_BLOCK_MAX_FLOPS = 1.5e9
+
+
+def _draw_block(rng: np.random.Generator, family: str) -> Workload:
+    """One block program of ``family`` with sizes drawn from ``rng``."""
+
+    def pick(values):
+        return values[int(rng.integers(len(values)))]
+
+    dtype = "bfloat16" if rng.random() < 0.2 else "float32"
+    if family == "mlp":
+        widths = tuple(int(pick((64, 128, 256, 512, 1024))) for _ in range(int(rng.integers(2, 5))))
+        p = dict(batch=int(pick((1, 4, 16, 64, 256))), widths=widths,
+                 act=str(pick(("relu", "gelu", "tanh", "silu"))), train=bool(rng.random() < 0.5))  # fmt: skip
+    elif family == "conv":
+        dtype = "float32"
+        p = dict(batch=int(pick((1, 2, 4, 8))), hw=int(pick((8, 16, 28, 56))),
+                 cin=int(pick((3, 16, 32, 64, 128))), cout=int(pick((16, 32, 64, 128))),
+                 k=int(pick((1, 3, 3, 5))), stride=int(pick((1, 1, 2))), norm=bool(rng.random() < 0.5))  # fmt: skip
+    elif family == "attention":
+        p = dict(b=int(pick((1, 2, 4))), t=int(pick((32, 64, 128, 256, 512))),
+                 h=int(pick((1, 2, 4, 8))), d=int(pick((32, 64))))  # fmt: skip
+    elif family == "norm":
+        dtype = "float32"
+        p = dict(op=str(pick(("layernorm", "rmsnorm", "softmax"))), rows=int(pick((1, 16, 128, 1024))),
+                 cols=int(pick((128, 512, 1024, 4096, 8192))))  # fmt: skip
+    elif family == "elementwise":
+        dtype = "float32"
+        ops = ("tanh", "sigmoid", "exp", "cos", "scale", "relu", "log1p", "rsqrt")
+        p = dict(n=int(pick((1 << 12, 1 << 15, 1 << 18, 1 << 20, 1 << 22))),
+                 ops=tuple(str(pick(ops)) for _ in range(int(rng.integers(1, 6)))))  # fmt: skip
+    else:
+        dtype = "float32"
+        p = dict(
+            batch=int(pick((1, 2, 4))), seq=int(pick((16, 32, 64, 128))), d=int(pick((64, 128)))
+        )
+    return Workload.of("model", builder="block", family=family, dtype=dtype, **p)
+
+
+def _block_flops(w: Workload) -> float:
+    p = dict(w.params)
+    f = p["family"]
+    if f == "mlp":
+        mult = 6 if p["train"] else 2
+        return mult * p["batch"] * sum(a * b for a, b in itertools.pairwise(p["widths"]))
+    if f == "conv":
+        out = p["batch"] * (p["hw"] // p["stride"]) ** 2
+        return 2.0 * out * p["cin"] * p["cout"] * p["k"] ** 2
+    if f == "attention":
+        return 4.0 * p["b"] * p["h"] * p["t"] ** 2 * p["d"]
+    if f == "transformer":
+        return (
+            24.0 * p["batch"] * p["seq"] * p["d"] ** 2 + 4.0 * p["batch"] * p["seq"] ** 2 * p["d"]
+        )
+    return 0.0
+
+
+_TINY_BLOCKS = (
+    dict(family="mlp", dtype="float32", batch=8, widths=(64, 128, 32), act="gelu", train=True),
+    dict(family="conv", dtype="float32", batch=2, hw=16, cin=8, cout=16, k=3, stride=1, norm=True),
+    dict(family="attention", dtype="float32", b=1, t=64, h=2, d=32),
+    dict(family="norm", dtype="float32", op="layernorm", rows=32, cols=512),
+    dict(family="elementwise", dtype="float32", n=16384, ops=("tanh", "scale", "exp")),
+    dict(family="transformer", dtype="float32", batch=1, seq=16, d=64),
+)
+
+
+def _program_blocks(size: str) -> list[Workload]:
+    """Small programs of the kinds people write (MLP forward and SGD steps, convolution blocks
+    with or without a batch norm, attention, norms and softmax rows, elementwise chains, a Flax
+    encoder layer) with sizes drawn from a fixed seed. Their kind is ``"model"``: a fit never
+    trains on them; their held-out errors set the calibration's interval (programs sum many
+    kernels, so their errors are not those of single microbenchmarks)."""
+    if size == "tiny":  # one small program per family, for tests
+        return [Workload.of("model", builder="block", **p) for p in _TINY_BLOCKS]
+    n = _pick(size, 0, 36, 72)
+    rng = np.random.default_rng(20261205)
+    out: list[Workload] = []
+    while len(out) < n:
+        w = _draw_block(rng, BLOCK_FAMILIES[len(out) % len(BLOCK_FAMILIES)])
+        if _block_flops(w) <= _BLOCK_MAX_FLOPS and w not in out:
+            out.append(w)
+    return out
+
+
 _BUILDERS: dict[str, Callable[[str], list[Workload]]] = {
     "matmul_sweep": _matmul_sweep,
     "memory_bandwidth": _memory_bandwidth,
@@ -326,6 +415,7 @@ _BUILDERS: dict[str, Callable[[str], list[Workload]]] = {
     "conv2d_sweep": _conv2d_sweep,
     "attention": _attention,
     "kernel_chains": _kernel_chains,
+    "programs": _program_blocks,
 }
 
 

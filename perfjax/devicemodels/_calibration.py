@@ -97,7 +97,7 @@ class Report:
             "p90 APE after",
         ):
             t.add_column(col, justify="left" if col == "split / kind" else "right")
-        for split in ("train", "heldout"):
+        for split in ("train", "heldout", "program"):
             s = self.summary(split)
             if s["points"]:
                 t.add_row(split, str(s["points"]), f"{100 * s['median_ape_before']:.1f}%",
@@ -105,7 +105,7 @@ class Report:
         for kind, k in self.summary("heldout").get("per_kind", {}).items():
             t.add_row(f"  heldout {kind}", str(k["points"]), f"{100 * k['median_ape_before']:.1f}%",
                       f"{100 * k['median_ape_after']:.1f}%", f"{100 * k['p90_ape_after']:.1f}%")  # fmt: skip
-        t.caption = (f"{100 * self.interval_level:.0f}% interval coverage on held-out points: {100 * self.coverage:.1f}%; "
+        t.caption = (f"{100 * self.interval_level:.0f}% interval coverage (two folds of the points that set it): {100 * self.coverage:.1f}%; "
                      f"fit {self.fit_s:.2f} s ({self.steps} steps), features {self.featurize_s:.1f} s")  # fmt: skip
         return t
 

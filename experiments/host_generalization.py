@@ -32,7 +32,6 @@ Writes docs/calibration/host_generalization.csv and host_generalization.json.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import pathlib
 import statistics
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import perfjax
+from perfjax.calibrate import Workload
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "calibration"
 S = jax.ShapeDtypeStruct
@@ -64,10 +64,6 @@ def _pick(rng, values):
     return values[int(rng.integers(len(values)))]
 
 
-def _act(name: str) -> Callable:
-    return {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu}[name]
-
-
 def mlp(rng, train: bool):
     dt = _dtype(rng)
     batch = _pick(rng, [1, 4, 16, 64, 256, 1024])
@@ -77,28 +73,15 @@ def mlp(rng, train: bool):
 
 
 def mlp_program(rng, batch: int, widths: list[int], dt: Any, train: bool):
-    """An MLP over ``widths`` (activation drawn), its forward pass or an SGD step."""
-    act = _act(_pick(rng, ["relu", "gelu", "tanh", "silu"]))
-    params = [(S((a, b), dt), S((b,), dt)) for a, b in itertools.pairwise(widths)]
-
-    def fwd(params, x):
-        for i, (w, b) in enumerate(params):
-            x = x @ w + b
-            x = act(x) if i < len(params) - 1 else x
-        return x
-
-    x = S((batch, widths[0]), dt)
-    label = (
-        f"mlp{'_train' if train else ''} b{batch} {'-'.join(map(str, widths))} {jnp.dtype(dt).name}"
-    )
-    if not train:
-        return label, fwd, (params, x)
-
-    def step(params, x):
-        g = jax.grad(lambda p: jnp.mean(fwd(p, x).astype(jnp.float32) ** 2))(params)
-        return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g)
-
-    return label, step, (params, x)
+    """An MLP over ``widths`` (activation drawn), its forward pass or an SGD step (the
+    calibration's ``block`` builder builds the same programs from other sizes)."""
+    act = _pick(rng, ["relu", "gelu", "tanh", "silu"])
+    name = jnp.dtype(dt).name
+    w = Workload.of("model", builder="block", family="mlp", dtype=name, batch=int(batch),
+                    widths=tuple(int(x) for x in widths), act=str(act), train=bool(train))  # fmt: skip
+    fn, inputs = w.build()
+    label = f"mlp{'_train' if train else ''} b{batch} {'-'.join(map(str, widths))} {name}"
+    return label, fn, inputs
 
 
 def conv(rng, train: bool = False):

@@ -485,40 +485,28 @@ def _interval(
     single microbenchmarks' residuals (with their own heavy tails: a 30 us add slowed by the
     thread pool) would set it wider than programs need."""
     alpha = (1.0 - interval_level) / 2
-    if is_program is not None and int(np.sum(is_program)) >= MIN_INTERVAL_PROGRAMS:
-        prog_idx = np.flatnonzero(is_program)
-        fold_a = np.array([i for i in prog_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
-        fold_b = np.setdiff1d(prog_idx, fold_a)
-        lo, hi = _conformal_bounds(resid[prog_idx], alpha)
-        covered = 0
-        for fit_on, score_on in ((fold_a, fold_b), (fold_b, fold_a)):
-            if len(fit_on) and len(score_on):
-                a, b = _conformal_bounds(resid[fit_on], alpha)
-                covered += int(np.sum((resid[score_on] >= a) & (resid[score_on] <= b)))
-        scored = sum(len(f) for f in (fold_a, fold_b) if len(fold_a) and len(fold_b))
-        coverage = covered / scored if scored else float("nan")
-        source = (
-            f"split-conformal quantiles of the {len(prog_idx)} whole programs' residuals (never "
-            "fitted); coverage: two folds, each scored with the other's quantiles"
-        )
-        return (lo, hi), coverage, len(prog_idx), source
-    held_idx = np.array(
-        [i for i, h in enumerate(is_held) if h and not (is_program is not None and is_program[i])]
-    )
+    programs = np.zeros(len(rows), bool) if is_program is None else np.asarray(is_program, bool)
+    by_programs = int(programs.sum()) >= MIN_INTERVAL_PROGRAMS
+    if by_programs:
+        held_idx = np.flatnonzero(programs)
+        what = f"the {len(held_idx)} whole programs' residuals (never fitted)"
+    else:
+        held_idx = np.flatnonzero(np.asarray(is_held, bool) & ~programs)
+        what = "all held-out residuals"
     fold_a = np.array([i for i in held_idx if _fold(rows[i].program, seed + "/interval") < 0.5])
-    fold_b = np.array([i for i in held_idx if i not in set(fold_a.tolist())])
+    fold_b = np.setdiff1d(held_idx, fold_a)
     source = (
-        "split-conformal quantiles of all held-out residuals; coverage: two folds, each scored "
-        "with the other's quantiles"
+        f"split-conformal quantiles of {what}; coverage: two folds, each scored with the other's "
+        "quantiles"
     )
     if len(fold_a) < 5 or len(fold_b) < 5:
         fold_a = fold_b = held_idx
-        source = "all held-out residuals (too few for two folds)"
+        source = f"{what} (too few for two folds)"
     if len(held_idx) < 10:
         # Too few held-out points to place an interval: use every residual, and say so.
         fold_a = fold_b = held_idx = np.arange(len(rows))
         source = "all residuals, training included (fewer than 10 held-out points)"
-    if interval_folds:
+    if interval_folds and not by_programs:  # (whole programs' residuals are out of fit already)
         # Cross-conformal: each row's residual from the fit without its fold.
         resid = resid.copy()
         measured = np.array([r.time_s for r in rows])

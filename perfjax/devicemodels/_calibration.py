@@ -585,6 +585,7 @@ _ADDED_PARAMS = (
     "matrix_unit_eff_log",
     "first_touch_log",
     "transposed_rhs_log",
+    "scalar_sum_log",
 )
 
 

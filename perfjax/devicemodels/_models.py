@@ -171,6 +171,12 @@ PRIORS: dict[str, dict[str, Any]] = {
         # geometric mean, and the fit keeps it (FROZEN): host calibrations fitted 3.2-3.4
         # core-ns on the EPYC, 4x what it measures, and over-predicted attention there.
         transposed_rhs_s_per_element=1.4e-9,
+        # Cycles per input element of a sum XLA:CPU runs as its own scalar loop
+        # (Kernels.scalar_sum_elements: bf16 accumulation, a bias gradient), on top of the
+        # library reduction's time: 2.4 ns more than the fp32-accumulated sum over rows, median
+        # of 9 shapes on a 2.6 GHz AMD EPYC (benchmarks/results/host_bf16_reduce_epyc.csv).
+        # Kept (FROZEN): no calibration suite times such sums.
+        scalar_sum_cycles_per_element=6.3,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -190,7 +196,7 @@ PRIORS: dict[str, dict[str, Any]] = {
 #: Parameters a calibration of the family keeps at their priors: measured directly by a
 #: benchmark on more than one machine, and not separable from other effects in the
 #: calibration's timings.
-FROZEN: dict[str, tuple[str, ...]] = {"cpu": ("transposed_rhs_log",)}
+FROZEN: dict[str, tuple[str, ...]] = {"cpu": ("transposed_rhs_log", "scalar_sum_log")}
 #: Per-vendor priors that replace the family's.
 VENDOR_PRIORS = {
     "amd": dict(
@@ -260,6 +266,9 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         first_touch_log=jnp.array(math.log(pr.get("first_touch_s_per_byte", 1.0)), jnp.float32),
         transposed_rhs_log=jnp.array(
             math.log(pr.get("transposed_rhs_s_per_element", 1.0)), jnp.float32
+        ),
+        scalar_sum_log=jnp.array(
+            math.log(pr.get("scalar_sum_cycles_per_element", 1.0)), jnp.float32
         ),
         # A time factor per kernel class on one device (1 here): where a calibration fitted
         # device effects (``fit(device_effects=True)``), predictions for that device use them.

@@ -216,6 +216,26 @@ class FusionPolicy:
     #: 0.2 at 256 KiB; permutations keeping the minor dimension pay nothing
     #: (``benchmarks/results/host_strided_loops_epyc.csv``). 0: never.
     strided_min_bytes: int = 0
+    #: ... but a bf16 (or other non-fp32) dot's result, converted and read transposed by the
+    #: loop after it (the SGD update of a bf16 weight by its gradient), is read element by
+    #: element whatever its size: below ``strided_min_bytes`` an element weighs this share of
+    #: a cache line (``benchmarks/results/host_bf16_sgd_epyc.csv``).
+    strided_small_dot_weight: float = 1.0
+    #: Sums (a reduction whose computation is one add) accumulating in one of these dtypes run
+    #: as the compiler's own scalar loops instead of a library kernel: the
+    #: ``scalar_sum_elements`` feature counts their input elements. XLA:CPU hands an fp32
+    #: accumulation (``jnp.sum`` of bf16 data) to YNNPACK, but not a sum accumulating in bf16,
+    #: which autodiff emits for the gradient of a broadcast (a bias gradient of a bf16 layer):
+    #: that one runs a scalar loop, over a tree of windows of 32 when the reduced dimension is
+    #: longer. Measured on an AMD EPYC (``benchmarks/results/host_bf16_reduce_epyc.csv``): a
+    #: column sum (over rows) takes 1.6-4.4 ns more per element than the fp32-accumulated one,
+    #: 3.6-39x its time. fp16 sums compile to the same tree but run it vectorised over rows
+    #: (0.07-0.32x bf16's time; over the minor dimension 1.4-2.4x, which is not modelled).
+    #: Empty: none.
+    scalar_sum_dtypes: tuple[str, ...] = ()
+    #: ... where the minor dimension is among those reduced, an element weighs this share of a
+    #: column sum's (the loop reads whole rows: 0.23-0.39 ns more per element on the EPYC).
+    scalar_sum_minor_weight: float = 1.0
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured by
@@ -254,6 +274,9 @@ POLICIES = {
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
         strided_min_bytes=1024 * 1024,
+        strided_small_dot_weight=0.5,
+        scalar_sum_dtypes=("bfloat16",),
+        scalar_sum_minor_weight=0.15,
     ),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
@@ -361,6 +384,10 @@ class Kernels:
     #: Elements a loop kernel reads through a transpose that moves the minor dimension
     #: (:attr:`FusionPolicy.strided_min_bytes`): a cache line each.
     strided_elements: np.ndarray = _feature(default=True)
+    #: Input elements of sums the compiler runs as scalar loops
+    #: (:attr:`FusionPolicy.scalar_sum_dtypes`), those over the minor dimension weighed by
+    #: :attr:`FusionPolicy.scalar_sum_minor_weight`.
+    scalar_sum_elements: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -835,6 +862,25 @@ class _Fusion:
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         return (UNBOUNDED if fallback else units), fallback
 
+    def _scalar_sum_elements(self, g: dict[str, Any]) -> float:
+        """Input elements, per run of kernel ``g``, of its sums that accumulate in one of
+        :attr:`FusionPolicy.scalar_sum_dtypes`, those over the minor dimension weighed by
+        :attr:`FusionPolicy.scalar_sum_minor_weight`."""
+        dtypes = self.policy.scalar_sum_dtypes
+        if not dtypes:
+            return 0.0
+        total, runs = 0.0, float(g["executions"]) or 1.0
+        for i in g["ops"]:
+            f = self.ops[i].features
+            if _short(self.ops[i]) != "reduce" or f.get("reducer") != "add":
+                continue
+            summed = f.get("in_elements", 0) > f.get("out_elements", 0)  # (a dim of one: no sum)
+            if f.get("accumulator") not in dtypes or not summed:
+                continue
+            weight = self.policy.scalar_sum_minor_weight if f.get("minor_reduced") else 1.0
+            total += float(self.ops[i].executions) / runs * float(f.get("in_elements", 0)) * weight
+        return total
+
     def _strided_elements(self, g: dict[str, Any]) -> float:
         """Elements the loop kernel ``g`` reads through minor-moving transposes of operands of
         at least :attr:`FusionPolicy.strided_min_bytes` (none in a kernel of data movement
@@ -849,20 +895,23 @@ class _Fusion:
             op = ops[i]
             if _short(op) != "transpose" or not op.features.get("minor_moved"):
                 continue
-            if not op.operands or op.operands[0].nbytes < least:
+            if not op.operands:
                 continue
             src = next((b for s in op.sources for b in self.bases(s) if b >= 0), -1)
-            if (
-                src >= 0
-                and _short(ops[src]) == "dot_general"
-                and (
-                    # An outer product is a broadcast multiply: the transpose moves into it.
-                    ops[src].features.get("k", 2) == 1
-                    or str(ops[src].results[0].dtype) in ("float32", "float64")
-                )
+            from_dot = src >= 0 and _short(ops[src]) == "dot_general"
+            if from_dot and (
+                # An outer product is a broadcast multiply: the transpose moves into it.
+                ops[src].features.get("k", 2) == 1
+                or str(ops[src].results[0].dtype) in ("float32", "float64")
             ):
                 continue
-            total += float(op.executions) * float(op.results[0].size)
+            weight = 1.0
+            if op.operands[0].nbytes < least:
+                if not from_dot:
+                    continue
+                # A bf16 dot's result read transposed by the loop after it, in cache.
+                weight = self.policy.strided_small_dot_weight
+            total += weight * float(op.executions) * float(op.results[0].size)
         return total
 
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
@@ -898,6 +947,7 @@ class _Fusion:
         ):  # fmt: skip
             transposed = b_ * n_ * k_
         strided = self._strided_elements(g) if g["kind"] in ("elementwise", "reduce") else 0.0
+        scalar_sums = self._scalar_sum_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
         kind = g["kind"]
@@ -909,7 +959,7 @@ class _Fusion:
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
             transcendental_work=trans_work, fresh_bytes=fresh, transposed_rhs_elements=transposed,
-            strided_elements=strided,
+            strided_elements=strided, scalar_sum_elements=scalar_sums,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),

@@ -99,6 +99,9 @@ class OpView(Protocol):
     def region_cost(self, index: int) -> Cost:
         """Cost of one application of the scalar computation in region ``index``."""
 
+    def region_ops(self, index: int) -> tuple[str, ...]:
+        """Names of the ops in region ``index`` (terminators left out)."""
+
     def io_bytes(self) -> dict[str, float]:
         """``bytes_read`` = all operands, ``bytes_written`` = all results."""
 
@@ -289,6 +292,17 @@ class MlirOpView:
 
     def region_cost(self, index: int) -> Cost:
         return _block_ops_cost(self._op.regions[index].blocks, self.location)
+
+    def region_ops(self, index: int) -> tuple[str, ...]:
+        regions = self._op.regions
+        if index >= len(regions):
+            return ()
+        return tuple(
+            inner.operation.name
+            for block in regions[index].blocks
+            for inner in block.operations
+            if inner.operation.name not in ("func.return", "stablehlo.return")
+        )
 
 
 def _block_ops_cost(blocks, location: str) -> Cost:
@@ -626,12 +640,22 @@ def _reduce(op: OpView) -> Cost:
     # is reduced: the outputs are then the init values).
     applications = max(0, inputs[0].size - op.results[0].size)
     body = op.region_cost(0)
+    reduced = _int_list(op, "dimensions")
+    body_ops = op.region_ops(0)
     return Cost(
         flops=body.flops * applications,
         transcendentals=body.transcendentals * applications,
         **op.io_bytes(),
-        features=dict(kind="reduce", in_elements=inputs[0].size, out_elements=op.results[0].size),
-    )
+        features=dict(
+            kind="reduce", in_elements=inputs[0].size, out_elements=op.results[0].size,
+            # The scalar computation (a single add: a sum) and the type it accumulates in:
+            # XLA:CPU runs sums accumulating in bf16 as its own scalar loops.
+            reducer=body_ops[0].rsplit(".", 1)[-1] if len(body_ops) == 1 else "",
+            accumulator=op.results[0].dtype,
+            # Whether the minor (contiguous) dimension is among those reduced.
+            minor_reduced=bool(inputs[0].shape) and (len(inputs[0].shape) - 1) in reduced,
+        ),
+    )  # fmt: skip
 
 
 @register_cost_rule("stablehlo.reduce_window")

@@ -289,10 +289,8 @@ def _trainable(
     """Per parameter, 1 where the fit may move it and 0 where it stays at its prior. A frozen
     entry is a parameter name, or "name:kind" for one kind of a per-kind parameter."""
     keep = {k: np.ones(np.shape(v), np.float32) for k, v in prior.items()}
-    for pname in FROZEN.get(family, ()):
-        keep[pname][...] = 0.0
     unknown_frozen = []
-    for entry in freeze:
+    for entry in (*FROZEN.get(family, ()), *freeze):
         pname, _, kind = entry.partition(":")
         labels = PRECISIONS if pname == "precision_eff_log" else KINDS
         if pname not in prior or (kind and (np.ndim(prior[pname]) != 1 or kind not in labels)):

@@ -883,9 +883,10 @@ class _Fusion:
 
     def _strided_elements(self, g: dict[str, Any]) -> float:
         """Elements the loop kernel ``g`` reads through minor-moving transposes of operands of
-        at least :attr:`FusionPolicy.strided_min_bytes` (none in a kernel of data movement
-        alone, nor of an fp32/fp64 dot's result or an outer product's, which XLA folds into
-        the dot or the broadcast)."""
+        at least :attr:`FusionPolicy.strided_min_bytes`, and of a smaller bf16 dot's result
+        weighed by :attr:`FusionPolicy.strided_small_dot_weight` (none in a kernel of data
+        movement alone, nor of an fp32/fp64 dot's result or an outer product's, which XLA folds
+        into the dot or the broadcast)."""
         least, ops = self.policy.strided_min_bytes, self.ops
         members = g["ops"]
         if not least or all(_short(ops[i]) in _MOVEMENT for i in members):

@@ -19,11 +19,11 @@ from perfjax._display import graph_tables, render
 from perfjax._errors import UnsupportedOpError, UnsupportedProgramError
 from perfjax.lowering import _rules
 from perfjax.lowering._program import Program, parse_module, trace
+from perfjax.lowering._rules import TERMINATORS as _TERMINATORS
 from perfjax.lowering._rules import Cost
 from perfjax.lowering._types import TensorType
 from perfjax.ops._kernel import KERNEL_SCOPE, KERNEL_SCOPE_RE
 
-_TERMINATORS = {"func.return", "stablehlo.return", "return", "sdy.return"}
 _FLASH_RE = re.compile(r"(flash\.[A-Za-z0-9]+(?:_[A-Za-z][A-Za-z0-9]*)*)")
 _LOC_NAME_RE = re.compile(r'loc\((?:callsite\()?"([^"]*)"')
 _LOC_FILE_RE = re.compile(r'"([^"]+\.py)":(\d+)')

@@ -264,6 +264,10 @@ def _mlir_element(dtype: str) -> str:
     return _MLIR_ELEMENT.get(dtype, dtype)
 
 
+#: Ops that end a region's block (no work of their own).
+TERMINATORS = frozenset({"func.return", "stablehlo.return", "return", "sdy.return"})
+
+
 class MlirOpView:
     """An :class:`OpView` over an operation of an expansion module (no source location)."""
 
@@ -301,7 +305,7 @@ class MlirOpView:
             inner.operation.name
             for block in regions[index].blocks
             for inner in block.operations
-            if inner.operation.name not in ("func.return", "stablehlo.return")
+            if inner.operation.name not in TERMINATORS
         )
 
 

@@ -8,6 +8,7 @@ import math
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -313,30 +314,51 @@ def test_frozen_parameters_stay_at_their_priors():
         fit(ms, holdout=0.3, steps=10, loss="l1")
 
 
-def test_host_fits_default_to_the_huber_loss_and_outliers_pull_them_less():
-    """A host calibration's timings include points caught in a slow state of the process: the
-    CPU family's default loss is Huber, and with three of 14 timings 4x too slow, its fit
-    predicts the true times better than the squared log error's (measured: median log error
-    0.21 against 0.42)."""
-    from perfjax.calibrate._fit import DEFAULT_LOSS
-
-    assert DEFAULT_LOSS == {"cpu": "huber"}
+def _outlier_pull(factor, losses):
+    """How far three timings of 14 at ``factor`` x their true time move a fit: the median
+    |log ratio| of its predictions to those of the same loss's fit to the true times."""
     sizes = [2**k for k in range(10, 24)]
     true_s = lambda n: 2e-10 * n + 6e-6
-    rows = [dict(workload=Workload.of("elementwise", op="add", shape=(n,)), device="host",
-                 time_s=true_s(n) * (4.0 if i in (1, 3, 5) else 1.0))
-            for i, n in enumerate(sizes)]  # fmt: skip
 
-    def median_error(loss):
+    def predictions(loss, f):
+        rows = [dict(workload=Workload.of("elementwise", op="add", shape=(n,)), device="host",
+                     time_s=true_s(n) * (f if i in (1, 3, 5) else 1.0))
+                for i, n in enumerate(sizes)]  # fmt: skip
         cal = fit(Measurements.from_rows(rows), holdout=0.2, steps=150, loss=loss)
-        errors = []
-        for n in sizes:
-            x = jax.ShapeDtypeStruct((n,), np.float32)
-            t = perfjax.predict(lambda x: x + 1.0, (x,), device="host", calibration=cal).time_s
-            errors.append(abs(math.log(t / true_s(n))))
-        return float(np.median(errors))
+        xs = [jax.ShapeDtypeStruct((n,), np.float32) for n in sizes]
+        return np.array([perfjax.predict(lambda x: x + 1.0, (x,), device="host", calibration=cal).time_s
+                         for x in xs])  # fmt: skip
 
-    assert median_error(None) < 0.75 * median_error("msle")
+    return [float(np.median(np.abs(np.log(predictions(loss, factor) / predictions(loss, 1.0)))))
+            for loss in losses]  # fmt: skip
+
+
+def test_host_fits_default_to_the_asymmetric_loss_and_slow_outliers_pull_them_less():
+    """A host calibration's timings include points caught in a slow spell of the machine: the
+    CPU family's default loss is the asymmetric one. Three of 14 timings 4x too slow move its
+    fit less than Huber's, which they move less than the squared log error's."""
+    from perfjax.calibrate._fit import DEFAULT_LOSS
+
+    assert DEFAULT_LOSS == {"cpu": "asymmetric"}
+    default, huber, msle = _outlier_pull(4.0, (None, "huber", "msle"))
+    assert default < 0.75 * huber and huber < 0.75 * msle
+
+
+def test_the_asymmetric_loss_is_huber_on_the_fast_side_and_fades_on_the_slow_side():
+    """Per point, the asymmetric loss's pull (its gradient in the log prediction) equals
+    Huber's where the timing is faster than predicted, and falls below it beyond the Cauchy
+    scale on the slow side, the more the slower."""
+    from perfjax.calibrate._fit import SLOW_SCALE, _point_loss
+
+    delta = 0.25
+    log_meas = jnp.zeros(())
+    pull = lambda loss, r: float(jax.grad(lambda lp: _point_loss(loss, lp, log_meas, delta))(-r))
+    huber = lambda r: 2.0 * float(np.clip(-r, -delta, delta))  # Huber's gradient, by hand
+    for r in (-2.0, -0.6, -0.1, 0.05):
+        assert pull("asymmetric", r) == pytest.approx(huber(r), rel=0.05, abs=1e-6)
+    slow = [abs(pull("asymmetric", r)) for r in (SLOW_SCALE, 1.0, 1.8)]
+    assert slow[0] > slow[1] > slow[2] and slow[2] < 0.6 * abs(huber(1.8))
+    assert pull("msle", 1.0) == pytest.approx(-2.0)
 
 
 def test_gpu_predictions_use_the_shipped_calibration_by_default():

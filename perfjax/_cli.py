@@ -703,10 +703,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main()
 
 
+def measurements_path(calibration_path: str | os.PathLike) -> pathlib.Path:
+    """Where ``perfjax calibrate`` keeps the measurements of a calibration it measured (unless
+    ``--out`` says otherwise): next to it, ``<name>_measurements.csv``, so that a later perfjax
+    can refit them (``--from-csv``) without timing anything again."""
+    path = pathlib.Path(calibration_path)
+    return path.with_name(f"{path.stem}_measurements.csv")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
 
-    check_writable(args.out, "--out", create_dirs=True)
     check_writable(args.save, "--save", create_dirs=True)
+    if not args.from_csv and args.out is None:
+        args.out = str(measurements_path(args.save or calibrate.host_calibration_path()))
+    check_writable(args.out, "--out", create_dirs=True)
     check_writable(args.plot, "--plot")
     if args.from_csv:
         measurements = None
@@ -1123,7 +1133,12 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size", choices=("tiny", "default", "large"), default="default", help="suite size"
     )
-    p.add_argument("--out", metavar="CSV", help="also save the measurements")
+    p.add_argument(
+        "--out",
+        metavar="CSV",
+        help="where to save the measurements (default: next to the saved calibration, "
+        "<name>_measurements.csv; refit them later with --from-csv)",
+    )
     p.add_argument(
         "--budget",
         type=_positive_float,

@@ -597,6 +597,25 @@ def test_calibrate_and_validate_from_csv(capsys, tmp_path):
     assert code == 2 and "no calibration file" in err
 
 
+def test_a_measured_calibration_keeps_its_measurements_for_a_later_refit(capsys, tmp_path):
+    """Without --out, the timings go next to the saved calibration; --from-csv refits them to
+    the same parameters, timing nothing."""
+    from perfjax.calibrate import Measurements, load
+
+    save = tmp_path / "cal.json"
+    code, _, err = cli(capsys, "calibrate", "--suite", "memory_bandwidth", "--size", "tiny",
+                       "--budget", "1", "--steps", "40", "--save", save)  # fmt: skip
+    kept = tmp_path / "cal_measurements.csv"
+    assert code == 0 and f"to {kept}" in err
+    ms = Measurements.from_csv(kept)
+    assert len(ms) >= 5 and set(ms.devices()) == {"host"} and set(ms.kinds()) == {"memory"}
+    code, _, _ = cli(capsys, "calibrate", "--from-csv", kept, "--steps", "40", "--save",
+                     tmp_path / "refit.json")  # fmt: skip
+    assert code == 0 and not (tmp_path / "refit_measurements.csv").exists()
+    a, b = load(save).params, load(tmp_path / "refit.json").params
+    assert all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+
+
 @pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_path):
     from perfjax.calibrate import Measurements, Workload, load

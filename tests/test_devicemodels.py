@@ -760,6 +760,33 @@ def test_cpu_bf16_sgd_steps_are_priced_as_measured():
     assert float(np.median(slower)) > 1.4, slower
 
 
+def test_only_split_loops_wake_the_thread_pool():
+    """benchmarks/results/host_gemm_wake_epyc.csv: across its split a loop jumped by tens of
+    microseconds (the pool's wake-up), a matrix-vector product by under 5; the model charges the
+    wake-up (``Prediction.dispatch_s`` above the call's) to the loop alone, and its predicted
+    step across the matrix-vector split is a small share of the loop's."""
+    rows = _result_rows("host_gemm_wake_epyc.csv")
+    at = {(r["kind"], int(r["m"]), int(r["n"])): r for r in rows}
+
+    def step(kind, m, a, b, col):
+        return float(at[kind, m, b][col]) - float(at[kind, m, a][col])
+
+    assert step("loop", 1, 49152, 65536, "measured_us") > 20.0
+    assert abs(step("matvec", 1, 400, 450, "measured_us")) < 5.0
+    assert float(at["matvec", 1, 450]["model_split"]) > 0.9
+    assert step("matvec", 1, 400, 450, "predicted_us") < 0.5 * step(
+        "loop", 1, 49152, 65536, "predicted_us"
+    )
+    call_s = perfjax.predict(lambda x: x + 1.0, (S((16,), jnp.float32),), device="host",
+                             calibration=False).dispatch_s  # fmt: skip
+    loop = perfjax.predict(lambda x: x * 1.5 + 1.0, (S((98304,), jnp.float32),), device="host",
+                           calibration=False)  # fmt: skip
+    matvec = perfjax.predict(lambda x, w: jnp.tanh(x @ w), (S((1, 1024), jnp.float32),
+                             S((1024, 1024), jnp.float32)), device="host", calibration=False)  # fmt: skip
+    assert loop.dispatch_s > call_s + 20e-6
+    assert matvec.dispatch_s == pytest.approx(call_s)
+
+
 def test_one_core_kernels_are_predicted_slower_by_the_core_count():
     spec = perfjax.device("host").replace(num_cores=8.0)
     big = jax.ShapeDtypeStruct((3, 3, 64, 64), jnp.float32)

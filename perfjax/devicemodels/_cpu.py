@@ -197,7 +197,17 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     )  # fmt: skip
 
 
+def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
+    """Share (0..1) of each kernel's split that wakes the thread pool: a loop's. A GEMM or a
+    convolution split over the pool (a library kernel handing out its own tasks) pays its
+    hand-off (``fork_log``) but not the wake-up. On a 2-core EPYC a matrix-vector product took
+    24.8 and 25.1 us on either side of its split (642 and 812 KB of weights), a 64-row GEMM
+    25 -> 40 us across it, where a loop jumped by 28 us (49152 -> 65536 floats;
+    benchmarks/results/host_gemm_wake_epyc.csv)."""
+    return jnp.where(k["matrix_flops"] > 0, 0.0, use)
+
+
 def program_overhead(params: Arrays, pool_use_max: jax.Array) -> jax.Array:
-    """The thread pool's wake-up, once per call when any kernel is split over it
-    (``pool_use_max``: the largest ``pool_use`` of the program's kernels, 0..1)."""
+    """The thread pool's wake-up, once per call when any loop is split over it
+    (``pool_use_max``: the largest :func:`waking_pool_use` of the program's kernels, 0..1)."""
     return jnp.exp(params["wake_log"]) * pool_use_max

@@ -534,7 +534,8 @@ def dispatch_time(params) -> jax.Array:
 
 def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
     """Once-per-call cost of a program: dispatch, and on CPUs the thread pool's wake-up when any
-    kernel is split over it (``pool_use_max``: the largest ``pool_use`` of its kernels, 0..1)."""
+    loop is split over it (``pool_use_max``: the largest
+    :func:`perfjax.devicemodels._cpu.waking_pool_use` of its kernels, 0..1)."""
     out = dispatch_time(params)
     if family == "cpu":
         out = out + _cpu.program_overhead(params, pool_use_max)
@@ -543,9 +544,12 @@ def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
 
 def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Array]:
     """:func:`kernel_times` and the program's once-per-call cost (kernels that never execute,
-    such as padding, do not wake the thread pool)."""
+    such as padding, and library GEMMs and convolutions do not wake the thread pool:
+    :func:`perfjax.devicemodels._cpu.waking_pool_use`)."""
     out = kernel_times(k, dev, params, res, family)
-    used = jnp.max(jnp.where(k["executions"] > 0, out.pool_use, 0.0), initial=0.0)
+    used = jnp.max(
+        jnp.where(k["executions"] > 0, _cpu.waking_pool_use(k, out.pool_use), 0.0), initial=0.0
+    )
     return out, program_overhead(params, used, family)
 
 

@@ -36,6 +36,7 @@ import pathlib
 import sys
 import warnings
 
+import jax
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ from rich.table import Table  # noqa: E402
 from perfjax.calibrate import Measurements, _fit, fit, load  # noqa: E402
 from perfjax.devicemodels._calibration import params_for  # noqa: E402
 from perfjax.devicemodels._catalog import device as get_device  # noqa: E402
-from perfjax.devicemodels._models import pack_numpy, program_times_jit, resolve  # noqa: E402
+from perfjax.devicemodels._models import pack_numpy, resolve, total_time  # noqa: E402
 from perfjax.fusion._kernels import kernels_for  # noqa: E402
 from perfjax.lowering._staging import program_for  # noqa: E402
 from perfjax.prediction._predict import _pad_kernels, lowering_platform  # noqa: E402
@@ -82,15 +83,15 @@ def held_out_sets() -> list[dict]:
     return out
 
 
+_TOTAL = jax.jit(total_time, static_argnames=("family",))
+
+
 def predict_all(params, items) -> np.ndarray:
     dev = pack_numpy(get_device("host"))
-    out = []
-    for it in items:
-        times, overhead_s = program_times_jit(it["arrays"], dev, params, it["res"], "cpu")
-        out.append(
-            float(np.sum(np.asarray(times.time_s) * it["arrays"]["executions"]) + overhead_s)
-        )
-    return np.array(out)
+    return np.array([float(_TOTAL(it["arrays"], dev, params, it["res"], "cpu")) for it in items])
+
+
+DEFAULT_SCALE = _fit.SLOW_SCALE
 
 
 def fit_variant(path: str, variant: str):
@@ -102,9 +103,6 @@ def fit_variant(path: str, variant: str):
         return fit(Measurements.from_csv(path), loss=loss, refit=True)
     finally:
         _fit.SLOW_SCALE = DEFAULT_SCALE
-
-
-DEFAULT_SCALE = _fit.SLOW_SCALE
 
 
 def _rel(path) -> str:

@@ -1,8 +1,8 @@
 """Fitting a device family's correction parameters to measured timings with optax.
 
 Loss: mean squared log error between predicted and measured times over the training programs
-(CPUs: a robust variant, :data:`DEFAULT_LOSS`), plus ``prior_weight`` x the mean squared distance of every (unconstrained) parameter from its
-prior. Programs, never repeats of one program, are split between training and held-out data; all
+(CPUs: a robust variant, :data:`DEFAULT_LOSS`), plus ``prior_weight`` x the mean squared
+distance of every (unconstrained) parameter from its prior. Programs, never repeats of one program, are split between training and held-out data; all
 reported errors are on held-out programs. The spread of held-out log residuals gives each
 calibrated prediction an interval (split-conformal, or cross-conformal with ``interval_folds``);
 its coverage is measured by splitting those residuals in two folds, each scored with the interval
@@ -30,7 +30,6 @@ from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
-from perfjax.devicemodels._cpu import waking_pool_use
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
@@ -38,6 +37,7 @@ from perfjax.devicemodels._models import (
     pack_numpy,
     program_overhead,
     resolve,
+    waking_pool_use,
 )
 from perfjax.fusion._kernels import KINDS, kernels_for
 from perfjax.lowering._staging import program_for
@@ -121,7 +121,7 @@ def _row_parts(
     ``body_log``: a log factor per kernel on its work (device effects)."""
     out = kernel_times(batch.arrays, batch.dev, params, batch.res, family)
     ex = batch.arrays["executions"]
-    used = jnp.where(ex > 0, waking_pool_use(batch.arrays, out.pool_use), 0.0)
+    used = waking_pool_use(batch.arrays, out)
     pool = jax.ops.segment_max(used, batch.row_of_kernel, num_segments=batch.n_rows)
 
     def per_row(x):

@@ -542,14 +542,18 @@ def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
     return out
 
 
+def waking_pool_use(k, out: KernelTimes) -> jax.Array:
+    """Per kernel, the share of its split that wakes the thread pool once per call: none for
+    kernels that never execute (padding) or for library GEMMs and convolutions
+    (:func:`perfjax.devicemodels._cpu.waking_pool_use`)."""
+    return jnp.where(k["executions"] > 0, _cpu.waking_pool_use(k, out.pool_use), 0.0)
+
+
 def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Array]:
-    """:func:`kernel_times` and the program's once-per-call cost (kernels that never execute,
-    such as padding, and library GEMMs and convolutions do not wake the thread pool:
-    :func:`perfjax.devicemodels._cpu.waking_pool_use`)."""
+    """:func:`kernel_times` and the program's once-per-call cost (the pool's wake-up from the
+    largest :func:`waking_pool_use`)."""
     out = kernel_times(k, dev, params, res, family)
-    used = jnp.max(
-        jnp.where(k["executions"] > 0, _cpu.waking_pool_use(k, out.pool_use), 0.0), initial=0.0
-    )
+    used = jnp.max(waking_pool_use(k, out), initial=0.0)
     return out, program_overhead(params, used, family)
 
 

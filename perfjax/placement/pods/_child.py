@@ -9,6 +9,17 @@ XLA's memory statistics with ``--full``, which compiles to the end; ``{}`` other
 import json
 import os
 import sys
+import threading
+
+#: Held by whichever thread prints the one JSON line and ends the process: the watcher below and
+#: a compilation that finishes first must not both print (their lines interleaved otherwise).
+_PRINTING = threading.Lock()
+
+
+def _print_and_exit(stats: dict) -> None:
+    with _PRINTING:
+        print(json.dumps(stats), flush=True)
+        os._exit(0)
 
 
 def _exit_when_partitioned(dump: str) -> None:
@@ -22,8 +33,7 @@ def _exit_when_partitioned(dump: str) -> None:
         files = glob.glob(os.path.join(dump, "*after_spmd-partitioning*"))
         sizes = tuple(sorted(os.path.getsize(f) for f in files))
         if len(files) >= 2 and sizes == seen:
-            print(json.dumps({}), flush=True)
-            os._exit(0)
+            _print_and_exit({})
         seen = sizes if len(files) >= 2 else None
         time.sleep(0.1)
 
@@ -32,8 +42,6 @@ def main() -> None:
     module_path, n, dump = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     full = len(sys.argv) > 4 and sys.argv[4] == "--full"
     if not full:
-        import threading
-
         threading.Thread(target=_exit_when_partitioned, args=(dump,), daemon=True).start()
     os.environ["XLA_FLAGS"] = (
         f"--xla_force_host_platform_device_count={n} --xla_dump_to={dump} "
@@ -66,7 +74,7 @@ def main() -> None:
     stats = exe.get_compiled_memory_stats()
     fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
               "temp_size_in_bytes")  # fmt: skip
-    print(json.dumps({f: int(getattr(stats, f)) for f in fields}))
+    _print_and_exit({f: int(getattr(stats, f)) for f in fields})
 
 
 if __name__ == "__main__":

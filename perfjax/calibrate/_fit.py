@@ -33,10 +33,12 @@ from perfjax.devicemodels._calibration import Calibration, Report
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
+    executed_matrix_flops,
     kernel_times,
     pack_numpy,
     program_overhead,
     resolve,
+    wake_share,
     waking_pool_use,
 )
 from perfjax.fusion._kernels import KINDS, kernels_for
@@ -123,11 +125,15 @@ def _row_parts(
     ex = batch.arrays["executions"]
     used = waking_pool_use(batch.arrays, out)
     pool = jax.ops.segment_max(used, batch.row_of_kernel, num_segments=batch.n_rows)
+    flops = jax.ops.segment_sum(
+        executed_matrix_flops(batch.arrays), batch.row_of_kernel, num_segments=batch.n_rows
+    )
 
     def per_row(x):
         return jax.ops.segment_sum(x * ex, batch.row_of_kernel, num_segments=batch.n_rows)
 
-    fixed = per_row(out.launch_s) + program_overhead(params, jnp.maximum(pool, 0.0), family)
+    share = wake_share(jnp.maximum(pool, 0.0), flops, family)
+    fixed = per_row(out.launch_s) + program_overhead(params, share, family)
     body = out.time_s - out.launch_s
     if body_log is not None:
         body = body * jnp.exp(body_log)

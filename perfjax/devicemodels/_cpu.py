@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -66,6 +68,14 @@ _MATVEC_SPLIT_SCALE = 0.65
 _LINE_BYTES = 64.0
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
+#: A call whose GEMMs and convolutions add up to more FLOPs than this pays part of the pool's
+#: wake-up even where nothing is split: fp32 GEMMs and matrix-vector products step between 128
+#: and 170 KFLOP, a chain of 32^3 GEMMs by its second or third (benchmarks/results/
+#: host_call_wake_epyc.csv). bf16 GEMMs (65-93 KFLOP) and Eigen's spatial convolutions (5-18
+#: KFLOP) step earlier; not modelled.
+_CALL_WAKE_FLOPS = 1.4e5
+#: That part: the step is 10-15 us where a split loop's wake-up (``wake_log``) is 40-50 us.
+_CALL_WAKE_SHARE = 0.3
 
 
 def packing_time(
@@ -207,7 +217,24 @@ def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
     return jnp.where(k["matrix_flops"] > 0, 0.0, use)
 
 
-def program_overhead(params: Arrays, pool_use_max: jax.Array) -> jax.Array:
-    """The thread pool's wake-up, once per call when any loop is split over it
-    (``pool_use_max``: the largest :func:`waking_pool_use` of the program's kernels, 0..1)."""
-    return jnp.exp(params["wake_log"]) * pool_use_max
+def call_wake_share(matrix_flops: jax.Array) -> jax.Array:
+    """Share (0..0.3) of the pool's wake-up a call pays for its matrix work: ``matrix_flops``,
+    the FLOPs of all its GEMMs and convolutions per call. Above ~140 KFLOP the call costs
+    10-15 us more on a 2-core EPYC, whether that is one GEMM or several small ones
+    (benchmarks/host_call_wake.py).
+
+    Example:
+      >>> [round(float(call_wake_share(jnp.float32(f))), 2) for f in (65536.0, 393216.0)]
+      [0.0, 0.3]
+    """
+    log_flops = jnp.log(jnp.maximum(matrix_flops, 1.0))
+    return _CALL_WAKE_SHARE * jax.nn.sigmoid(
+        _FORK_SHARPNESS * (log_flops - math.log(_CALL_WAKE_FLOPS))
+    )
+
+
+def program_overhead(params: Arrays, wake_share: jax.Array) -> jax.Array:
+    """The thread pool's wake-up, once per call: ``wake_share`` (0..1) of it, the largest of
+    the program's :func:`waking_pool_use` (a loop split over the pool) and its
+    :func:`call_wake_share`."""
+    return jnp.exp(params["wake_log"]) * wake_share

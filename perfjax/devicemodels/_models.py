@@ -532,13 +532,12 @@ def dispatch_time(params) -> jax.Array:
     return jnp.exp(params["dispatch_log"])
 
 
-def program_overhead(params, pool_use_max: jax.Array, family: str) -> jax.Array:
-    """Once-per-call cost of a program: dispatch, and on CPUs the thread pool's wake-up when any
-    loop is split over it (``pool_use_max``: the largest
-    :func:`perfjax.devicemodels._cpu.waking_pool_use` of its kernels, 0..1)."""
+def program_overhead(params, share: jax.Array, family: str) -> jax.Array:
+    """Once-per-call cost of a program: dispatch, and on CPUs ``share`` (0..1, from
+    :func:`wake_share`) of the thread pool's wake-up."""
     out = dispatch_time(params)
     if family == "cpu":
-        out = out + _cpu.program_overhead(params, pool_use_max)
+        out = out + _cpu.program_overhead(params, share)
     return out
 
 
@@ -549,12 +548,28 @@ def waking_pool_use(k, out: KernelTimes) -> jax.Array:
     return jnp.where(k["executions"] > 0, _cpu.waking_pool_use(k, out.pool_use), 0.0)
 
 
+def executed_matrix_flops(k) -> jax.Array:
+    """Per kernel, its GEMM or convolution FLOPs per call (0 for other kernels and padding)."""
+    return jnp.where(k["executions"] > 0, k["matrix_flops"] * k["executions"], 0.0)
+
+
+def wake_share(pool_use_max: jax.Array, matrix_flops: jax.Array, family: str) -> jax.Array:
+    """The share (0..1) of the thread pool's wake-up a call pays: on CPUs the larger of its
+    kernels' largest :func:`waking_pool_use` (``pool_use_max``) and
+    :func:`perfjax.devicemodels._cpu.call_wake_share` of its ``matrix_flops`` (the sum of
+    :func:`executed_matrix_flops`); elsewhere ``pool_use_max``."""
+    if family != "cpu":
+        return pool_use_max
+    return jnp.maximum(pool_use_max, _cpu.call_wake_share(matrix_flops))
+
+
 def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Array]:
-    """:func:`kernel_times` and the program's once-per-call cost (the pool's wake-up from the
-    largest :func:`waking_pool_use`)."""
+    """:func:`kernel_times` and the program's once-per-call cost (dispatch, and the pool's
+    wake-up: :func:`wake_share`)."""
     out = kernel_times(k, dev, params, res, family)
     used = jnp.max(waking_pool_use(k, out), initial=0.0)
-    return out, program_overhead(params, used, family)
+    share = wake_share(used, jnp.sum(executed_matrix_flops(k)), family)
+    return out, program_overhead(params, share, family)
 
 
 def total_time(k, dev, params, res, family: str) -> jax.Array:

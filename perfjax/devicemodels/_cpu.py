@@ -210,7 +210,8 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
 def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
     """Share (0..1) of each kernel's split that wakes the thread pool: a loop's. A GEMM or a
     convolution split over the pool (a library kernel handing out its own tasks) pays its
-    hand-off (``fork_log``) but not the wake-up. On a 2-core EPYC a matrix-vector product took
+    hand-off (``fork_log``) there, not the loop's wake-up: its call already pays a share of it
+    from ~140 KFLOP on (:func:`call_wake_share`). On a 2-core EPYC a matrix-vector product took
     24.8 and 25.1 us on either side of its split (642 and 812 KB of weights), a 64-row GEMM
     25 -> 40 us across it, where a loop jumped by 28 us (49152 -> 65536 floats;
     benchmarks/results/host_gemm_wake_epyc.csv)."""

@@ -336,12 +336,13 @@ def _outlier_pull(factor, losses):
 def test_host_fits_default_to_the_asymmetric_loss_and_slow_outliers_pull_them_less():
     """A host calibration's timings include points caught in a slow spell of the machine: the
     CPU family's default loss is the asymmetric one. Three of 14 timings 4x too slow move its
-    fit less than Huber's, which they move less than the squared log error's."""
+    fit less than Huber's (0.8x, measured at 0.2-1 ns per element), which they move less than
+    the squared log error's."""
     from perfjax.calibrate._fit import DEFAULT_LOSS
 
     assert DEFAULT_LOSS == {"cpu": "asymmetric"}
     default, huber, msle = _outlier_pull(4.0, (None, "huber", "msle"))
-    assert default < 0.75 * huber and huber < 0.75 * msle
+    assert default < 0.87 * huber and huber < 0.75 * msle
 
 
 def test_the_asymmetric_loss_is_huber_on_the_fast_side_and_fades_on_the_slow_side():
@@ -658,3 +659,60 @@ def test_whole_programs_are_never_fitted_and_set_the_interval():
     assert both.residual_log_quantiles != alone.residual_log_quantiles
     with pytest.raises(ValueError, match="never fitted"):
         fit(Measurements.from_rows(programs), steps=10)
+
+
+def _two_core_host(monkeypatch):
+    """This machine's CPU seen with two cores (its bandwidth estimate: 20 GB/s)."""
+    import dataclasses
+
+    from perfjax._host import cpu_info
+    from perfjax.devicemodels import _catalog
+
+    two_cores = dataclasses.replace(cpu_info(), cores=2)
+    monkeypatch.setattr(_catalog, "cpu_info", lambda: two_cores)
+    _catalog.host_spec.cache_clear()
+    return _catalog.host_spec
+
+
+def test_a_host_calibration_measures_the_bandwidth_the_host_spec_only_estimates(monkeypatch):
+    """The host's bandwidth is an estimate (10 GB/s per core) and a class efficiency can only
+    lower it, while a 2-core AMD EPYC VM streams 46-63 GB/s over 32-34 MB working sets
+    (docs/calibration/host_measurements/host_20261205-112930.csv). ``bandwidth_log`` lets a
+    calibration reach it: copies timed at 50 GB/s are fitted within 25%; without it (frozen)
+    the fit stays more than 1.5x too slow."""
+    host_spec = _two_core_host(monkeypatch)
+    try:
+        assert host_spec().memory_bandwidth_estimated
+        assert host_spec().memory_bytes_per_s == pytest.approx(20e9)
+        sizes = (1 << 23, 3 << 22, 1 << 24, 3 << 23, 1 << 25, 3 << 24)
+        rows = [dict(workload=Workload.of("memory", pattern="copy", n=n), device="host",
+                     time_s=8.0 * n / 50e9) for n in sizes]  # fmt: skip
+        worst = {}
+        for freeze in ((), ("bandwidth_log",)):
+            cal = fit(Measurements.from_rows(rows), holdout=0.2, steps=300, freeze=freeze)
+            rep = evaluate(cal, Measurements.from_rows(rows))
+            worst[freeze] = max(abs(math.log(r["after_s"] / r["measured_s"])) for r in rep.rows)
+        assert worst[()] < math.log(1.25), worst
+        assert worst[("bandwidth_log",)] > math.log(1.5), worst
+    finally:
+        host_spec.cache_clear()
+
+
+def test_only_an_estimated_bandwidth_is_calibrated():
+    """``bandwidth_log`` scales the host's estimated bandwidth, never a published one: a
+    catalog EPYC (the host calibration's vendor) is predicted as before, and a host spec given
+    a measured bandwidth (``replace``) is no longer an estimate."""
+    fn, ins = Workload.of("memory", pattern="copy", n=1 << 24).build()
+    params = dict(default_params("cpu"))
+    params["bandwidth_log"] = jnp.asarray(math.log(3.0), jnp.float32)
+    for name, ratio in (("epyc-9654", 1.0), ("host", None)):
+        prior = perfjax.predict(fn, ins, device=name, calibration=False).time_s
+        faster = perfjax.predict(fn, ins, device=name, params=params).time_s
+        if ratio is None:  # (the fresh output's page faults stay)
+            assert faster < 0.8 * prior
+        else:
+            assert faster == pytest.approx(prior * ratio, rel=1e-5)
+    measured = perfjax.device("host").replace(memory_bytes_per_s=40e9)
+    assert not measured.memory_bandwidth_estimated
+    a = perfjax.predict(fn, ins, device=measured, calibration=False).time_s
+    assert perfjax.predict(fn, ins, device=measured, params=params).time_s == pytest.approx(a)

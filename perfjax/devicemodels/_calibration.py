@@ -586,6 +586,7 @@ _ADDED_PARAMS = (
     "first_touch_log",
     "transposed_rhs_log",
     "scalar_sum_log",
+    "bandwidth_log",
 )
 
 

@@ -164,6 +164,7 @@ def host_spec() -> DeviceSpec:
             matrix_flops_per_s=matrix,
             vector_flops_per_s=vector,
             memory_bytes_per_s=bandwidth,
+            memory_bandwidth_estimated=True,
             memory_bytes=mem_total,
             cache_bytes=last_level,
             # Last-level cache bandwidth: about 32 bytes per cycle per core.

@@ -130,6 +130,10 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     (arguments as :func:`perfjax.devicemodels._gpu.kernel_times`)."""
     r = rates(k, dev, params, res)
     k, kind = r.k, r.kind
+    # Where the spec's bandwidth is an estimate (the host's), the calibration measures it.
+    spec_dev = dev
+    measured = jnp.exp(params["bandwidth_log"] * dev.get("bandwidth_estimated", 0.0))
+    dev = {**dev, "memory_bytes_per_s": dev["memory_bytes_per_s"] * measured}
     boost = jnp.exp(params["clock_scale_log"])
     peaks, vec_peak = r.peaks * boost, r.vec_peak * boost
     # XLA:CPU splits some kernels only over their batch (Kernels.parallel_units): they keep at
@@ -201,7 +205,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     )
     t_body = t_body + t_scalar_sum
     return finish(
-        k, dev, time=t_body + t_launch + t_fresh, compute_s=t_compute * factor + t_transposed + t_scalar_sum,
+        k, spec_dev, time=t_body + t_launch + t_fresh, compute_s=t_compute * factor + t_transposed + t_scalar_sum,
         memory_s=mem.t_memory * factor + t_strided, launch_s=t_launch, bytes_=mem.bytes, peaks=peaks,
         vec_peak=vec_peak, matrix_parallel=mt.wave_util, occupancy=occupancy, pool_use=use,
     )  # fmt: skip

@@ -270,6 +270,9 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         scalar_sum_log=jnp.array(
             math.log(pr.get("scalar_sum_cycles_per_element", 1.0)), jnp.float32
         ),
+        # Main-memory bandwidth over the spec's, where the spec's is an estimate
+        # (DeviceSpec.memory_bandwidth_estimated: this machine's CPU); 1 elsewhere.
+        bandwidth_log=jnp.array(0.0, jnp.float32),
         # A time factor per kernel class on one device (1 here): where a calibration fitted
         # device effects (``fit(device_effects=True)``), predictions for that device use them.
         kind_time_log=jnp.zeros((len(KINDS),), jnp.float32),
@@ -307,6 +310,9 @@ def pack(spec: DeviceSpec) -> dict[str, jax.Array]:
     else:
         out["vector_peaks"] = out["matrix_peaks"] / _NO_VECTOR_UNIT_SLOWDOWN
     out["matrix_tile"] = jnp.asarray(float(spec.matrix_tile), jnp.float32)
+    out["bandwidth_estimated"] = jnp.asarray(
+        1.0 if spec.memory_bandwidth_estimated else 0.0, jnp.float32
+    )
     out["sgemm_n_tile"] = jnp.asarray(_sgemm_n_tile(spec), jnp.float32)
     return out
 
@@ -324,6 +330,7 @@ def pack_numpy(spec: DeviceSpec) -> dict[str, np.ndarray]:
     else:
         out["vector_peaks"] = out["matrix_peaks"] / np.float32(_NO_VECTOR_UNIT_SLOWDOWN)
     out["matrix_tile"] = np.float32(spec.matrix_tile)
+    out["bandwidth_estimated"] = np.float32(1.0 if spec.memory_bandwidth_estimated else 0.0)
     out["sgemm_n_tile"] = np.float32(_sgemm_n_tile(spec))
     return out
 

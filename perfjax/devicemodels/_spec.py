@@ -72,6 +72,10 @@ class DeviceSpec:
     description: str = _static(default="")
     source: str = _static(default="", repr=False)
     aliases: tuple[str, ...] = _static(default=())
+    #: True where ``memory_bytes_per_s`` is an estimate, not a published figure (this machine's
+    #: CPU, ``"host"``): a calibration of the CPU model measures it (``bandwidth_log``).
+    #: :meth:`replace` with a new ``memory_bytes_per_s`` clears it.
+    memory_bandwidth_estimated: bool = _static(default=False, repr=False)
 
     # ---- queries --------------------------------------------------------------------------
 
@@ -126,6 +130,8 @@ class DeviceSpec:
           >>> faster.memory_bytes_per_s
           6000000000000.0
         """
+        if "memory_bytes_per_s" in changes:
+            changes.setdefault("memory_bandwidth_estimated", False)
         out = dataclasses.replace(self, **changes)
         validate(out)
         return out

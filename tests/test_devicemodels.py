@@ -1298,3 +1298,30 @@ def test_cpu_launch_priors_lie_within_the_profiled_thunk_costs():
     assert prior_us["conv"] <= max(float(r["q3_us"]) for r in by["conv"])
     assert np.median(med["gemm"]) > 2 * max(np.median(med["loop"]), prior_us["loop"] / 2)
     assert prior_us["gemm"] > prior_us["loop"] and prior_us["gemm"] > prior_us["reduce"]
+
+
+def test_convolutions_from_an_odd_number_of_channels_into_24_or_32_are_fallback():
+    """benchmarks/results/host_conv_channels_epyc.csv: XLA:CPU's YNNPACK convolutions from 3, 5
+    or 7 input channels into 24 or 32 outputs run at under 0.6x the rate of their even-channel
+    neighbours; perfjax marks those (and the Eigen ones, 16 outputs) ``fallback`` and no other
+    of the grid."""
+    rows = _result_rows("host_conv_channels_epyc.csv")
+    marked = lambda c, o, k, s=1, hw=56: bool(
+        _cpu_kernels(lambda x, w: F.conv2d(x, w, stride=s), (1, hw, hw, c), (k, k, c, o))
+        .fallback.max()
+    )  # fmt: skip
+    rate = {(r["taps"], int(r["in_channels"]), int(r["out_channels"])): float(r["gflop_per_s"])
+            for r in rows}  # fmt: skip
+    for r in rows:
+        taps, cin, cout = r["taps"], int(r["in_channels"]), int(r["out_channels"])
+        odd_slow = cin % 2 == 1 and cout in (24, 32)
+        assert int(r["fallback"]) == int(odd_slow or cout == 16), r  # when measured
+        assert marked(cin, cout, int(taps[0])) == (odd_slow or cout == 16), r  # now
+        assert (r["library"] == "eigen") == (cout == 16), r
+        if odd_slow:
+            even = [rate[taps, c, cout] for c in (cin - 1, cin + 1) if (taps, c, cout) in rate]
+            assert rate[taps, cin, cout] < 0.6 * min(even), r
+    # The model's rule, on layers outside the grid: an RGB stem of 32 filters at stride 2 (as in
+    # MobileNet) is marked; 1x1 windows, an even number of channels or 48 outputs are not.
+    assert marked(3, 32, 3, 2) and marked(9, 20, 5)
+    assert not (marked(3, 32, 1) or marked(4, 32, 3) or marked(3, 48, 3) or marked(17, 32, 3))

@@ -31,7 +31,9 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   which XLA rewrites as a dot), or a window wider than their input
   (a 3x3 kernel over a 2x2 feature map), stay on XLA's Eigen path (probed here over 1-64 x 8-64
   features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
-  they are marked ``fallback``;
+  they are marked ``fallback``. So are those YNNPACK runs from an odd number of input features
+  (3 to 15: an RGB input) into 17 to 32 output features, at 6-41 GFLOP/s where from an even
+  number they run at 48-98 (``benchmarks/host_conv_channels.py``);
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own; so are FFTs,
   top-k, linear-algebra solvers (Cholesky, LU, QR, eigen- and singular-value decompositions,
   triangular solves) and host callbacks, whose cost rules mark them (``features["kind"]`` of
@@ -856,8 +858,14 @@ class _Fusion:
         pointwise = all(k == 1 for k in feats.get("kernel_spatial", ())) and all(
             s == 1 for s in feats.get("strides", ())
         )
+        # An odd number of input features (3: RGB) into 17-32 output features: YNNPACK runs it,
+        # 2-8x slower than from an even number (benchmarks/results/host_conv_channels_epyc.csv).
+        cin, cout = feats.get("in_features", 1), feats.get("out_features", 1)
+        odd = cin % 2 == 1 and 1 < cin < _NARROW_FEATURES and _NARROW_FEATURES < cout <= 32
         fallback = (
-            self.policy.serial_matrix and dense_conv and (small or (narrow and not pointwise))
+            self.policy.serial_matrix
+            and dense_conv
+            and (small or (not pointwise and (narrow or odd)))
         )
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         return (UNBOUNDED if fallback else units), fallback

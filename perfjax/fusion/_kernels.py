@@ -147,6 +147,9 @@ _CONV_SPLIT_BYTES = 416 * 1024
 _CONV_SPLIT_COLUMNS = 64
 #: Dense convolutions with at most this many input and output features run on XLA:CPU's Eigen path.
 _NARROW_FEATURES = 16
+#: YNNPACK's slow dense convolutions: from an odd number of input features below
+#: _NARROW_FEATURES into more than _NARROW_FEATURES and at most this many output features.
+_ODD_FEATURES_MAX_OUT = 32
 #: Batched GEMMs by a transposed, computed rhs are slow on XLA:CPU below this many lhs rows
 #: (:attr:`FusionPolicy.transposed_rhs_product`).
 _TRANSPOSED_RHS_MAX_M = 128
@@ -861,7 +864,7 @@ class _Fusion:
         # An odd number of input features (3: RGB) into 17-32 output features: YNNPACK runs it,
         # 2-8x slower than from an even number (benchmarks/results/host_conv_channels_epyc.csv).
         cin, cout = feats.get("in_features", 1), feats.get("out_features", 1)
-        odd = cin % 2 == 1 and 1 < cin < _NARROW_FEATURES and _NARROW_FEATURES < cout <= 32
+        odd = cin % 2 == 1 and 1 < cin < _NARROW_FEATURES < cout <= _ODD_FEATURES_MAX_OUT
         fallback = (
             self.policy.serial_matrix
             and dense_conv

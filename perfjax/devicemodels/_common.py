@@ -167,6 +167,7 @@ class MatrixWork(NamedTuple):
 def tiled_gemm(
     k: Arrays, params: Arrays, kind: jax.Array, cores: jax.Array, *, lo: float, hi: jax.Array,
     lo_n: jax.Array, tile_choice_for_conv: bool = False, split_conv: bool = True,
+    grouped_k_half: float | None = None,
 ) -> MatrixWork:  # fmt: skip
     """GEMM/conv work as output tiles spread over ``cores`` in waves (GPUs, CPUs, NPUs).
 
@@ -175,7 +176,9 @@ def tiled_gemm(
     libraries split K over idle units (split-K) while each slice keeps at least
     :data:`SPLIT_K_MIN` of K (``split_conv=False``: convolutions never split K).
     ``tile_choice_for_conv``: convolutions take the tile that pads least (:func:`tile_choice`)
-    instead of the next power of two.
+    instead of the next power of two. ``grouped_k_half``: grouped convolutions reach their
+    K-efficiency at this fixed K instead of the fitted ``k_half_log`` (their rate is
+    ``grouped_log``'s to fit).
     """
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
     tm = jnp.clip(pow2ceil(m), lo, hi)
@@ -193,7 +196,10 @@ def tiled_gemm(
     if not split_conv:
         split = jnp.where(kind == CONV, 1.0, split)
     k_slice = kk / split
-    matrix_util = k_slice / (k_slice + jnp.exp(params["k_half_log"])[kind])
+    k_half = jnp.exp(params["k_half_log"])[kind]
+    if grouped_k_half is not None:
+        k_half = jnp.where((kind == CONV) & (b > 1.5), grouped_k_half, k_half)
+    matrix_util = k_slice / (k_slice + k_half)
     return MatrixWork(tiles * split / cores, cores, matrix_util, padded, tm, tn)
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
+    CONV,
     GEMM,
     REDUCE,
     Arrays,
@@ -46,6 +47,13 @@ _MIN_TILE = 8.0
 _MIN_ROWS = 4.0
 #: A CPU's register-blocked GEMM tiles reach 4x the spec's matrix tile.
 _TILE_SCALE = 4.0
+#: The K at which a grouped (depthwise) convolution reaches half its efficiency: the prior
+#: ``k_half``, never fitted. A fitted K-efficiency shared with them priced dense convolutions
+#: of few input features several times too slow: the fit split the depthwise layers' ~40x
+#: lower rate between ``grouped_log`` and ``k_half``, which rose to ~60 where dense 1x1
+#: convolutions reach 60-75 GFLOP/s on one core from K = 16 and are bound by their output
+#: below (benchmarks/results/host_conv_k_epyc.csv).
+_GROUPED_K_HALF = 16.0
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
 _STEP_LATENCY_SCALE = 0.1
 #: A Python callback on a CPU: only the Python call remains (assumed, not measured).
@@ -140,7 +148,8 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     # most that many cores of the chip busy.
     cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
     tile = dev["matrix_tile"]
-    work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE)
+    work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE,
+                      grouped_k_half=_GROUPED_K_HALF)  # fmt: skip
     # GEMM micro-kernels block M and N in registers: a short M or N leaves the register block
     # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
     # the padding).
@@ -151,6 +160,13 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         * (work.tn / (work.tn + mn_half))
     )
     mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"])
+    # A grouped convolution's rate factor (grouped_log) holds for groups of up to a tile of
+    # output features; wider groups amortise it over their tiles.
+    g = jnp.exp(params["grouped_log"])
+    share = jnp.minimum(1.0, _MIN_TILE / jnp.maximum(k["gemm_n"], 1.0))
+    mt = mt._replace(t_matrix=jnp.where(
+        (kind == CONV) & (k["gemm_b"] > 1.5), mt.t_matrix * (g + (1.0 - g) * share), mt.t_matrix
+    ))  # fmt: skip
     t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
     t_compute = mt.t_matrix + t_vector
     mem = memory_time(k, dev, params, res, r, occupancy)

@@ -177,6 +177,13 @@ PRIORS: dict[str, dict[str, Any]] = {
         # of 9 shapes on a 2.6 GHz AMD EPYC (benchmarks/results/host_bf16_reduce_epyc.csv).
         # Kept (FROZEN): no calibration suite times such sums.
         scalar_sum_cycles_per_element=6.3,
+        # Rate of a grouped convolution relative to the dense model's (``grouped_log``).
+        # XLA:CPU's YNNPACK runs depthwise 3x3 convolutions at 26-30 ns per output element on
+        # a 2-core AMD EPYC, over 11 shapes of 16-512 features (0.6-0.7 GFLOP/s), 4.6x as
+        # long as the dense model with this factor at 1; 40 ns on a 2-core Intel Xeon
+        # (benchmarks/results/host_grouped_conv_epyc.csv, host_grouped_conv_split.csv).
+        # Groups of 16-64 features take 0.4-0.6x the dense model's time with this factor.
+        grouped=0.22,
     ),
     "npu": dict(
         compute_eff=dict(
@@ -249,7 +256,7 @@ def default_params(family: str, vendor: str = "") -> dict[str, jax.Array]:
         conv_speedup_log=jnp.array(0.0, jnp.float32),
         # Grouped (e.g. depthwise) convolutions: a few channels per group leave no GEMM inside
         # for the library's micro-kernels; their rate relative to the dense model (prior 1).
-        grouped_log=jnp.array(0.0, jnp.float32),
+        grouped_log=jnp.array(math.log(pr.get("grouped", 1.0)), jnp.float32),
         # Kernels a compiler leaves to a slower generic path (Kernels.fallback); prior: as fast.
         fallback_log=jnp.array(0.0, jnp.float32),
         # Family-specific parameters (unused elsewhere, kept at 1 so every family packs alike).

@@ -277,11 +277,11 @@ DEFAULT_LOSS = {"cpu": "asymmetric"}
 #: time, and it often lasts through both visits of a run of neighbouring points (a block of
 #: small GEMMs or layer norms at 1.5-6x): with Huber's constant pull, such a block moved the
 #: fixed cost of a GEMM 3x between calibrations of one machine, and the transformers models'
-#: predictions 1.5x with it. Refitting 20 calibrations of a 2-core EPYC and predicting the 4320
-#: held-out programs of 36 committed ``host_generalization`` sets
+#: predictions 1.5x with it. Refitting 22 calibrations of a 2-core EPYC and predicting the 4680
+#: held-out programs of 39 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py`` -> docs/calibration/host_fit_loss.csv): median / p90 APE
-#: 16.9 / 46.9% on average with Huber, 16.9 / 46.3% with this loss at scale 0.5; of the worst
-#: calibrations, median 19.4 -> 18.9% and p90 60.9 -> 58.1%.
+#: 16.2 / 45.9% on average with Huber, 16.2 / 45.2% with this loss at scale 0.5; of the worst
+#: calibrations, median 19.8 -> 19.3% and p90 60.7 -> 58.7%.
 SLOW_SCALE = 0.5
 LOSSES = ("msle", "huber", "asymmetric")
 

@@ -1369,10 +1369,11 @@ def test_cpu_depthwise_convolutions_cost_what_was_measured_per_output_against_de
 
 
 def test_cpu_grouped_factor_fades_over_groups_wider_than_a_tile():
-    """Groups of 16-64 output features ran at 0.4-0.6x the dense model's time with no grouped
-    factor, depthwise ones at 0.2x (host_grouped_conv_epyc.csv): the factor holds in full up to
-    8 features per group and is spread over the tiles of wider groups, so its cost per output
-    falls as groups widen, and a fitted ``k_half`` never reaches grouped convolutions."""
+    """With no grouped factor the dense model priced groups of 16-64 output features at
+    0.4-0.6x their measured time, depthwise ones at 0.2x (host_grouped_conv_epyc.csv): the
+    factor holds in full up to 8 features per group and is spread over the tiles of wider
+    groups, so the cost per output falls as groups widen, and a fitted ``k_half`` never
+    reaches grouped convolutions."""
     from perfjax.devicemodels import default_params
 
     x = (1, 28, 28, 128)

@@ -51,7 +51,7 @@ _TILE_SCALE = 4.0
 #: ``k_half``, never fitted. A fitted K-efficiency shared with them priced dense convolutions
 #: of few input features several times too slow: the fit split the depthwise layers' ~40x
 #: lower rate between ``grouped_log`` and ``k_half``, which rose to ~60 where dense 1x1
-#: convolutions reach 60-75 GFLOP/s on one core from K = 16 and are bound by their output
+#: convolutions reach 60-90 GFLOP/s on one core from K = 16 and are bound by their output
 #: below (benchmarks/results/host_conv_k_epyc.csv).
 _GROUPED_K_HALF = 16.0
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.

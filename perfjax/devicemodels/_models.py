@@ -182,7 +182,8 @@ PRIORS: dict[str, dict[str, Any]] = {
         # a 2-core AMD EPYC, over 11 shapes of 16-512 features (0.6-0.7 GFLOP/s), 4.6x as
         # long as the dense model with this factor at 1; 40 ns on a 2-core Intel Xeon
         # (benchmarks/results/host_grouped_conv_epyc.csv, host_grouped_conv_split.csv).
-        # Groups of 16-64 features take 0.4-0.6x the dense model's time with this factor.
+        # Groups of 16-64 features take 1.7-2.5x that model's time: the factor holds in full up
+        # to 8 features per group and is spread over wider groups' tiles (devicemodels._cpu).
         grouped=0.22,
     ),
     "npu": dict(

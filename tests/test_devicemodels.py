@@ -1394,3 +1394,31 @@ def test_cpu_grouped_factor_fades_over_groups_wider_than_a_tile():
     dense = lambda p: _conv_time_s((1, 28, 28, 8), (3, 3, 8, 128), 1, p)
     assert dw({**params, "k_half_log": k_half}) == pytest.approx(dw(params), rel=1e-6)
     assert dense({**params, "k_half_log": k_half}) > 1.2 * dense(params)
+
+
+def test_a_depthwise_1x1_convolution_is_a_loop_as_xla_compiles_it():
+    """XLA's algebraic simplifier turns a convolution that only scales each feature (a 1x1
+    window, one feature per group) into a broadcast multiply: the compiled CPU HLO has no
+    convolution and no library call, and perfjax's CPU fusion makes it one elementwise kernel.
+    A depthwise 3x3 convolution, a strided 1x1 one and a 1x1 one of two features per group stay
+    convolutions in both."""
+
+    def conv(groups, k=1, stride=1):
+        return lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=groups,
+        )  # fmt: skip
+
+    c = 64
+    for fn, w_shape, scale in [
+        (conv(c), (1, 1, 1, c), True),
+        (conv(c, k=3), (3, 3, 1, c), False),
+        (conv(c, stride=2), (1, 1, 1, c), False),
+        (conv(c // 2), (1, 1, 2, c), False),
+    ]:
+        args = (jnp.ones((2, 14, 14, c)), jnp.ones(w_shape))
+        entry = jax.jit(fn).lower(*args).compile().as_text().split("ENTRY", 1)[-1]
+        in_xla = "convolution(" in entry or "__ynn_fusion" in entry
+        kinds = {KINDS[i] for i in _cpu_kernels(fn, (2, 14, 14, c), w_shape).kind}
+        assert in_xla == (not scale), (w_shape, entry)
+        assert kinds == ({"elementwise"} if scale else {"conv"}), (w_shape, kinds)

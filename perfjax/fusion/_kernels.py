@@ -306,6 +306,18 @@ def _short(op: Op) -> str:
     return name.split(".", 1)[-1]
 
 
+def _channel_scale(f: Mapping[str, Any]) -> bool:
+    """A convolution that only scales each feature: a 1x1 window over unchanged spatial sizes,
+    one input and one output feature per group."""
+    groups = f.get("groups", 1)
+    return (
+        groups > 1
+        and groups == f.get("in_features") == f.get("out_features")
+        and all(k == 1 for k in f.get("kernel_spatial", (0,)))
+        and tuple(f.get("out_spatial", ())) == tuple(f.get("in_spatial", (None,)))
+    )
+
+
 def op_class(op: Op) -> str:
     """``free``, ``gemm``, ``conv``, ``loop``, ``reduce``, ``other`` or ``collective``."""
     s = _short(op)
@@ -319,6 +331,10 @@ def op_class(op: Op) -> str:
         if s == "dot_general" and op.features.get("k", 2) == 1:
             # An outer product (no contraction): XLA's algebraic simplifier turns it into a
             # broadcast multiply (dot strength reduction), an elementwise loop, not a GEMM.
+            return "loop"
+        if s == "convolution" and _channel_scale(op.features):
+            # A depthwise 1x1 convolution is a per-channel scale: XLA's algebraic simplifier
+            # turns it into a broadcast multiply (an elementwise loop).
             return "loop"
         return _MATRIX[s]
     if s in _REDUCE:

@@ -47,7 +47,9 @@ def _library(f, args) -> str:
     entry = f.lower(*args).compile().as_text().split("ENTRY", 1)[-1]
     if "__ynn_fusion" in entry:
         return "ynnpack"
-    return "eigen" if "convolution(" in entry else "dot"
+    if "convolution(" in entry:
+        return "eigen"
+    return "dot" if " dot(" in entry else "other"
 
 
 def main() -> None:

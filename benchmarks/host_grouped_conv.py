@@ -32,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
+from host_conv_channels import _library  # noqa: E402
 
 import perfjax  # noqa: E402
 
@@ -56,13 +57,6 @@ def _grouped(stride: int, groups: int):
         )  # fmt: skip
 
     return conv
-
-
-def _library(f, args) -> str:
-    entry = f.lower(*args).compile().as_text().split("ENTRY", 1)[-1]
-    if "__ynn_fusion" in entry:
-        return "ynnpack"
-    return "eigen" if "convolution(" in entry else "other"
 
 
 def main() -> None:

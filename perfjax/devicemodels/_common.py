@@ -211,10 +211,12 @@ class MatrixTime(NamedTuple):
 
 def matrix_time(
     k: Arrays, params: Arrays, res: Arrays, r: Rates, work: MatrixWork, peaks: jax.Array,
-    serial_share: jax.Array | float = 1.0,
+    serial_share: jax.Array | float = 1.0, grouped_share: jax.Array | float = 1.0,
 ) -> MatrixTime:  # fmt: skip
     """Matrix FLOPs (padded) over the matrix rate: peak x class efficiency x utilisation x
-    per-precision efficiency, with the learned convolution, grouped and fallback factors."""
+    per-precision efficiency, with the learned convolution, grouped and fallback factors.
+    ``grouped_share``: the share (0..1) of a grouped convolution's time the grouped factor
+    applies to (1: all of it)."""
     kind, b = r.kind, k["gemm_b"]
     # A wave is as slow as its fullest unit: utilisation x / ceil(x), with a staircase that is
     # smooth over about one tile (so time never drops when a dimension grows).
@@ -235,9 +237,10 @@ def matrix_time(
     matrix_rate = jnp.where(
         kind == CONV, matrix_rate * jnp.exp(params["conv_speedup_log"]), matrix_rate
     )
-    matrix_rate = jnp.where(
-        (kind == CONV) & (b > 1.5), matrix_rate * jnp.exp(params["grouped_log"]), matrix_rate
-    )
+    # Grouped factor g on a share s of the time: t / g over s, t over the rest.
+    g = jnp.exp(params["grouped_log"])
+    grouped = g / (g + (1.0 - g) * grouped_share)
+    matrix_rate = jnp.where((kind == CONV) & (b > 1.5), matrix_rate * grouped, matrix_rate)
     matrix_rate = jnp.where(
         k["fallback"] > 0.5, matrix_rate * jnp.exp(params["fallback_log"]), matrix_rate
     )

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
-    CONV,
     GEMM,
     REDUCE,
     Arrays,
@@ -159,14 +158,11 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         * (work.tm / (work.tm + mn_half))
         * (work.tn / (work.tn + mn_half))
     )
-    mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"])
     # A grouped convolution's rate factor (grouped_log) holds for groups of up to a tile of
     # output features; wider groups amortise it over their tiles.
-    g = jnp.exp(params["grouped_log"])
-    share = jnp.minimum(1.0, _MIN_TILE / jnp.maximum(k["gemm_n"], 1.0))
-    mt = mt._replace(t_matrix=jnp.where(
-        (kind == CONV) & (k["gemm_b"] > 1.5), mt.t_matrix * (g + (1.0 - g) * share), mt.t_matrix
-    ))  # fmt: skip
+    grouped_share = jnp.minimum(1.0, _MIN_TILE / jnp.maximum(k["gemm_n"], 1.0))
+    mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"],
+                     grouped_share=grouped_share)  # fmt: skip
     t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
     t_compute = mt.t_matrix + t_vector
     mem = memory_time(k, dev, params, res, r, occupancy)

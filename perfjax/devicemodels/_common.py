@@ -167,7 +167,8 @@ class MatrixWork(NamedTuple):
 def tiled_gemm(
     k: Arrays, params: Arrays, kind: jax.Array, cores: jax.Array, *, lo: float, hi: jax.Array,
     lo_n: jax.Array, tile_choice_for_conv: bool = False, split_conv: bool = True,
-    grouped_k_half: float | None = None,
+    grouped_k_half: float | None = None, fallback_k_half: float | None = None,
+    fallback_lo_n: float | None = None,
 ) -> MatrixWork:  # fmt: skip
     """GEMM/conv work as output tiles spread over ``cores`` in waves (GPUs, CPUs, NPUs).
 
@@ -178,9 +179,13 @@ def tiled_gemm(
     ``tile_choice_for_conv``: convolutions take the tile that pads least (:func:`tile_choice`)
     instead of the next power of two. ``grouped_k_half``: grouped convolutions reach their
     K-efficiency at this fixed K instead of the fitted ``k_half_log`` (their rate is
-    ``grouped_log``'s to fit).
+    ``grouped_log``'s to fit). ``fallback_k_half``, ``fallback_lo_n``: kernels a compiler
+    leaves to a slower path (``fallback``) reach it at this K instead, and pad N to this.
     """
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
+    fallback = k["fallback"] > 0.5
+    if fallback_lo_n is not None:
+        lo_n = jnp.where(fallback, jnp.maximum(lo_n, fallback_lo_n), lo_n)
     tm = jnp.clip(pow2ceil(m), lo, hi)
     tn = jnp.clip(pow2ceil(n), lo_n, jnp.maximum(hi, lo_n))
     pm, pn = jnp.ceil(m / tm) * tm, jnp.ceil(n / tn) * tn
@@ -199,6 +204,8 @@ def tiled_gemm(
     k_half = jnp.exp(params["k_half_log"])[kind]
     if grouped_k_half is not None:
         k_half = jnp.where((kind == CONV) & (b > 1.5), grouped_k_half, k_half)
+    if fallback_k_half is not None:
+        k_half = jnp.where(fallback, fallback_k_half, k_half)
     matrix_util = k_slice / (k_slice + k_half)
     return MatrixWork(tiles * split / cores, cores, matrix_util, padded, tm, tn)
 

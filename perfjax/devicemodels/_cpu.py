@@ -53,6 +53,15 @@ _TILE_SCALE = 4.0
 #: convolutions reach 60-90 GFLOP/s on one core from K = 16 and are bound by their output
 #: below (benchmarks/results/host_conv_k_epyc.csv).
 _GROUPED_K_HALF = 16.0
+#: Convolutions XLA:CPU leaves to a slower path (Kernels.fallback: Eigen's for few features,
+#: YNNPACK's from an odd number of input features, a window wider than its input) reach half
+#: their rate at this K (taps x input features), not at the fitted ``k_half``, and pad their
+#: output features to 16: on a 2-core EPYC, Eigen's 3x3 and 5x5 convolutions of 1-16 into 8
+#: or 16 features run at 2-14 GFLOP/s from one input feature, 4-40 from 3, 15-93 from 8 and
+#: 25-112 from 16, and at half the rate into 8 features as into 16
+#: (benchmarks/results/host_conv_fallback_epyc.csv).
+_FALLBACK_K_HALF = 150.0
+_FALLBACK_MIN_N = 16.0
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
 _STEP_LATENCY_SCALE = 0.1
 #: A Python callback on a CPU: only the Python call remains (assumed, not measured).
@@ -148,7 +157,8 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
     tile = dev["matrix_tile"]
     work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE,
-                      grouped_k_half=_GROUPED_K_HALF)  # fmt: skip
+                      grouped_k_half=_GROUPED_K_HALF, fallback_k_half=_FALLBACK_K_HALF,
+                      fallback_lo_n=_FALLBACK_MIN_N)  # fmt: skip
     # GEMM micro-kernels block M and N in registers: a short M or N leaves the register block
     # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
     # the padding).

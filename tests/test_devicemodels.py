@@ -1370,11 +1370,11 @@ def test_cpu_depthwise_convolutions_cost_what_was_measured_per_output_against_de
 
 def test_cpu_eigen_fallback_convolutions_follow_the_measured_rates():
     """benchmarks/results/host_conv_fallback_epyc.csv (one AMD EPYC): Eigen runs convolutions
-    of 1-16 into 8 or 16 features at 2-112 GFLOP/s, rising with K far more slowly than the
+    of 1-16 into 8 or 16 features at 2-111 GFLOP/s, rising with K far more slowly than the
     implicit-GEMM rate of the other convolutions, and into 8 features at half the rate of 16.
     The uncalibrated model (a fallback K of half efficiency, outputs padded to 16) prices all
     64 cases within a spread of 0.35 (log), their level within 1.5x, and the 16/8 ratio; with
-    the dense K-efficiency they came out 1.2 (log) too fast on average, spread 0.53."""
+    the dense K-efficiency they came out 3.2x too fast on average, spread 0.51 (log)."""
     rows = [r for r in _result_rows("host_conv_fallback_epyc.csv") if r["path"] == "narrow"]
     assert len(rows) == 64 and {r["library"] for r in rows} == {"eigen"}
     log_ratio, pred_s = [], {}

@@ -57,8 +57,8 @@ _GROUPED_K_HALF = 16.0
 #: YNNPACK's from an odd number of input features, a window wider than its input) reach half
 #: their rate at this K (taps x input features), not at the fitted ``k_half``, and pad their
 #: output features to 16: on a 2-core EPYC, Eigen's 3x3 and 5x5 convolutions of 1-16 into 8
-#: or 16 features run at 2-14 GFLOP/s from one input feature, 4-40 from 3, 15-93 from 8 and
-#: 25-112 from 16, and at half the rate into 8 features as into 16
+#: or 16 features run at 2-17 GFLOP/s from one input feature, 6-38 from 3, 18-105 from 8 and
+#: 26-111 from 16, and at half the rate into 8 features as into 16
 #: (benchmarks/results/host_conv_fallback_epyc.csv).
 _FALLBACK_K_HALF = 150.0
 _FALLBACK_MIN_N = 16.0

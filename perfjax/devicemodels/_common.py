@@ -167,8 +167,7 @@ class MatrixWork(NamedTuple):
 def tiled_gemm(
     k: Arrays, params: Arrays, kind: jax.Array, cores: jax.Array, *, lo: float, hi: jax.Array,
     lo_n: jax.Array, tile_choice_for_conv: bool = False, split_conv: bool = True,
-    grouped_k_half: float | None = None, fallback_k_half: float | None = None,
-    fallback_lo_n: float | None = None,
+    k_half: jax.Array | None = None,
 ) -> MatrixWork:  # fmt: skip
     """GEMM/conv work as output tiles spread over ``cores`` in waves (GPUs, CPUs, NPUs).
 
@@ -177,15 +176,10 @@ def tiled_gemm(
     libraries split K over idle units (split-K) while each slice keeps at least
     :data:`SPLIT_K_MIN` of K (``split_conv=False``: convolutions never split K).
     ``tile_choice_for_conv``: convolutions take the tile that pads least (:func:`tile_choice`)
-    instead of the next power of two. ``grouped_k_half``: grouped convolutions reach their
-    K-efficiency at this fixed K instead of the fitted ``k_half_log`` (their rate is
-    ``grouped_log``'s to fit). ``fallback_k_half``, ``fallback_lo_n``: kernels a compiler
-    leaves to a slower path (``fallback``) reach it at this K instead, and pad N to this.
+    instead of the next power of two. ``k_half``: per kernel, the K of half efficiency
+    (default: the fitted ``k_half_log`` of its class).
     """
     b, m, n, kk = k["gemm_b"], k["gemm_m"], k["gemm_n"], k["gemm_k"]
-    fallback = k["fallback"] > 0.5
-    if fallback_lo_n is not None:
-        lo_n = jnp.where(fallback, jnp.maximum(lo_n, fallback_lo_n), lo_n)
     tm = jnp.clip(pow2ceil(m), lo, hi)
     tn = jnp.clip(pow2ceil(n), lo_n, jnp.maximum(hi, lo_n))
     pm, pn = jnp.ceil(m / tm) * tm, jnp.ceil(n / tn) * tn
@@ -201,11 +195,8 @@ def tiled_gemm(
     if not split_conv:
         split = jnp.where(kind == CONV, 1.0, split)
     k_slice = kk / split
-    k_half = jnp.exp(params["k_half_log"])[kind]
-    if grouped_k_half is not None:
-        k_half = jnp.where((kind == CONV) & (b > 1.5), grouped_k_half, k_half)
-    if fallback_k_half is not None:
-        k_half = jnp.where(fallback, fallback_k_half, k_half)
+    if k_half is None:
+        k_half = jnp.exp(params["k_half_log"])[kind]
     matrix_util = k_slice / (k_slice + k_half)
     return MatrixWork(tiles * split / cores, cores, matrix_util, padded, tm, tn)
 

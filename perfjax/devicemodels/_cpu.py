@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
+    CONV,
     GEMM,
     REDUCE,
     Arrays,
@@ -156,9 +157,15 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     # most that many cores of the chip busy.
     cores = jnp.minimum(dev["num_cores"], k["parallel_units"])
     tile = dev["matrix_tile"]
-    work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=_MIN_TILE,
-                      grouped_k_half=_GROUPED_K_HALF, fallback_k_half=_FALLBACK_K_HALF,
-                      fallback_lo_n=_FALLBACK_MIN_N)  # fmt: skip
+    # Grouped convolutions and the slow paths reach their K-efficiency at fixed K (their rates
+    # are grouped_log's and fallback_log's to fit); the slow paths pad N to 16.
+    fallback = k["fallback"] > 0.5
+    k_half = jnp.exp(params["k_half_log"])[kind]
+    k_half = jnp.where((kind == CONV) & (k["gemm_b"] > 1.5), _GROUPED_K_HALF, k_half)
+    k_half = jnp.where(fallback, _FALLBACK_K_HALF, k_half)
+    lo_n = jnp.where(fallback, _FALLBACK_MIN_N, _MIN_TILE)
+    work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=lo_n,
+                      k_half=k_half)  # fmt: skip
     # GEMM micro-kernels block M and N in registers: a short M or N leaves the register block
     # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
     # the padding).

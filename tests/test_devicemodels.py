@@ -1397,6 +1397,72 @@ def test_cpu_eigen_fallback_convolutions_follow_the_measured_rates():
     assert 0.75 < float(np.median(same)) < 1.25, same
 
 
+def test_cpu_windows_wider_than_their_input_run_at_a_flat_rate():
+    """benchmarks/results/host_conv_fallback_epyc.csv: a 3x3 or 5x5 filter over a 2x2 or 4x4
+    map runs at 3.6-6.0 GFLOP/s (over the taps on real elements) from 32 as from 128 features.
+    With the slow-path K-efficiency the model priced the 12 cases at a geometric mean of 1/4.3
+    of their time (spread 0.8 in log, up to 1/25 for the largest): now within 1.35x, spread
+    below 0.45, and the largest within 2x."""
+    rows = [r for r in _result_rows("host_conv_fallback_epyc.csv") if r["path"] == "small"]
+    assert len(rows) == 12
+    log_ratio = {}
+    for r in rows:
+        c, taps, b, side = int(r["in_channels"]), int(r["taps"][0]), int(r["batch"]), int(r["side"])
+        fn = lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )  # fmt: skip
+        shapes = (jax.ShapeDtypeStruct((b, side, side, c), jnp.float32),
+                  jax.ShapeDtypeStruct((taps, taps, c, c), jnp.float32))  # fmt: skip
+        t = perfjax.predict(fn, shapes, device="host", calibration=False).time_s
+        log_ratio[c, taps, b, side] = np.log(float(r["measured_us"]) * 1e-6 / t)
+    values = np.array(list(log_ratio.values()))
+    assert abs(float(values.mean())) < np.log(1.35), values.mean()
+    assert float(values.std()) < 0.45, values.std()
+    assert abs(log_ratio[128, 5, 8, 4]) < np.log(2.0), log_ratio
+
+
+def test_cpu_convolutions_over_a_dilated_input_follow_the_measured_rates():
+    """benchmarks/results/host_conv_transpose_epyc.csv (one AMD EPYC): the input gradient of a
+    stride-2 convolution is a convolution over an input dilated by 2, which XLA:CPU runs through
+    Eigen. Dense, Eigen skips the zeros (as fast as the forward pass); the model counted all of
+    its (output, tap) pairs and priced the 16 cases at 3.2x their time. Depthwise, it does not,
+    and runs 1.5-2.3x slower than undilated: the model priced those at 0.52x. Now both levels
+    are within 1.35x of what the undilated forward passes get."""
+    rows = _result_rows("host_conv_transpose_epyc.csv")
+    assert {r["library"] for r in rows if r["pass"] == "input_grad" and r["stride"] == "2"} == {
+        "eigen"
+    }
+    level = {}
+    for path in ("dense", "depthwise"):
+        for which, stride in (("forward", "1"), ("input_grad", "2")):
+            sel = [r for r in rows if (r["path"], r["pass"], r["stride"]) == (path, which, stride)]
+            assert len(sel) == 16
+            log_ratio = []
+            for r in sel:
+                c, taps, b, side = (int(r["features"]), int(r["taps"][0]), int(r["batch"]),
+                                    int(r["side"]))  # fmt: skip
+                g, s = (c if path == "depthwise" else 1), int(stride)
+                conv = lambda x, w, s=s, g=g: jax.lax.conv_general_dilated(
+                    x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    feature_group_count=g,
+                )  # fmt: skip
+                x = jax.ShapeDtypeStruct((b, side, side, c), jnp.float32)
+                w = jax.ShapeDtypeStruct((taps, taps, c // g, c), jnp.float32)
+                if which == "forward":
+                    fn, shapes = conv, (x, w)
+                else:
+                    y = jax.ShapeDtypeStruct((b, side // s, side // s, c), jnp.float32)
+                    fn = lambda x, w, y, conv=conv: jax.vjp(lambda x: conv(x, w), x)[1](y)[0]
+                    shapes = (x, w, y)
+                t = perfjax.predict(fn, shapes, device="host", calibration=False).time_s
+                log_ratio.append(np.log(float(r["measured_us"]) * 1e-6 / t))
+            level[path, which] = float(np.mean(log_ratio))
+            assert float(np.std(log_ratio)) < 0.35, (path, which, np.std(log_ratio))
+    for path in ("dense", "depthwise"):
+        # The dilated input is priced like the undilated forward pass, within 1.35x.
+        assert abs(level[path, "input_grad"] - level[path, "forward"]) < np.log(1.35), level
+
+
 def test_cpu_grouped_factor_fades_over_groups_wider_than_a_tile():
     """With no grouped factor the dense model priced groups of 16-64 output features at
     0.4-0.6x their measured time, depthwise ones at 0.2x (host_grouped_conv_epyc.csv): the

@@ -33,7 +33,12 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
   they are marked ``fallback``. So are those YNNPACK runs from an odd number of input features
   (3 to 15: an RGB input) into 17 to 32 output features, at 6-41 GFLOP/s where from an even
-  number they run at 48-98 (``benchmarks/host_conv_channels.py``);
+  number they run at 48-98 (``benchmarks/host_conv_channels.py``). A convolution over a dilated
+  input (``lhs_dilation``: the input gradient of a strided convolution) always runs through
+  Eigen's generic convolution: dense, it skips the dilation's zeros and runs at about the rate
+  of the strided forward pass (its implicit GEMM counts only the taps on real elements);
+  depthwise, it does not, and runs 1.5-2.3x slower than the undilated one over as many
+  positions (``benchmarks/host_conv_transpose.py``): marked ``dilated_input``;
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own; so are FFTs,
   top-k, linear-algebra solvers (Cholesky, LU, QR, eigen- and singular-value decompositions,
   triangular solves) and host callbacks, whose cost rules mark them (``features["kind"]`` of
@@ -393,6 +398,13 @@ class Kernels:
     parallel_units: np.ndarray = _feature()
     #: 1 where the compiler leaves the kernel to a slower generic path (see the module notes).
     fallback: np.ndarray = _feature()
+    #: 1 where a grouped (depthwise) convolution reads a dilated input (the input gradient of a
+    #: strided one) on a policy that runs it through Eigen's generic convolution
+    #: (:attr:`FusionPolicy.serial_matrix`; see the module notes).
+    dilated_input: np.ndarray = _feature(default=True)
+    #: 1 where a dense convolution's window is wider than its input (a 3x3 filter over a 2x2
+    #: map) on a :attr:`FusionPolicy.serial_matrix` policy: a slow generic loop on XLA:CPU.
+    wide_window: np.ndarray = _feature(default=True)
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
     #: Bytes written into program outputs that are fresh memory on every call
@@ -867,12 +879,7 @@ class _Fusion:
         narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
         # A window wider than the input (a 3x3 kernel over a 2x2 feature map): XLA pads the input
         # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).
-        small = any(
-            i < k
-            for i, k in zip(
-                feats.get("in_spatial", ()), feats.get("kernel_spatial", ()), strict=False
-            )
-        )
+        small = _wide_window(feats)
         # A 1x1 window at stride 1 is a matrix product: XLA rewrites a narrow one as a dot.
         pointwise = all(k == 1 for k in feats.get("kernel_spatial", ())) and all(
             s == 1 for s in feats.get("strides", ())
@@ -978,6 +985,14 @@ class _Fusion:
         scalar_sums = self._scalar_sum_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
+        dilated = g["kind"] == "conv" and max(feats.get("lhs_dilation", ()) or (1,)) > 1
+        dilated_grouped = self.policy.serial_matrix and dilated and feats.get("groups", 1) > 1
+        wide = self.policy.serial_matrix and fallback and _wide_window(feats)
+        if self.policy.serial_matrix and (dilated or wide) and feats.get("groups", 1) == 1:
+            # Eigen skips the dilation's zeros of a dense convolution, and a window wider than
+            # its input does only the taps on it: their positions are the (output, tap) pairs
+            # on real elements (1/4 at stride 2).
+            m_ *= float(feats.get("tap_share", 1.0))
         kind = g["kind"]
         small = self.policy.library_reduce_min_elements
         if kind == "reduce" and anchor.operands and anchor.operands[0].size < small:
@@ -992,6 +1007,7 @@ class _Fusion:
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
             executions=float(g["executions"]), parallel_units=units, fallback=float(fallback),
+            dilated_input=float(dilated_grouped), wide_window=float(wide),
             serial_steps=sum(solver_steps(dict(ops[i].features)) for i in members),
             host_round_trips=float(sum(ops[i].features.get("kind") == "host_callback" for i in members)),
         )  # fmt: skip
@@ -1025,6 +1041,12 @@ class _Fusion:
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
+
+
+def _wide_window(feats: Mapping[str, Any]) -> bool:
+    """Whether a convolution's window is wider than its input along a spatial axis."""
+    sides = zip(feats.get("in_spatial", ()), feats.get("kernel_spatial", ()), strict=False)
+    return any(i < k for i, k in sides)
 
 
 def _gemm_view(kind: str, feats: Mapping[str, Any]) -> tuple[float, float, float, float]:

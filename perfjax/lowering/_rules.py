@@ -624,6 +624,10 @@ def _convolution(op: OpView) -> Cost:
             out_spatial=tuple(out_sp),
             strides=tuple(strides),
             groups=fgc,
+            # The input's dilation (a strided convolution's input gradient: 2 at stride 2) and
+            # the share of (output, tap) pairs landing on a real input element.
+            lhs_dilation=tuple(lhs_dil),
+            tap_share=valid / max(1, math.prod(out_sp) * math.prod(k_sp)),
             precision=_precision(op),
             dtype=lhs.dtype,
             out_dtype=out.dtype,

@@ -606,8 +606,9 @@ def test_cpu_convolutions_split_over_the_cores_as_measured():
 
 
 def _strided(fn, *types):
+    """Strided elements of the loop kernels (a GEMM's are its generic dot's lhs reads)."""
     ks = fuse(perfjax.analyze(fn, types), "cpu")
-    return float(np.sum(ks.strided_elements))
+    return float(np.sum(ks.strided_elements[ks.matrix_flops == 0]))
 
 
 def test_cpu_loops_reading_through_a_minor_moving_transpose_are_strided():
@@ -1126,9 +1127,11 @@ def test_cpu_gemms_of_small_k_split_over_the_pool_where_a_loop_does():
 def test_cpu_model_prices_the_weight_gradient_layout_as_xla_cpu_runs_it():
     """XLA:CPU runs ``x @ w`` in a YNNPACK fusion and a weight gradient (lhs contracted over
     dimension 0, as JAX's autodiff writes it) as its generic dot; over random shapes the two
-    are alike at the median (benchmarks/results/host_dot_layout.csv). Checked: the recorded
-    paths, the measured median ratio within 25% of 1 per dtype, the model pricing both layouts
-    within 5% of each other, and this jaxlib still compiling the two forms to those paths."""
+    are alike at the median (benchmarks/results/host_dot_layout.csv, an Intel Xeon). Checked:
+    the recorded paths, the measured median ratio within 25% of 1 per dtype, the model's median
+    ratio over the same fp32 shapes within 25% of 1 (the generic dot's reads across rows cost
+    little unless the rows are a multiple of 2 KiB), and this jaxlib still compiling the two
+    forms to those paths."""
     import re
 
     rows = _result_rows("host_dot_layout.csv")
@@ -1139,11 +1142,17 @@ def test_cpu_model_prices_the_weight_gradient_layout_as_xla_cpu_runs_it():
         ratios = [float(r["ratio"]) for r in rows if r["dtype"] == dt]
         assert 0.8 < float(np.median(ratios)) < 1.25, (dt, np.median(ratios))
     tn = lambda xt, w: jax.lax.dot_general(xt, w, (((0,), (0,)), ((), ())))
-    for m, k, n in ((512, 16, 2048), (64, 1024, 512), (300, 40, 70)):
+    model = []
+    for r in rows:
+        if r["dtype"] != "float32":
+            continue
+        m, k, n = int(r["m"]), int(r["k"]), int(r["n"])
         t_nn = perfjax.predict(lambda x, w: x @ w, (S((m, k), f32), S((k, n), f32)),
                                device="xeon-8480").time_s  # fmt: skip
         t_tn = perfjax.predict(tn, (S((k, m), f32), S((k, n), f32)), device="xeon-8480").time_s
-        assert abs(t_tn / t_nn - 1) < 0.05, (m, k, n, t_tn / t_nn)
+        assert t_tn >= t_nn * 0.999, (m, k, n)
+        model.append(t_tn / t_nn)
+    assert 0.8 < float(np.median(model)) < 1.25, np.median(model)
 
     def compiled(f, *shapes):
         args = [jnp.ones(x, f32) for x in shapes]
@@ -1397,12 +1406,39 @@ def test_cpu_eigen_fallback_convolutions_follow_the_measured_rates():
     assert 0.75 < float(np.median(same)) < 1.25, same
 
 
+def test_cpu_weight_gradients_pay_for_reading_their_input_across_rows():
+    """benchmarks/results/host_weight_gradient_epyc.csv (one AMD EPYC): JAX's weight gradient
+    of ``x @ w`` runs as XLA:CPU's generic dot reading ``x`` across its rows, 0.9-1.9 ns more
+    per element of ``x`` than the library's layout where its rows are a multiple of 2 KiB,
+    0.25-0.8 where they are not. Priced as ``x @ w``, the 72 cases came out at 1/2.0
+    of their time (geometric mean; spread 0.56 in log), those with rows a multiple of 2 KiB,
+    a batch of 1024 and 16-64 outputs at 1/4.2 (up to 1/8). Now within 1.3x, spread below
+    0.35, and those within 1.35x."""
+
+    def weight_grad(x, w, dy):  # as benchmarks/host_weight_gradient.py measured it
+        return jax.vjp(lambda w: x @ w, w)[1](dy)[0]
+
+    rows = _result_rows("host_weight_gradient_epyc.csv")
+    assert len(rows) == 72
+    log_ratio, big = [], []
+    for r in rows:
+        m, k, n = int(r["m"]), int(r["k"]), int(r["n"])
+        shapes = tuple(jax.ShapeDtypeStruct(s, jnp.float32) for s in ((k, m), (m, n), (k, n)))
+        t = perfjax.predict(weight_grad, shapes, device="host", calibration=False).time_s
+        log_ratio.append(np.log(float(r["gradient_us"]) * 1e-6 / t))
+        if m >= 512 and m % 512 == 0 and k == 1024 and n <= 64:
+            big.append(log_ratio[-1])
+    assert abs(float(np.mean(log_ratio))) < np.log(1.3), np.mean(log_ratio)
+    assert float(np.std(log_ratio)) < 0.35, np.std(log_ratio)
+    assert len(big) == 12 and abs(float(np.mean(big))) < np.log(1.35), big
+
+
 def test_cpu_windows_wider_than_their_input_run_at_a_flat_rate():
     """benchmarks/results/host_conv_fallback_epyc.csv: a 3x3 or 5x5 filter over a 2x2 or 4x4
     map runs at 3.6-6.0 GFLOP/s (over the taps on real elements) from 32 as from 128 features.
     With the slow-path K-efficiency the model priced the 12 cases at a geometric mean of 1/4.3
-    of their time (spread 0.8 in log, up to 1/25 for the largest): now within 1.35x, spread
-    below 0.45, and the largest within 2x."""
+    of their time (spread 0.64 in log, 1/14 for the largest): now within 1.35x, spread below
+    0.45, and the largest within 2x."""
     rows = [r for r in _result_rows("host_conv_fallback_epyc.csv") if r["path"] == "small"]
     assert len(rows) == 12
     log_ratio = {}

@@ -94,6 +94,11 @@ _REDUCE_SPLIT_SCALE = 3.5
 _MATVEC_SPLIT_SCALE = 0.65
 #: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).
 _LINE_BYTES = 64.0
+#: Cycles (of the spec's clock) per element a weight gradient's generic dot reads across rows
+#: (Kernels.strided_elements of a GEMM): 0.9-1.9 ns, median 1.55, more than the same product
+#: in the library's layout for rows a multiple of 2 KiB and a batch of 1024, on a 2.6 GHz EPYC
+#: (benchmarks/results/host_weight_gradient_epyc.csv).
+_GENERIC_DOT_STRIDED_CYCLES = 4.0
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
 #: A call whose GEMMs and convolutions add up to more FLOPs than this pays part of the pool's
@@ -231,12 +236,13 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     )
     t_body = t_body + t_transposed
     # A loop reading through a transpose that moves the minor dimension: a cache line per
-    # element from main memory, the loop's cores missing in parallel.
-    t_strided = (
-        k.get("strided_elements", jnp.zeros_like(t_body))
-        * _LINE_BYTES
-        / mem.mem_bw
-        / (1.0 + use * jnp.maximum(dev["num_cores"] - 1.0, 0.0))
+    # element from main memory, the loop's cores missing in parallel. A weight gradient's
+    # generic dot reading its lhs across rows: cycles per element.
+    strided = k.get("strided_elements", jnp.zeros_like(t_body))
+    t_strided = jnp.where(
+        k["matrix_flops"] > 0,
+        strided * _GENERIC_DOT_STRIDED_CYCLES / dev["clock_hz"],
+        strided * _LINE_BYTES / mem.mem_bw / (1.0 + use * jnp.maximum(dev["num_cores"] - 1.0, 0.0)),
     )
     t_body = t_body + t_strided
     # Sums the compiler runs as its own scalar loops (bf16 accumulation): cycles per element.

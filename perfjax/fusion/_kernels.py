@@ -231,6 +231,16 @@ class FusionPolicy:
     #: element whatever its size: below ``strided_min_bytes`` an element weighs this share of
     #: a cache line (``benchmarks/results/host_bf16_sgd_epyc.csv``).
     strided_small_dot_weight: float = 1.0
+    #: A 2-D GEMM contracting both operands over their major dimension (a weight gradient
+    #: ``xᵀ·dy``, which XLA:CPU runs as its generic ``dot``) reads its lhs across rows
+    #: (the ``strided_elements`` feature): ``(bytes, share)``: rows whose length is a multiple
+    #: of ``bytes`` cost a full element each, others ``share`` of one (less below ``bytes / 2``).
+    #: On an AMD EPYC such a dot took 0.9-1.9 ns more per lhs element than the library's layout
+    #: with rows of 2, 4, 6, 8, 12 or 16 KiB (a batch of 1024), 0.25-0.8 with rows of 1.5-8 KiB
+    #: not a multiple of 2 KiB (384, 784, 1000 or 2000 features), 0.4-0.6 at 1 KiB, 0.2-0.3 at
+    #: 512 B
+    #: (``benchmarks/results/host_weight_gradient_epyc.csv``). Empty: never.
+    generic_dot_strided: tuple[int, float] | tuple[()] = ()
     #: Sums (a reduction whose computation is one add) accumulating in one of these dtypes run
     #: as the compiler's own scalar loops instead of a library kernel: the
     #: ``scalar_sum_elements`` feature counts their input elements. XLA:CPU hands an fp32
@@ -285,6 +295,7 @@ POLICIES = {
         transposed_rhs_product=True,
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
+        generic_dot_strided=(2048, 0.3),
         scalar_sum_dtypes=("bfloat16",),
         scalar_sum_minor_weight=0.15,
     ),
@@ -949,6 +960,35 @@ class _Fusion:
             total += weight * float(op.executions) * float(op.results[0].size)
         return total
 
+    def _generic_dot_strided_elements(
+        self, g: dict[str, Any], b_: float, m_: float, n_: float, k_: float
+    ) -> float:
+        """Elements of the operand a 2-D GEMM contracted over both operands' major dimension
+        (a weight gradient, ``xᵀ·dy``) reads across its rows, weighed by the share of a cache
+        line each costs (:attr:`FusionPolicy.generic_dot_strided`; 0 elsewhere). XLA:CPU runs
+        such a dot as its generic ``dot`` with the operand whose free dimension leads the result
+        as its lhs: the StableHLO lhs, or the rhs where the result is transposed after the dot
+        (JAX's weight gradients)."""
+        anchor = self.ops[g["anchor"]]
+        feats = anchor.features
+        if (
+            not self.policy.generic_dot_strided
+            or b_ > 1
+            or feats.get("lhs_minor_contracted", True)
+            or feats.get("rhs_minor_contracted", False)
+            or len(anchor.operands) < 2
+        ):
+            return 0.0
+        flipped = any(_short(self.ops[c]) == "transpose" for c in self.consumers[g["anchor"]])
+        operand, rows = (anchor.operands[1], n_) if flipped else (anchor.operands[0], m_)
+        stride_bytes = rows * operand.nbytes / max(1, operand.size)
+        aliased, other = self.policy.generic_dot_strided
+        if stride_bytes >= aliased and stride_bytes % aliased == 0:
+            share = 1.0  # rows that all map to the same few cache sets
+        else:
+            share = other * min(1.0, stride_bytes / (aliased / 2))
+        return k_ * rows * share
+
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
@@ -982,6 +1022,8 @@ class _Fusion:
         ):  # fmt: skip
             transposed = b_ * n_ * k_
         strided = self._strided_elements(g) if g["kind"] in ("elementwise", "reduce") else 0.0
+        if g["kind"] == "gemm":
+            strided = self._generic_dot_strided_elements(g, b_, m_, n_, k_)
         scalar_sums = self._scalar_sum_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)

@@ -41,10 +41,11 @@ ROUNDS = 5
 S = jax.ShapeDtypeStruct
 
 
-def _conv(stride: int):
+def _conv(stride: int, groups: int = 1):
     def conv(x, w):
         return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            feature_group_count=groups)  # fmt: skip
 
     return conv
 

@@ -35,20 +35,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
 from host_conv_channels import _library  # noqa: E402
+from host_conv_fallback import _conv  # noqa: E402
 
 import perfjax  # noqa: E402
 
 ROUNDS = 5
 S = jax.ShapeDtypeStruct
-
-
-def _conv(stride: int, groups: int):
-    def conv(x, w):
-        return jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            feature_group_count=groups)  # fmt: skip
-
-    return conv
 
 
 def _input_grad(stride: int, groups: int):

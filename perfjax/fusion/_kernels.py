@@ -1021,16 +1021,22 @@ class _Fusion:
             and not any(self.is_input(b) for b in self.bases(anchor.sources[1]))
         ):  # fmt: skip
             transposed = b_ * n_ * k_
-        strided = self._strided_elements(g) if g["kind"] in ("elementwise", "reduce") else 0.0
-        if g["kind"] == "gemm":
+        if g["kind"] in ("elementwise", "reduce"):
+            strided = self._strided_elements(g)
+        elif g["kind"] == "gemm":
             strided = self._generic_dot_strided_elements(g, b_, m_, n_, k_)
+        else:
+            strided = 0.0
         scalar_sums = self._scalar_sum_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
-        dilated = g["kind"] == "conv" and max(feats.get("lhs_dilation", ()) or (1,)) > 1
-        dilated_grouped = self.policy.serial_matrix and dilated and feats.get("groups", 1) > 1
-        wide = self.policy.serial_matrix and fallback and _wide_window(feats)
-        if self.policy.serial_matrix and (dilated or wide) and feats.get("groups", 1) == 1:
+        # Convolutions XLA:CPU hands to Eigen's generic convolution: over a dilated input (a
+        # strided one's input gradient), or a window wider than the input (a `fallback`).
+        dilated = (self.policy.serial_matrix and g["kind"] == "conv"
+                   and max(feats.get("lhs_dilation", ()) or (1,)) > 1)  # fmt: skip
+        grouped = feats.get("groups", 1) > 1
+        wide = fallback and _wide_window(feats)
+        if (dilated and not grouped) or wide:
             # Eigen skips the dilation's zeros of a dense convolution, and a window wider than
             # its input does only the taps on it: their positions are the (output, tap) pairs
             # on real elements (1/4 at stride 2).
@@ -1049,7 +1055,7 @@ class _Fusion:
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
             executions=float(g["executions"]), parallel_units=units, fallback=float(fallback),
-            dilated_input=float(dilated_grouped), wide_window=float(wide),
+            dilated_input=float(dilated and grouped), wide_window=float(wide),
             serial_steps=sum(solver_steps(dict(ops[i].features)) for i in members),
             host_round_trips=float(sum(ops[i].features.get("kind") == "host_callback" for i in members)),
         )  # fmt: skip

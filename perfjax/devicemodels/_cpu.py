@@ -214,11 +214,16 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     t_body = t_body * factor
     # Thread-pool hand-off of kernels large enough to be split into tasks (the pool's wake-up,
     # once per call, is in program_overhead).
+    # A later pass of a normalisation run as one call (Kernels.continued) pays no launch or
+    # hand-off of its own.
     use = pool_use(k, params)
-    t_launch = launch_time(
-        k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
-        callback_s=_CALLBACK_S,
-    ) + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use  # fmt: skip
+    t_launch = (
+        launch_time(
+            k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
+            callback_s=_CALLBACK_S,
+        )
+        + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use
+    ) * (1.0 - k.get("continued", jnp.zeros_like(t_body)))  # fmt: skip
     # Output buffers mapped afresh on every call: a page fault per page where first written,
     # taken by every core writing (in the time only: neither the arithmetic nor the memory
     # traffic the bound compares).

@@ -181,6 +181,16 @@ class FusionPolicy:
     #: separate reduction and loop kernels (compiled HLO of layer norm, RMS norm and softmax
     #: at 256-8192 rows x 8-1024 columns, jaxlib 0.10).
     normalization_min_rows: int = 0
+    #: ... and runs it as its passes over the rows (each reduction, then the output), in one
+    #: call: the kernel table lists the passes as the separate kernels they would be, all but
+    #: the first marked ``continued`` (no launch or hand-off of their own), a full-size value
+    #: only later passes read not written. On an AMD EPYC, XLA:CPU's fused layer norms, RMS
+    #: norms and softmaxes of 4096 rows x 256-1536 took 0.56-1.11x the time of the same
+    #: elements as separate kernels (2048 rows of twice the length), softmax and RMS norm
+    #: 0.93-1.11x, where one pass over the input and output prices them at 0.45-0.92x
+    #: (``benchmarks/results/host_fused_norm_epyc.csv``). A normalisation of a GEMM's result
+    #: is inside the GEMM's library fusion and stays one kernel.
+    normalization_passes: bool = False
     #: Reductions of fewer input elements run as the compiler's plain loops (priced as
     #: elementwise kernels), larger ones in a library (XLA:CPU: a YNNPACK fusion from 4096
     #: elements on, with its larger fixed cost; compiled HLO, jaxlib 0.10). 0: every reduction
@@ -288,6 +298,7 @@ POLICIES = {
         epilogue=False,
         normalization=True,
         normalization_min_rows=4096,
+        normalization_passes=True,
         library_reduce_min_elements=4096,
         serial_matrix=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
@@ -416,6 +427,9 @@ class Kernels:
     #: 1 where a dense convolution's window is wider than its input (a 3x3 filter over a 2x2
     #: map) on a :attr:`FusionPolicy.serial_matrix` policy: a slow generic loop on XLA:CPU.
     wide_window: np.ndarray = _feature(default=True)
+    #: 1 where the kernel is a later pass of a normalisation run as one call
+    #: (:attr:`FusionPolicy.normalization_passes`): no launch or hand-off of its own.
+    continued: np.ndarray = _feature(default=True)
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
     #: Bytes written into program outputs that are fresh memory on every call
@@ -549,7 +563,76 @@ def fuse(
     if isinstance(policy, str):
         policy = fusion_policy(policy)
     fusion = _Fusion(graph, policy, aliased_outputs)
-    return fusion.kernels(fusion.group())
+    fused = fusion.kernels(fusion.group())
+    if not policy.normalization_passes:
+        return fused
+    unfused_policy = dataclasses.replace(policy, normalization=False)
+    fusion = _Fusion(graph, unfused_policy, aliased_outputs)
+    passes = fusion.kernels(fusion.group())
+    if len(passes) == len(fused):
+        return fused
+    return _normalization_passes(graph, fusion, fused, passes)
+
+
+def _normalization_passes(
+    graph: Graph, fusion: _Fusion, fused: Kernels, passes: Kernels
+) -> Kernels:
+    """``fused`` with each normalisation kernel replaced by its ``passes`` (the kernels of the
+    unfused policy whose ops it holds), all but the first marked ``continued``. A normalisation
+    of a GEMM's or convolution's result stays one kernel: XLA:CPU runs it inside the matrix
+    product's library fusion (attention's q·kᵀ, softmax and ·v are one YNNPACK kernel)."""
+    kernel_of = {op: ki for ki, ops in enumerate(fused.ops) for op in ops}
+    matrix = {op for ki, ops in enumerate(passes.ops) if KINDS[passes.kind[ki]] in ("gemm", "conv")
+              for op in ops}  # fmt: skip
+    after_matrix = {
+        kernel_of.get(i, -1)
+        for i, op in enumerate(graph.ops)
+        if any(b in matrix for s in op.sources for b in fusion.bases(s))
+    }
+    owners = [kernel_of.get(ops[0], -1) if ops else -1 for ops in passes.ops]
+    split = {o for o in owners if o >= 0 and owners.count(o) > 1} - after_matrix
+    if not split:
+        return fused
+    # (table, row, continued) in program order: each fused kernel where it was, or its passes
+    # one after another where the first was.
+    rows, seen = [], set()
+    for pi, owner in enumerate(owners):
+        if owner in split and owner not in seen:
+            group = [j for j, o in enumerate(owners) if o == owner]
+            rows.extend((passes, j, float(j != pi)) for j in group)
+        elif owner not in seen and owner >= 0:
+            rows.append((fused, owner, 0.0))
+        elif owner < 0:
+            rows.append((passes, pi, 0.0))
+        seen.add(owner)
+    features = {
+        name: np.asarray([getattr(t, name)[i] for t, i, _ in rows], getattr(fused, name).dtype)
+        for name in Kernels.features()
+        if name != "continued"
+    }
+    # A pass's full-size result that only later passes read (layer norm's x - mean) stays in
+    # the call: not written, each later pass recomputes it from the input it reads.
+    for r, (t, i, _) in enumerate(rows):
+        if t is not passes or owners[i] not in split:
+            continue
+        for op in t.ops[i]:
+            readers = fusion.consumers[op]
+            if (
+                not fusion.is_output[op]
+                and any(fusion.group_of[c] != fusion.group_of[op] for c in readers)
+                and all(kernel_of.get(c) == owners[i] for c in readers)
+            ):
+                nbytes = sum(v.nbytes for v in graph.ops[op].results)
+                if nbytes >= 0.5 * t.bytes_read[i]:  # values per row stay written
+                    features["bytes_written"][r] -= nbytes
+    return dataclasses.replace(
+        fused,
+        names=tuple(t.names[i] for t, i, _ in rows),
+        ops=tuple(t.ops[i] for t, i, _ in rows),
+        requests=tuple(t.requests[i] for t, i, _ in rows),
+        continued=np.asarray([c for _, _, c in rows]),
+        **features,
+    )
 
 
 _GROUP_KIND = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": "reduce",
@@ -1055,7 +1138,7 @@ class _Fusion:
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
             executions=float(g["executions"]), parallel_units=units, fallback=float(fallback),
-            dilated_input=float(dilated and grouped), wide_window=float(wide),
+            dilated_input=float(dilated and grouped), wide_window=float(wide), continued=0.0,
             serial_steps=sum(solver_steps(dict(ops[i].features)) for i in members),
             host_round_trips=float(sum(ops[i].features.get("kind") == "host_callback" for i in members)),
         )  # fmt: skip

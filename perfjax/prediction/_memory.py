@@ -498,7 +498,7 @@ def estimate(program: Program, graph: Graph, kernels: Kernels) -> MemoryEstimate
     outputs = sum(out_bytes)
     if len(out_bytes) > 1:
         outputs += _TUPLE_POINTER_BYTES * len(out_bytes)
-    result = _Liveness(graph, kernels).run(args.aliases, backward)
+    result = _Liveness(graph, _calls(kernels)).run(args.aliases, backward)
     notes = []
     if graph.notes:
         notes.append("loops with an unknown trip count: their buffers are counted once.")
@@ -517,6 +517,28 @@ def estimate(program: Program, graph: Graph, kernels: Kernels) -> MemoryEstimate
     )
     table[key] = est
     return est
+
+
+def _calls(kernels: Kernels) -> Kernels:
+    """``kernels`` with each pass of a normalisation run as one call (``Kernels.continued``)
+    joined to the kernel it continues: what it passes on stays inside the call."""
+    continued = kernels.continued
+    if not continued.size or not continued.any():
+        return kernels
+    keep = [i for i in range(len(kernels)) if not continued[i]]
+    ops: list[tuple[int, ...]] = []
+    for i, members in enumerate(kernels.ops):
+        if continued[i] and ops:
+            ops[-1] = (*ops[-1], *members)
+        else:
+            ops.append(tuple(members))
+    return dataclasses.replace(
+        kernels,
+        names=tuple(kernels.names[i] for i in keep),
+        ops=tuple(ops),
+        requests=tuple(kernels.requests[i] for i in keep),
+        **{name: getattr(kernels, name)[keep] for name in Kernels.features()},
+    )
 
 
 def _aliased_bytes(args: Arguments, in_bytes: Sequence[int], out_bytes: Sequence[int]) -> int:

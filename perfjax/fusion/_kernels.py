@@ -185,9 +185,9 @@ class FusionPolicy:
     #: call: the kernel table lists the passes as the separate kernels they would be, all but
     #: the first marked ``continued`` (no launch or hand-off of their own), a full-size value
     #: only later passes read not written. On an AMD EPYC, XLA:CPU's fused layer norms, RMS
-    #: norms and softmaxes of 4096 rows x 256-1536 took 0.56-1.11x the time of the same
-    #: elements as separate kernels (2048 rows of twice the length), softmax and RMS norm
-    #: 0.93-1.11x, where one pass over the input and output prices them at 0.45-0.92x
+    #: norms and softmaxes of 4096 rows x 256-1536 took 0.57-1.35x (median 1.0) the time of the
+    #: same elements as separate kernels (2048 rows of twice the length), layer norms 0.57-0.99x,
+    #: where one pass over the input and output prices them at 0.45-0.92x
     #: (``benchmarks/results/host_fused_norm_epyc.csv``). A normalisation of a GEMM's result
     #: is inside the GEMM's library fusion and stays one kernel.
     normalization_passes: bool = False

@@ -35,6 +35,7 @@ P = {p: i for i, p in enumerate(PRECISIONS)}
 CONV = KINDS.index("conv")
 GEMM = KINDS.index("gemm")
 REDUCE = KINDS.index("reduce")
+ELEMENTWISE = KINDS.index("elementwise")
 _VECTOR_CLASS = KINDS.index("elementwise")
 #: Share of the power above idle drawn by arithmetic at full rate (the rest by memory traffic).
 COMPUTE_POWER_SHARE = 0.7

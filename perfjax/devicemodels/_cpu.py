@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from perfjax.devicemodels._common import (
     CONV,
+    ELEMENTWISE,
     GEMM,
     REDUCE,
     Arrays,
@@ -74,6 +75,12 @@ _DILATED_INPUT_FACTOR = 1.67
 #: fp32 by its spec) from 32 and 128 features, 3x3 and 5x5 filters over 2x2 and 4x4 maps
 #: (benchmarks/results/host_conv_fallback_epyc.csv; the level that fits its 12 cases).
 _WIDE_WINDOW_EFF = 0.012
+#: Transcendentals chained ``depth`` deep in one loop (Kernels.chained_transcendentals per
+#: output element) cost ``depth ** _CHAIN_EXPONENT - 1`` exps more each: over 1M floats on a
+#: 2-core EPYC, chains of 5 tanh, sigmoid or exp(-|x|) took 2.1-2.2x the time of chains of 3
+#: (5/3 if each function cost the same; 5/3 * sqrt(5/3) = 2.15)
+#: (benchmarks/results/host_chain_depth_epyc.csv, host_chain_mixed_epyc.csv).
+_CHAIN_EXPONENT = 0.5
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
 _STEP_LATENCY_SCALE = 0.1
 #: A Python callback on a CPU: only the Python call remains (assumed, not measured).
@@ -197,6 +204,15 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"],
                      grouped_share=grouped_share)  # fmt: skip
     t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
+    # Transcendentals chained in one loop (Kernels.chained_transcendentals) cost more
+    # each the deeper the chain: the extra, in exps, at the full rate (a small loop's low
+    # occupancy already prices its fixed costs).
+    chained = k.get("chained_transcendentals", jnp.zeros_like(t_vector))
+    depth = jnp.maximum(chained / jnp.maximum(k["out_elements"], 1.0), 1.0)
+    extra = jnp.where(kind == ELEMENTWISE, chained * (depth**_CHAIN_EXPONENT - 1.0), 0.0)
+    k_chain = {**k, "vector_flops": jnp.zeros_like(extra), "transcendental_work": extra,
+               "out_elements": jnp.full_like(extra, 1e15)}  # fmt: skip
+    t_vector = t_vector + vector_time(k_chain, params, r, vec_peak, cores)[0]
     wide = k.get("wide_window", jnp.zeros_like(t_vector)) > 0.5
     t_matrix = jnp.where(wide, k["matrix_flops"] / (r.vec_peak * _WIDE_WINDOW_EFF), mt.t_matrix)
     t_compute = t_matrix + t_vector

@@ -206,6 +206,10 @@ class FusionPolicy:
     #: compiler runs them very differently (ops not listed weigh 1): the ``transcendental_work``
     #: feature. Empty: every transcendental weighs 1.
     transcendental_weights: tuple[tuple[str, float], ...] = ()
+    #: Transcendentals (StableHLO op short names) a compiler expands inline into polynomial
+    #: code, which cost more each the more of them one loop chains over an element: the
+    #: ``chained_transcendentals`` feature counts them. Empty: none.
+    chained_transcendentals: tuple[str, ...] = ()
     #: Program outputs of at least this many bytes are allocated from the operating system
     #: afresh on every call and pay a page fault per page where first written (the
     #: ``fresh_bytes`` feature). XLA:CPU allocates each output with glibc's malloc, which maps
@@ -282,6 +286,14 @@ XLA_CPU_TRANSCENDENTALS = (
     ("logistic", 1.27), ("tanh", 0.82), ("sqrt", 0.15), ("rsqrt", 0.46), ("cbrt", 25.0),
     ("sine", 3.7), ("cosine", 3.7), ("tan", 13.0), ("atan2", 21.0), ("power", 9.5), ("erf", 0.73),
 )  # fmt: skip
+#: The transcendentals whose chains cost XLA:CPU more per function: its inline polynomials
+#: (over 1M floats, chains of 5 tanh, sigmoid or exp take 2.1-2.2x the time of chains of 3)
+#: and the sines and cosines it calls per element (mixed into such a chain, a sine grows it
+#: alike; a chain of sines alone grows about linearly, 1.56x from 3 to 5). Not a square root
+#: (one instruction: 1.56x from 3 to 5, and mixed into a chain it adds about its own time)
+#: (``benchmarks/results/host_chain_depth_epyc.csv``, ``host_chain_mixed_epyc.csv``).
+XLA_CPU_CHAINED = ("exponential", "exponential_minus_one", "log", "log_plus_one", "logistic",
+                   "tanh", "erf", "sine", "cosine")  # fmt: skip
 # sin and cos are weighed for arguments held small, as that benchmark holds them: arguments of
 # unit scale take a slower path (a whole vector, once one of them is beyond the first octant),
 # 2.7-4.6x the time per element on the EPYC, 5.6x up to 100 (benchmarks/host_trig_arguments.py).
@@ -302,6 +314,7 @@ POLICIES = {
         library_reduce_min_elements=4096,
         serial_matrix=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
+        chained_transcendentals=XLA_CPU_CHAINED,
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
         strided_min_bytes=1024 * 1024,
@@ -398,6 +411,8 @@ class Kernels:
     #: Transcendentals weighted by their cost relative to ``exp`` under the policy
     #: (:attr:`FusionPolicy.transcendental_weights`; equal to ``transcendentals`` where unweighted).
     transcendental_work: np.ndarray = _feature()
+    #: Transcendentals the policy counts as chained (:attr:`FusionPolicy.chained_transcendentals`).
+    chained_transcendentals: np.ndarray = _feature(default=True)
     bytes_read: np.ndarray = _feature()
     bytes_written: np.ndarray = _feature()
     #: GEMM view of matrix kernels (conv as implicit GEMM); 1 elsewhere.
@@ -897,13 +912,13 @@ class _Fusion:
 
     def _traffic(
         self, gi: int, members: list[int]
-    ) -> tuple[dict[int, float], float, float, float, float, float, float, float]:
+    ) -> tuple[dict[int, float], float, float, float, float, float, float, float, float]:
         """A group's boundary traffic and work: (bytes read per value, bytes written, output
         elements, matrix FLOPs, vector FLOPs, transcendentals, weighted transcendentals, bytes
-        written into fresh output buffers)."""
+        written into fresh output buffers, chained transcendentals)."""
         ops, member_set = self.ops, set(members)
         reads: dict[int, float] = {}
-        written = out_elems = mflops = vflops = trans = trans_work = fresh = 0.0
+        written = out_elems = mflops = vflops = trans = trans_work = fresh = chained = 0.0
         weight = self.transcendental_weights
         runs = float(self.groups[gi]["executions"]) or 1.0
         for i in members:
@@ -943,8 +958,10 @@ class _Fusion:
             trans += r * op.transcendentals
             if op.transcendentals:
                 trans_work += r * op.transcendentals * weight.get(_short(op), 1.0)
+                if _short(op) in self.policy.chained_transcendentals:
+                    chained += r * op.transcendentals
             fresh += self.fresh.get(i, 0.0)
-        return reads, written, out_elems, mflops, vflops, trans, trans_work, fresh
+        return reads, written, out_elems, mflops, vflops, trans, trans_work, fresh, chained
 
     def _parallel_units(self, g: dict[str, Any], b_: float) -> tuple[float, bool]:
         """(independent pieces of work, whether the kernel falls back to XLA's generic path) on
@@ -1075,8 +1092,8 @@ class _Fusion:
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
-        reads, written, out_elems, mflops, vflops, trans, trans_work, fresh = self._traffic(
-            gi, members
+        reads, written, out_elems, mflops, vflops, trans, trans_work, fresh, chained = (
+            self._traffic(gi, members)
         )
         anchor = ops[g["anchor"]]
         feats = dict(anchor.features)
@@ -1132,7 +1149,7 @@ class _Fusion:
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
-            transcendental_work=trans_work, fresh_bytes=fresh, transposed_rhs_elements=transposed,
+            transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed,
             strided_elements=strided, scalar_sum_elements=scalar_sums,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,

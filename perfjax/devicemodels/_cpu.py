@@ -35,6 +35,7 @@ from perfjax.devicemodels._common import (
     memory_time,
     overlap,
     rates,
+    safe_div,
     tiled_gemm,
     vector_time,
 )
@@ -205,14 +206,14 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
                      grouped_share=grouped_share)  # fmt: skip
     t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
     # Transcendentals chained in one loop (Kernels.chained_transcendentals) cost more
-    # each the deeper the chain: the extra, in exps, at the full rate (a small loop's low
-    # occupancy already prices its fixed costs).
+    # each the deeper the chain: the extra, in exps, at the full rate (not through the
+    # occupancy: a small loop's low occupancy already prices its fixed costs).
     chained = k.get("chained_transcendentals", jnp.zeros_like(t_vector))
     depth = jnp.maximum(chained / jnp.maximum(k["out_elements"], 1.0), 1.0)
     extra = jnp.where(kind == ELEMENTWISE, chained * (depth**_CHAIN_EXPONENT - 1.0), 0.0)
-    k_chain = {**k, "vector_flops": jnp.zeros_like(extra), "transcendental_work": extra,
-               "out_elements": jnp.full_like(extra, 1e15)}  # fmt: skip
-    t_vector = t_vector + vector_time(k_chain, params, r, vec_peak, cores)[0]
+    t_vector = t_vector + safe_div(
+        extra * jnp.exp(params["transcendental_cost_log"]), vec_peak * r.compute_eff
+    )
     wide = k.get("wide_window", jnp.zeros_like(t_vector)) > 0.5
     t_matrix = jnp.where(wide, k["matrix_flops"] / (r.vec_peak * _WIDE_WINDOW_EFF), mt.t_matrix)
     t_compute = t_matrix + t_vector

@@ -578,9 +578,10 @@ def fuse(
     if isinstance(policy, str):
         policy = fusion_policy(policy)
     fusion = _Fusion(graph, policy, aliased_outputs)
-    fused = fusion.kernels(fusion.group())
-    if not policy.normalization_passes:
-        return fused
+    groups = fusion.group()
+    fused = fusion.kernels(groups)
+    if not policy.normalization_passes or not any(g.get("rows") for g in groups):
+        return fused  # no normalisation kernel: nothing to list as passes
     unfused_policy = dataclasses.replace(policy, normalization=False)
     fusion = _Fusion(graph, unfused_policy, aliased_outputs)
     passes = fusion.kernels(fusion.group())
@@ -605,7 +606,10 @@ def _normalization_passes(
         if any(b in matrix for s in op.sources for b in fusion.bases(s))
     }
     owners = [kernel_of.get(ops[0], -1) if ops else -1 for ops in passes.ops]
-    split = {o for o in owners if o >= 0 and owners.count(o) > 1} - after_matrix
+    passes_of: dict[int, list[int]] = {}
+    for pi, owner in enumerate(owners):
+        passes_of.setdefault(owner, []).append(pi)
+    split = {o for o, ps in passes_of.items() if o >= 0 and len(ps) > 1} - after_matrix
     if not split:
         return fused
     # (table, row, continued) in program order: each fused kernel where it was, or its passes
@@ -613,8 +617,7 @@ def _normalization_passes(
     rows, seen = [], set()
     for pi, owner in enumerate(owners):
         if owner in split and owner not in seen:
-            group = [j for j, o in enumerate(owners) if o == owner]
-            rows.extend((passes, j, float(j != pi)) for j in group)
+            rows.extend((passes, j, float(j != pi)) for j in passes_of[owner])
         elif owner not in seen and owner >= 0:
             rows.append((fused, owner, 0.0))
         elif owner < 0:

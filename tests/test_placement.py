@@ -304,7 +304,9 @@ def test_problem_from_program_and_place(tmp_path):
     assert p.memory_bytes.sum() == pytest.approx(4 * (3 + 1 + 4 + 4) * 128 * 128)
     assert (p.compute_time_s[:, 1].sum()) < p.compute_time_s[:, 0].sum()  # the A100 is faster
     pl = place(fn, inputs, platform="host+a100-pcie", method="heft")
-    assert pl.makespan_s <= place(p, method="single").makespan_s * (1 + 1e-9)
+    # HEFT is greedy: it may lose to the best single device (the A100 alone), not by much.
+    assert pl.lower_bound_s * (1 - 1e-9) <= pl.makespan_s
+    assert pl.makespan_s <= 1.25 * place(p, method="single").makespan_s
     assert simulate(fn, "host+a100-pcie", pl, inputs=inputs) == pytest.approx(pl.makespan_s)
     df = pl.to_dataframe()
     assert list(df.columns) == ["kernel", "device", "start_s", "finish_s", "compute_s"]

@@ -249,11 +249,20 @@ def matrix_time(
 
 
 def vector_time(
-    k: Arrays, params: Arrays, r: Rates, vec_peak: jax.Array, cores: jax.Array
+    k: Arrays,
+    params: Arrays,
+    r: Rates,
+    vec_peak: jax.Array,
+    cores: jax.Array,
+    work_occupancy: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """(vector time, occupancy): vector FLOPs and weighted transcendentals over the vector peak;
-    occupancy grows with the elements available per core."""
-    occupancy_x = k["out_elements"] / (cores * jnp.exp(params["parallel_half_log"]))
+    occupancy grows with the elements available per core. ``work_occupancy``: the vector rate's
+    occupancy grows with the work (FLOPs, weighted transcendentals) instead, at least one unit
+    per element, so that a loop's fixed cost does not grow with the work per element (a CPU
+    loop's); the occupancy returned (for the memory traffic) stays the elements'."""
+    half = cores * jnp.exp(params["parallel_half_log"])
+    occupancy_x = k["out_elements"] / half
     occupancy = occupancy_x / (1.0 + occupancy_x)
     vector_eff = jax.nn.sigmoid(params["compute_eff_logit"][_VECTOR_CLASS])
     # Transcendentals weighted by their cost under the compiler (see FusionPolicy).
@@ -261,8 +270,12 @@ def vector_time(
         params["transcendental_cost_log"]
     )
     is_matrix = k["matrix_flops"] > 0
-    vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, r.compute_eff) * occupancy
-    return safe_div(vec_work, vec_rate), occupancy
+    vec_rate = vec_peak * jnp.where(is_matrix, vector_eff, r.compute_eff)
+    if work_occupancy:
+        work_x = jnp.maximum(k["out_elements"], k["vector_flops"]) / half
+        flops_t = safe_div(k["vector_flops"], vec_rate * work_x / (1.0 + work_x))
+        return flops_t + safe_div(vec_work - k["vector_flops"], vec_rate * occupancy), occupancy
+    return safe_div(vec_work, vec_rate * occupancy), occupancy
 
 
 class Memory(NamedTuple):

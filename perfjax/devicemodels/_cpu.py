@@ -107,6 +107,13 @@ _LINE_BYTES = 64.0
 #: in the library's layout for rows a multiple of 2 KiB and a batch of 1024, on a 2.6 GHz EPYC
 #: (benchmarks/results/host_weight_gradient_epyc.csv).
 _GENERIC_DOT_STRIDED_CYCLES = 4.0
+#: XLA:CPU's cost of one task of a loop whose FLOPs exceed its bytes (its parallel task
+#: assignment: FLOPs + 2 x transcendentals + 10 x bytes accessed, a task per 100000, so two
+#: from 200000): a chain of 8 multiply-adds per float32 element splits from 4096 elements
+#: (96 per element), one of 16 from 2048, ``erfc`` (an exact GELU) from 2048, where a loop of
+#: few operations per element splits only from 65536 (compiled HLO's
+#: ``outer_dimension_partitions``, jaxlib 0.10).
+_TASK_COST = 100000.0
 #: How sharply (per unit of log elements) XLA:CPU's task splitting switches on.
 _FORK_SHARPNESS = 20.0
 #: A call whose GEMMs and convolutions add up to more FLOPs than this pays part of the pool's
@@ -163,6 +170,14 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     use = jax.nn.sigmoid(
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
     )
+    # A loop with more arithmetic than bytes is split by XLA:CPU's cost instead: FLOPs, twice
+    # the transcendentals and ten times the bytes, a task per 100000 of it.
+    moved = k["bytes_read"] + k["bytes_written"]
+    cost = k["vector_flops"] + 2.0 * k["transcendentals"] + 10.0 * moved
+    compute_split = (
+        (k["kind"] == ELEMENTWISE) & (k["vector_flops"] > moved) & (cost >= 2 * _TASK_COST)
+    )
+    use = jnp.where(compute_split, 1.0, use)
     return jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, use)
 
 
@@ -204,7 +219,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     grouped_share = jnp.minimum(1.0, _MIN_TILE / jnp.maximum(k["gemm_n"], 1.0))
     mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"],
                      grouped_share=grouped_share)  # fmt: skip
-    t_vector, occupancy = vector_time(k, params, r, vec_peak, cores)
+    t_vector, occupancy = vector_time(k, params, r, vec_peak, cores, work_occupancy=True)
     # Transcendentals chained in one loop (Kernels.chained_transcendentals) cost more
     # each the deeper the chain: the extra, in exps, at the full rate (not through the
     # occupancy: a small loop's low occupancy already prices its fixed costs).

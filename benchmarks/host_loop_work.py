@@ -5,13 +5,18 @@
 
 Chains of ``depth`` multiply-adds per float32 element (``y = y * x + c``, 2 x depth FLOPs per
 element, one loop kernel) over 256 and 768 elements, too few for XLA:CPU to split them over its
-pool, beside a negation (one FLOP) and ``erfc`` (an exact GELU's polynomials) of the same size.
+pool, beside a negation (one FLOP), ``erfc`` (an exact GELU's polynomials) and one
+transcendental per element (inline polynomials: exp, tanh, the logistic function; math-library
+calls: sin, log1p) of the same size.
 A loop's time over the negation's is its arithmetic at the vector rate: 128 FLOPs per element
 over 256 elements (33 KFLOP) take well under a microsecond more than one FLOP per element. A
 small loop's fixed cost does not grow with its work per element, so perfjax's CPU model applies
 its small-loop occupancy to the FLOPs by their count (``vector_time(work_occupancy=True)``),
-not by the elements; transcendentals keep the elements' occupancy (``erfc``'s exponential,
-which the uncalibrated model overprices at these sizes).
+not by the elements. Transcendentals keep the elements' occupancy, which prices one per element
+over a few hundred floats at tens of microseconds uncalibrated where they take under 1.5 more
+than the negation; over 4096 floats the held-out sets read ``log1p(|x|)`` at 24-25 us (4.5 ns
+per element) and a sine of an exponential at 48 us (``docs/calibration/host_generalization*.csv``),
+which the elements' occupancy follows.
 
 Times: the median over 7 interleaved rounds of each round's fastest call (a plain ``jax.jit``
 loop of at least 0.1 s: the fastest call, as these differ by microseconds on a machine whose
@@ -41,6 +46,17 @@ DEPTHS = (1, 4, 16, 64)
 SIZES = (256, 768)
 
 
+#: One transcendental per element: XLA:CPU's inline polynomials (exp, tanh, the logistic
+#: function) and the math-library calls it makes per element (sin, log1p).
+TRANSCENDENTALS = {
+    "exp": jnp.exp,
+    "tanh": jnp.tanh,
+    "logistic": jax.nn.sigmoid,
+    "sin": jnp.sin,
+    "log1p": lambda x: jnp.log1p(jnp.abs(x)),
+}
+
+
 def polynomial(depth: int):
     """``depth`` multiply-adds per element: one loop kernel of 2 x depth FLOPs per element."""
 
@@ -68,6 +84,7 @@ def main() -> None:
     cases = [("negate", lambda x: -x, 1, n) for n in SIZES]
     cases += [(f"multiply-add x{d}", polynomial(d), 2 * d, n) for d in DEPTHS for n in SIZES]
     cases += [("erfc", lax.erfc, None, n) for n in SIZES]
+    cases += [(name, fn, None, n) for name, fn in TRANSCENDENTALS.items() for n in SIZES]
     timers, rows = [], []
     for name, fn, flops, n in cases:
         x = jax.random.normal(jax.random.key(0), (n,), jnp.float32) * 0.1

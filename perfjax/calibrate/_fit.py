@@ -277,11 +277,11 @@ DEFAULT_LOSS = {"cpu": "asymmetric"}
 #: time, and it often lasts through both visits of a run of neighbouring points (a block of
 #: small GEMMs or layer norms at 1.5-6x): with Huber's constant pull, such a block moved the
 #: fixed cost of a GEMM 3x between calibrations of one machine, and the transformers models'
-#: predictions 1.5x with it. Refitting 30 calibrations of a 2-core EPYC and predicting the 6120
-#: held-out programs of 51 committed ``host_generalization`` sets
+#: predictions 1.5x with it. Refitting 32 calibrations of a 2-core EPYC and predicting the 6480
+#: held-out programs of 54 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py`` -> docs/calibration/host_fit_loss.csv): median / p90 APE
-#: 14.7 / 42.1% on average with Huber, 14.7 / 41.8% with this loss at scale 0.5; of the worst
-#: calibrations, median 18.4 -> 17.9% and p90 54.5 -> 52.7%.
+#: 14.6 / 41.6% on average with Huber, 14.5 / 41.3% with this loss at scale 0.5; of the worst
+#: calibrations, median 19.5 -> 18.8% and p90 55.4 -> 54.8%.
 SLOW_SCALE = 0.5
 LOSSES = ("msle", "huber", "asymmetric")
 

@@ -7,6 +7,7 @@ import math
 import os
 import pathlib
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -1337,13 +1338,13 @@ def test_cpu_loops_split_over_the_pool_by_the_bytes_they_move():
 
 
 def _polynomial(depth: int):
-    def f(x):
-        y = x
-        for i in range(depth):
-            y = y * x + 0.1 * (i + 1)
-        return y
+    """``depth`` multiply-adds per element (benchmarks/host_loop_work.py's loops)."""
+    benchmarks = str(pathlib.Path(__file__).parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    from host_loop_work import polynomial
 
-    return f
+    return polynomial(depth)
 
 
 @pytest.mark.parametrize(

@@ -277,11 +277,11 @@ DEFAULT_LOSS = {"cpu": "asymmetric"}
 #: time, and it often lasts through both visits of a run of neighbouring points (a block of
 #: small GEMMs or layer norms at 1.5-6x): with Huber's constant pull, such a block moved the
 #: fixed cost of a GEMM 3x between calibrations of one machine, and the transformers models'
-#: predictions 1.5x with it. Refitting 32 calibrations of a 2-core EPYC and predicting the 6480
-#: held-out programs of 54 committed ``host_generalization`` sets
+#: predictions 1.5x with it. Refitting 34 calibrations of a 2-core EPYC and predicting the 6840
+#: held-out programs of 57 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py`` -> docs/calibration/host_fit_loss.csv): median / p90 APE
-#: 14.6 / 41.6% on average with Huber, 14.5 / 41.3% with this loss at scale 0.5; of the worst
-#: calibrations, median 19.5 -> 18.8% and p90 55.4 -> 54.8%.
+#: 14.8 / 41.8% on average with Huber, 14.7 / 41.4% with this loss at scale 0.5; of the worst
+#: calibrations, median 19.3 -> 18.7% and p90 55.0 -> 54.2%.
 SLOW_SCALE = 0.5
 LOSSES = ("msle", "huber", "asymmetric")
 
@@ -510,11 +510,12 @@ def _interval(
 
     With :data:`MIN_INTERVAL_PROGRAMS` or more whole programs (``is_program``, never fitted),
     the interval is theirs and the held-out microbenchmarks' together. The programs' alone
-    (36 in the default suites) set a lower bound as far as their third-smallest residual, which
-    moved with the hour they were timed in: refitting 23 saved calibrations of a 2-core EPYC and
-    predicting 5760 held-out programs, an interval of the programs' residuals alone covered
-    51-92% (mean 82%), of both 74-92% (mean 86%); three runs whose calibrations' programs came
-    out 17-23% slow at the median, 59-69% against 84-87%."""
+    (36 in the default suites) set the lower bound at their third-smallest residual, which
+    moved with the hour they were timed in: on a 2-core EPYC, two calibrations whose programs
+    came out slow covered 59-69% of three held-out sets (docs/calibration/
+    host_generalization_s643758983.csv and the two after it); with both, 34 refitted
+    calibrations cover 73-93% of 6840 held-out programs, 87% on average
+    (docs/calibration/host_fit_loss.csv)."""
     alpha = (1.0 - interval_level) / 2
     programs = np.zeros(len(rows), bool) if is_program is None else np.asarray(is_program, bool)
     by_programs = int(programs.sum()) >= MIN_INTERVAL_PROGRAMS

@@ -257,10 +257,10 @@ def vector_time(
     work_occupancy: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """(vector time, occupancy): vector FLOPs and weighted transcendentals over the vector peak;
-    occupancy grows with the elements available per core. ``work_occupancy``: the vector rate's
-    occupancy grows with the work (FLOPs, weighted transcendentals) instead, at least one unit
-    per element, so that a loop's fixed cost does not grow with the work per element (a CPU
-    loop's); the occupancy returned (for the memory traffic) stays the elements'."""
+    occupancy grows with the elements available per core. ``work_occupancy``: the FLOPs' rate
+    has an occupancy of the FLOPs by their count instead (at least one per element), so that a
+    loop's fixed cost does not grow with its arithmetic per element (a CPU loop's); the weighted
+    transcendentals and the occupancy returned (for the memory traffic) keep the elements'."""
     half = cores * jnp.exp(params["parallel_half_log"])
     occupancy_x = k["out_elements"] / half
     occupancy = occupancy_x / (1.0 + occupancy_x)

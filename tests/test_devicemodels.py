@@ -503,6 +503,16 @@ def test_dynamic_update_slice_moves_only_the_slice():
 # ---- XLA:CPU threading and library paths ------------------------------------------------------
 
 
+def _benchmark(name):
+    """The module ``benchmarks/<name>.py`` (its cases and builders, for a test to reuse)."""
+    import importlib
+
+    benchmarks = str(pathlib.Path(__file__).parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    return importlib.import_module(name)
+
+
 def _result_rows(name):
     """The rows of ``benchmarks/results/<name>`` (a benchmark's CSV, its comment header skipped)."""
     import csv
@@ -1281,11 +1291,7 @@ def test_cpu_transcendentals_chained_in_one_loop_cost_more_each_as_measured():
     function cost the same), a square root's 1.56x. Priced per function alone, the model put
     them at 1.6x. host_chain_mixed_epyc.csv: chains mixing them (and sines) against the sum of
     their functions alone, which the model follows within a spread of 0.2 (log)."""
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
-    import host_chain_depth as depth_bench
-    import host_chain_mixed as mixed_bench
+    depth_bench, mixed_bench = _benchmark("host_chain_depth"), _benchmark("host_chain_mixed")
 
     x = S((depth_bench.ELEMENTS,), f32)
     time_s = lambda fn: perfjax.predict(fn, (x,), device="host", calibration=False).time_s
@@ -1339,12 +1345,7 @@ def test_cpu_loops_split_over_the_pool_by_the_bytes_they_move():
 
 def _polynomial(depth: int):
     """``depth`` multiply-adds per element (benchmarks/host_loop_work.py's loops)."""
-    benchmarks = str(pathlib.Path(__file__).parents[1] / "benchmarks")
-    if benchmarks not in sys.path:
-        sys.path.insert(0, benchmarks)
-    from host_loop_work import polynomial
-
-    return polynomial(depth)
+    return _benchmark("host_loop_work").polynomial(depth)
 
 
 @pytest.mark.parametrize(

@@ -1206,6 +1206,54 @@ def test_cpu_einsum_attention_counts_its_transposed_score_operand():
     assert count(pv, [(b, h, t, t), (b, t, h, d)]) == 0
 
 
+@pytest.mark.parametrize(
+    "eq, lhs, rhs",
+    [
+        ("bthd,bshd->bhts", (2, 16, 4, 8), (2, 16, 4, 8)),
+        ("bhtd,bhsd->bhts", (2, 4, 16, 8), (2, 4, 16, 8)),
+        ("bij,bjk->bik", (4, 16, 16), (4, 16, 16)),
+        ("ibj,bjk->bik", (16, 4, 16), (4, 16, 16)),
+        ("bij,jbk->bik", (4, 16, 16), (16, 4, 16)),
+        ("bhij,hbjk->bhik", (2, 2, 16, 16), (2, 2, 16, 16)),
+        ("hbij,hbjk->hbik", (2, 2, 16, 16), (2, 2, 16, 16)),
+        ("bij,bkj->bik", (4, 16, 16), (4, 16, 16)),
+        ("bji,bjk->bik", (4, 16, 16), (4, 16, 16)),
+        ("ji,jk->ik", (32, 32), (32, 32)),
+        ("ij,kj->ik", (32, 32), (32, 32)),
+    ],
+)
+def test_cpu_gemm_operands_outside_the_batched_layout_are_copied_as_xla_does(eq, lhs, rhs):
+    """XLA:CPU copies a dot's input operand into the batched GEMM's layout (batch dimensions
+    leading, free and contracting dimensions in two blocks) before the GEMM: one loop kernel
+    per copied operand in the compiled HLO. perfjax's ``copied_bytes`` counts the same
+    operands (on the CPU policy only)."""
+    fn = lambda x, y: jnp.einsum(eq, x, y)
+    entry = _xla_cpu_entry(fn, lhs, rhs)
+    xla_copies = sum(1 for line in entry.splitlines() if "kind=kLoop" in line)
+    k = fuse(perfjax.analyze(fn, (S(lhs, f32), S(rhs, f32))), "cpu")
+    nbytes = 4 * math.prod(lhs)
+    assert k.copied_bytes.sum() == xla_copies * nbytes
+    assert fuse(perfjax.analyze(fn, (S(lhs, f32), S(rhs, f32))), "gpu").copied_bytes.sum() == 0
+
+
+def test_cpu_gemm_operands_a_loop_produces_are_not_copied():
+    """A loop producing a GEMM's operand writes it in the GEMM's layout (XLA fuses the
+    transpose into that loop): attention over scaled, computed q and k copies only v. The
+    compiled HLO has a transposing loop per operand: perfjax's two loops and one copy."""
+
+    def attention(q, k, v):
+        s = jnp.einsum("bthd,bshd->bhts", q * 0.5, k + 1.0)
+        return jnp.einsum("bhts,bshd->bhtd", jax.nn.softmax(s, axis=-1), v)
+
+    shape = (2, 16, 4, 8)
+    entry = _xla_cpu_entry(attention, shape, shape, shape)
+    k = fuse(perfjax.analyze(attention, (S(shape, f32),) * 3), "cpu")
+    assert k.copied_bytes.sum() == 4 * math.prod(shape)
+    transposing = [line for line in entry.splitlines() if "transpose" in line.split("=", 1)[0]]
+    loops = [name for name in k.names if name.split(":")[0] in ("mul", "add")]
+    assert len(transposing) == len(loops) + 1 == 3
+
+
 def test_cpu_transposed_rhs_cost_is_the_middle_of_two_measured_cpus_and_not_fitted():
     """The prior per transposed score element is the geometric mean of the two CPUs'
     medians (``benchmarks/results/host_attention_layout*.csv``, an Intel Xeon and an AMD
@@ -1369,6 +1417,37 @@ def test_cpu_loops_split_over_the_pool_where_xla_assigns_them_tasks(name, fn, n)
     assert len(k) == 1, name
     use = float(pool_use(k.arrays(), default_params("cpu"))[0])
     assert (use > 0.5) == split_by_xla, (name, n, use, split_by_xla)
+
+
+def test_cpu_normalisations_split_over_the_pool_by_what_their_reductions_read():
+    """Measured (benchmarks/results/host_norm_split_epyc.csv): a row sum, ``x - mean``, an RMS
+    norm and a layer norm of 8 rows jump by the pool's wake-up at the same size, though the
+    layer norm's second reduction reads what a loop wrote. The model's pool share of each
+    normalisation's kernels follows the row sum's; a softmax's (exponentials in the library's
+    fusion, which splits by all it moves) comes no later."""
+    from perfjax.devicemodels._cpu import pool_use
+
+    bench = _benchmark("host_norm_split")
+    times: dict[str, dict[int, float]] = {}
+    for r in _result_rows("host_norm_split_epyc.csv"):
+        times.setdefault(r["program"], {})[int(r["elements"])] = float(r["measured_us"])
+
+    def first_jump(program):
+        sizes = sorted(times[program])
+        return next(n for n in sizes if times[program][n] > 2 * times[program][sizes[0]])
+
+    jumps = {p: first_jump(p) for p in ("row sum", "x - mean", "rmsnorm", "layernorm")}
+    assert len(set(jumps.values())) == 1, jumps
+
+    def use(program, n):
+        k = fuse(perfjax.analyze(bench.PROGRAMS[program], (S((8, n // 8), f32),)), "cpu")
+        return float(max(pool_use(k.arrays(), default_params("cpu"))))
+
+    for n in sorted(times["row sum"]):
+        base = use("row sum", n)
+        for program in ("x - mean", "rmsnorm", "layernorm"):
+            assert use(program, n) == pytest.approx(base, abs=0.01), (program, n)
+        assert use("softmax", n) >= base - 0.01
 
 
 def test_cpu_small_loops_pay_their_arithmetic_not_a_fixed_cost_per_flop():

@@ -148,16 +148,37 @@ def packing_time(
     return jnp.where(res["upcast"] > 0.5, t_pack + t_convert, t_pack)
 
 
+def copy_time(
+    k: Arrays, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array
+) -> jax.Array:
+    """Operands copied into a GEMM's layout before it (``Kernels.copied_bytes``: attention
+    over (batch, tokens, heads, head size) inputs): read and written once more, at the
+    bandwidth of the level they fit in."""
+    moved = 2.0 * k.get("copied_bytes", jnp.zeros_like(k["bytes_read"]))
+    fit = fits_in_cache(moved, dev, sharpness)
+    return moved * (fit / cache_bw + (1.0 - fit) / mem_bw)
+
+
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     """Share (0..1) of each kernel split into tasks over the thread pool. GEMMs are split by
     their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on two cores than on
     one) or, like loops, by the bytes they move, whichever splits first: a GEMM of small K is
     a pass over its output (K = 1, 2, 4 and 8 jump with a loop at 400-500 KB written), a
     matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
-    (benchmarks/host_gemm_split.py); one-core kernels never are split."""
+    (benchmarks/host_gemm_split.py); one-core kernels never are split. A reduction splits by
+    the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py)."""
     is_matrix = k["matrix_flops"] > 0
     bytes_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
-    loop_work = jnp.where(k["kind"] == REDUCE, bytes_work * _REDUCE_SPLIT_SCALE, bytes_work)
+    # A reduction splits by what it reads. An output of plain arithmetic fused into it (a
+    # layer norm's x - mean, written for the next pass) is XLA:CPU's own loop, split like one;
+    # one with transcendentals (a softmax's exponentials) is in the library's fusion, which
+    # splits by all it moves (benchmarks/host_norm_split.py).
+    reads_work = k["bytes_read"] / _BYTES_PER_TASK_ELEMENT
+    split_by_reads = jnp.maximum(reads_work * _REDUCE_SPLIT_SCALE, bytes_work)
+    reduce_work = jnp.where(
+        k["transcendentals"] > 0, bytes_work * _REDUCE_SPLIT_SCALE, split_by_reads
+    )
+    loop_work = jnp.where(k["kind"] == REDUCE, reduce_work, bytes_work)
     matvec = (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
     gemm_bytes_work = jnp.where(
         k["kind"] == GEMM, bytes_work * jnp.where(matvec, _MATVEC_SPLIT_SCALE, 1.0), 0.0
@@ -237,6 +258,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     t_body = t_body + packing_time(
         k, dev, params, res, mem.bytes, mem.mem_bw, mem.cache_bw, mem.sharpness
     )
+    t_body = t_body + copy_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
     t_body = jnp.where(
         res["upcast"] > 0.5, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
     )

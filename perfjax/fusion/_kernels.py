@@ -229,6 +229,14 @@ class FusionPolicy:
     #: at 1024 on an Intel Xeon; up to 2.5x, median 0.43 ns, on an AMD EPYC; from a head size
     #: of 128 the two are alike (``benchmarks/host_attention_layout.py``).
     transposed_rhs_product: bool = False
+    #: GEMM operands not laid out as a batched GEMM reads them (batch dimensions not leading,
+    #: free and contracting dimensions interleaved) are copied into that layout first, where
+    #: no loop produces them (a program input, a GEMM's or convolution's result); a loop
+    #: producing one writes it transposed instead. The ``copied_bytes`` feature counts them.
+    #: XLA:CPU runs each such copy as its own transpose loop: attention written as
+    #: ``einsum("bthd,bshd->bhts")`` over (batch, tokens, heads, head size) inputs copies q, k
+    #: and v (compiled HLO's ``transpose_copy_fusion``s; ``benchmarks/host_thunk_dag.py``).
+    dot_operand_copies: bool = False
     #: A loop fusion that reads an operand of at least this many bytes through a transpose
     #: moving its minor dimension, beside other elementwise work, strides across rows: a cache
     #: line per element (the ``strided_elements`` feature). XLA:CPU runs a transpose alone as a
@@ -317,6 +325,7 @@ POLICIES = {
         chained_transcendentals=XLA_CPU_CHAINED,
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
+        dot_operand_copies=True,
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
         generic_dot_strided=(2048, 0.3),
@@ -454,6 +463,9 @@ class Kernels:
     #: Rhs elements (B x N x K) of a batched GEMM that multiplies by a transposed, computed rhs
     #: (:attr:`FusionPolicy.transposed_rhs_product`).
     transposed_rhs_elements: np.ndarray = _feature(default=True)
+    #: Bytes of a GEMM's operands copied into its layout before it
+    #: (:attr:`FusionPolicy.dot_operand_copies`): read and written once more.
+    copied_bytes: np.ndarray = _feature(default=True)
     #: Elements a loop kernel reads through a transpose that moves the minor dimension
     #: (:attr:`FusionPolicy.strided_min_bytes`): a cache line each.
     strided_elements: np.ndarray = _feature(default=True)
@@ -1092,6 +1104,27 @@ class _Fusion:
             share = other * min(1.0, stride_bytes / (aliased / 2))
         return k_ * rows * share
 
+    def _copied_operand_bytes(self, g: dict[str, Any]) -> float:
+        """Bytes of the GEMM's operands copied into its layout before it
+        (:attr:`FusionPolicy.dot_operand_copies`): those not laid out as a batched GEMM reads
+        them that no loop produces (a loop writes its output in the GEMM's layout)."""
+        anchor = self.ops[g["anchor"]]
+        if not self.policy.dot_operand_copies or len(anchor.sources) < 2:
+            return 0.0
+        total = 0.0
+        for side, src, operand in zip(
+            ("lhs", "rhs"), anchor.sources, anchor.operands, strict=False
+        ):
+            if anchor.features.get(f"{side}_canonical", True):
+                continue
+            looped = any(
+                b >= 0 and self.cls[b] not in ("gemm", "conv") and not self.is_input(b)
+                for b in self.bases(src)
+            )
+            if not looped:
+                total += float(operand.nbytes)
+        return total
+
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
@@ -1124,6 +1157,7 @@ class _Fusion:
             and not any(self.is_input(b) for b in self.bases(anchor.sources[1]))
         ):  # fmt: skip
             transposed = b_ * n_ * k_
+        copied = self._copied_operand_bytes(g) if g["kind"] == "gemm" else 0.0
         if g["kind"] in ("elementwise", "reduce"):
             strided = self._strided_elements(g)
         elif g["kind"] == "gemm":
@@ -1152,7 +1186,7 @@ class _Fusion:
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
-            transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed,
+            transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied,
             strided_elements=strided, scalar_sum_elements=scalar_sums,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,

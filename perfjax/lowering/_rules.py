@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -508,13 +509,27 @@ def _dot_general(op: OpView) -> Cost:
     n = math.prod(s for d, s in enumerate(rhs.shape) if d not in rc and d not in rb)
     # Each output element is a K-long dot product: K FMAs, 2K flops (B·M·N outputs).
     flops = _FMA_FLOPS * op.results[0].size * k
-    return Cost(
-        flops=float(flops),
-        **op.io_bytes(),
-        features=_gemm_features(
-            op, batch, m, n, k, (len(lhs.shape) - 1 in lc, len(rhs.shape) - 1 in rc)
-        ),
+    features = _gemm_features(
+        op, batch, m, n, k, (len(lhs.shape) - 1 in lc, len(rhs.shape) - 1 in rc)
     )
+    features.update(
+        lhs_canonical=_canonical_operand(len(lhs.shape), lb, lc),
+        rhs_canonical=_canonical_operand(len(rhs.shape), rb, rc),
+    )
+    return Cost(flops=float(flops), **op.io_bytes(), features=features)
+
+
+def _canonical_operand(rank: int, batch: Sequence[int], contracting: Sequence[int]) -> bool:
+    """Whether a dot operand is laid out as a batched GEMM reads it: its batch dimensions
+    leading, in order, then its free and contracting dimensions as two blocks (either first).
+    ``einsum("bthd,bshd->bhts", q, k)`` batches over dimensions 0 and 2: XLA copies q and k
+    into (b, h, t, d) before the GEMM."""
+    nb = len(batch)
+    if tuple(batch) != tuple(range(nb)):
+        return False
+    rest = [d in contracting for d in range(nb, rank)]
+    changes = sum(a != b for a, b in itertools.pairwise(rest))
+    return changes <= 1
 
 
 @register_cost_rule("stablehlo.dot")

@@ -277,11 +277,11 @@ DEFAULT_LOSS = {"cpu": "asymmetric"}
 #: time, and it often lasts through both visits of a run of neighbouring points (a block of
 #: small GEMMs or layer norms at 1.5-6x): with Huber's constant pull, such a block moved the
 #: fixed cost of a GEMM 3x between calibrations of one machine, and the transformers models'
-#: predictions 1.5x with it. Refitting 34 calibrations of a 2-core EPYC and predicting the 6840
-#: held-out programs of 57 committed ``host_generalization`` sets
+#: predictions 1.5x with it. Refitting 36 calibrations of a 2-core EPYC and predicting the 7200
+#: held-out programs of 60 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py`` -> docs/calibration/host_fit_loss.csv): median / p90 APE
-#: 14.8 / 41.8% on average with Huber, 14.7 / 41.4% with this loss at scale 0.5; of the worst
-#: calibrations, median 19.3 -> 18.7% and p90 55.0 -> 54.2%.
+#: 14.9 / 41.4% on average with Huber, 14.8 / 41.0% with this loss at scale 0.5; of the worst
+#: calibrations, median 18.8 -> 18.2% and p90 54.6 -> 52.8%.
 SLOW_SCALE = 0.5
 LOSSES = ("msle", "huber", "asymmetric")
 
@@ -513,8 +513,8 @@ def _interval(
     (36 in the default suites) set the lower bound at their third-smallest residual, which
     moved with the hour they were timed in: on a 2-core EPYC, two calibrations whose programs
     came out slow covered 59-69% of three held-out sets (docs/calibration/
-    host_generalization_s643758983.csv and the two after it); with both, 34 refitted
-    calibrations cover 73-93% of 6840 held-out programs, 87% on average
+    host_generalization_s643758983.csv and the two after it); with both, 36 refitted
+    calibrations cover 74-94% of 7200 held-out programs, 87% on average
     (docs/calibration/host_fit_loss.csv)."""
     alpha = (1.0 - interval_level) / 2
     programs = np.zeros(len(rows), bool) if is_program is None else np.asarray(is_program, bool)

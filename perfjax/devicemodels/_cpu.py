@@ -141,22 +141,28 @@ def packing_time(
     elem = k["bytes_read"] * res["bytes_scale"] / jnp.maximum(b * kk * (m + n), 1.0)
     pack_bytes = jnp.where(k["matrix_flops"] > 0, 2.0 * b * kk * n * elem, 0.0)
     pack_bytes = jnp.minimum(pack_bytes, 2.0 * bytes_)
-    pack_fit = fits_in_cache(pack_bytes, dev, sharpness)
-    t_pack = pack_bytes * (pack_fit / cache_bw + (1.0 - pack_fit) / mem_bw)
+    t_pack = pass_time(pack_bytes, dev, mem_bw, cache_bw, sharpness)
     t_convert = t_pack * jnp.exp(params["upcast_pack_log"])
     t_pack = jnp.where((m >= _MIN_TILE) & (n > 1.5), t_pack * jnp.exp(params["pack_log"]), 0.0)
     return jnp.where(res["upcast"] > 0.5, t_pack + t_convert, t_pack)
+
+
+def pass_time(
+    bytes_: jax.Array, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array
+) -> jax.Array:
+    """An extra pass over ``bytes_`` (read and write counted), at the bandwidth of the level
+    they fit in."""
+    fit = fits_in_cache(bytes_, dev, sharpness)
+    return bytes_ * (fit / cache_bw + (1.0 - fit) / mem_bw)
 
 
 def copy_time(
     k: Arrays, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array
 ) -> jax.Array:
     """Operands copied into a GEMM's layout before it (``Kernels.copied_bytes``: attention
-    over (batch, tokens, heads, head size) inputs): read and written once more, at the
-    bandwidth of the level they fit in."""
-    moved = 2.0 * k.get("copied_bytes", jnp.zeros_like(k["bytes_read"]))
-    fit = fits_in_cache(moved, dev, sharpness)
-    return moved * (fit / cache_bw + (1.0 - fit) / mem_bw)
+    over (batch, tokens, heads, head size) inputs): read and written once more."""
+    copied = k.get("copied_bytes", jnp.zeros_like(k["bytes_read"]))
+    return pass_time(2.0 * copied, dev, mem_bw, cache_bw, sharpness)
 
 
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
@@ -168,7 +174,8 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     (benchmarks/host_gemm_split.py); one-core kernels never are split. A reduction splits by
     the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py)."""
     is_matrix = k["matrix_flops"] > 0
-    bytes_work = (k["bytes_read"] + k["bytes_written"]) / _BYTES_PER_TASK_ELEMENT
+    moved = k["bytes_read"] + k["bytes_written"]
+    bytes_work = moved / _BYTES_PER_TASK_ELEMENT
     # A reduction splits by what it reads. An output of plain arithmetic fused into it (a
     # layer norm's x - mean, written for the next pass) is XLA:CPU's own loop, split like one;
     # one with transcendentals (a softmax's exponentials) is in the library's fusion, which
@@ -193,7 +200,6 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     )
     # A loop with more arithmetic than bytes is split by XLA:CPU's cost instead: FLOPs, twice
     # the transcendentals and ten times the bytes, a task per 100000 of it.
-    moved = k["bytes_read"] + k["bytes_written"]
     cost = k["vector_flops"] + 2.0 * k["transcendentals"] + 10.0 * moved
     compute_split = (
         (k["kind"] == ELEMENTWISE) & (k["vector_flops"] > moved) & (cost >= 2 * _TASK_COST)

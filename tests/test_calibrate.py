@@ -632,8 +632,8 @@ def test_each_kind_weighs_the_same_and_chains_weigh_more():
 def test_whole_programs_are_never_fitted_and_set_the_interval():
     """Rows of kind "model" (whole programs, the ``programs`` suite) are scored, never fitted:
     adding them leaves the fitted parameters as they were (to float32 rounding). With 12 or more, the
-    interval is the split-conformal interval of their residuals and the held-out
-    microbenchmarks'."""
+    interval is the normal interval of the median and MAD of their residuals and the held-out
+    microbenchmarks' (z = 1.2816 for 80%), not those residuals' order statistics."""
     from perfjax.calibrate._fit import MIN_INTERVAL_PROGRAMS, _conformal_bounds
 
     sizes = [2**k for k in range(10, 24)]
@@ -655,8 +655,12 @@ def test_whole_programs_are_never_fitted_and_set_the_interval():
     assert "whole programs" in both.metadata["interval_source"]
     p = df[df.split.isin(["program", "heldout"])]
     assert len(p) > len(programs)
-    lo, hi = _conformal_bounds(np.log(p.measured_s / p.after_s).to_numpy(), 0.1)
-    np.testing.assert_allclose(both.residual_log_quantiles, (lo, hi))
+    r = np.log(p.measured_s / p.after_s).to_numpy()
+    centre, mad = np.median(r), np.median(np.abs(r - np.median(r)))
+    lo, hi = centre - 1.2816 * 1.4826 * mad, centre + 1.2816 * 1.4826 * mad
+    np.testing.assert_allclose(both.residual_log_quantiles, (lo, hi), rtol=1e-4)
+    assert both.residual_log_quantiles != pytest.approx(_conformal_bounds(r, 0.1))
+    assert "MAD" in both.metadata["interval_source"]
     assert both.residual_log_quantiles != alone.residual_log_quantiles
     with pytest.raises(ValueError, match="never fitted"):
         fit(Measurements.from_rows(programs), steps=10)
@@ -717,3 +721,21 @@ def test_only_an_estimated_bandwidth_is_calibrated():
     assert not measured.memory_bandwidth_estimated
     a = perfjax.predict(fn, ins, device=measured, calibration=False).time_s
     assert perfjax.predict(fn, ins, device=measured, params=params).time_s == pytest.approx(a)
+
+
+def test_robust_normal_bounds_follow_the_bulk_not_the_tails():
+    """The whole-programs interval: median +- z x 1.4826 x MAD. On normal residuals it covers
+    about the asked share of new ones (like the order statistics); a few rows far out (a tenth
+    of them 3 above) move it far less than they move the order statistics."""
+    from perfjax.calibrate._fit import _conformal_bounds, _robust_normal_bounds
+
+    rng = np.random.default_rng(1)
+    r = rng.normal(0.1, 0.2, size=4000)
+    lo, hi = _robust_normal_bounds(r, 0.1)
+    new = rng.normal(0.1, 0.2, size=20000)
+    assert 0.78 < np.mean((new >= lo) & (new <= hi)) < 0.82
+    assert lo == pytest.approx(0.1 - 1.2816 * 0.2, abs=0.02)
+    tail = np.concatenate([r[:900], np.full(100, 3.0)])
+    rob, order = _robust_normal_bounds(tail, 0.1), _conformal_bounds(tail, 0.1)
+    assert order[1] > 2.9  # the order statistic sits on the outliers
+    assert rob[1] < 0.5

@@ -1022,6 +1022,47 @@ def test_an_output_that_is_an_input_renamed_is_a_copy_kernel(fn):
     assert len(k) == 1 and k.bytes[0] == 8 * n
 
 
+def test_cpu_output_copies_run_on_one_core_where_a_loop_is_split():
+    """XLA:CPU runs an output copied from an input (``a + 0``) as a copy instruction, never
+    split over its pool (no ``outer_dimension_partitions``), where ``a * 3`` of the same size
+    is split: on a 2-core EPYC the copy took under half the scale's time at 65536 and 131072
+    floats in every saved calibration timing file, about half at 262144 and 524288 (median;
+    the scale pays the pool's wake-up). The
+    CPU policy's copy kernel has one parallel unit and no pool share; the loop's is split."""
+    import csv
+    import json
+
+    from perfjax.devicemodels._cpu import pool_use
+
+    params = default_params("cpu")
+    for n in (1 << 16, 1 << 19, 1 << 22):
+        copy_hlo = _xla_cpu_entry(lambda a: a + 0.0, (n,))
+        assert "copy(" in copy_hlo and "outer_dimension_partitions" not in copy_hlo
+        assert "outer_dimension_partitions" in _xla_cpu_entry(lambda a: a * 3.0, (n,))
+        copy = fuse(perfjax.analyze(lambda a: a + 0.0, (S((n,), f32),)), "cpu")
+        scale = fuse(perfjax.analyze(lambda a: a * 3.0, (S((n,), f32),)), "cpu")
+        assert copy.parallel_units[0] == 1.0
+        assert float(pool_use(copy.arrays(), params)[0]) == 0.0
+        assert float(pool_use(scale.arrays(), params)[0]) > 0.5
+        gpu = fuse(perfjax.analyze(lambda a: a + 0.0, (S((n,), f32),)), "gpu")
+        assert gpu.parallel_units[0] > 1.0
+    measurements = pathlib.Path(__file__).parents[1] / "docs" / "calibration" / "host_measurements"
+    files = sorted(measurements.glob("host_*.csv"))
+    assert len(files) >= 10
+    ratios: dict[int, list[float]] = {}
+    for path in files:
+        times = {}
+        for row in csv.DictReader(line for line in open(path) if not line.startswith("#")):
+            w = json.loads(row["workload"])
+            p = dict(w["params"])
+            if w["kind"] == "memory" and p["pattern"] in ("copy", "scale"):
+                times[p["pattern"], p["n"]] = float(row["time_s"])
+        for n in (1 << 16, 1 << 17, 1 << 18, 1 << 19):
+            ratios.setdefault(n, []).append(times["copy", n] / times["scale", n])
+    assert max(ratios[1 << 16] + ratios[1 << 17]) < 0.5
+    assert all(np.median(ratios[n]) < 0.6 for n in ratios)
+
+
 def test_cpu_outputs_from_32_mib_pay_first_touch_unless_they_reuse_a_donated_input():
     """glibc maps blocks of 32 MiB and more afresh on every call: such an output pays a page
     fault per page, unless it reuses a donated input's buffer (XLA's own alias table, read

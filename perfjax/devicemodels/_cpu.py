@@ -172,7 +172,8 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     a pass over its output (K = 1, 2, 4 and 8 jump with a loop at 400-500 KB written), a
     matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
     (benchmarks/host_gemm_split.py); one-core kernels never are split. A reduction splits by
-    the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py)."""
+    the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py). A copy call
+    (Kernels.parallel_units 1: FusionPolicy.serial_copies) is never split."""
     is_matrix = k["matrix_flops"] > 0
     moved = k["bytes_read"] + k["bytes_written"]
     bytes_work = moved / _BYTES_PER_TASK_ELEMENT
@@ -205,7 +206,7 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
         (k["kind"] == ELEMENTWISE) & (k["vector_flops"] > moved) & (cost >= 2 * _TASK_COST)
     )
     use = jnp.where(compute_split, 1.0, use)
-    return jnp.where(is_matrix & (k["parallel_units"] < 1.5), 0.0, use)
+    return jnp.where(k["parallel_units"] < 1.5, 0.0, use)
 
 
 def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelTimes:

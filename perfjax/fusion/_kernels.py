@@ -199,6 +199,12 @@ class FusionPolicy:
     #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
     #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
     serial_matrix: bool = False
+    #: An output copied from an input (``x + 0``, ``x * 1``, a reshape: :meth:`_output_copies`)
+    #: runs as one copy call on one core, not a loop split over the cores: XLA:CPU's copy
+    #: thunk (a memcpy). On a 2-core EPYC, ``x + 0`` took 0.11-0.42x the time of ``x * 3`` over
+    #: 65536 and 131072 floats in 36 timing files, half at the median over 262144 and 524288
+    #: (``x * 3`` pays the pool's wake-up; docs/calibration/host_measurements).
+    serial_copies: bool = False
     #: The elementwise ops of one Flash-op call (``Op.call``) form one kernel, as an eager
     #: framework runs each of its ops as one kernel (a GELU's StableHLO ops: one kernel).
     op_calls: bool = False
@@ -321,6 +327,7 @@ POLICIES = {
         normalization_passes=True,
         library_reduce_min_elements=4096,
         serial_matrix=True,
+        serial_copies=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
         chained_transcendentals=XLA_CPU_CHAINED,
         fresh_output_min_bytes=32 * 1024 * 1024,
@@ -838,7 +845,7 @@ class _Fusion:
             self.is_output[out] = True
             self.group_of[out] = len(self.groups)
             self.groups.append(dict(kind="elementwise", ops=[out], open=False, anchor=out,
-                                    executions=1))  # fmt: skip
+                                    executions=1, copy=True))  # fmt: skip
 
     def _join_marked(self, i: int, c: str, marked_group: dict[str, int]) -> None:
         """Op ``i`` of a ``fused_kernel`` region joins the region's one kernel: a GEMM kernel
@@ -982,6 +989,8 @@ class _Fusion:
         """(independent pieces of work, whether the kernel falls back to XLA's generic path) on
         a policy whose matrix kernels split over cores only in blocks (see the module notes)."""
         anchor, kind = self.ops[g["anchor"]], g["kind"]
+        if g.get("copy") and self.policy.serial_copies:
+            return 1.0, False
         feats = dict(anchor.features)
         units = UNBOUNDED
         dense_conv = kind == "conv" and feats.get("groups", 1) == 1

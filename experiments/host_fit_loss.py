@@ -78,7 +78,8 @@ def held_out_sets() -> list[dict]:
                 warnings.simplefilter("ignore")
                 k = kernels_for(program_for(fn, inputs, None, platform), "cpu", None)
             n = len(k)
-            out.append(dict(seed=seed, family=r["family"], measured_s=float(r["measured_s"]),
+            out.append(dict(seed=seed, family=r["family"], program=r["program"],
+                            measured_s=float(r["measured_s"]),
                             arrays=_pad_kernels(k.arrays(), n),
                             res=_pad_kernels(resolve(k, spec, None).arrays(), n)))  # fmt: skip
     return out

@@ -527,13 +527,14 @@ def _interval(
     36 in the default suites, set the lower bound at their third-smallest residual, which
     moved with the hour they were timed in), and it is the normal interval of their median
     and MAD (:func:`_robust_normal_bounds`), not their order statistics: those sat on a few
-    rows that consistently come out 1.8-3.2x slower than predicted (the suite's cosine chains
+    rows that consistently come out 1.8-4.3x slower than predicted (the suite's cosine chains
     over unit-scale arguments, XLA's slow path; memory loops of 256 KiB; a bf16 GEMM of 32^3),
-    which left the upper bound at +60% to +100% where a program nobody chose is more than 42%
-    slower than predicted one time in ten. On a 2-core EPYC, the 29 saved calibrations with
-    programs refitted from their timings, each scored on 7560 held-out programs: order
-    statistics cover 86.0% on average (74.1-92.7%), 6 of 29 within 75-85%; median and MAD
-    80.8% (60.7-89.5%), 20 of 29 within (docs/calibration/host_fit_loss.csv)."""
+    which left the upper bound at +80% and +95% in two calibrations, where a program nobody
+    chose is more than 42% slower than predicted one time in ten. On a 2-core EPYC, the 29
+    saved calibrations with programs refitted from their timings, each scored on 7560
+    held-out programs: order statistics cover 86.0% on average (74.1-92.7%), 6 of 29 within
+    75-85%; median and MAD 80.8% (60.7-89.5%), 20 of 29 within
+    (docs/calibration/host_fit_loss.csv)."""
     alpha = (1.0 - interval_level) / 2
     programs = np.zeros(len(rows), bool) if is_program is None else np.asarray(is_program, bool)
     by_programs = int(programs.sum()) >= MIN_INTERVAL_PROGRAMS

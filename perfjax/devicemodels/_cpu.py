@@ -84,6 +84,9 @@ _WIDE_WINDOW_EFF = 0.012
 _CHAIN_EXPONENT = 0.5
 #: A solver's dependent steps are calls inside one LAPACK routine: a tenth of a launch each.
 _STEP_LATENCY_SCALE = 0.1
+#: A fused attention's scratch blocks are written once and read 1.5 times each on average:
+#: 4 writes and 6 reads over 4 blocks (see :func:`scratch_time`).
+_SCRATCH_PASSES = 2.5
 #: A Python callback on a CPU: only the Python call remains (assumed, not measured).
 _CALLBACK_S = 5e-6
 #: A GEMM's FLOPs per loop element when XLA:CPU decides whether to split it over its pool.
@@ -163,6 +166,19 @@ def copy_time(
     over (batch, tokens, heads, head size) inputs): read and written once more."""
     copied = k.get("copied_bytes", jnp.zeros_like(k["bytes_read"]))
     return pass_time(2.0 * copied, dev, mem_bw, cache_bw, sharpness)
+
+
+def scratch_time(
+    k: Arrays, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array
+) -> jax.Array:
+    """A fused attention's score-sized scratch (``Kernels.scratch_bytes``: four blocks), at
+    the bandwidth of the level the whole scratch fits in: each block written once and the
+    four read six times in all (the fused computation's passes: the scaled scores read by the
+    max and the exponential, the exponentials by the sum and the normalisation, the products
+    of the first and last by their next pass)."""
+    scratch = k.get("scratch_bytes", jnp.zeros_like(k["bytes_read"]))
+    fit = fits_in_cache(jnp.maximum(scratch, 1.0), dev, sharpness)
+    return _SCRATCH_PASSES * scratch * (fit / cache_bw + (1.0 - fit) / mem_bw)
 
 
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
@@ -266,6 +282,8 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         k, dev, params, res, mem.bytes, mem.mem_bw, mem.cache_bw, mem.sharpness
     )
     t_body = t_body + copy_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
+    t_scratch = scratch_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
+    t_body = t_body + t_scratch
     t_body = jnp.where(
         res["upcast"] > 0.5, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
     )

@@ -235,6 +235,17 @@ class FusionPolicy:
     #: at 1024 on an Intel Xeon; up to 2.5x, median 0.43 ns, on an AMD EPYC; from a head size
     #: of 128 the two are alike (``benchmarks/host_attention_layout.py``).
     transposed_rhs_product: bool = False
+    #: (rows, keys, head size): such a product fused with the softmax before it (attention of
+    #: at least ``rows`` score rows, batch x heads x queries, over at most ``keys`` keys and a
+    #: head size of at most ``head size``) materialises its scores four times, each
+    #: score-sized in float32 whatever the inputs' dtype, written and read once per call: the
+    #: ``scratch_bytes`` feature. XLA:CPU's YNNPACK fusion of ``softmax(q·kᵀ)·v`` in that form
+    #: (Flax's ``dot_product_attention`` too) allocates four blocks of b x h x t x s float32
+    #: per call from 4096 score rows at 64-256 keys and head sizes 32-64; below 4096 rows one
+    #: such block, at 512 keys tiles (a quarter of the scores each at a head size of 32), at
+    #: a head size of 128 halves; written as ``bhts,bhsd`` (v not transposed) one block
+    #: (``benchmarks/host_attention_scratch.py``). Zeros: none.
+    attention_scratch: tuple[int, int, int] = (0, 0, 0)
     #: GEMM operands not laid out as a batched GEMM reads them (batch dimensions not leading,
     #: free and contracting dimensions interleaved) are copied into that layout first, where
     #: no loop produces them (a program input, a GEMM's or convolution's result); a loop
@@ -332,6 +343,7 @@ POLICIES = {
         chained_transcendentals=XLA_CPU_CHAINED,
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
+        attention_scratch=(4096, 256, 64),
         dot_operand_copies=True,
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
@@ -473,6 +485,9 @@ class Kernels:
     #: Bytes of a GEMM's operands copied into its layout before it
     #: (:attr:`FusionPolicy.dot_operand_copies`): read and written once more.
     copied_bytes: np.ndarray = _feature(default=True)
+    #: Bytes of score-sized scratch a fused attention writes and reads once per call
+    #: (:attr:`FusionPolicy.attention_scratch`).
+    scratch_bytes: np.ndarray = _feature(default=True)
     #: Elements a loop kernel reads through a transpose that moves the minor dimension
     #: (:attr:`FusionPolicy.strided_min_bytes`): a cache line each.
     strided_elements: np.ndarray = _feature(default=True)
@@ -1166,6 +1181,12 @@ class _Fusion:
             and not any(self.is_input(b) for b in self.bases(anchor.sources[1]))
         ):  # fmt: skip
             transposed = b_ * n_ * k_
+        rows, keys, head = self.policy.attention_scratch
+        scratch = (
+            4.0 * 4.0 * transposed
+            if transposed and rows and b_ * n_ >= rows and k_ <= keys and m_ <= head
+            else 0.0
+        )
         copied = self._copied_operand_bytes(g) if g["kind"] == "gemm" else 0.0
         if g["kind"] in ("elementwise", "reduce"):
             strided = self._strided_elements(g)
@@ -1195,7 +1216,7 @@ class _Fusion:
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
-            transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied,
+            transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
             strided_elements=strided, scalar_sum_elements=scalar_sums,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,

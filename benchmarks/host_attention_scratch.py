@@ -1,0 +1,182 @@
+"""The scratch XLA:CPU's fused attention allocates per call, traced at the C library.
+
+    python benchmarks/host_attention_scratch.py        # ~2 min on 2 cores; needs a C compiler
+    python benchmarks/host_attention_scratch.py --out host_attention_scratch_epyc.csv
+
+From a batch of 2, XLA:CPU compiles attention (``softmax(q·kᵀ)·v``) to one YNNPACK fusion,
+which allocates its intermediates with the C library's ``malloc`` on every call. Which blocks,
+and how large, decides how much memory the call streams: written as two einsums over (batch,
+tokens, heads, head size) inputs (the held-out generator's attention, the ``bthd`` form) or by
+Flax's ``nn.dot_product_attention`` (``flax``), the second product multiplies by a transposed,
+computed rhs (vᵀ·pᵀ); written over (batch, heads, tokens, head size) inputs (``bhtd``) it does
+not.
+
+A small shared library, compiled here with ``cc`` and preloaded into a child process, logs every
+``malloc`` and ``posix_memalign`` of at least 256 KiB; the third call of each program is traced
+(after two warm-up calls). XLA:CPU allocates its own buffers (outputs, its temporary block) with
+``posix_memalign``, the library its scratch with ``malloc``. Recorded per configuration: the
+``malloc`` blocks that call allocated (how many, how many of at least the scores' size, their
+total and the largest, in units of the scores' float32 size b x h x t x s x 4 bytes:
+``score_mib``), and perfjax's ``Kernels.scratch_bytes`` for the program (the CPU policy's
+``FusionPolicy.attention_scratch``) in the same units.
+
+Writes benchmarks/results/host_attention_scratch.csv (``--out``: another name there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+FORMS = ("bthd", "flax", "bhtd")
+DTYPES = ("float32", "bfloat16")
+#: (batch, tokens, heads, head size): the held-out generator's attention sizes, from batch 2.
+GRID = [c for c in itertools.product((2, 4, 8), (64, 128, 256, 512), (1, 2, 4, 8), (32, 64))
+        if c[0] * c[1] * c[1] * c[2] * 4 >= 2**18]  # fmt: skip
+MIN_BYTES = 2**18
+
+_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <unistd.h>
+static void *(*real_malloc)(size_t);
+static int (*real_memalign)(void **, size_t, size_t);
+static __thread int busy;
+static void note(const char *how, size_t n) {
+  if (n >= %d && !busy) {
+    busy = 1;
+    char b[64];
+    int l = snprintf(b, sizeof b, "%%s %%zu\n", how, n);
+    write(2, b, l);
+    busy = 0;
+  }
+}
+void *malloc(size_t n) {
+  if (!real_malloc) real_malloc = dlsym(RTLD_NEXT, "malloc");
+  void *p = real_malloc(n);
+  note("MALLOC", n);
+  return p;
+}
+int posix_memalign(void **p, size_t a, size_t n) {
+  if (!real_memalign) real_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+  int r = real_memalign(p, a, n);
+  note("MEMALIGN", n);
+  return r;
+}
+"""
+
+
+def _program(form: str):
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def bthd(q, k, v):
+        s = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
+        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
+
+    def bhtd(q, k, v):
+        s = jnp.einsum("bhtd,bhsd->bhts", q, k) / np.sqrt(q.shape[-1])
+        return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v)
+
+    return {"bthd": bthd, "bhtd": bhtd, "flax": nn.dot_product_attention}[form]
+
+
+def _shape(form: str, b: int, t: int, h: int, d: int) -> tuple[int, ...]:
+    return (b, h, t, d) if form == "bhtd" else (b, t, h, d)
+
+
+def _child(form: str, dtype: str) -> None:
+    """Runs the grid in this (traced) process; marks each traced call on stderr."""
+    import jax
+    import jax.numpy as jnp
+
+    fn = _program(form)
+    for b, t, h, d in GRID:
+        x = jnp.full(_shape(form, b, t, h, d), 0.1, jnp.dtype(dtype))
+        f = jax.jit(fn)
+        for _ in range(2):
+            jax.block_until_ready(f(x, x, x))
+        os.write(2, f"CALL {b} {t} {h} {d}\n".encode())
+        jax.block_until_ready(f(x, x, x))
+        os.write(2, b"END\n")
+
+
+def _model_scratch(form: str, dtype: str, b: int, t: int, h: int, d: int) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    from perfjax.fusion._kernels import kernels_for
+    from perfjax.lowering._staging import program_for
+
+    x = jax.ShapeDtypeStruct(_shape(form, b, t, h, d), jnp.dtype(dtype))
+    k = kernels_for(program_for(_program(form), (x, x, x), None, "cpu"), "cpu")
+    return float(k.arrays()["scratch_bytes"].sum())
+
+
+def _whole(blocks: list[int], scores: int) -> bool:
+    return sum(n >= scores for n in blocks) >= 4
+
+
+def main() -> None:
+    from _machine import out_option, result_csv
+
+    out, command = out_option(__doc__, "host_attention_scratch.py", "host_attention_scratch.csv")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        sys.exit("host_attention_scratch.py needs a C compiler (cc or gcc) to build its tracer")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src, lib = pathlib.Path(tmp, "trace.c"), pathlib.Path(tmp, "trace.so")
+        src.write_text(_SHIM % MIN_BYTES)
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"],
+                       check=True)  # fmt: skip
+        for form, dtype in itertools.product(FORMS, DTYPES):
+            env = dict(os.environ, LD_PRELOAD=str(lib))
+            run = subprocess.run([sys.executable, __file__, "--child", form, dtype], env=env,
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            blocks: list[int] | None = None
+            for line in run.stderr.splitlines():
+                if line.startswith("CALL "):
+                    b, t, h, d = map(int, line.split()[1:])
+                    blocks = []
+                elif line == "END" and blocks is not None:
+                    rows.append((form, dtype, b, t, h, d, blocks))
+                    blocks = None
+                elif line.startswith("MALLOC ") and blocks is not None:
+                    blocks.append(int(line.split()[1]))
+            print(f"{form} {dtype}: {sum(1 for r in rows if r[:2] == (form, dtype))} traced")
+    with result_csv(out, command,
+                    f"malloc blocks of >= {MIN_BYTES // 1024} KiB (the library's scratch; XLA's own "
+                    "buffers come from posix_memalign) allocated by the third call, traced by a "
+                    "preloaded library; sizes in units of the scores' float32 size") as w:  # fmt: skip
+        w.writerow(["form", "dtype", "batch", "seq", "heads", "head_dim", "score_rows",
+                    "score_mib", "blocks", "score_sized_blocks", "total_over_scores",
+                    "largest_over_scores", "model_scratch_over_scores"])  # fmt: skip
+        for form, dtype, b, t, h, d, blocks in rows:
+            scores = b * h * t * t * 4
+            model = _model_scratch(form, dtype, b, t, h, d)
+            w.writerow([form, dtype, b, t, h, d, b * h * t, f"{scores / 2**20:.3f}", len(blocks),
+                        sum(n >= scores for n in blocks), f"{sum(blocks) / scores:.2f}", f"{max(blocks, default=0) / scores:.3f}",
+                        f"{model / scores:.1f}"])  # fmt: skip
+    # The library materialises the whole scores four times where four of its blocks (or
+    # more) are the scores' size.
+    whole = [r for r in rows if _whole(r[6], r[2] * r[4] * r[3] * r[3] * 4)]
+    print(f"{len(whole)} of {len(rows)} calls allocate four score-sized blocks")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3])
+    else:
+        main()

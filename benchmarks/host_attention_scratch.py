@@ -76,20 +76,13 @@ int posix_memalign(void **p, size_t a, size_t n) {
 
 
 def _program(form: str):
+    """The attention written as ``form`` (a key of :data:`FORMS`)."""
     import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    from host_thunk_dag import _attention_bhtd, _attention_bthd
 
-    def bthd(q, k, v):
-        s = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
-        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
-
-    def bhtd(q, k, v):
-        s = jnp.einsum("bhtd,bhsd->bhts", q, k) / np.sqrt(q.shape[-1])
-        return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v)
-
-    return {"bthd": bthd, "bhtd": bhtd, "flax": nn.dot_product_attention}[form]
+    return {"bthd": _attention_bthd, "bhtd": _attention_bhtd, "flax": nn.dot_product_attention}[
+        form
+    ]
 
 
 def _shape(form: str, b: int, t: int, h: int, d: int) -> tuple[int, ...]:

@@ -1296,17 +1296,9 @@ def test_cpu_gemm_operands_a_loop_produces_are_not_copied():
 
 
 def _attention_forms():
-    import flax.linen as nn
-
-    def bthd(q, k, v):
-        s = jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
-        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
-
-    def bhtd(q, k, v):
-        s = jnp.einsum("bhtd,bhsd->bhts", q, k) / np.sqrt(q.shape[-1])
-        return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(s, axis=-1), v)
-
-    return {"bthd": bthd, "bhtd": bhtd, "flax": nn.dot_product_attention}
+    """The attention forms of benchmarks/host_attention_scratch.py, by name."""
+    program = _benchmark("host_attention_scratch")._program
+    return {form: program(form) for form in ("bthd", "bhtd", "flax")}
 
 
 def test_cpu_fused_attention_scratch_is_where_the_library_allocates_four_score_blocks():

@@ -241,9 +241,10 @@ class FusionPolicy:
     #: score-sized in float32 whatever the inputs' dtype, written and read once per call: the
     #: ``scratch_bytes`` feature. XLA:CPU's YNNPACK fusion of ``softmax(q·kᵀ)·v`` in that form
     #: (Flax's ``dot_product_attention`` too) allocates four blocks of b x h x t x s float32
-    #: per call from 4096 score rows at 64-256 keys and head sizes 32-64; below 4096 rows one
-    #: such block, at 512 keys tiles (a quarter of the scores each at a head size of 32), at
-    #: a head size of 128 halves; written as ``bhts,bhsd`` (v not transposed) one block
+    #: per call from 4096 score rows at 64-256 keys and head sizes 32-64; below 4096 rows at
+    #: most one such block, at 512 keys tiles (a quarter of the scores each at a head size of
+    #: 32), at a head size of 128 halves; written as ``bhts,bhsd`` (v not transposed) at most
+    #: three; Flax's in bf16 tiles too, which this counts as four blocks all the same
     #: (``benchmarks/host_attention_scratch.py``). Zeros: none.
     attention_scratch: tuple[int, int, int] = (0, 0, 0)
     #: GEMM operands not laid out as a batched GEMM reads them (batch dimensions not leading,

@@ -151,11 +151,12 @@ def packing_time(
 
 
 def pass_time(
-    bytes_: jax.Array, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array
-) -> jax.Array:
+    bytes_: jax.Array, dev: Arrays, mem_bw: jax.Array, cache_bw: jax.Array, sharpness: jax.Array,
+    working_set: jax.Array | None = None,
+) -> jax.Array:  # fmt: skip
     """An extra pass over ``bytes_`` (read and write counted), at the bandwidth of the level
-    they fit in."""
-    fit = fits_in_cache(bytes_, dev, sharpness)
+    ``working_set`` (default: ``bytes_``) fits in."""
+    fit = fits_in_cache(bytes_ if working_set is None else working_set, dev, sharpness)
     return bytes_ * (fit / cache_bw + (1.0 - fit) / mem_bw)
 
 
@@ -177,8 +178,8 @@ def scratch_time(
     max and the exponential, the exponentials by the sum and the normalisation, the products
     of the first and last by their next pass)."""
     scratch = k.get("scratch_bytes", jnp.zeros_like(k["bytes_read"]))
-    fit = fits_in_cache(jnp.maximum(scratch, 1.0), dev, sharpness)
-    return _SCRATCH_PASSES * scratch * (fit / cache_bw + (1.0 - fit) / mem_bw)
+    return pass_time(_SCRATCH_PASSES * scratch, dev, mem_bw, cache_bw, sharpness,
+                     working_set=jnp.maximum(scratch, 1.0))  # fmt: skip
 
 
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
@@ -282,8 +283,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         k, dev, params, res, mem.bytes, mem.mem_bw, mem.cache_bw, mem.sharpness
     )
     t_body = t_body + copy_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
-    t_scratch = scratch_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
-    t_body = t_body + t_scratch
+    t_body = t_body + scratch_time(k, dev, mem.mem_bw, mem.cache_bw, mem.sharpness)
     t_body = jnp.where(
         res["upcast"] > 0.5, t_body + t_compute * (jnp.exp(params["upcast_rate_log"]) - 1.0), t_body
     )

@@ -158,6 +158,8 @@ _ODD_FEATURES_MAX_OUT = 32
 #: Batched GEMMs by a transposed, computed rhs are slow on XLA:CPU below this many lhs rows
 #: (:attr:`FusionPolicy.transposed_rhs_product`).
 _TRANSPOSED_RHS_MAX_M = 128
+#: Score-sized float32 blocks a fused attention keeps (:attr:`FusionPolicy.attention_scratch`).
+_SCRATCH_BLOCKS = 4.0
 #: A constant at least this large is data (weights baked into the module), not an immediate.
 _CONSTANT_DATA_BYTES = 4096
 
@@ -238,7 +240,7 @@ class FusionPolicy:
     #: (rows, keys, head size): such a product fused with the softmax before it (attention of
     #: at least ``rows`` score rows, batch x heads x queries, over at most ``keys`` keys and a
     #: head size of at most ``head size``) materialises its scores four times, each
-    #: score-sized in float32 whatever the inputs' dtype, written and read once per call: the
+    #: score-sized in float32 whatever the inputs' dtype, allocated anew on every call: the
     #: ``scratch_bytes`` feature. XLA:CPU's YNNPACK fusion of ``softmax(q·kᵀ)·v`` in that form
     #: (Flax's ``dot_product_attention`` too) allocates four blocks of b x h x t x s float32
     #: per call from 4096 score rows at 64-256 keys and head sizes 32-64; below 4096 rows at
@@ -486,7 +488,7 @@ class Kernels:
     #: Bytes of a GEMM's operands copied into its layout before it
     #: (:attr:`FusionPolicy.dot_operand_copies`): read and written once more.
     copied_bytes: np.ndarray = _feature(default=True)
-    #: Bytes of score-sized scratch a fused attention writes and reads once per call
+    #: Bytes of score-sized scratch a fused attention allocates and streams on every call
     #: (:attr:`FusionPolicy.attention_scratch`).
     scratch_bytes: np.ndarray = _feature(default=True)
     #: Elements a loop kernel reads through a transpose that moves the minor dimension
@@ -1184,7 +1186,7 @@ class _Fusion:
             transposed = b_ * n_ * k_
         rows, keys, head = self.policy.attention_scratch
         scratch = (
-            4.0 * 4.0 * transposed
+            _SCRATCH_BLOCKS * 4.0 * transposed  # float32 blocks of the scores' elements
             if transposed and rows and b_ * n_ >= rows and k_ <= keys and m_ <= head
             else 0.0
         )

@@ -303,14 +303,14 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         )
         + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use
     ) * (1.0 - k.get("continued", jnp.zeros_like(t_body)))  # fmt: skip
-    # Output buffers mapped afresh on every call: a page fault per page where first written,
-    # taken by every core writing (in the time only: neither the arithmetic nor the memory
-    # traffic the bound compares).
-    t_fresh = (
-        k.get("fresh_bytes", jnp.zeros_like(t_body))
-        * jnp.exp(params["first_touch_log"])
-        / jnp.maximum(dev["num_cores"], 1.0)
+    # Output buffers mapped afresh on every call, and a fused attention's scratch handed back
+    # to the system on every call (Kernels.fresh_scratch_bytes): a page fault per page where
+    # first written, taken by every core writing (in the time only: neither the arithmetic
+    # nor the memory traffic the bound compares).
+    fresh = k.get("fresh_bytes", jnp.zeros_like(t_body)) + k.get(
+        "fresh_scratch_bytes", jnp.zeros_like(t_body)
     )
+    t_fresh = fresh * jnp.exp(params["first_touch_log"]) / jnp.maximum(dev["num_cores"], 1.0)
     # A batched GEMM by a transposed, computed rhs (attention written as two einsums), split
     # over as many cores as it has batch entries (heads).
     t_transposed = (

@@ -249,6 +249,15 @@ class FusionPolicy:
     #: three; Flax's in bf16 tiles too, which this counts as four blocks all the same
     #: (``benchmarks/host_attention_scratch.py``). Zeros: none.
     attention_scratch: tuple[int, int, int] = (0, 0, 0)
+    #: Such scratch of at least this many bytes per call is handed back to the operating
+    #: system when the call frees it and faults page by page on the next call (the
+    #: ``fresh_scratch_bytes`` feature). glibc returns the free memory at its heap's top once
+    #: it exceeds the trim threshold, twice the mmap threshold, so at most 2 x 32 MiB: a fused
+    #: attention with four 16 MiB score blocks (batch 8, 256 tokens, 8 heads) takes 16400 page
+    #: faults and 30 ms of system time per call, 45-53 ms against 21-27 ms with the allocator
+    #: pinned, where 8 MiB blocks (batch 4) fault in a fresh process only
+    #: (``benchmarks/host_attention_fused.py``). 0: scratch never faults.
+    scratch_fault_min_bytes: int = 0
     #: GEMM operands not laid out as a batched GEMM reads them (batch dimensions not leading,
     #: free and contracting dimensions interleaved) are copied into that layout first, where
     #: no loop produces them (a program input, a GEMM's or convolution's result); a loop
@@ -347,6 +356,7 @@ POLICIES = {
         fresh_output_min_bytes=32 * 1024 * 1024,
         transposed_rhs_product=True,
         attention_scratch=(4096, 256, 64),
+        scratch_fault_min_bytes=64 * 1024 * 1024,
         dot_operand_copies=True,
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
@@ -491,6 +501,9 @@ class Kernels:
     #: Bytes of score-sized scratch a fused attention allocates and streams on every call
     #: (:attr:`FusionPolicy.attention_scratch`).
     scratch_bytes: np.ndarray = _feature(default=True)
+    #: The part of ``scratch_bytes`` fresh from the operating system on every call
+    #: (:attr:`FusionPolicy.scratch_fault_min_bytes`): each page pays a page fault.
+    fresh_scratch_bytes: np.ndarray = _feature(default=True)
     #: Elements a loop kernel reads through a transpose that moves the minor dimension
     #: (:attr:`FusionPolicy.strided_min_bytes`): a cache line each.
     strided_elements: np.ndarray = _feature(default=True)
@@ -1190,6 +1203,8 @@ class _Fusion:
             if transposed and rows and b_ * n_ >= rows and k_ <= keys and m_ <= head
             else 0.0
         )
+        least = self.policy.scratch_fault_min_bytes
+        fresh_scratch = scratch if least and scratch >= least else 0.0
         copied = self._copied_operand_bytes(g) if g["kind"] == "gemm" else 0.0
         if g["kind"] in ("elementwise", "reduce"):
             strided = self._strided_elements(g)
@@ -1220,6 +1235,7 @@ class _Fusion:
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
             transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
+            fresh_scratch_bytes=fresh_scratch,
             strided_elements=strided, scalar_sum_elements=scalar_sums,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,

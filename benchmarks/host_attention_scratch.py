@@ -12,13 +12,17 @@ computed rhs (vᵀ·pᵀ); written over (batch, heads, tokens, head size) inputs
 not.
 
 A small shared library, compiled here with ``cc`` and preloaded into a child process, logs every
-``malloc`` and ``posix_memalign`` of at least 256 KiB; the third call of each program is traced
+``malloc`` and ``posix_memalign`` of at least 256 KiB (and the ``free`` of such a ``malloc``); the third call of each program is traced
 (after two warm-up calls). XLA:CPU allocates its own buffers (outputs, its temporary block) with
 ``posix_memalign``, the library its scratch with ``malloc``. Recorded per configuration: the
 ``malloc`` blocks that call allocated (how many, how many of at least the scores' size, their
 total and the largest, in units of the scores' float32 size b x h x t x s x 4 bytes:
-``score_mib``), and perfjax's ``Kernels.scratch_bytes`` for the program (the CPU policy's
-``FusionPolicy.attention_scratch``) in the same units.
+``score_mib``), the most of them allocated at once (``peak_live_mib``: the tracer logs the
+frees of those blocks too), perfjax's ``Kernels.scratch_bytes`` for the program (the CPU
+policy's ``FusionPolicy.attention_scratch``) in the same units, and whether the policy takes
+that scratch to fault on every call (``model_faulting``: ``Kernels.fresh_scratch_bytes``, from
+``FusionPolicy.scratch_fault_min_bytes``, 64 MiB: glibc hands the top of its heap back to the
+system once more than that is free there).
 
 Writes benchmarks/results/host_attention_scratch.csv (``--out``: another name there).
 """
@@ -49,13 +53,17 @@ _SHIM = r"""
 #include <stdio.h>
 #include <unistd.h>
 static void *(*real_malloc)(size_t);
+static void (*real_free)(void *);
 static int (*real_memalign)(void **, size_t, size_t);
 static __thread int busy;
-static void note(const char *how, size_t n) {
-  if (n >= %d && !busy) {
+/* The traced malloc blocks still allocated, so that their frees can be logged too. */
+static void *volatile live[4096];
+static volatile int used; /* entries ever used: frees scan no further */
+static void note(const char *how, size_t n, void *p) {
+  if (!busy) {
     busy = 1;
-    char b[64];
-    int l = snprintf(b, sizeof b, "%%s %%zu\n", how, n);
+    char b[96];
+    int l = snprintf(b, sizeof b, "%%s %%zu %%p\n", how, n, p);
     write(2, b, l);
     busy = 0;
   }
@@ -63,13 +71,24 @@ static void note(const char *how, size_t n) {
 void *malloc(size_t n) {
   if (!real_malloc) real_malloc = dlsym(RTLD_NEXT, "malloc");
   void *p = real_malloc(n);
-  note("MALLOC", n);
+  if (n >= %d) {
+    for (int i = 0; i < 4096; i++)
+      if (!live[i]) { live[i] = p; if (i >= used) used = i + 1; break; }
+    note("MALLOC", n, p);
+  }
   return p;
+}
+void free(void *p) {
+  if (!real_free) real_free = dlsym(RTLD_NEXT, "free");
+  if (p)
+    for (int i = 0; i < used; i++)
+      if (live[i] == p) { live[i] = 0; note("FREE", 0, p); break; }
+  real_free(p);
 }
 int posix_memalign(void **p, size_t a, size_t n) {
   if (!real_memalign) real_memalign = dlsym(RTLD_NEXT, "posix_memalign");
   int r = real_memalign(p, a, n);
-  note("MEMALIGN", n);
+  if (n >= %d) note("MEMALIGN", n, *p);
   return r;
 }
 """
@@ -105,7 +124,7 @@ def _child(form: str, dtype: str) -> None:
         os.write(2, b"END\n")
 
 
-def _model_scratch(form: str, dtype: str, b: int, t: int, h: int, d: int) -> float:
+def _model_scratch(form: str, dtype: str, b: int, t: int, h: int, d: int) -> tuple[float, float]:
     import jax
     import jax.numpy as jnp
 
@@ -114,7 +133,8 @@ def _model_scratch(form: str, dtype: str, b: int, t: int, h: int, d: int) -> flo
 
     x = jax.ShapeDtypeStruct(_shape(form, b, t, h, d), jnp.dtype(dtype))
     k = kernels_for(program_for(_program(form), (x, x, x), None, "cpu"), "cpu")
-    return float(k.arrays()["scratch_bytes"].sum())
+    a = k.arrays()
+    return float(a["scratch_bytes"].sum()), float(a["fresh_scratch_bytes"].sum())
 
 
 def _whole(blocks: list[int], scores: int) -> bool:
@@ -131,7 +151,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src, lib = pathlib.Path(tmp, "trace.c"), pathlib.Path(tmp, "trace.so")
-        src.write_text(_SHIM % MIN_BYTES)
+        src.write_text(_SHIM % (MIN_BYTES, MIN_BYTES))
         subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"],
                        check=True)  # fmt: skip
         for form, dtype in itertools.product(FORMS, DTYPES):
@@ -139,15 +159,22 @@ def main() -> None:
             run = subprocess.run([sys.executable, __file__, "--child", form, dtype], env=env,
                                  capture_output=True, text=True, check=True)  # fmt: skip
             blocks: list[int] | None = None
+            held: dict[str, int] = {}
             for line in run.stderr.splitlines():
                 if line.startswith("CALL "):
                     b, t, h, d = map(int, line.split()[1:])
-                    blocks = []
+                    blocks, held, now, peak = [], {}, 0, 0
                 elif line == "END" and blocks is not None:
-                    rows.append((form, dtype, b, t, h, d, blocks))
+                    rows.append((form, dtype, b, t, h, d, blocks, peak))
                     blocks = None
                 elif line.startswith("MALLOC ") and blocks is not None:
-                    blocks.append(int(line.split()[1]))
+                    _, n, ptr = line.split()
+                    blocks.append(int(n))
+                    held[ptr] = int(n)
+                    now += int(n)
+                    peak = max(peak, now)
+                elif line.startswith("FREE ") and blocks is not None:
+                    now -= held.pop(line.split()[2], 0)
             print(f"{form} {dtype}: {sum(1 for r in rows if r[:2] == (form, dtype))} traced")
     with result_csv(out, command,
                     f"malloc blocks of >= {MIN_BYTES // 1024} KiB (the library's scratch; XLA's own "
@@ -155,17 +182,20 @@ def main() -> None:
                     "preloaded library; sizes in units of the scores' float32 size") as w:  # fmt: skip
         w.writerow(["form", "dtype", "batch", "seq", "heads", "head_dim", "score_rows",
                     "score_mib", "blocks", "score_sized_blocks", "total_over_scores",
-                    "largest_over_scores", "model_scratch_over_scores"])  # fmt: skip
-        for form, dtype, b, t, h, d, blocks in rows:
+                    "largest_over_scores", "peak_live_mib", "model_scratch_over_scores",
+                    "model_faulting"])  # fmt: skip
+        for form, dtype, b, t, h, d, blocks, peak in rows:
             scores = b * h * t * t * 4
-            model = _model_scratch(form, dtype, b, t, h, d)
+            model, faulting = _model_scratch(form, dtype, b, t, h, d)
             w.writerow([form, dtype, b, t, h, d, b * h * t, f"{scores / 2**20:.3f}", len(blocks),
                         sum(n >= scores for n in blocks), f"{sum(blocks) / scores:.2f}", f"{max(blocks, default=0) / scores:.3f}",
-                        f"{model / scores:.1f}"])  # fmt: skip
+                        f"{peak / 2**20:.1f}", f"{model / scores:.1f}", int(faulting > 0)])  # fmt: skip
     # The library materialises the whole scores four times where four of its blocks (or
     # more) are the scores' size.
     whole = [r for r in rows if _whole(r[6], r[2] * r[4] * r[3] * r[3] * 4)]
-    print(f"{len(whole)} of {len(rows)} calls allocate four score-sized blocks")
+    past = sum(r[7] >= 64 * 2**20 for r in rows)
+    print(f"{len(whole)} of {len(rows)} calls allocate four score-sized blocks; {past} hold "
+          "64 MiB or more at once")
 
 
 if __name__ == "__main__":

@@ -255,8 +255,8 @@ class FusionPolicy:
     #: it exceeds the trim threshold, twice the mmap threshold, so at most 2 x 32 MiB: a fused
     #: attention with four 16 MiB score blocks (batch 8, 256 tokens, 8 heads) takes 16400 page
     #: faults and 30 ms of system time per call, 45-53 ms against 21-27 ms with the allocator
-    #: pinned, where 8 MiB blocks (batch 4) fault in a fresh process only
-    #: (``benchmarks/host_attention_fused.py``). 0: scratch never faults.
+    #: pinned; 8 MiB blocks (batch 4) fault only in a process that has not yet freed a block
+    #: that large (``benchmarks/host_attention_fused.py``). 0: scratch never faults.
     scratch_fault_min_bytes: int = 0
     #: GEMM operands not laid out as a batched GEMM reads them (batch dimensions not leading,
     #: free and contracting dimensions interleaved) are copied into that layout first, where

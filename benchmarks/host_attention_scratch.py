@@ -194,8 +194,10 @@ def main() -> None:
     # more) are the scores' size.
     whole = [r for r in rows if _whole(r[6], r[2] * r[4] * r[3] * r[3] * 4)]
     past = sum(r[7] >= 64 * 2**20 for r in rows)
-    print(f"{len(whole)} of {len(rows)} calls allocate four score-sized blocks; {past} hold "
-          "64 MiB or more at once")
+    print(
+        f"{len(whole)} of {len(rows)} calls allocate four score-sized blocks; {past} hold "
+        "64 MiB or more at once"
+    )
 
 
 if __name__ == "__main__":

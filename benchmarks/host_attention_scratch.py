@@ -12,8 +12,8 @@ computed rhs (vᵀ·pᵀ); written over (batch, heads, tokens, head size) inputs
 not.
 
 A small shared library, compiled here with ``cc`` and preloaded into a child process, logs every
-``malloc`` and ``posix_memalign`` of at least 256 KiB (and the ``free`` of such a ``malloc``); the third call of each program is traced
-(after two warm-up calls). XLA:CPU allocates its own buffers (outputs, its temporary block) with
+``malloc`` and ``posix_memalign`` of at least 256 KiB (and the ``free`` of such a ``malloc``);
+the third call of each program is traced (after two warm-up calls). XLA:CPU allocates its own buffers (outputs, its temporary block) with
 ``posix_memalign``, the library its scratch with ``malloc``. Recorded per configuration: the
 ``malloc`` blocks that call allocated (how many, how many of at least the scores' size, their
 total and the largest, in units of the scores' float32 size b x h x t x s x 4 bytes:

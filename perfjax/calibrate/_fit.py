@@ -291,11 +291,11 @@ DEFAULT_LOSS = {"cpu": "asymmetric"}
 #: time, and it often lasts through both visits of a run of neighbouring points (a block of
 #: small GEMMs or layer norms at 1.5-6x): with Huber's constant pull, such a block moved the
 #: fixed cost of a GEMM 3x between calibrations of one machine, and the transformers models'
-#: predictions 1.5x with it. Refitting 40 calibrations of a 2-core EPYC and predicting the 7920
-#: held-out programs of 66 committed ``host_generalization`` sets
+#: predictions 1.5x with it. Refitting 42 calibrations of a 2-core EPYC and predicting the 8280
+#: held-out programs of 69 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py`` -> docs/calibration/host_fit_loss.csv): median / p90 APE
-#: 15.0 / 41.7% on average with Huber, 14.9 / 41.2% with this loss at scale 0.5; of the worst
-#: calibrations, median 20.7 -> 19.8% and p90 57.5 -> 54.7%.
+#: 15.3 / 42.1% on average with Huber, 15.2 / 41.6% with this loss at scale 0.5; of the worst
+#: calibrations, median 20.8 -> 20.1% and p90 64.0 -> 62.1%.
 SLOW_SCALE = 0.5
 LOSSES = ("msle", "huber", "asymmetric")
 
@@ -530,10 +530,10 @@ def _interval(
     rows that consistently come out 1.8-4.3x slower than predicted (the suite's cosine chains
     over unit-scale arguments, XLA's slow path; memory loops of 256 KiB; a bf16 GEMM of 32^3),
     which left the upper bound at +80% and +95% in two calibrations, where a program nobody
-    chose is more than 42% slower than predicted one time in ten. On a 2-core EPYC, the 31
-    saved calibrations with programs refitted from their timings, each scored on 7920
-    held-out programs: order statistics cover 86.2% on average (72.3-92.7%), 8 of 31 within
-    75-85%; median and MAD 81.1% (58.5-89.3%), 19 of 31 within
+    chose is more than 42% slower than predicted one time in ten. On a 2-core EPYC, the 33
+    saved calibrations with programs refitted from their timings, each scored on 8280
+    held-out programs: order statistics cover 85.9% on average (72.9-92.8%), 9 of 33 within
+    75-85%; median and MAD 80.2% (57.1-89.1%), 19 of 33 within
     (docs/calibration/host_fit_loss.csv)."""
     alpha = (1.0 - interval_level) / 2
     programs = np.zeros(len(rows), bool) if is_program is None else np.asarray(is_program, bool)

@@ -26,7 +26,9 @@ programs the calibration predicts better than the priors, the 80% interval's cov
 same per family. Targets (issue 17): median <= 15%, p90 <= 35%, better than the priors on >= 80%,
 coverage 75-85%.
 
-Writes docs/calibration/host_generalization.csv and host_generalization.json.
+Writes docs/calibration/host_generalization.csv, host_generalization.json and
+host_generalization.png (predicted against measured, the rounds' range as error bars);
+``--plot CSV`` draws the PNG of a saved run (next to it) without timing anything.
 """
 
 from __future__ import annotations
@@ -272,7 +274,12 @@ def main() -> None:
     # of three rounds (an elementwise sigmoid over 4M floats: 5.7, 5.4 and 1.0 ms).
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds over all programs")
     ap.add_argument("--out", type=pathlib.Path, default=OUT)
+    ap.add_argument("--plot", type=pathlib.Path, metavar="CSV",
+                    help="only draw the PNG of a saved run's CSV, next to it")  # fmt: skip
     args = ap.parse_args()
+    if args.plot is not None:
+        plot(args.plot, args.plot.with_suffix(".png"))
+        return
     seed = args.seed if args.seed is not None else int(time.time_ns() % (2**31))
     t0 = time.perf_counter()
     rows, ready = [], []
@@ -358,11 +365,59 @@ def main() -> None:
     pd.DataFrame(rows).to_csv(args.out / "host_generalization.csv", index=False,
                               float_format="%.6g", lineterminator="\n")  # fmt: skip
     (args.out / "host_generalization.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if ok:
+        plot(args.out / "host_generalization.csv", args.out / "host_generalization.png")
     print(
         json.dumps(
             {k: v for k, v in summary.items() if k not in ("per_family", "failed")}, indent=1
         )
     )
+
+
+def plot(csv_path: pathlib.Path, png_path: pathlib.Path) -> None:
+    """Predicted against measured time for a saved run (``csv_path``): calibrated (filled)
+    and the priors (hollow) per family, each program's timing rounds as a horizontal bar, the
+    p90 goal's +-35% as dotted lines."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("measured_s")]
+    if not rows:
+        raise SystemExit(f"{csv_path}: no timed programs to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 7))
+    for fam, color in zip(FAMILIES, plt.cm.tab10.colors, strict=False):
+        rs = [r for r in rows if r["family"] == fam]
+        if not rs:
+            continue
+        x = np.array([float(r["measured_s"]) for r in rs]) * 1e6
+        y = np.array([float(r["predicted_s"]) for r in rs]) * 1e6
+        rounds = [[float(t) for t in r["round_times_s"].split(";")] for r in rs]
+        span = np.array([[x[i] - min(t) * 1e6, max(t) * 1e6 - x[i]] for i, t in enumerate(rounds)])
+        ax.errorbar(x, y, xerr=span.T, fmt="none", ecolor=color, elinewidth=0.6, alpha=0.5)
+        ax.scatter(x, y, color=color, s=18, label=fam)
+        ax.scatter(x, [float(r["prior_s"]) * 1e6 for r in rs], facecolors="none",
+                   edgecolors=color, s=18, alpha=0.45)  # fmt: skip
+    values = [float(r[c]) for r in rows for c in ("measured_s", "predicted_s", "prior_s")]
+    lo, hi = min(values) * 1e6 / 1.5, max(values) * 1e6 * 1.5
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    for f in (1 / 1.35, 1.35):
+        ax.plot([lo, hi], [lo * f, hi * f], "k:", lw=0.6)
+    ape = np.array([float(r["ape"]) for r in rows])
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
+           xlabel="measured (us; bars: the timing rounds' range)", ylabel="predicted (us)",
+           title=f"{csv_path.stem}: {len(rows)} programs, median APE {np.median(ape):.1%}, "
+           f"p90 {np.percentile(ape, 90):.0%}")  # fmt: skip
+    ax.legend(fontsize=7, title="filled: calibrated, hollow: priors; dotted: +-35%",
+              title_fontsize=7)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {png_path}")
 
 
 if __name__ == "__main__":

@@ -345,6 +345,48 @@ def test_host_fits_default_to_the_asymmetric_loss_and_slow_outliers_pull_them_le
     assert default < 0.87 * huber and huber < 0.75 * msle
 
 
+def test_spread_weights_apply_only_on_a_noisy_machine_and_fall_with_the_spread():
+    from perfjax.calibrate._fit import QUIET_NOISE, spread_weights
+
+    spreads = [0.05, 0.2, 0.5, 1.5, float("nan")]
+    for quiet in (0.0, 0.01, QUIET_NOISE, float("nan")):
+        np.testing.assert_array_equal(spread_weights(spreads, quiet), np.ones(5))
+    w = spread_weights(spreads, 0.04)
+    assert np.all(np.diff(w[:4]) < 0) and w[4] == 1.0 and 0 < w[3] < 0.2
+    # the noisier the machine, the less a widely spread point counts
+    assert spread_weights([0.5], 0.07)[0] < spread_weights([0.5], 0.03)[0] < 1.0
+
+
+def test_on_a_noisy_machine_a_slow_spells_widely_spread_timings_pull_a_host_fit_less():
+    """A slow spell that lasts through a block of points (in the timing files of a 2-core VM: a
+    whole suite's, 1.4x slower) widens their per-call samples too. Measurements that record a
+    noisy machine (``noise_median`` 0.04) weigh those points less: five of 14 timings (every
+    other one of the ten smallest) 1.5x too slow with samples spread 0.9 (the rest 0.15) move
+    the fit less than 0.6x as far (0.38x measured) as the same timings with no noise recorded,
+    where the weights are the kinds' alone."""
+    sizes = [2**k for k in range(10, 24)]
+    true_s = lambda n: 2e-10 * n + 6e-6
+    slow = {1, 3, 5, 7, 9}
+    xs = [jax.ShapeDtypeStruct((n,), np.float32) for n in sizes]
+
+    def predictions(factor, noise):
+        rows = [dict(workload=Workload.of("elementwise", op="add", shape=(n,)), device="host",
+                     time_s=true_s(n) * (factor if i in slow else 1.0),
+                     rel_spread=0.9 if i in slow else 0.15)
+                for i, n in enumerate(sizes)]  # fmt: skip
+        meta = {} if noise is None else {"noise_median": str(noise)}
+        ms = Measurements(Measurements.from_rows(rows).rows, meta)
+        cal = fit(ms, holdout=0.2, steps=150)
+        assert ("spread_weight_scale" in cal.metadata) == (noise is not None)
+        return np.array([perfjax.predict(lambda x: x + 1.0, (x,), device="host", calibration=cal).time_s
+                         for x in xs])  # fmt: skip
+
+    truth = predictions(1.0, None)
+    pull = lambda p: float(np.median(np.abs(np.log(p / truth))))
+    plain, weighted = pull(predictions(1.5, None)), pull(predictions(1.5, 0.04))
+    assert weighted < 0.6 * plain, (weighted, plain)
+
+
 def test_the_asymmetric_loss_is_huber_on_the_fast_side_and_fades_on_the_slow_side():
     """Per point, the asymmetric loss's pull (its gradient in the log prediction) equals
     Huber's where the timing is faster than predicted, and falls below it beyond the Cauchy
@@ -619,7 +661,9 @@ def test_each_kind_weighs_the_same_and_chains_weigh_more():
     rows = [SimpleNamespace(kind=k) for k in kinds]
     held = np.array([11])  # the conv2d row is held out: no weight
     train = np.setdiff1d(np.arange(len(rows)), held)
-    w = np.asarray(_Objective.kind_weights(SimpleNamespace(rows=rows), train))
+    w = np.asarray(
+        _Objective.kind_weights(SimpleNamespace(rows=rows, spread_factor=np.ones(len(rows))), train)
+    )
     total = {k: w[[i for i, x in enumerate(kinds) if x == k]].sum() for k in set(kinds)}
     assert w.sum() == pytest.approx(1.0) and total["conv2d"] == 0.0
     # Six GEMMs weigh what two elementwise ops do; chains (per call against per kernel costs)

@@ -1,7 +1,7 @@
 """Which fit loss a host calibration should use: refit saved calibrations, predict held-out sets.
 
     python experiments/host_fit_loss.py                       # ~15 min on 2 cores
-    python experiments/host_fit_loss.py --variants huber asymmetric:0.5
+    python experiments/host_fit_loss.py --variants huber asymmetric:0.5 asymmetric:0.5/unweighted
 
 A host calibration's timings carry the state of a shared machine: now and then a run of
 neighbouring points is timed in a slow spell on both visits (a block of small GEMMs or layer
@@ -12,7 +12,9 @@ Nothing is timed here. Every saved measurement file in ``docs/calibration/host_m
 (default ``perfjax calibrate`` runs on one 2-core machine, see the README there) is fitted as
 ``perfjax calibrate --from-csv`` fits it, once per loss variant (``huber``, ``msle``, or
 ``asymmetric:SCALE``: Huber on the fast side, a Cauchy loss of that scale on the slow side,
-``perfjax.calibrate._fit.SLOW_SCALE``). Each fit predicts the programs of every committed
+``perfjax.calibrate._fit.SLOW_SCALE``); a suffix ``/unweighted`` (``asymmetric:0.5/unweighted``)
+leaves out the weights by per-call spread a noisy file's points get
+(``perfjax.calibrate.spread_weights``). Each fit predicts the programs of every committed
 ``docs/calibration/host_generalization*.csv`` set (regenerated from its seed; measured by that
 run, never in a fit), and is scored on all of them pooled: median and p90 APE, the share
 predicted better than the priors, the interval's coverage (and, for comparison, the coverage
@@ -96,15 +98,23 @@ def predict_all(params, items) -> np.ndarray:
 DEFAULT_SCALE = _fit.SLOW_SCALE
 
 
+DEFAULT_QUIET = _fit.QUIET_NOISE
+
+
 def fit_variant(path: str, variant: str):
+    variant, _, weights = variant.partition("/")
+    if weights not in ("", "unweighted"):
+        raise SystemExit(f"unknown variant suffix /{weights}; expected /unweighted or none.")
     loss, _, scale = variant.partition(":")
     if scale:
         _fit.SLOW_SCALE = float(scale)
+    if weights:  # no spread weights, however noisy the machine was
+        _fit.QUIET_NOISE = float("inf")
     try:
         # as `perfjax calibrate --from-csv` fits
         return fit(Measurements.from_csv(path), loss=loss, refit=True)
     finally:
-        _fit.SLOW_SCALE = DEFAULT_SCALE
+        _fit.SLOW_SCALE, _fit.QUIET_NOISE = DEFAULT_SCALE, DEFAULT_QUIET
 
 
 def order_statistics_bounds(cal) -> tuple[float, float]:

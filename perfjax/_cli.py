@@ -802,6 +802,9 @@ def noise_lines(metadata: Mapping[str, str]) -> list[str]:
         f"points), {100 * p90:.1f}% (p90); {100 * untrusted:.0f}% of points with no two "
         f"timings within {100 * calibrate.UNTRUSTED_CI:.0f}%"
     ]
+    if med > calibrate.QUIET_NOISE:
+        lines[0] += "; above a quiet machine's, so points with widely spread samples weigh less"
+
     if untrusted > calibrate.UNTRUSTED_SHARE:
         lines.append(
             "warning: the machine was too noisy to trust this calibration (other processes, a "

@@ -7,7 +7,7 @@ computed on programs the fit did not see.
 
 from perfjax._io import cache_dir
 from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
-from perfjax.calibrate._fit import evaluate, fit
+from perfjax.calibrate._fit import QUIET_NOISE, evaluate, fit, spread_weights
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
 from perfjax.calibrate._suites import SUITES, UNTRUSTED_CI, UNTRUSTED_SHARE, measure, suite
@@ -23,6 +23,7 @@ from perfjax.devicemodels._calibration import (
 
 __all__ = [
     "KINDS",
+    "QUIET_NOISE",
     "SUITES",
     "UNTRUSTED_CI",
     "UNTRUSTED_SHARE",
@@ -44,5 +45,6 @@ __all__ = [
     "measure",
     "register_builder",
     "shipped_calibration",
+    "spread_weights",
     "suite",
 ]

@@ -27,6 +27,12 @@ the mean over the measurement files and the worst one per variant.
         --out docs/calibration/host_calibrations_scored.csv
 
 scores saved calibrations instead (no fit): each on the same held-out programs.
+
+    python experiments/host_fit_loss.py --pairs     # -> docs/calibration/host_pooled.csv
+
+fits two timing files together (``perfjax calibrate --from-csv A --from-csv B``), each file of the
+first half of the sorted list with the same place in the second (hours or a day apart), and
+scores those fits the same way.
 """
 
 from __future__ import annotations
@@ -144,8 +150,16 @@ def main() -> None:
         default=None,
         help="saved calibrations to score instead of refitting the measurements",
     )
-    ap.add_argument("--out", type=pathlib.Path, default=CAL / "host_fit_loss.csv")
+    ap.add_argument(
+        "--pairs",
+        action="store_true",
+        help="fit pairs of timing files hours apart together (the i-th of the first half with the "
+        "i-th of the second: `perfjax calibrate --from-csv A --from-csv B`), default loss",
+    )
+    ap.add_argument("--out", type=pathlib.Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = CAL / ("host_pooled.csv" if args.pairs else "host_fit_loss.csv")
     measurements = sorted(glob.glob(str(CAL / "host_measurements" / "*.csv")))
     items = held_out_sets()
     spec = get_device("host")
@@ -155,10 +169,18 @@ def main() -> None:
     if args.calibrations:
         args.variants = ["saved"]
         jobs = [(c, "saved") for c in args.calibrations]
+    elif args.pairs:
+        args.variants = ["pooled"]
+        half = len(measurements) // 2
+        jobs = [((measurements[i], measurements[i + half]), "pooled") for i in range(half)]
     else:
         jobs = [(m, v) for m in measurements for v in args.variants]
     for path, variant in track(jobs, description="fitting and predicting"):
-        cal = load(path) if variant == "saved" else fit_variant(path, variant)
+        if variant == "pooled":  # two timing files fitted together, as --from-csv twice
+            cal = fit(Measurements.from_csv(path[0]) + Measurements.from_csv(path[1]), refit=True)
+            path = f"{pathlib.Path(path[0]).name}+{pathlib.Path(path[1]).name}"
+        else:
+            cal = load(path) if variant == "saved" else fit_variant(path, variant)
         pred = predict_all(params_for(spec, cal), items)
         ape = np.abs(pred / measured - 1)
         lo, hi = cal.residual_log_quantiles
@@ -173,8 +195,10 @@ def main() -> None:
         rows.append(row)
     with open(args.out, "w", newline="") as f:
         what = (f"--calibrations {' '.join(_rel(c) for c in args.calibrations)}"
-                if args.calibrations else f"--variants {' '.join(args.variants)}")  # fmt: skip
-        if args.out.resolve() != (CAL / "host_fit_loss.csv").resolve():
+                if args.calibrations else "--pairs" if args.pairs
+                else f"--variants {' '.join(args.variants)}")  # fmt: skip
+        default_out = CAL / ("host_pooled.csv" if args.pairs else "host_fit_loss.csv")
+        if args.out.resolve() != default_out.resolve():
             what += f" --out {_rel(args.out)}"
         f.write(f"# command: python experiments/host_fit_loss.py {what}\n")
         f.write(f"# held-out programs: {len(items)} from {len({it['seed'] for it in items})} "

@@ -310,8 +310,9 @@ SLOW_SCALE = 0.5
 #: apart, median over points) at or below which a machine counts as quiet, and the scale of
 #: :func:`spread_weights` above it. A slow spell that lasts through one suite's points (a
 #: 2-core EPYC VM: the memory suite 0.32 in log slower than the machine's median timings, the
-#: GEMMs 0.08) widens their per-call samples as well (rel_spread 0.54 there against 0.30-0.38
-#: in quiet calibrations), and the fixed costs it fits then carry the spell to every program.
+#: GEMMs 0.08) widens their per-call samples as well (the memory suite's median rel_spread 0.54
+#: there, 0.22-0.44 in the 24 quiet files), and the fixed costs it fits then carry the spell to
+#: every program.
 #: Refitting the 44 timing files of that machine (20 of them above this noise) and predicting
 #: the 8640 held-out programs of 72 committed ``host_generalization`` sets
 #: (``experiments/host_fit_loss.py``, ``asymmetric:0.5`` against ``asymmetric:0.5/unweighted``):

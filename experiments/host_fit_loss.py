@@ -101,10 +101,7 @@ def predict_all(params, items) -> np.ndarray:
     return np.array([float(_TOTAL(it["arrays"], dev, params, it["res"], "cpu")) for it in items])
 
 
-DEFAULT_SCALE = _fit.SLOW_SCALE
-
-
-DEFAULT_QUIET = _fit.QUIET_NOISE
+DEFAULT_SCALE, DEFAULT_QUIET = _fit.SLOW_SCALE, _fit.QUIET_NOISE
 
 
 def fit_variant(path: str, variant: str):

@@ -804,7 +804,6 @@ def noise_lines(metadata: Mapping[str, str]) -> list[str]:
     ]
     if med > calibrate.QUIET_NOISE:
         lines[0] += "; above a quiet machine's, so points with widely spread samples weigh less"
-
     if untrusted > calibrate.UNTRUSTED_SHARE:
         lines.append(
             "warning: the machine was too noisy to trust this calibration (other processes, a "

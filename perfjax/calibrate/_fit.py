@@ -327,6 +327,13 @@ SPREAD_WEIGHT_SCALE = 0.006
 LOSSES = ("msle", "huber", "asymmetric")
 
 
+def _spread_scale(noise_median: float) -> float | None:
+    """The ``s`` of :func:`spread_weights` for a machine this noisy; None for a quiet one."""
+    if not (math.isfinite(noise_median) and noise_median > QUIET_NOISE):
+        return None
+    return SPREAD_WEIGHT_SCALE / (noise_median - QUIET_NOISE)
+
+
 def spread_weights(rel_spreads: Sequence[float], noise_median: float) -> np.ndarray:
     """Per-point factors on a fit's loss weights for timings taken on a noisy machine: above
     :data:`QUIET_NOISE`, ``1 / (1 + rel_spread / s)`` with
@@ -342,9 +349,9 @@ def spread_weights(rel_spreads: Sequence[float], noise_median: float) -> np.ndar
     """
     sp = np.asarray(rel_spreads, np.float64)
     out = np.ones(sp.shape)
-    if not (math.isfinite(noise_median) and noise_median > QUIET_NOISE):
+    scale = _spread_scale(noise_median)
+    if scale is None:
         return out
-    scale = SPREAD_WEIGHT_SCALE / (noise_median - QUIET_NOISE)
     ok = np.isfinite(sp) & (sp >= 0)
     out[ok] = 1.0 / (1.0 + sp[ok] / scale)
     return out
@@ -757,11 +764,12 @@ def fit(
     featurize_s = time.perf_counter() - t0
     prior = default_params(family, vendor)
     keep = _trainable(prior, freeze, family, harness_effects)
+    noise = _noise_median(measurements)
     objective = _Objective(
         rows, is_held, batch, family, prior, loss=loss, huber_delta=huber_delta,
         prior_weight=prior_weight, device_effects=device_effects,
         harness_effects=harness_effects, effect_threshold=effect_threshold,
-        noise_median=_noise_median(measurements),
+        noise_median=noise,
     )  # fmt: skip
     run = objective.optimizer(keep, steps, learning_rate)
     idx_train = np.array([i for i, h in enumerate(is_held) if not h])
@@ -820,10 +828,8 @@ def fit(
                 final_loss=float(losses[-1]), interval_source=interval_source,
                 interval_points=interval_points,
                 refit="every row" if refit else "no")  # fmt: skip
-    noise = _noise_median(measurements)
-    if math.isfinite(noise) and noise > QUIET_NOISE:
-        # (a noisy machine: the spread scale of spread_weights)
-        meta["spread_weight_scale"] = round(SPREAD_WEIGHT_SCALE / (noise - QUIET_NOISE), 4)
+    if (scale := _spread_scale(noise)) is not None:  # a noisy machine: spread_weights' scale
+        meta["spread_weight_scale"] = round(scale, 4)
     device_params = _effects_metadata(objective, effects, set(devices), meta)
     return Calibration(
         family=family, devices=devices, params={k: np.asarray(v) for k, v in fitted.items()},

@@ -30,9 +30,16 @@ scores saved calibrations instead (no fit): each on the same held-out programs.
 
     python experiments/host_fit_loss.py --pairs     # -> docs/calibration/host_pooled.csv
 
-fits two timing files together (``perfjax calibrate --from-csv A --from-csv B``), each file of the
-first half of the sorted list with the same place in the second (hours or a day apart), and
+fits two timing files together (``perfjax calibrate --from-csv A --from-csv B``:
+``perfjax.calibrate.pool``, of a point timed in both files the faster timing), each file of
+the first half of the sorted list with the same place in the second (hours or a day apart), and
 scores those fits the same way.
+
+    python experiments/host_fit_loss.py --previous  # -> docs/calibration/host_pooled_previous.csv
+
+fits each timing file with the one measured before it, as a default ``perfjax calibrate`` fits
+a run's timings with the machine's previous run's. ``--combine concat`` fits both files' rows
+instead (each point twice), for comparison.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from perfjax.calibrate import Measurements, _fit, fit, load  # noqa: E402
+from perfjax.calibrate import Measurements, _fit, fit, load, pool  # noqa: E402
 from perfjax.devicemodels._calibration import params_for  # noqa: E402
 from perfjax.devicemodels._catalog import device as get_device  # noqa: E402
 from perfjax.devicemodels._models import pack_numpy, resolve, total_time  # noqa: E402
@@ -153,10 +160,27 @@ def main() -> None:
         help="fit pairs of timing files hours apart together (the i-th of the first half with the "
         "i-th of the second: `perfjax calibrate --from-csv A --from-csv B`), default loss",
     )
+    ap.add_argument(
+        "--previous",
+        action="store_true",
+        help="fit each timing file with the one measured before it, the newer first (as a "
+        "default `perfjax calibrate` pools with the previous run), default loss",
+    )
+    ap.add_argument(
+        "--combine",
+        choices=("faster", "concat"),
+        default="faster",
+        help="--pairs / --previous: how two files are fitted together (default: faster, "
+        "perfjax.calibrate.pool; concat: every row of both)",
+    )
     ap.add_argument("--out", type=pathlib.Path, default=None)
     args = ap.parse_args()
+    default_out = CAL / (
+        "host_pooled.csv" if args.pairs
+        else "host_pooled_previous.csv" if args.previous else "host_fit_loss.csv"
+    )  # fmt: skip
     if args.out is None:
-        args.out = CAL / ("host_pooled.csv" if args.pairs else "host_fit_loss.csv")
+        args.out = default_out
     measurements = sorted(glob.glob(str(CAL / "host_measurements" / "*.csv")))
     items = held_out_sets()
     spec = get_device("host")
@@ -170,11 +194,18 @@ def main() -> None:
         args.variants = ["pooled"]
         half = len(measurements) // 2
         jobs = [((measurements[i], measurements[i + half]), "pooled") for i in range(half)]
+    elif args.previous:
+        args.variants = ["pooled"]
+        jobs = [
+            ((measurements[i], measurements[i - 1]), "pooled") for i in range(1, len(measurements))
+        ]
     else:
         jobs = [(m, v) for m in measurements for v in args.variants]
     for path, variant in track(jobs, description="fitting and predicting"):
         if variant == "pooled":  # two timing files fitted together, as --from-csv twice
-            cal = fit(Measurements.from_csv(path[0]) + Measurements.from_csv(path[1]), refit=True)
+            new, earlier = Measurements.from_csv(path[0]), Measurements.from_csv(path[1])
+            both = pool(new, earlier) if args.combine == "faster" else new + earlier
+            cal = fit(both, refit=True)
             path = f"{pathlib.Path(path[0]).name}+{pathlib.Path(path[1]).name}"
         else:
             cal = load(path) if variant == "saved" else fit_variant(path, variant)
@@ -193,8 +224,10 @@ def main() -> None:
     with open(args.out, "w", newline="") as f:
         what = (f"--calibrations {' '.join(_rel(c) for c in args.calibrations)}"
                 if args.calibrations else "--pairs" if args.pairs
+                else "--previous" if args.previous
                 else f"--variants {' '.join(args.variants)}")  # fmt: skip
-        default_out = CAL / ("host_pooled.csv" if args.pairs else "host_fit_loss.csv")
+        if (args.pairs or args.previous) and args.combine != "faster":
+            what += f" --combine {args.combine}"
         if args.out.resolve() != default_out.resolve():
             what += f" --out {_rel(args.out)}"
         f.write(f"# command: python experiments/host_fit_loss.py {what}\n")

@@ -711,11 +711,61 @@ def measurements_path(calibration_path: str | os.PathLike) -> pathlib.Path:
     return path.with_name(f"{path.stem}_measurements.csv")
 
 
+def previous_measurements_path(measurements: str | os.PathLike) -> pathlib.Path:
+    """Where ``perfjax calibrate`` keeps the previous run's measurements when a new run replaces
+    them (``<name>_previous.csv``): the new calibration is fitted with them too, and
+    ``--from-csv NEW --from-csv PREVIOUS`` refits the pair."""
+    path = pathlib.Path(measurements)
+    return path.with_name(f"{path.stem}_previous.csv")
+
+
+def _read_previous(path: str, pool: bool) -> calibrate.Measurements | None:
+    """The previous run's measurements at ``path`` (the default ``--out``), read before a new
+    run replaces them and copied to :func:`previous_measurements_path`; ``None`` when there are
+    none or they cannot be read (said on stderr: the new run goes on alone)."""
+    if not pool or not os.path.exists(path):
+        return None
+    try:
+        earlier = calibrate.Measurements.from_csv(path)
+        shutil.copyfile(path, previous_measurements_path(path))
+    except (OSError, ValueError) as e:
+        print(f"perfjax: not fitting the previous timings with this run's: {_one_line(e)}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return earlier
+
+
+def _pooled(
+    measurements: calibrate.Measurements, earlier: calibrate.Measurements | None, path: str
+) -> tuple[calibrate.Measurements, dict[str, str]]:
+    """This run's measurements, with the previous run's appended where they may be fitted
+    together (:func:`perfjax.calibrate.why_not_pool`); the calibration metadata saying so."""
+    if earlier is None:
+        return measurements, {}
+    why = calibrate.why_not_pool(measurements.metadata, earlier.metadata)
+    if why is not None:
+        print(f"perfjax: not fitting the previous run's timings with this run's: {why}",
+              file=sys.stderr)  # fmt: skip
+        return measurements, {}
+    previous = previous_measurements_path(path)
+    date = earlier.metadata.get("date", "")
+    print(
+        f"perfjax: fitting this run's {len(measurements)} timings with the previous run's "
+        f"{len(earlier)} ({date}, kept in {previous}): of a point timed in both, the faster, so "
+        "a slow spell in either run does not move the fit; --no-pool fits this run's alone",
+        file=sys.stderr,
+    )
+    return calibrate.pool(measurements, earlier), {"pooled_with": f"{previous} ({date})"}
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
 
     check_writable(args.save, "--save", create_dirs=True)
+    earlier, pool_meta = None, {}
     if not args.from_csv and args.out is None:
         args.out = str(measurements_path(args.save or calibrate.host_calibration_path()))
+        # The previous run's timings, before this run replaces them (the default --out only).
+        earlier = _read_previous(args.out, args.pool)
     check_writable(args.out, "--out", create_dirs=True)
     check_writable(args.plot, "--plot")
     if args.from_csv:
@@ -725,7 +775,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 m = calibrate.Measurements.from_csv(path)
             except (ValueError, FileNotFoundError) as e:
                 raise CLIError(_one_line(e)) from e
-            measurements = m if measurements is None else measurements + m
+            if measurements is None:
+                measurements = m
+            elif calibrate.why_not_pool(measurements.metadata, m.metadata) is None:
+                # two runs of `perfjax calibrate` on this machine: pooled as it pools them
+                print(f"perfjax: {path}: timed on the same machine and software as the file "
+                      "before it: of a point timed in both, the faster", file=sys.stderr)  # fmt: skip
+                measurements = calibrate.pool(measurements, m)
+            else:
+                measurements = measurements + m
         others = [d for d in measurements.devices() if d != "host"]
         if args.save is None and others:
             # Before the fit, not after it: a calibration of other devices has no default home.
@@ -755,6 +813,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         if args.out:
             print(f"perfjax: wrote {len(measurements)} measurements to {args.out}", file=sys.stderr)
+        measurements, pool_meta = _pooled(measurements, earlier, args.out or "")
     try:
         # The fit's choices are calibrate.fit's defaults unless a flag says otherwise.
         cal = calibrate.fit(
@@ -779,6 +838,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             )
         save = str(calibrate.host_calibration_path())
         cal = dataclasses.replace(cal, metadata={**cal.metadata, "machine": calibrate.machine_id()})
+    if pool_meta:
+        cal = dataclasses.replace(cal, metadata={**cal.metadata, **pool_meta})
     with _writing(save, "--save"):
         cal.save(save)
     print(f"perfjax: saved {cal} to {save}", file=sys.stderr)
@@ -1167,12 +1228,23 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
         "--from-csv",
         metavar="CSV",
         action="append",
-        help="fit these measurements instead of measuring",
+        help="fit these measurements instead of measuring (several files: their rows together; "
+        "two runs of perfjax calibrate on the same machine and software: of a point timed in "
+        "both, the faster, as --pool does)",
     )
     p.add_argument(
         "--save",
         metavar="JSON",
         help="where to save (default for the host: the user cache directory)",
+    )
+    p.add_argument(
+        "--pool",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit this run's timings with the previous run's (kept next to the calibration; of "
+        "a point timed in both, the faster), when both were measured on this machine with the same software and suites "
+        f"at most {calibrate.POOL_MAX_AGE_DAYS:g} days apart (default: on; without --out or "
+        "--from-csv only)",
     )
     p.add_argument(
         "--holdout", type=float, default=0.25, help="fraction of programs held out (default 0.25)"

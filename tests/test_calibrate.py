@@ -387,6 +387,50 @@ def test_on_a_noisy_machine_a_slow_spells_widely_spread_timings_pull_a_host_fit_
     assert weighted < 0.6 * plain, (weighted, plain)
 
 
+def test_earlier_timings_are_pooled_only_from_the_same_machine_software_suites_and_week():
+    from perfjax.calibrate import POOL_MAX_AGE_DAYS, why_not_pool
+    from perfjax.calibrate._measurements import POOL_KEYS
+
+    new = {"device": "host", "cpu": "AMD EPYC", "cores": "2", "threads_per_core": "1",
+           "platform": "linux x86_64", "python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2",
+           "perfjax": "0.1.0", "suites": "all", "size": "default",
+           "date": "2026-12-06T13:37:07+00:00", "noise_median": "0.04"}  # fmt: skip
+    assert set(POOL_KEYS) < set(new)
+    # hours or days earlier, whatever the noise: pooled
+    for date in ("2026-12-06T13:29:07+00:00", "2026-12-01T09:00:00+00:00", "2026-12-06T13:37:07"):
+        assert why_not_pool(new, {**new, "date": date, "noise_median": "0.01"}) is None
+    for key in POOL_KEYS:
+        why = why_not_pool(new, {**new, key: "other"})
+        assert why is not None and key in why and "other" in why and new[key] in why
+    assert "(unknown)" in why_not_pool(new, {k: v for k, v in new.items() if k != "jaxlib"})
+    old = why_not_pool(new, {**new, "date": "2026-11-20T13:37:07+00:00"})
+    assert old is not None and "16 days" in old and f"{POOL_MAX_AGE_DAYS:g}" in old
+    assert why_not_pool(new, {**new, "date": "2026-11-20T13:37:07"}, max_age_days=30) is None
+    assert "after this run" in why_not_pool(new, {**new, "date": "2026-12-07T00:00:00+00:00"})
+    assert "no date" in why_not_pool(new, {**new, "date": "yesterday"})
+
+
+def test_pooling_two_runs_keeps_each_points_faster_timing_and_the_new_runs_metadata():
+    from perfjax.calibrate import pool
+
+    rng = np.random.default_rng(0)
+    ws = [Workload.of("elementwise", op="add", shape=(2**k,)) for k in range(10, 20)]
+    t_new, t_old = rng.uniform(1e-6, 1e-3, 10), rng.uniform(1e-6, 1e-3, 10)
+    new = Measurements(Measurements.from_rows(
+        [dict(workload=w, device="host", time_s=t, rel_spread=0.1) for w, t in zip(ws[:8], t_new)]
+    ).rows, {"date": "new", "noise_median": "0.05"})  # fmt: skip
+    old = Measurements(Measurements.from_rows(
+        [dict(workload=w, device="host", time_s=t, rel_spread=0.2) for w, t in zip(ws[2:], t_old)]
+    ).rows, {"date": "old", "noise_median": "0.01"})  # fmt: skip
+    both = pool(new, old)
+    assert both.metadata == new.metadata and len(both) == 10
+    got = {r.program: (r.time_s, r.rel_spread) for r in both}
+    for i, w in enumerate(ws):
+        times = ([t_new[i]] if i < 8 else []) + ([t_old[i - 2]] if i >= 2 else [])
+        assert got[w.id][0] == min(times)
+        assert got[w.id][1] == (0.1 if got[w.id][0] == (t_new[i] if i < 8 else -1) else 0.2)
+
+
 def test_the_asymmetric_loss_is_huber_on_the_fast_side_and_fades_on_the_slow_side():
     """Per point, the asymmetric loss's pull (its gradient in the log prediction) equals
     Huber's where the timing is faster than predicted, and falls below it beyond the Cauchy

@@ -616,6 +616,48 @@ def test_a_measured_calibration_keeps_its_measurements_for_a_later_refit(capsys,
     assert all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
 
 
+@pytest.mark.slow  # a long check (four calibrations): CI runs it after the default suite
+def test_a_second_calibration_is_fitted_with_the_previous_runs_timings(capsys, tmp_path):
+    """A new run keeps the previous run's timings (<name>_measurements_previous.csv) and fits
+    them with its own: --from-csv NEW --from-csv PREVIOUS refits the same parameters. Timings of
+    other software, and --no-pool, are left out."""
+    from perfjax.calibrate import Measurements, load
+
+    save = tmp_path / "cal.json"
+    kept, previous = tmp_path / "cal_measurements.csv", tmp_path / "cal_measurements_previous.csv"
+    args = ("calibrate", "--suite", "memory_bandwidth", "--size", "tiny", "--budget", "1",
+            "--steps", "40", "--save", save)  # fmt: skip
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "previous" not in err and "pooled_with" not in load(save).metadata
+    first = Measurements.from_csv(kept)
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "with the previous run's" in err and "--no-pool" in err
+    assert Measurements.from_csv(previous).rows == first.rows  # the first run's, kept
+    second = Measurements.from_csv(kept)
+    assert second.rows != first.rows
+    cal = load(save)
+    assert str(previous) in cal.metadata["pooled_with"]
+    assert first.metadata["date"] in cal.metadata["pooled_with"]
+    fitted = cal.metadata["train_points"] + cal.metadata["heldout_points"]
+    assert fitted == len({r.program for r in (*first.rows, *second.rows)})  # each point once
+    code, _, err = cli(capsys, "calibrate", "--from-csv", kept, "--from-csv", previous,
+                       "--steps", "40", "--save", tmp_path / "refit.json")  # fmt: skip
+    a, b = cal.params, load(tmp_path / "refit.json").params
+    assert code == 0 and "the faster" in err
+    assert all(np.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+    # timings measured with other software: kept, not fitted, and the reason given
+    Measurements(second.rows, {**second.metadata, "jaxlib": "0.0.1"}).to_csv(kept)
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "not fitting the previous run's timings" in err and "jaxlib 0.0.1" in err
+    assert "pooled_with" not in load(save).metadata
+    assert Measurements.from_csv(previous).metadata["jaxlib"] == "0.0.1"
+    # --no-pool: this run alone, the previous file untouched
+    before = previous.read_bytes()
+    code, _, err = cli(capsys, *args, "--no-pool")
+    assert code == 0 and "previous" not in err and "pooled_with" not in load(save).metadata
+    assert previous.read_bytes() == before
+
+
 @pytest.mark.slow  # a long check: CI runs it after the default suite
 def test_calibrate_with_device_effects_saves_each_devices_factors(capsys, tmp_path):
     from perfjax.calibrate import Measurements, Workload, load

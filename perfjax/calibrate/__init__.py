@@ -8,7 +8,7 @@ computed on programs the fit did not see.
 from perfjax._io import cache_dir
 from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
 from perfjax.calibrate._fit import QUIET_NOISE, evaluate, fit, spread_weights
-from perfjax.calibrate._measurements import Measurements, Row
+from perfjax.calibrate._measurements import POOL_MAX_AGE_DAYS, Measurements, Row, pool, why_not_pool
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
 from perfjax.calibrate._suites import SUITES, UNTRUSTED_CI, UNTRUSTED_SHARE, measure, suite
 from perfjax.calibrate._workloads import KINDS, Workload, builders, register_builder
@@ -23,6 +23,7 @@ from perfjax.devicemodels._calibration import (
 
 __all__ = [
     "KINDS",
+    "POOL_MAX_AGE_DAYS",
     "QUIET_NOISE",
     "SUITES",
     "UNTRUSTED_CI",
@@ -43,8 +44,10 @@ __all__ = [
     "load_neusight_models",
     "machine_id",
     "measure",
+    "pool",
     "register_builder",
     "shipped_calibration",
     "spread_weights",
     "suite",
+    "why_not_pool",
 ]

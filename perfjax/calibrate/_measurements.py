@@ -9,6 +9,7 @@ CSV layout: optional ``# key: value`` metadata lines, then a header with at leas
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import math
 import os
@@ -22,6 +23,86 @@ from perfjax.calibrate._workloads import KINDS, Workload
 from perfjax.devicemodels import device as get_device
 
 _COLUMNS = ("workload", "kind", "device", "time_s", "rel_spread", "repeats", "source")
+
+#: The metadata :func:`perfjax.calibrate.measure` records that two runs' timings must share to
+#: be fitted together: the same machine (as far as it describes itself), software and suites.
+POOL_KEYS = ("device", "cpu", "cores", "threads_per_core", "platform", "python", "jax", "jaxlib",
+             "perfjax", "suites", "size")  # fmt: skip
+#: Earlier timings older than this many days are not fitted with a new run's (a kernel, BIOS or
+#: cloud-host change leaves no trace in the metadata).
+POOL_MAX_AGE_DAYS = 7.0
+
+
+def _date(metadata: Mapping[str, str]) -> datetime.datetime | None:
+    try:
+        date = datetime.datetime.fromisoformat(str(metadata.get("date", "")))
+    except ValueError:
+        return None
+    return date if date.tzinfo else date.replace(tzinfo=datetime.timezone.utc)
+
+
+def pool(new: Measurements, earlier: Measurements) -> Measurements:
+    """One run's timings completed by an earlier run's: of every point timed in both, the faster
+    timing (with its spread), and the points timed in one of them; ``new``'s metadata.
+
+    The rule a run applies to its own rounds (a slow spell of a shared machine slows a timing,
+    nothing makes one faster) applied across runs, so a spell that lasted through a suite in one
+    run leaves the fit. Check :func:`why_not_pool` first: timings from another machine or other
+    software must not be mixed.
+
+    Example:
+      >>> from perfjax.calibrate import Measurements, Workload, pool
+      >>> a, b = Workload.of("matmul", m=64, k=64, n=64), Workload.of("matmul", m=8, k=8, n=8)
+      >>> new = Measurements.from_rows([dict(workload=a, device="host", time_s=3e-5)])
+      >>> old = Measurements.from_rows([dict(workload=a, device="host", time_s=2e-5),
+      ...                               dict(workload=b, device="host", time_s=4e-6)])
+      >>> [r.time_s for r in pool(new, old)]
+      [2e-05, 4e-06]
+    """
+    key = lambda r: (r.program, r.device)
+    earlier_rows = {key(r): r for r in earlier.rows}
+    rows = []
+    for r in new.rows:
+        e = earlier_rows.pop(key(r), None)
+        rows.append(e if e is not None and e.time_s < r.time_s else r)
+    return Measurements((*rows, *earlier_rows.values()), dict(new.metadata))
+
+
+def why_not_pool(
+    new: Mapping[str, str], earlier: Mapping[str, str], *, max_age_days: float = POOL_MAX_AGE_DAYS
+) -> str | None:
+    """Why the timings described by metadata ``earlier`` should not be fitted together with
+    ``new``'s (``None``: they can be); both are :func:`perfjax.calibrate.measure` metadata.
+
+    ``perfjax calibrate`` fits a run's timings with the previous run's on the same machine
+    (:func:`pool`: per point, the faster of the two), so that a slow spell of a shared machine in
+    one run does not move the fit. Earlier
+    timings are kept out when the machine, the software or the suites differ (:data:`POOL_KEYS`),
+    or when they are more than ``max_age_days`` older.
+
+    Example:
+      >>> from perfjax.calibrate import why_not_pool
+      >>> new = {"device": "host", "jax": "0.10.2", "date": "2026-12-06T13:37:07+00:00"}
+      >>> why_not_pool(new, {**new, "date": "2026-12-05T21:02:50+00:00"}) is None
+      True
+      >>> why_not_pool(new, {**new, "jax": "0.9.1"})
+      'measured with jax 0.9.1, this run with 0.10.2'
+    """
+    for key in POOL_KEYS:
+        if new.get(key, "") != earlier.get(key, ""):
+            return (
+                f"measured with {key} {earlier.get(key) or '(unknown)'}, "
+                f"this run with {new.get(key) or '(unknown)'}"
+            )
+    when, now = _date(earlier), _date(new)
+    if when is None or now is None:
+        return "no date recorded with the timings"
+    age_days = (now - when).total_seconds() / 86400.0
+    if age_days > max_age_days:
+        return f"measured {age_days:.0f} days before this run (more than {max_age_days:g})"
+    if age_days < 0:
+        return "dated after this run"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

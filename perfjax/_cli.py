@@ -738,8 +738,9 @@ def _read_previous(path: str, pool: bool) -> calibrate.Measurements | None:
 def _pooled(
     measurements: calibrate.Measurements, earlier: calibrate.Measurements | None, path: str
 ) -> tuple[calibrate.Measurements, dict[str, str]]:
-    """This run's measurements, with the previous run's appended where they may be fitted
-    together (:func:`perfjax.calibrate.why_not_pool`); the calibration metadata saying so."""
+    """This run's measurements pooled with the previous run's (:func:`perfjax.calibrate.pool`)
+    where the two may be fitted together (:func:`perfjax.calibrate.why_not_pool`), and the
+    calibration metadata saying so."""
     if earlier is None:
         return measurements, {}
     why = calibrate.why_not_pool(measurements.metadata, earlier.metadata)
@@ -762,6 +763,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     check_writable(args.save, "--save", create_dirs=True)
     earlier, pool_meta = None, {}
+    # a later default run fits this run's timings too: the default --out, pooling on
+    pooling = bool(args.pool and not args.from_csv and args.out is None)
     if not args.from_csv and args.out is None:
         args.out = str(measurements_path(args.save or calibrate.host_calibration_path()))
         # The previous run's timings, before this run replaces them (the default --out only).
@@ -828,7 +831,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(_one_line(e)) from e
     print(render(cal.report.table(), width=_width()))
-    for line in noise_lines(measurements.metadata):
+    for line in noise_lines(measurements.metadata, pooling=pooling):
         print(f"perfjax: {line}", file=sys.stderr)
     save = args.save
     if save is None:
@@ -850,9 +853,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def noise_lines(metadata: Mapping[str, str]) -> list[str]:
+def noise_lines(metadata: Mapping[str, str], *, pooling: bool = False) -> list[str]:
     """What the measurements' metadata say about the machine's noise: one line, plus a warning
-    when too many medians are uncertain to trust the fit (none for measurements without it)."""
+    when too many medians are uncertain to trust the fit (none for measurements without it);
+    ``pooling``: the next calibration will fit these timings too, so the warning says so."""
     try:
         med, p90 = float(metadata["noise_median"]), float(metadata["noise_p90"])
         untrusted = float(metadata["noise_untrusted"])
@@ -869,6 +873,12 @@ def noise_lines(metadata: Mapping[str, str]) -> list[str]:
         lines.append(
             "warning: the machine was too noisy to trust this calibration (other processes, a "
             "shared host?); run `perfjax calibrate --thorough` when it is quieter"
+            + (
+                ", or `perfjax calibrate` again later (it also fits these timings, keeping each "
+                "point's faster one)"
+                if pooling
+                else ""
+            )
         )
     return lines
 
@@ -1242,9 +1252,9 @@ def _add_calibrate(sub: Any, common: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="fit this run's timings with the previous run's (kept next to the calibration; of "
-        "a point timed in both, the faster), when both were measured on this machine with the same software and suites "
-        f"at most {calibrate.POOL_MAX_AGE_DAYS:g} days apart (default: on; without --out or "
-        "--from-csv only)",
+        "a point timed in both, the faster), when both were measured on this machine with the "
+        f"same software and suites at most {calibrate.POOL_MAX_AGE_DAYS:g} days apart (default: "
+        "on; without --out or --from-csv only)",
     )
     p.add_argument(
         "--holdout", type=float, default=0.25, help="fraction of programs held out (default 0.25)"

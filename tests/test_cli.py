@@ -702,6 +702,8 @@ def test_calibrate_reports_the_noise_and_warns_when_it_is_too_high():
     assert "5% of points" in lines[0]
     noisy = noise_lines({**quiet, "noise_untrusted": "0.35"})
     assert len(noisy) == 2 and "too noisy" in noisy[1] and "--thorough" in noisy[1]
+    assert "again later" not in noisy[1]  # (--out, --no-pool, --from-csv: no pooling next)
+    assert "again later" in noise_lines({**quiet, "noise_untrusted": "0.35"}, pooling=True)[1]
     assert noise_lines({"source": "public"}) == []  # measurements without the noise metadata
     # above a quiet machine's noise the fit weighs points by their samples' spread, and says so
     assert "weigh less" in lines[0]

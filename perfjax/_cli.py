@@ -719,11 +719,11 @@ def previous_measurements_path(measurements: str | os.PathLike) -> pathlib.Path:
     return path.with_name(f"{path.stem}_previous.csv")
 
 
-def _read_previous(path: str, pool: bool) -> calibrate.Measurements | None:
+def _read_previous(path: str) -> calibrate.Measurements | None:
     """The previous run's measurements at ``path`` (the default ``--out``), read before a new
     run replaces them and copied to :func:`previous_measurements_path`; ``None`` when there are
     none or they cannot be read (said on stderr: the new run goes on alone)."""
-    if not pool or not os.path.exists(path):
+    if not os.path.exists(path):
         return None
     try:
         earlier = calibrate.Measurements.from_csv(path)
@@ -763,12 +763,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     check_writable(args.save, "--save", create_dirs=True)
     earlier, pool_meta = None, {}
-    # a later default run fits this run's timings too: the default --out, pooling on
+    # The default --out with --pool: fitted with the previous run's timings, and by the next run.
     pooling = bool(args.pool and not args.from_csv and args.out is None)
     if not args.from_csv and args.out is None:
         args.out = str(measurements_path(args.save or calibrate.host_calibration_path()))
-        # The previous run's timings, before this run replaces them (the default --out only).
-        earlier = _read_previous(args.out, args.pool)
+        if pooling:  # read before this run replaces them
+            earlier = _read_previous(args.out)
     check_writable(args.out, "--out", create_dirs=True)
     check_writable(args.plot, "--plot")
     if args.from_csv:

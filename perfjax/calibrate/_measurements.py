@@ -76,9 +76,8 @@ def why_not_pool(
 
     ``perfjax calibrate`` fits a run's timings with the previous run's on the same machine
     (:func:`pool`: per point, the faster of the two), so that a slow spell of a shared machine in
-    one run does not move the fit. Earlier
-    timings are kept out when the machine, the software or the suites differ (:data:`POOL_KEYS`),
-    or when they are more than ``max_age_days`` older.
+    one run does not move the fit. Earlier timings are kept out when the machine, the software or
+    the suites differ (:data:`POOL_KEYS`), or when they are more than ``max_age_days`` older.
 
     Example:
       >>> from perfjax.calibrate import why_not_pool

@@ -248,6 +248,16 @@ def matrix_time(
     return MatrixTime(t_matrix, wave_util, pad_factor)
 
 
+#: Below this many elements a loop's transcendentals cost in proportion to the elements, at
+#: the rate of a loop this long (``work_occupancy``): the occupancy that prices a longer loop's
+#: fixed costs made a handful of them cost as much as thousands (an Adam step's one-float bias
+#: correction, a power: 60 us calibrated, 236 us uncalibrated). On a 2-core EPYC a power, a sine
+#: or exp(tanh(sin)) over 1-16 floats takes what a one-float multiply takes (5.9 us), over 256
+#: floats 6.4-7.1 us, over 4096 7.5-25.5 us
+#: (benchmarks/results/host_small_transcendentals_epyc.csv).
+TRANSCENDENTAL_LINEAR_ELEMENTS = 4096.0
+
+
 def vector_time(
     k: Arrays,
     params: Arrays,
@@ -260,7 +270,8 @@ def vector_time(
     occupancy grows with the elements available per core. ``work_occupancy``: the FLOPs' rate
     has an occupancy of the FLOPs by their count instead (at least one per element), so that a
     loop's fixed cost does not grow with its arithmetic per element (a CPU loop's); the weighted
-    transcendentals and the occupancy returned (for the memory traffic) keep the elements'."""
+    transcendentals keep the elements' occupancy, from :data:`TRANSCENDENTAL_LINEAR_ELEMENTS`
+    elements on, and so does the occupancy returned (for the memory traffic)."""
     half = cores * jnp.exp(params["parallel_half_log"])
     occupancy_x = k["out_elements"] / half
     occupancy = occupancy_x / (1.0 + occupancy_x)
@@ -274,7 +285,9 @@ def vector_time(
     if work_occupancy:
         work_x = jnp.maximum(k["out_elements"], k["vector_flops"]) / half
         flops_t = safe_div(k["vector_flops"], vec_rate * work_x / (1.0 + work_x))
-        return flops_t + safe_div(vec_work - k["vector_flops"], vec_rate * occupancy), occupancy
+        trans_x = jnp.maximum(k["out_elements"], TRANSCENDENTAL_LINEAR_ELEMENTS) / half
+        trans_t = safe_div(vec_work - k["vector_flops"], vec_rate * trans_x / (1.0 + trans_x))
+        return flops_t + trans_t, occupancy
     return safe_div(vec_work, vec_rate * occupancy), occupancy
 
 

@@ -175,6 +175,13 @@ class FusionPolicy:
     reduce_inputs: bool = True
     #: Elementwise ops fuse with each other.
     loop_fusion: bool = True
+    #: A loop fusion may have several outputs (values returned or read by other kernels), as
+    #: XLA's GPU multi-output fusion makes them. XLA:CPU has none: each output is a loop of its
+    #: own, which recomputes the cheap ops it needs and reads an expensive one (a
+    #: transcendental, a division or a square root used by two outputs) from that op's own
+    #: loop. An Adam update of one parameter is three loops (parameter, first and second
+    #: moment) reading the gradient three times (compiled HLO, jaxlib 0.10).
+    multi_output_loops: bool = True
     #: Row-wise normalisations (softmax, layernorm: reduce, broadcast back, reduce again) run as one
     #: kernel per row block, as XLA's GPU softmax rewriter and PyTorch's fused kernels do.
     normalization: bool = True
@@ -349,6 +356,7 @@ POLICIES = {
         normalization_min_rows=4096,
         normalization_passes=True,
         library_reduce_min_elements=4096,
+        multi_output_loops=False,
         serial_matrix=True,
         serial_copies=True,
         transcendental_weights=XLA_CPU_TRANSCENDENTALS,
@@ -380,6 +388,27 @@ POLICIES = {
         op_calls=True,
     ),
 }
+
+
+#: Elementwise ops XLA does not duplicate into several fusions (its ``IsExpensive``).
+_EXPENSIVE = frozenset({"divide", "sqrt", "rsqrt", "cbrt", "power", "remainder", "atan2"})
+
+
+def _expensive(op: Op) -> bool:
+    """Whether XLA computes ``op`` once rather than in every fusion that needs it."""
+    return op.transcendentals > 0 or _short(op) in _EXPENSIVE
+
+
+def _cone(o: int, inner: Mapping[int, list[int]], cut: set[int]) -> set[int]:
+    """Op ``o`` and the ops of its fusion it needs (``inner``: each op's producers in the
+    fusion), up to the ops in ``cut`` (computed by a loop of their own)."""
+    seen, stack = {o}, list(inner[o])
+    while stack:
+        j = stack.pop()
+        if j not in seen and j not in cut:
+            seen.add(j)
+            stack.extend(inner[j])
+    return seen
 
 
 def _short(op: Op) -> str:
@@ -859,8 +888,70 @@ class _Fusion:
             _mark_rows(groups[-1], op, c, self.policy)
             if kind == "elementwise" and self.policy.op_calls and op.call >= 0:
                 call_group[op.call] = len(groups) - 1
+        if not self.policy.multi_output_loops:
+            self._split_outputs()
         self._output_copies()
-        return groups
+        return self.groups
+
+    def _split_outputs(self) -> None:
+        """Each loop fusion with several outputs as one loop per output (``FusionPolicy.
+        multi_output_loops`` off): an output's loop holds the ops it needs from the fusion,
+        cheap ones recomputed in every loop that needs them; an expensive op (a transcendental,
+        division or square root) two outputs need is an output of its own loop, read by them."""
+        split: list[dict[str, Any]] = []
+        for gi, g in enumerate(self.groups):
+            if (g.get("dead") or g.get("copy") or g.get("marked") or g["kind"] != "elementwise"
+                    or len(g["ops"]) < 2):  # fmt: skip
+                split.append(g)
+                continue
+            members = set(g["ops"])
+            writes = [i for i in g["ops"] if self.is_output[i]
+                      or any(self.group_of[c] != gi for c in self.consumers[i])]  # fmt: skip
+            if len(writes) < 2:
+                split.append(g)
+                continue
+            inner = {i: [b for s in self.ops[i].sources for b in self.bases(s) if b in members]
+                     for i in g["ops"]}  # fmt: skip
+            cut = set(writes)
+            while True:
+                users: dict[int, int] = {}
+                for o in cut:
+                    for j in _cone(o, inner, cut) - {o}:
+                        users[j] = users.get(j, 0) + 1
+                shared = [j for j, n in users.items() if n > 1 and _expensive(self.ops[j])]
+                if not shared:
+                    break
+                cut.update(shared)
+            for o in sorted(cut):
+                cone = sorted(_cone(o, inner, cut))
+                split.append(dict(g, ops=cone, anchor=o, writes={o}, open=False))
+        self.groups = split
+        # Each op to the kernel writing it, else to the first that computes it.
+        self.group_of = [-1] * len(self.ops)
+        for gi, g in enumerate(split):
+            if g.get("dead"):
+                continue
+            for j in g["ops"]:
+                if self.group_of[j] < 0 or j in g.get("writes", ()):
+                    self.group_of[j] = gi
+        # XLA fuses a producer into its consumer: a loop split off whose one output only one
+        # other loop reads (a square root the update divides by) runs inside that loop.
+        for gi, g in enumerate(split):
+            if "writes" not in g or g.get("dead"):
+                continue
+            (o,) = g["writes"]
+            readers = {self.group_of[c] for c in self.consumers[o]}
+            if self.is_output[o] or len(readers) != 1:
+                continue
+            (ti,) = readers
+            t = split[ti]
+            if ti == gi or t.get("dead") or t["kind"] != "elementwise" or t.get("marked"):
+                continue
+            t["ops"] = sorted(set(t["ops"]) | set(g["ops"]))
+            g["dead"] = True
+            for j in g["ops"]:
+                if self.group_of[j] == gi:
+                    self.group_of[j] = ti
 
     def _output_copies(self) -> None:
         """An output that is a program input under another name (``x + 0``, ``x * 1`` or a
@@ -997,7 +1088,10 @@ class _Fusion:
                 # A loop stacking its per-iteration results in place: every slice is written.
                 written += r * float(op.operands[1].nbytes)
                 out_elems += r * float(op.operands[1].size)
-            elif self.is_output[i] or any(self.group_of[c] != gi for c in self.consumers[i]):
+            elif (
+                i in self.groups[gi]["writes"] if "writes" in self.groups[gi]
+                else self.is_output[i] or any(self.group_of[c] != gi for c in self.consumers[i])
+            ):  # fmt: skip
                 if in_place:
                     written += float(op.operands[1].nbytes)
                     out_elems += float(op.operands[1].size)

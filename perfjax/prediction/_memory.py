@@ -254,10 +254,15 @@ class _Liveness:
         self.graph, ops = graph, graph.ops
         n = len(ops)
         self.kernel_of = np.full(n, -1)
+        # An op a compiler recomputes in several kernels (XLA:CPU's loops, one per output) is in
+        # each of them; it is a buffer only where a kernel without it reads it.
+        self.kernels_of: list[set[int]] = [set() for _ in range(n)]
         self.step = np.zeros(len(kernels), dtype=np.int64)
         for k, members in enumerate(kernels.ops):
             for i in members:
-                self.kernel_of[i] = k
+                if self.kernel_of[i] < 0:
+                    self.kernel_of[i] = k
+                self.kernels_of[i].add(k)
             self.step[k] = 2 * max(members) if members else 0
         self.kinds = kernels.kind
         self.members = kernels.ops
@@ -297,17 +302,17 @@ class _Liveness:
         uses: dict[int, list[int]] = {}
         arg_last = [-1] * len(graph.in_types)  # last read of each argument
         for i, op in enumerate(ops):
-            k = self.kernel_of[i]
-            if k < 0 or op.executions == 0:
+            if self.kernel_of[i] < 0 or op.executions == 0:
                 continue
-            for s in op.sources:
-                for b in self.bases(s):
-                    if b >= 0 and self.kernel_of[b] != k:
-                        materialised[b] = True
-                        uses.setdefault(b, []).append(i)
-                    elif b <= -2 and -2 - b < len(arg_last):
-                        p = self._use_position(b, i, int(self.step[k]), {}, {})
-                        arg_last[-2 - b] = max(arg_last[-2 - b], p)
+            for k in sorted(self.kernels_of[i]):
+                for s in op.sources:
+                    for b in self.bases(s):
+                        if b >= 0 and k not in self.kernels_of[b]:
+                            materialised[b] = True
+                            uses.setdefault(b, []).append(i)
+                        elif b <= -2 and -2 - b < len(arg_last):
+                            p = self._use_position(b, i, int(self.step[k]), {}, {})
+                            arg_last[-2 - b] = max(arg_last[-2 - b], p)
         outputs = {b for o in graph.outputs for b in self.bases(o) if b >= 0}
         # Each output's buffer is free until it is written; a donated argument's until its last read.
         free_from = {}
@@ -341,7 +346,7 @@ class _Liveness:
             pos = int(self.step[self.kernel_of[b]])
             start, end = pos, pos
             for c in uses.get(b, ()):
-                p = int(self.step[self.kernel_of[c]])
+                p = max(int(self.step[k]) for k in self.kernels_of[c])
                 p = self._use_position(b, c, p, entry_inits, through)
                 end = max(end, p)
                 start = min(start, p)

@@ -299,7 +299,7 @@ class _Liveness:
         graph, ops = self.graph, self.graph.ops
         n = len(ops)
         materialised = np.zeros(n, bool)
-        uses: dict[int, list[int]] = {}
+        uses: dict[int, set[int]] = {}  # (an op recomputed in several kernels reads once)
         arg_last = [-1] * len(graph.in_types)  # last read of each argument
         for i, op in enumerate(ops):
             if self.kernel_of[i] < 0 or op.executions == 0:
@@ -309,7 +309,7 @@ class _Liveness:
                     for b in self.bases(s):
                         if b >= 0 and k not in self.kernels_of[b]:
                             materialised[b] = True
-                            uses.setdefault(b, []).append(i)
+                            uses.setdefault(b, set()).add(i)
                         elif b <= -2 and -2 - b < len(arg_last):
                             p = self._use_position(b, i, int(self.step[k]), {}, {})
                             arg_last[-2 - b] = max(arg_last[-2 - b], p)

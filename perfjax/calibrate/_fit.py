@@ -136,7 +136,15 @@ def _row_parts(
         return jax.ops.segment_sum(x * ex, batch.row_of_kernel, num_segments=batch.n_rows)
 
     share = wake_share(jnp.maximum(pool, 0.0), flops, family)
-    fixed = per_row(out.launch_s) + program_overhead(params, share, family)
+    zero = jnp.zeros_like(ex)
+    inputs, outputs = (
+        jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,
+                            num_segments=batch.n_rows)
+        for name in ("program_inputs", "program_outputs")
+    )  # fmt: skip
+    fixed = per_row(out.launch_s) + program_overhead(
+        params, share, family, jnp.maximum(inputs, 0.0), jnp.maximum(outputs, 0.0)
+    )
     body = out.time_s - out.launch_s
     if body_log is not None:
         body = body * jnp.exp(body_log)

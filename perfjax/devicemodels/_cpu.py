@@ -127,6 +127,16 @@ _FORK_SHARPNESS = 20.0
 _CALL_WAKE_FLOPS = 1.4e5
 #: That part: the step is 10-15 us where a split loop's wake-up (``wake_log``) is 40-50 us.
 _CALL_WAKE_SHARE = 0.3
+#: What a jitted call costs per array it takes and per array it returns, beyond its kernels:
+#: each is checked, wrapped and handed over on every call. 0.32 us per positional input and
+#: 0.42 per input in a dict (a parameter pytree); 1.35 us per output, of which its own loop is
+#: ~0.8 (predicted), on a 2-core EPYC (benchmarks/results/host_call_buffers_epyc.csv). Model
+#: parameters and a training step's results are dozens to hundreds of arrays: ~20-200 us a call.
+CALL_INPUT_S = 0.4e-6
+CALL_OUTPUT_S = 0.55e-6
+#: The call's dispatch these were measured beside (the prior's ``dispatch_s``): a calibration's
+#: dispatch scales them.
+_CALL_DISPATCH_S = 4e-6
 
 
 def packing_time(
@@ -372,8 +382,19 @@ def call_wake_share(matrix_flops: jax.Array) -> jax.Array:
     )
 
 
-def program_overhead(params: Arrays, wake_share: jax.Array) -> jax.Array:
+def program_overhead(
+    params: Arrays, wake_share: jax.Array, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0
+) -> jax.Array:
     """The thread pool's wake-up, once per call: ``wake_share`` (0..1) of it, the largest of
     the program's :func:`waking_pool_use` (a loop split over the pool) and its
-    :func:`call_wake_share`."""
-    return jnp.exp(params["wake_log"]) * wake_share
+    :func:`call_wake_share`; and the call's ``inputs`` and ``outputs`` (arrays):
+    :data:`CALL_INPUT_S` and :data:`CALL_OUTPUT_S` each, scaled as the call's dispatch.
+
+    Example (the prior, 100 parameter arrays in and out, no wake-up):
+      >>> p = {"wake_log": jnp.log(50e-6), "dispatch_log": jnp.log(4e-6)}
+      >>> round(float(program_overhead(p, 0.0, 100.0, 100.0)) * 1e6, 1)
+      95.0
+    """
+    per_array = jnp.exp(params["dispatch_log"]) / _CALL_DISPATCH_S
+    buffers = per_array * (inputs * CALL_INPUT_S + outputs * CALL_OUTPUT_S)
+    return jnp.exp(params["wake_log"]) * wake_share + buffers

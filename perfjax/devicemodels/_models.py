@@ -132,8 +132,9 @@ PRIORS: dict[str, dict[str, Any]] = {
         launch_scale=dict(gemm=0.6, conv=4.0, elementwise=0.25, reduce=0.25),
         cache_sharpness=4.0,
         fill=1.0,
-        # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add).
-        dispatch_s=5e-6,
+        # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add),
+        # ~1 us of it handing over its input and output (_cpu.CALL_INPUT_S, CALL_OUTPUT_S).
+        dispatch_s=4e-6,
         # M or N tile at which a GEMM reaches half its efficiency (AVX2 micro-kernels block 4-8
         # rows; below the minimum tile of 8 the padding already charges the waste).
         mn_half=2.0,
@@ -547,13 +548,26 @@ def dispatch_time(params) -> jax.Array:
     return jnp.exp(params["dispatch_log"])
 
 
-def program_overhead(params, share: jax.Array, family: str) -> jax.Array:
+def program_overhead(
+    params, share: jax.Array, family: str, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0
+) -> jax.Array:
     """Once-per-call cost of a program: dispatch, and on CPUs ``share`` (0..1, from
-    :func:`wake_share`) of the thread pool's wake-up."""
+    :func:`wake_share`) of the thread pool's wake-up and the cost of handing over its
+    ``inputs`` and ``outputs`` (:func:`call_arrays`)."""
     out = dispatch_time(params)
     if family == "cpu":
-        out = out + _cpu.program_overhead(params, share)
+        out = out + _cpu.program_overhead(params, share, inputs, outputs)
     return out
+
+
+def call_arrays(k) -> tuple[jax.Array, jax.Array]:
+    """The arrays a program takes and returns (its kernels' ``program_inputs`` and
+    ``program_outputs``; 0 where the features are absent)."""
+    zero = jnp.zeros_like(k["executions"])
+    return (
+        jnp.max(k.get("program_inputs", zero), initial=0.0),
+        jnp.max(k.get("program_outputs", zero), initial=0.0),
+    )
 
 
 def waking_pool_use(k, out: KernelTimes) -> jax.Array:
@@ -584,7 +598,7 @@ def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Ar
     out = kernel_times(k, dev, params, res, family)
     used = jnp.max(waking_pool_use(k, out), initial=0.0)
     share = wake_share(used, jnp.sum(executed_matrix_flops(k)), family)
-    return out, program_overhead(params, share, family)
+    return out, program_overhead(params, share, family, *call_arrays(k))
 
 
 def total_time(k, dev, params, res, family: str) -> jax.Array:

@@ -499,6 +499,10 @@ class Kernels:
     input_bytes: np.ndarray = _feature()
     #: Total bytes of the program's inputs (the same on every kernel of a program).
     program_input_bytes: np.ndarray = _feature()
+    #: Arrays the program takes and returns (the same on every kernel of a program): a call
+    #: checks and hands over each one (``CALL_INPUT_S``, ``CALL_OUTPUT_S`` on a CPU).
+    program_inputs: np.ndarray = _feature()
+    program_outputs: np.ndarray = _feature()
     executions: np.ndarray = _feature()
     #: Independent pieces of work the kernel can be split into across cores (1: one core,
     #: whatever the device has; see the module notes). ``UNBOUNDED`` where tiles decide.
@@ -1358,14 +1362,18 @@ class _Fusion:
         unfused_bytes = float(
             sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i])
         )
-        features = {name: arr(name) for name in Kernels.features() if name != "program_input_bytes"}
+        per_program = ("program_input_bytes", "program_inputs", "program_outputs")
+        features = {name: arr(name) for name in Kernels.features() if name not in per_program}
+        n = len(rows["names"])
         return Kernels(
             policy=self.policy.name,
             names=tuple(rows["names"]),
             ops=tuple(rows["ops"]),
             requests=tuple(rows["requests"]),
             **{**features, "kind": arr("kind", np.int32)},
-            program_input_bytes=np.full(len(rows["names"]), float(self.graph.input_bytes)),
+            program_input_bytes=np.full(n, float(self.graph.input_bytes)),
+            program_inputs=np.full(n, float(len(self.graph.in_types))),
+            program_outputs=np.full(n, float(len(self.graph.out_types))),
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )

@@ -167,7 +167,8 @@ class Prediction:
     flops: float = 0.0
     bytes: float = 0.0
     #: Fixed cost of calling the program once: dispatch, and on CPUs the thread pool's wake-up
-    #: (part of ``time_s``, not of any kernel).
+    #: and the handing over of its input and output arrays (part of ``time_s``, not of any
+    #: kernel).
     dispatch_s: float = 0.0
     #: The calibration used (its name; "... (with <device>'s own factors)" where it was fitted on
     #: this device and applies that device's time factors); ``None``: published specs and priors.

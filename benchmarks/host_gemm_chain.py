@@ -1,0 +1,82 @@
+"""Chains of GEMMs the thread pool splits: what a call costs once, and what each GEMM adds.
+
+    python benchmarks/host_gemm_chain.py        # ~1 min on 2 cores
+
+``x = tanh(x @ w)`` repeated K = 1, 2, 4, 8 times (fp32; two weights used in turn) for row
+counts and widths whose GEMMs XLA:CPU's YNNPACK splits over the pool. A line fitted to time
+against K separates the call's fixed cost (intercept) from each step's (slope); perfjax's
+uncalibrated host prediction gets the same fit. A split loop or GEMM wakes the pool once per
+call and hands later work to awake threads: whether the model prices the wake-up and the
+per-kernel hand-off as the machine does shows in the intercept and the slope.
+
+Times are medians of 5 interleaved rounds of a plain ``jax.jit`` loop of at least 0.05 s.
+Writes benchmarks/results/host_gemm_chain.csv (``--out``: another name there).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
+
+import perfjax  # noqa: E402
+
+ROUNDS = 5
+STEPS = (1, 2, 4, 8)
+SHAPES = ((64, 256), (16, 512), (256, 128))
+
+
+def chain(steps: int):
+    def f(x, w0, w1):
+        for i in range(steps):
+            x = jnp.tanh(x @ (w0, w1)[i % 2])
+        return x
+
+    return f
+
+
+def line_us(steps, times_s) -> tuple[float, float]:
+    """(intercept, slope) in us of a least-squares line of time against the chain length."""
+    slope, intercept = np.polyfit(np.asarray(steps, float), np.asarray(times_s) * 1e6, 1)
+    return float(intercept), float(slope)
+
+
+def main() -> None:
+    name, command = out_option(__doc__, "host_gemm_chain.py", "host_gemm_chain.csv")
+    rng = np.random.default_rng(0)
+    cases = []
+    for m, n in SHAPES:
+        x = jnp.asarray(rng.standard_normal((m, n), np.float32) * 0.1)
+        ws = [jnp.asarray(rng.standard_normal((n, n), np.float32) * 0.05) for _ in range(2)]
+        for k in STEPS:
+            fn = chain(k)
+            f = jax.jit(fn)
+            jax.block_until_ready(f(x, *ws))
+            prior = perfjax.predict(fn, (x, *ws), device="host", calibration=False).time_s
+            cases.append((m, n, k, f, (x, *ws), prior))
+    medians = interleaved_medians(
+        [lambda c=c: time_loop(c[3], c[4], min_s=0.05) for c in cases], ROUNDS
+    )
+    what = f"fp32, tanh(x @ w) K times; medians of {ROUNDS} interleaved rounds"
+    with result_csv(name, command, what) as wr:
+        wr.writerow(["rows", "width", "steps", "measured_us", "predicted_us"])
+        for (m, n, k, _, _, prior), t in zip(cases, medians, strict=True):
+            wr.writerow([m, n, k, f"{t * 1e6:.1f}", f"{prior * 1e6:.1f}"])
+    print(f"{'shape':>10} {'fixed us (measured / predicted)':>32} {'per step us':>20}")
+    for m, n in SHAPES:
+        rows = [(c[2], t, c[5]) for c, t in zip(cases, medians, strict=True) if c[:2] == (m, n)]
+        k, t, p = zip(*rows, strict=True)
+        (ti, ts), (pi, ps) = line_us(k, t), line_us(k, p)
+        print(f"{m:>4}x{n:<5} {ti:15.1f} / {pi:<14.1f} {ts:9.1f} / {ps:<9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -134,9 +134,10 @@ _CALL_WAKE_SHARE = 0.3
 #: parameters and a training step's results are dozens to hundreds of arrays: ~20-200 us a call.
 CALL_INPUT_S = 0.4e-6
 CALL_OUTPUT_S = 0.55e-6
-#: The call's dispatch these were measured beside (the prior's ``dispatch_s``): a calibration's
-#: dispatch scales them.
-_CALL_DISPATCH_S = 4e-6
+#: One call's dispatch beside them, the CPU prior's ``dispatch_s`` (a 16-float add's call is
+#: ~7 us here with its input and output, benchmarks/run_overhead.py): a calibration's dispatch
+#: scales CALL_INPUT_S and CALL_OUTPUT_S by its ratio to this.
+DISPATCH_S = 4e-6
 
 
 def packing_time(
@@ -395,6 +396,6 @@ def program_overhead(
       >>> round(float(program_overhead(p, 0.0, 100.0, 100.0)) * 1e6, 1)
       95.0
     """
-    per_array = jnp.exp(params["dispatch_log"]) / _CALL_DISPATCH_S
+    per_array = jnp.exp(params["dispatch_log"]) / DISPATCH_S
     buffers = per_array * (inputs * CALL_INPUT_S + outputs * CALL_OUTPUT_S)
     return jnp.exp(params["wake_log"]) * wake_share + buffers

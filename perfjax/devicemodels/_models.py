@@ -134,7 +134,7 @@ PRIORS: dict[str, dict[str, Any]] = {
         fill=1.0,
         # One XLA:CPU executable call costs ~7 us here (benchmarks/run_overhead.py, 16-float add),
         # ~1 us of it handing over its input and output (_cpu.CALL_INPUT_S, CALL_OUTPUT_S).
-        dispatch_s=4e-6,
+        dispatch_s=_cpu.DISPATCH_S,
         # M or N tile at which a GEMM reaches half its efficiency (AVX2 micro-kernels block 4-8
         # rows; below the minimum tile of 8 the padding already charges the waste).
         mn_half=2.0,

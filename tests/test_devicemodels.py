@@ -747,7 +747,9 @@ def test_cpu_bf16_sums_are_priced_as_measured():
 def test_cpu_bf16_sgd_steps_are_priced_as_measured():
     """benchmarks/results/host_bf16_sgd_epyc.csv: one bf16 layer's SGD step (its weight
     gradient read transposed by the update) took a median 1.8x the fp32 step; the uncalibrated
-    predictions are within 2x of each, and at the median within 25% for weights below 1 MiB."""
+    predictions are within 2x of each, and at the median within 25% for weights below 1 MiB
+    (fp32), 20-25% high (bf16: its small GEMMs at 4 and 16 rows are priced split over the pool
+    as fp32's are)."""
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
@@ -760,25 +762,29 @@ def test_cpu_bf16_sgd_steps_are_priced_as_measured():
         for r in rows
         if r["dtype"] == "float32"
     }
-    small, slower = [], []
-    for r in (r for r in rows if r["dtype"] == "bfloat16"):
+    small, small_fp32, slower = [], [], []
+    for r in rows:
         b, k, n = int(r["batch"]), int(r["k"]), int(r["n"])
         measured = float(r["measured_ms"]) / 1e3
-        slower.append(measured * 1e3 / fp32[(r["batch"], r["k"], r["n"])])
-        args = (S((k, n), jnp.bfloat16), S((b, k), jnp.bfloat16))
+        dtype = jnp.bfloat16 if r["dtype"] == "bfloat16" else jnp.float32
+        args = (S((k, n), dtype), S((b, k), dtype))
         ratio = measured / perfjax.predict(step, args, device="host", calibration=False).time_s
         assert 0.5 < ratio < 2.0, (r, ratio)
+        if dtype == jnp.bfloat16:
+            slower.append(measured * 1e3 / fp32[(r["batch"], r["k"], r["n"])])
         if k * n * 2 < 1 << 20:
-            small.append(ratio)
-    assert len(small) >= 12 and 0.8 < float(np.median(small)) < 1.25, small
+            (small if dtype == jnp.bfloat16 else small_fp32).append(ratio)
+    assert len(small) >= 12 and 0.75 < float(np.median(small)) < 1.25, small
+    assert len(small_fp32) >= 12 and 0.8 < float(np.median(small_fp32)) < 1.25, small_fp32
     assert float(np.median(slower)) > 1.4, slower
 
 
-def test_only_split_loops_wake_the_thread_pool():
+def test_split_loops_and_gemms_wake_the_thread_pool_not_matrix_vector_products():
     """benchmarks/results/host_gemm_wake_epyc.csv: across its split a loop jumped by tens of
     microseconds (the pool's wake-up), a matrix-vector product by under 5; the model charges the
-    split's wake-up (``Prediction.dispatch_s`` above the call's) to the loop alone, and its
-    predicted step across the matrix-vector split is a small share of the loop's."""
+    split's wake-up (``Prediction.dispatch_s`` above the call's) to the loop and not to the
+    matrix-vector product, whose predicted step across its split is a small share of the loop's.
+    A GEMM split over the pool wakes it as the loop does (host_gemm_split_shapes_epyc.csv)."""
     rows = _result_rows("host_gemm_wake_epyc.csv")
     at = {(r["kind"], int(r["m"]), int(r["n"])): r for r in rows}
 
@@ -801,6 +807,40 @@ def test_only_split_loops_wake_the_thread_pool():
     # The matrix-vector product (2 MFLOP) pays only the call's smaller share
     # (host_call_wake_epyc.csv).
     assert call_s < matvec.dispatch_s < call_s + 0.5 * (loop.dispatch_s - call_s)
+    gemm = perfjax.predict(lambda x, w: x @ w, (S((4, 128), jnp.float32), S((128, 784),
+                           jnp.float32)), device="host", calibration=False)  # fmt: skip
+    assert gemm.dispatch_s == pytest.approx(loop.dispatch_s, rel=0.05)
+
+
+def test_cpu_gemms_split_over_the_pool_by_their_flops_bytes_and_output_tiles_as_measured():
+    """benchmarks/results/host_gemm_split_shapes_epyc.csv: 66 fp32 GEMMs of 2-2048 rows and
+    0.26-13 MFLOP, timed free and pinned to one core. Where the library splits a GEMM of a few
+    rows over the pool the call takes 2-4x its one-core time (the pool's wake-up); a GEMM of
+    2 rows and 784 x 128 weights is not split where 128 x 784 weights are. The model's
+    uncalibrated predictions are within 1.5x of the free time for 80%+ of the cases, its median
+    ratio within 15% of 1 (splitting GEMMs by the larger of their FLOPs and bytes, with no
+    wake-up: 53%, 0.68), and it splits exactly the 2-4-row GEMMs measured 2x+ their one-core
+    time, of those under 1.2x."""
+    from perfjax.devicemodels._cpu import pool_use
+
+    params = default_params("cpu")
+    ratios, agree, clear = [], 0, 0
+    for r in _result_rows("host_gemm_split_shapes_epyc.csv"):
+        m, k, n = int(r["m"]), int(r["k"]), int(r["n"])
+        x = (S((m, k), f32), S((k, n), f32))
+        pred = perfjax.predict(lambda a, b: a @ b, x, device="host", calibration=False)
+        ratios.append(pred.time_s * 1e6 / float(r["free_us"]))
+        measured = float(r["free_over_one_core"])
+        if m <= 4 and (measured > 2.0 or measured < 1.2):
+            arrays = fuse(perfjax.analyze(lambda a, b: a @ b, x), "cpu").arrays()
+            use = float(jnp.max(pool_use(jax.tree.map(jnp.asarray, arrays), params)))
+            clear += 1
+            agree += (use > 0.5) == (measured > 2.0)
+    log_ratios = np.log(ratios)
+    assert len(ratios) == 66
+    assert np.mean(np.abs(log_ratios) < math.log(1.5)) >= 0.8
+    assert abs(float(np.exp(np.median(log_ratios))) - 1.0) < 0.15
+    assert clear >= 20 and agree / clear >= 0.85, (agree, clear)
 
 
 def test_a_call_pays_part_of_the_wake_up_for_its_matrix_flops():
@@ -1101,7 +1141,9 @@ def test_cpu_outputs_from_32_mib_pay_first_touch_unless_they_reuse_a_donated_inp
 
 def test_cpu_gemms_pack_their_weights_only_from_a_micro_kernels_8_rows():
     """XLA:CPU's GEMM reads the weights as they are below 8 rows (M = 1, 2, 4 take about the
-    time of streaming them: benchmarks/results/host_gemm_rows.csv) and packs them from 8 on."""
+    time of streaming them: benchmarks/results/host_gemm_rows.csv) and packs them from 8 on.
+    M = 2 and 4 pay the pool's wake-up beside (a GEMM split over it), M = 1 (a matrix-vector
+    product) does not: 1.1-1.2x the M = 1 time, where 8 rows take 1.5x+ that of 4."""
     spec, params = perfjax.devicemodels.device("host"), default_params("cpu")
 
     def time_s(m, kn=2048):
@@ -1110,7 +1152,7 @@ def test_cpu_gemms_pack_their_weights_only_from_a_micro_kernels_8_rows():
         return float(total_time(arrays, pack(spec), params, resolve(k, spec).arrays(), "cpu"))
 
     t1, t2, t4, t8 = (time_s(m) for m in (1, 2, 4, 8))
-    assert t2 == pytest.approx(t1, rel=0.05) and t4 == pytest.approx(t1, rel=0.05)
+    assert t1 < t2 < 1.2 * t1 and t4 == pytest.approx(t2, rel=0.05)
     assert t8 > 1.5 * t4
 
 

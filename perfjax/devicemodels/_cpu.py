@@ -103,6 +103,18 @@ _REDUCE_SPLIT_SCALE = 3.5
 #: products jump between 625 and 791 KB of weights, a loop at ~450 KB moved (1/1.5);
 #: benchmarks/host_gemm_split.py.
 _MATVEC_SPLIT_SCALE = 0.65
+#: A GEMM of 2-7 rows (weights streamed, see ``_MIN_ROWS``) is split over the pool by its
+#: FLOPs per ``_FLOPS_PER_TASK_ELEMENT`` plus its bytes per ``_BYTES_PER_TASK_ELEMENT``, the two
+#: added (4-row GEMMs step at ~36-52 K of that sum whatever their K and N; by the larger alone
+#: they would split at 1.5-2x the weights they do), and only one of at least
+#: ``_GEMM_SPLIT_TILES`` tiles of ``_GEMM_TILE_COLUMNS`` output columns, its work scaled down
+#: below: 2 x 784 x 128 is not split where 2 x 128 x 784 (the same FLOPs and bytes) is, nor
+#: 2 x 2048 x 64 where 2 x 512 x 256 is, on a 2-core EPYC
+#: (benchmarks/results/host_gemm_split_shapes_epyc.csv). GEMMs of 8 rows and more split by the
+#: larger of the two (K = 2-8 GEMMs step with a loop's bytes written on a Xeon: the sum would
+#: split them at 0.6x those; host_gemm_split.csv).
+_GEMM_TILE_COLUMNS = 64.0
+_GEMM_SPLIT_TILES = 3.0
 #: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).
 _LINE_BYTES = 64.0
 #: Cycles (of the spec's clock) per element a weight gradient's generic dot reads across rows
@@ -199,7 +211,9 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     one) or, like loops, by the bytes they move, whichever splits first: a GEMM of small K is
     a pass over its output (K = 1, 2, 4 and 8 jump with a loop at 400-500 KB written), a
     matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
-    (benchmarks/host_gemm_split.py); one-core kernels never are split. A reduction splits by
+    (benchmarks/host_gemm_split.py); a GEMM of 2-7 rows by its FLOPs and bytes added, from
+    three 64-column output tiles on (host_gemm_split_shapes.py); one-core kernels never are
+    split. A reduction splits by
     the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py). A copy call
     (Kernels.parallel_units 1: FusionPolicy.serial_copies) is never split."""
     is_matrix = k["matrix_flops"] > 0
@@ -219,11 +233,18 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     gemm_bytes_work = jnp.where(
         k["kind"] == GEMM, bytes_work * jnp.where(matvec, _MATVEC_SPLIT_SCALE, 1.0), 0.0
     )
-    work = jnp.where(
-        is_matrix,
-        jnp.maximum(k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT, gemm_bytes_work),
-        loop_work,
+    # A GEMM of a few rows (its weights streamed) costs its arithmetic and its bytes together,
+    # and the library splits it only from a few output tiles on
+    # (benchmarks/host_gemm_split_shapes.py).
+    flops_work = k["matrix_flops"] / _FLOPS_PER_TASK_ELEMENT
+    tiles = jnp.ceil(k["gemm_n"] / _GEMM_TILE_COLUMNS) * jnp.maximum(k["gemm_b"], 1.0)
+    few_rows = (k["kind"] == GEMM) & ~matvec & (k["gemm_m"] < _MIN_TILE)
+    matrix_work = jnp.where(
+        few_rows,
+        (flops_work + gemm_bytes_work) * jnp.minimum(1.0, tiles / _GEMM_SPLIT_TILES),
+        jnp.maximum(flops_work, gemm_bytes_work),
     )
+    work = jnp.where(is_matrix, matrix_work, loop_work)
     use = jax.nn.sigmoid(
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
     )
@@ -357,14 +378,17 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
 
 
 def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
-    """Share (0..1) of each kernel's split that wakes the thread pool: a loop's. A GEMM or a
-    convolution split over the pool (a library kernel handing out its own tasks) pays its
-    hand-off (``fork_log``) there, not the loop's wake-up: its call already pays a share of it
-    from ~140 KFLOP on (:func:`call_wake_share`). On a 2-core EPYC a matrix-vector product took
-    24.8 and 25.1 us on either side of its split (642 and 812 KB of weights), a 64-row GEMM
-    25 -> 40 us across it, where a loop jumped by 28 us (49152 -> 65536 floats;
-    benchmarks/results/host_gemm_wake_epyc.csv)."""
-    return jnp.where(k["matrix_flops"] > 0, 0.0, use)
+    """Share (0..1) of each kernel's split that wakes the thread pool: a loop's and a GEMM's.
+    A matrix-vector product or a convolution split over the pool pays its hand-off
+    (``fork_log``) there, not the wake-up: its call already pays a share of it from ~140 KFLOP
+    on (:func:`call_wake_share`). On a 2-core EPYC a matrix-vector product took 24.8 and 25.1
+    us on either side of its split (642 and 812 KB of weights), where a loop jumped by 28 us
+    (49152 -> 65536 floats; benchmarks/results/host_gemm_wake_epyc.csv); a GEMM split over
+    the pool took a median 46 us more than on one core at 2-4 rows, 18-20 us at 16-256 rows
+    and 43 us at 2048 (benchmarks/results/host_gemm_split_shapes_epyc.csv)."""
+    matvec = (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
+    library = (k["matrix_flops"] > 0) & ((k["kind"] != GEMM) | matvec)
+    return jnp.where(library, 0.0, use)
 
 
 def call_wake_share(matrix_flops: jax.Array) -> jax.Array:

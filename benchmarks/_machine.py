@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,6 +90,33 @@ def interleaved_medians(timers, rounds: int) -> list[float]:
         for i in range(len(timers)) if r % 2 == 0 else reversed(range(len(timers))):
             times[i].append(timers[i]())
     return [statistics.median(ts) for ts in times]
+
+
+def print_matmul_medians(shapes, rounds: int) -> None:
+    """Time ``a @ b`` (fp32) for every (M, K, N) in ``shapes`` with a plain ``jax.jit`` loop,
+    ``rounds`` interleaved rounds, and print the medians (seconds) as a JSON list: the child
+    process of :func:`free_and_one_core`."""
+    timers = []
+    for m, k, n in shapes:
+        a, b = jax.numpy.full((m, k), 0.01), jax.numpy.full((k, n), 0.01)
+        f = jax.jit(lambda a, b: a @ b)
+        jax.block_until_ready(f(a, b))
+        timers.append(lambda f=f, a=a, b=b: time_loop(f, (a, b)))
+    print(json.dumps(interleaved_medians(timers, rounds)))
+
+
+def free_and_one_core(script: str) -> tuple[list[float], list[float]]:
+    """Run ``script --child`` in two fresh processes, one free to use every core and one pinned
+    to core 0 with ``taskset`` (XLA:CPU's pool then has one core), each printing a JSON list of
+    seconds; return both lists. Linux only: a clear error where ``taskset`` is missing."""
+    if shutil.which("taskset") is None:
+        raise SystemExit(f"{Path(script).name} needs `taskset` (util-linux) to pin one core.")
+    child = [sys.executable, script, "--child"]
+    runs = []
+    for prefix in ([], ["taskset", "-c", "0"]):
+        done = subprocess.run([*prefix, *child], check=True, capture_output=True, text=True)
+        runs.append(json.loads(done.stdout))
+    return runs[0], runs[1]
 
 
 def write_header(fh, command: str, what: str) -> None:

@@ -20,10 +20,7 @@ Writes benchmarks/results/host_gemm_split_shapes.csv (``--out``: another name th
 
 from __future__ import annotations
 
-import json
 import pathlib
-import shutil
-import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -51,36 +48,16 @@ def cases() -> list[tuple[int, int, int]]:
     return out
 
 
-def _measure() -> None:
-    """In a child process: time every case, print the medians (seconds) as JSON."""
-    import jax
-    import jax.numpy as jnp
-    from _machine import interleaved_medians, time_loop
-
-    timers = []
-    for m, k, n in cases():
-        a, b = jnp.full((m, k), 0.01), jnp.full((k, n), 0.01)
-        f = jax.jit(lambda a, b: a @ b)
-        jax.block_until_ready(f(a, b))
-        timers.append(lambda f=f, a=a, b=b: time_loop(f, (a, b)))
-    print(json.dumps(interleaved_medians(timers, ROUNDS)))
-
-
 def main() -> None:
-    if sys.argv[1:] == ["--child"]:
-        _measure()
+    if sys.argv[1:] == ["--child"]:  # time every case, print the medians
+        from _machine import print_matmul_medians
+
+        print_matmul_medians(cases(), ROUNDS)
         return
-    from _machine import out_option, result_csv
+    from _machine import free_and_one_core, out_option, result_csv
 
     out, command = out_option(__doc__, "host_gemm_split_shapes.py", "host_gemm_split_shapes.csv")
-    if shutil.which("taskset") is None:
-        raise SystemExit("host_gemm_split_shapes.py needs `taskset` (util-linux) to pin one core.")
-    child = [sys.executable, __file__, "--child"]
-    free = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
-    pinned_run = ["taskset", "-c", "0", *child]
-    pinned = json.loads(
-        subprocess.run(pinned_run, check=True, capture_output=True, text=True).stdout
-    )
+    free, pinned = free_and_one_core(__file__)
     import jax
     import jax.numpy as jnp
 

@@ -205,6 +205,11 @@ def scratch_time(
                      working_set=jnp.maximum(scratch, 1.0))  # fmt: skip
 
 
+def _matrix_vector(k: Arrays) -> jax.Array:
+    """Whether each kernel's GEMM has one row or one column (a matrix-vector product)."""
+    return (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
+
+
 def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     """Share (0..1) of each kernel split into tasks over the thread pool. GEMMs are split by
     their arithmetic (a 16 x 784 x 128 matmul already is: 1.5x faster on two cores than on
@@ -213,8 +218,8 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
     (benchmarks/host_gemm_split.py); a GEMM of 2-7 rows by its FLOPs and bytes added, from
     three 64-column output tiles on (host_gemm_split_shapes.py); one-core kernels never are
-    split. A reduction splits by
-    the bytes it reads (benchmarks/host_reduce_split.py, host_norm_split.py). A copy call
+    split. A reduction splits by the bytes it reads (benchmarks/host_reduce_split.py,
+    host_norm_split.py). A copy call
     (Kernels.parallel_units 1: FusionPolicy.serial_copies) is never split."""
     is_matrix = k["matrix_flops"] > 0
     moved = k["bytes_read"] + k["bytes_written"]
@@ -229,7 +234,7 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
         k["transcendentals"] > 0, bytes_work * _REDUCE_SPLIT_SCALE, split_by_reads
     )
     loop_work = jnp.where(k["kind"] == REDUCE, reduce_work, bytes_work)
-    matvec = (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
+    matvec = _matrix_vector(k)
     gemm_bytes_work = jnp.where(
         k["kind"] == GEMM, bytes_work * jnp.where(matvec, _MATVEC_SPLIT_SCALE, 1.0), 0.0
     )
@@ -386,8 +391,7 @@ def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
     (49152 -> 65536 floats; benchmarks/results/host_gemm_wake_epyc.csv); a GEMM split over
     the pool took a median 46 us more than on one core at 2-4 rows, 18-20 us at 16-256 rows
     and 43 us at 2048 (benchmarks/results/host_gemm_split_shapes_epyc.csv)."""
-    matvec = (k["gemm_m"] < 1.5) | (k["gemm_n"] < 1.5)
-    library = (k["matrix_flops"] > 0) & ((k["kind"] != GEMM) | matvec)
+    library = (k["matrix_flops"] > 0) & ((k["kind"] != GEMM) | _matrix_vector(k))
     return jnp.where(library, 0.0, use)
 
 

@@ -1802,6 +1802,43 @@ def test_cpu_loops_split_over_the_pool_where_xla_assigns_them_tasks(name, fn, n)
     assert (use > 0.5) == split_by_xla, (name, n, use, split_by_xla)
 
 
+_BF16_LOOPS = {
+    "scale_add": (lambda x: x * 1.5 + 0.5, 1),
+    "sgd": (lambda w, g: w - 0.001 * g, 2),
+    "tanh": (jnp.tanh, 1),
+    "gelu": (jax.nn.gelu, 1),
+    "silu": (jax.nn.silu, 1),
+    "relu_add": (lambda x, y: jax.nn.relu(x + y), 2),
+}
+
+
+@pytest.mark.parametrize(
+    "name, n", list(itertools.product(_BF16_LOOPS, (1024, 2048, 4096, 8192, 16384)))
+)
+def test_cpu_bf16_loops_count_xlas_converts_and_split_where_xla_assigns_them_tasks(name, n):
+    """XLA:CPU runs bf16 arithmetic in fp32 with a convert in per operand and out per op; its
+    cost analysis counts them as FLOPs, so a bf16 loop of a few thousand elements has more
+    arithmetic than bytes and is split by its cost where its fp32 twin is not. perfjax's
+    ``vector_flops + converted_elements`` equal XLA's own FLOPs, and its split agrees with
+    ``outer_dimension_partitions`` in the compiled HLO."""
+    from perfjax.devicemodels._cpu import pool_use
+
+    fn, arity = _BF16_LOOPS[name]
+    args = tuple(S((n // 64, 64), jnp.bfloat16) for _ in range(arity))
+    compiled = jax.jit(fn).lower(*args).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    entry = compiled.as_text().split("ENTRY", 1)[1]
+    split_by_xla = '"outer_dimension_partitions":["2"]' in entry
+    k = fuse(perfjax.analyze(fn, args), "cpu")
+    assert len(k) == 1, name
+    assert float(k.vector_flops[0] + k.converted_elements[0]) == pytest.approx(cost["flops"])
+    use = float(pool_use(k.arrays(), default_params("cpu"))[0])
+    assert (use > 0.5) == split_by_xla, (name, n, use, split_by_xla)
+    fp32 = fuse(perfjax.analyze(fn, tuple(S(a.shape, f32) for a in args)), "cpu")
+    assert not fp32.converted_elements.any()
+
+
 def test_cpu_normalisations_split_over_the_pool_by_what_their_reductions_read():
     """Measured (benchmarks/results/host_norm_split_epyc.csv): a row sum, ``x - mean``, an RMS
     norm and a layer norm of 8 rows jump by the pool's wake-up at the same size, though the

@@ -254,11 +254,12 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
         _FORK_SHARPNESS * (jnp.log(jnp.maximum(work, 1.0)) - params["fork_elements_log"])
     )
     # A loop with more arithmetic than bytes is split by XLA:CPU's cost instead: FLOPs, twice
-    # the transcendentals and ten times the bytes, a task per 100000 of it.
-    cost = k["vector_flops"] + 2.0 * k["transcendentals"] + 10.0 * moved
-    compute_split = (
-        (k["kind"] == ELEMENTWISE) & (k["vector_flops"] > moved) & (cost >= 2 * _TASK_COST)
-    )
+    # the transcendentals and ten times the bytes, a task per 100000 of it. Its FLOPs count
+    # the converts around bf16 arithmetic (Kernels.converted_elements), as XLA's cost analysis
+    # does: a bf16 loop of 8192 elements is split where its fp32 twin is not.
+    flops = k["vector_flops"] + k.get("converted_elements", jnp.zeros_like(moved))
+    cost = flops + 2.0 * k["transcendentals"] + 10.0 * moved
+    compute_split = (k["kind"] == ELEMENTWISE) & (flops > moved) & (cost >= 2 * _TASK_COST)
     use = jnp.where(compute_split, 1.0, use)
     return jnp.where(k["parallel_units"] < 1.5, 0.0, use)
 

@@ -314,6 +314,13 @@ class FusionPolicy:
     #: ... where the minor dimension is among those reduced, an element weighs this share of a
     #: column sum's (the loop reads whole rows: 0.23-0.39 ns more per element on the EPYC).
     scalar_sum_minor_weight: float = 1.0
+    #: Dtypes whose elementwise arithmetic the compiler runs in fp32, converting each op's
+    #: tensor operands in and its result back (XLA:CPU's bf16 normalisation; fp16 it runs as
+    #: it is on an AMD EPYC, Zen 4: no converts in its compiled HLO): the
+    #: ``converted_elements`` feature counts those converts, which XLA's cost analysis counts
+    #: as FLOPs and its thread pool's split decision reads (a bf16 ``x * 1.5 + 0.5``: 3 FLOPs
+    #: per element for XLA, 1 before normalisation). Empty: none.
+    converted_dtypes: tuple[str, ...] = ()
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured by
@@ -371,6 +378,7 @@ POLICIES = {
         generic_dot_strided=(2048, 0.3),
         scalar_sum_dtypes=("bfloat16",),
         scalar_sum_minor_weight=0.15,
+        converted_dtypes=("bfloat16",),
     ),
     "none": FusionPolicy(
         "none", epilogue=False, reduce_inputs=False, loop_fusion=False, normalization=False
@@ -544,6 +552,9 @@ class Kernels:
     #: (:attr:`FusionPolicy.scalar_sum_dtypes`), those over the minor dimension weighed by
     #: :attr:`FusionPolicy.scalar_sum_minor_weight`.
     scalar_sum_elements: np.ndarray = _feature(default=True)
+    #: Elements converted to fp32 and back around a loop's low-precision arithmetic
+    #: (:attr:`FusionPolicy.converted_dtypes`): per op, its tensor operands and its result.
+    converted_elements: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -1179,6 +1190,32 @@ class _Fusion:
             total += float(self.ops[i].executions) / runs * float(f.get("in_elements", 0)) * weight
         return total
 
+    def _converted_elements(self, g: dict[str, Any]) -> float:
+        """Elements, per run of loop kernel ``g``, converted to fp32 and back around its
+        arithmetic in one of :attr:`FusionPolicy.converted_dtypes`: each op's tensor operands
+        (a broadcast one at its source's size: the convert comes before the broadcast) and its
+        result. Data movement, selects and explicit converts compute nothing: none."""
+        dtypes = self.policy.converted_dtypes
+        if not dtypes or g["kind"] in ("gemm", "conv"):
+            return 0.0
+        total, runs, seen = 0.0, float(g["executions"]) or 1.0, set()
+        for i in g["ops"]:
+            op = self.ops[i]
+            if (not op.results or op.results[0].dtype not in dtypes
+                    or not (op.flops or op.transcendentals)
+                    or _short(op) in ("select", "convert", "bitcast_convert")):  # fmt: skip
+                continue
+            count = float(op.results[0].size)
+            for s, t in zip(op.sources, op.operands, strict=False):
+                # A value read by several ops is converted once (XLA's CSE).
+                bases = [b for b in self.bases(s) if b != -1 and b not in seen]
+                if t.dtype in dtypes and bases:
+                    seen.update(bases)
+                    source = sum(self.value_bytes(b) for b in bases) / (t.bits / 8 or 1.0)
+                    count += min(float(t.size), source)
+            total += float(op.executions) / runs * count
+        return total
+
     def _strided_elements(self, g: dict[str, Any]) -> float:
         """Elements the loop kernel ``g`` reads through minor-moving transposes of operands of
         at least :attr:`FusionPolicy.strided_min_bytes`, and of a smaller bf16 dot's result
@@ -1311,6 +1348,7 @@ class _Fusion:
         else:
             strided = 0.0
         scalar_sums = self._scalar_sum_elements(g)
+        converted = self._converted_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
         # Convolutions XLA:CPU hands to Eigen's generic convolution: over a dilated input (a
@@ -1334,7 +1372,7 @@ class _Fusion:
             matrix_flops=mflops, vector_flops=vflops, transcendentals=trans,
             transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
             fresh_scratch_bytes=fresh_scratch,
-            strided_elements=strided, scalar_sum_elements=scalar_sums,
+            strided_elements=strided, scalar_sum_elements=scalar_sums, converted_elements=converted,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),

@@ -779,6 +779,52 @@ def test_cpu_bf16_sgd_steps_are_priced_as_measured():
     assert float(np.median(slower)) > 1.4, slower
 
 
+@pytest.mark.parametrize(
+    "fn, shapes, generic",
+    [
+        (lambda x, dy: lax.dot_general(x, dy, (((0,), (0,)), ((), ()))), ((16, 128), (16, 256)), True),
+        (lambda x, dy: lax.dot_general(x, dy, (((0,), (0,)), ((), ()))), ((4, 784), (4, 64)), True),
+        (lambda x, w: x @ w, ((16, 128), (128, 256)), False),
+        (lambda dy, w: dy @ w.T, ((16, 256), (128, 256)), False),
+        (lambda x, dy: jnp.einsum("btd,btf->df", x, dy), ((2, 16, 64), (2, 16, 128)), False),
+        (lambda a, b: jnp.einsum("bij,bjk->bik", a, b), ((4, 32, 64), (4, 64, 32)), False),
+    ],
+    ids=["wgrad", "wgrad-k4", "forward", "input-grad", "wgrad-3d", "batched"],
+)  # fmt: skip
+def test_cpu_generic_dots_are_the_ones_xla_runs_as_a_plain_dot(fn, shapes, generic):
+    """``Kernels.generic_dot`` marks the GEMMs XLA:CPU runs as its generic ``dot`` (Eigen's
+    contraction, a plain ``dot`` in the compiled HLO) instead of a YNNPACK fusion: a 2-D weight
+    gradient, not a forward or input-gradient product, a 3-D one or a batched GEMM."""
+    entry = _xla_cpu_entry(fn, *shapes)
+    assert (re.search(r" dot\(", entry) is not None and "__ynn_fusion" not in entry) == generic
+    k = _cpu_kernels(fn, *shapes)
+    gemms = [i for i, kind in enumerate(k.kind) if KINDS[kind] == "gemm"]
+    assert gemms and all(bool(k.generic_dot[i]) == generic for i in gemms)
+
+
+def test_cpu_generic_dots_split_over_the_pool_where_measured():
+    """benchmarks/results/host_generic_dot_split_epyc.csv: weight gradients (K = 2-64, 64 x 64
+    to 512 x 512) through XLA:CPU's generic dot run in 7-10 us unsplit and 17-25 us once split
+    over the pool, from 65536 multiply-adds (131072 at K = 2), far below the library GEMM's
+    split. The model's split decision agrees for all but one of the cases up to 262144
+    multiply-adds (it splits K = 2, 128 x 256 early); the library GEMM's rule missed every split
+    one."""
+    from perfjax.devicemodels._cpu import pool_use
+
+    params, right, split_cases = default_params("cpu"), 0, 0
+    rows = [r for r in _result_rows("host_generic_dot_split_epyc.csv") if int(r["macs"]) <= 262144]
+    for r in rows:
+        k, m, n = int(r["k"]), int(r["m"]), int(r["n"])
+        kernels = _cpu_kernels(lambda x, dy: lax.dot_general(x, dy, (((0,), (0,)), ((), ()))),
+                               (k, m), (k, n))  # fmt: skip
+        assert kernels.generic_dot.all()
+        split = float(max(pool_use(kernels.arrays(), params))) > 0.5
+        measured = float(r["free_us"]) > 15.0
+        right += split == measured
+        split_cases += measured
+    assert split_cases >= 8 and right >= len(rows) - 1, (right, len(rows))
+
+
 def test_split_loops_and_gemms_wake_the_thread_pool_not_matrix_vector_products():
     """benchmarks/results/host_gemm_wake_epyc.csv: across its split a loop jumped by tens of
     microseconds (the pool's wake-up), a matrix-vector product by under 5; the model charges the
@@ -1246,8 +1292,9 @@ def test_cpu_model_prices_the_weight_gradient_layout_as_xla_cpu_runs_it():
         t_nn = perfjax.predict(lambda x, w: x @ w, (S((m, k), f32), S((k, n), f32)),
                                device="xeon-8480").time_s  # fmt: skip
         t_tn = perfjax.predict(tn, (S((k, m), f32), S((k, n), f32)), device="xeon-8480").time_s
-        assert t_tn >= t_nn * 0.999, (m, k, n)
         model.append(t_tn / t_nn)
+    # Per shape the two differ both ways (measured 0.70-1.75x); the model's generic dot splits by
+    # its own rule and pays the pool's hand-off, not its wake-up, so it may be the cheaper one.
     assert 0.8 < float(np.median(model)) < 1.25, np.median(model)
 
     def compiled(f, *shapes):

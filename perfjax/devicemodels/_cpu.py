@@ -115,6 +115,13 @@ _MATVEC_SPLIT_SCALE = 0.65
 #: split them at 0.6x those; host_gemm_split.csv).
 _GEMM_TILE_COLUMNS = 64.0
 _GEMM_SPLIT_TILES = 3.0
+#: A generic dot's FLOPs per loop element when it decides whether to split (XLA:CPU's generic
+#: ``dot``, Eigen's contraction, runs a weight gradient ``xᵀ·dy``; ``Kernels.generic_dot``): on
+#: a 2-core EPYC it splits from 65536 multiply-adds (K = 4-64, 64 x 128 to 512 x 512 layers),
+#: 131072 at K = 2, where the library's GEMM rule (``_FLOPS_PER_TASK_ELEMENT``) splits from
+#: ~600000; a split costs the pool's wake-up (7-10 us -> 17-25 us on two cores)
+#: (benchmarks/results/host_generic_dot_split_epyc.csv).
+_GENERIC_DOT_FLOPS_PER_TASK_ELEMENT = 3.0
 #: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).
 _LINE_BYTES = 64.0
 #: Cycles (of the spec's clock) per element a weight gradient's generic dot reads across rows
@@ -217,8 +224,9 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     a pass over its output (K = 1, 2, 4 and 8 jump with a loop at 400-500 KB written), a
     matrix-vector product a pass over its weights, split at about 1.5x a loop's bytes
     (benchmarks/host_gemm_split.py); a GEMM of 2-7 rows by its FLOPs and bytes added, from
-    three 64-column output tiles on (host_gemm_split_shapes.py); one-core kernels never are
-    split. A reduction splits by the bytes it reads (benchmarks/host_reduce_split.py,
+    three 64-column output tiles on (host_gemm_split_shapes.py); a weight gradient XLA:CPU runs
+    as its generic dot by its FLOPs, from ~130 KFLOP (host_generic_dot_split.py); one-core
+    kernels never are split. A reduction splits by the bytes it reads (benchmarks/host_reduce_split.py,
     host_norm_split.py). A copy call
     (Kernels.parallel_units 1: FusionPolicy.serial_copies) is never split."""
     is_matrix = k["matrix_flops"] > 0
@@ -248,6 +256,10 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
         few_rows,
         (flops_work + gemm_bytes_work) * jnp.minimum(1.0, tiles / _GEMM_SPLIT_TILES),
         jnp.maximum(flops_work, gemm_bytes_work),
+    )
+    generic = (k.get("generic_dot", jnp.zeros_like(moved)) > 0.5) & ~matvec
+    matrix_work = jnp.where(
+        generic, k["matrix_flops"] / _GENERIC_DOT_FLOPS_PER_TASK_ELEMENT, matrix_work
     )
     work = jnp.where(is_matrix, matrix_work, loop_work)
     use = jax.nn.sigmoid(
@@ -391,8 +403,11 @@ def waking_pool_use(k: Arrays, use: jax.Array) -> jax.Array:
     us on either side of its split (642 and 812 KB of weights), where a loop jumped by 28 us
     (49152 -> 65536 floats; benchmarks/results/host_gemm_wake_epyc.csv); a GEMM split over
     the pool took a median 46 us more than on one core at 2-4 rows, 18-20 us at 16-256 rows
-    and 43 us at 2048 (benchmarks/results/host_gemm_split_shapes_epyc.csv)."""
-    library = (k["matrix_flops"] > 0) & ((k["kind"] != GEMM) | _matrix_vector(k))
+    and 43 us at 2048 (benchmarks/results/host_gemm_split_shapes_epyc.csv). A weight gradient
+    XLA:CPU's generic dot splits (Eigen's contraction) pays the hand-off alone too: 7-10 us
+    unsplit, 17-25 us split (host_generic_dot_split_epyc.csv)."""
+    generic = k.get("generic_dot", jnp.zeros_like(use)) > 0.5
+    library = (k["matrix_flops"] > 0) & ((k["kind"] != GEMM) | _matrix_vector(k) | generic)
     return jnp.where(library, 0.0, use)
 
 

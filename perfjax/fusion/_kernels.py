@@ -555,6 +555,9 @@ class Kernels:
     #: Elements converted to fp32 and back around a loop's low-precision arithmetic
     #: (:attr:`FusionPolicy.converted_dtypes`): per op, its tensor operands and its result.
     converted_elements: np.ndarray = _feature(default=True)
+    #: 1 where XLA:CPU runs a GEMM as its generic ``dot`` (Eigen's contraction: a weight
+    #: gradient), which splits over the thread pool by its own cost, not the library GEMM's.
+    generic_dot: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -1250,6 +1253,23 @@ class _Fusion:
             total += weight * float(op.executions) * float(op.results[0].size)
         return total
 
+    def _generic_dot(self, g: dict[str, Any], b_: float) -> bool:
+        """Whether XLA:CPU runs GEMM kernel ``g`` as its generic ``dot`` (Eigen's contraction,
+        a plain ``dot`` in the compiled HLO) rather than a YNNPACK fusion: a 2-D GEMM contracting
+        both operands over their major dimension (a weight gradient, ``xᵀ·dy``), on a policy with
+        :attr:`FusionPolicy.generic_dot_strided`."""
+        anchor = self.ops[g["anchor"]]
+        feats = anchor.features
+        return bool(
+            self.policy.generic_dot_strided
+            and g["kind"] == "gemm"
+            and b_ <= 1
+            and not feats.get("lhs_minor_contracted", True)
+            and not feats.get("rhs_minor_contracted", False)
+            and tuple(feats.get("ranks", (2, 2))) == (2, 2)
+            and len(anchor.operands) >= 2
+        )
+
     def _generic_dot_strided_elements(
         self, g: dict[str, Any], b_: float, m_: float, n_: float, k_: float
     ) -> float:
@@ -1260,14 +1280,7 @@ class _Fusion:
         as its lhs: the StableHLO lhs, or the rhs where the result is transposed after the dot
         (JAX's weight gradients)."""
         anchor = self.ops[g["anchor"]]
-        feats = anchor.features
-        if (
-            not self.policy.generic_dot_strided
-            or b_ > 1
-            or feats.get("lhs_minor_contracted", True)
-            or feats.get("rhs_minor_contracted", False)
-            or len(anchor.operands) < 2
-        ):
+        if not self._generic_dot(g, b_):
             return 0.0
         flipped = any(_short(self.ops[c]) == "transpose" for c in self.consumers[g["anchor"]])
         operand, rows = (anchor.operands[1], n_) if flipped else (anchor.operands[0], m_)
@@ -1347,6 +1360,7 @@ class _Fusion:
             strided = self._generic_dot_strided_elements(g, b_, m_, n_, k_)
         else:
             strided = 0.0
+        generic = self._generic_dot(g, b_)
         scalar_sums = self._scalar_sum_elements(g)
         converted = self._converted_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
@@ -1373,6 +1387,7 @@ class _Fusion:
             transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
             fresh_scratch_bytes=fresh_scratch,
             strided_elements=strided, scalar_sum_elements=scalar_sums, converted_elements=converted,
+            generic_dot=float(generic),
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),

@@ -515,6 +515,7 @@ def _dot_general(op: OpView) -> Cost:
     features.update(
         lhs_canonical=_canonical_operand(len(lhs.shape), lb, lc),
         rhs_canonical=_canonical_operand(len(rhs.shape), rb, rc),
+        ranks=(len(lhs.shape), len(rhs.shape)),
     )
     return Cost(flops=float(flops), **op.io_bytes(), features=features)
 

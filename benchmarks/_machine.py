@@ -119,6 +119,20 @@ def free_and_one_core(script: str) -> tuple[list[float], list[float]]:
     return runs[0], runs[1]
 
 
+def uncalibrated_split(fn, shapes) -> tuple[float, float]:
+    """perfjax's uncalibrated host prediction of ``fn`` over ``shapes`` (seconds) and the largest
+    share of any of its kernels the CPU model splits over the thread pool
+    (``perfjax.devicemodels._cpu.pool_use``): what the free-versus-one-core benchmarks report."""
+    import perfjax
+    from perfjax.devicemodels import default_params
+    from perfjax.devicemodels._cpu import pool_use
+    from perfjax.fusion import fuse
+
+    time_s = perfjax.predict(fn, shapes, device="host", calibration=False).time_s
+    kernels = fuse(perfjax.analyze(fn, shapes), "cpu")
+    return float(time_s), float(max(pool_use(kernels.arrays(), default_params("cpu"))))
+
+
 def write_header(fh, command: str, what: str) -> None:
     """The comment lines a result CSV starts with: the machine, the command, what was timed."""
     info = machine_info()

@@ -54,19 +54,13 @@ def main() -> None:
 
         print_matmul_medians(cases(), ROUNDS)
         return
-    from _machine import free_and_one_core, out_option, result_csv
+    from _machine import free_and_one_core, out_option, result_csv, uncalibrated_split
 
     out, command = out_option(__doc__, "host_gemm_split_shapes.py", "host_gemm_split_shapes.csv")
     free, pinned = free_and_one_core(__file__)
     import jax
     import jax.numpy as jnp
 
-    import perfjax
-    from perfjax.devicemodels import default_params
-    from perfjax.devicemodels._cpu import pool_use
-    from perfjax.fusion import fuse
-
-    params = default_params("cpu")
     S = jax.ShapeDtypeStruct
     with result_csv(out, command,
                     "x @ w in fp32, free (every core) and pinned to one core; medians of "
@@ -76,10 +70,7 @@ def main() -> None:
                      "free_over_one_core", "model_split", "predicted_us"])  # fmt: skip
         for (m, k, n), t_free, t_one in zip(cases(), free, pinned, strict=True):
             shapes = (S((m, k), jnp.float32), S((k, n), jnp.float32))
-            pred = perfjax.predict(lambda a, b: a @ b, shapes, device="host",
-                                   calibration=False).time_s  # fmt: skip
-            kernels = fuse(perfjax.analyze(lambda a, b: a @ b, shapes), "cpu")
-            use = float(max(pool_use(kernels.arrays(), params)))
+            pred, use = uncalibrated_split(lambda a, b: a @ b, shapes)
             work = 2 * m * k * n / 32 + 4 * (m * k + k * n + m * n) / 12
             wr.writerow([m, k, n, f"{2 * m * k * n / 1e3:.0f}", f"{work:.0f}",
                          f"{t_free * 1e6:.1f}", f"{t_one * 1e6:.1f}", f"{t_free / t_one:.2f}",

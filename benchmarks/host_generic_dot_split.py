@@ -64,19 +64,13 @@ def main() -> None:
     if sys.argv[1:] == ["--child"]:  # time every case, print the medians
         _child()
         return
-    from _machine import free_and_one_core, out_option, result_csv
+    from _machine import free_and_one_core, out_option, result_csv, uncalibrated_split
 
     out, command = out_option(__doc__, "host_generic_dot_split.py", "host_generic_dot_split.csv")
     free, pinned = free_and_one_core(__file__)
     import jax
     import jax.numpy as jnp
 
-    import perfjax
-    from perfjax.devicemodels import default_params
-    from perfjax.devicemodels._cpu import pool_use
-    from perfjax.fusion import fuse
-
-    params = default_params("cpu")
     S = jax.ShapeDtypeStruct
     with result_csv(out, command,
                     "weight gradient dot_general(x, dy) contracting the batch, fp32, free (every "
@@ -89,9 +83,7 @@ def main() -> None:
             shapes = (S((k, m), jnp.float32), S((k, n), jnp.float32))
             hlo = jax.jit(gradient).lower(*shapes).compile().as_text().split("ENTRY", 1)[1]
             plain = " dot(" in hlo and "__ynn_fusion" not in hlo
-            pred = perfjax.predict(gradient, shapes, device="host", calibration=False).time_s
-            kernels = fuse(perfjax.analyze(gradient, shapes), "cpu")
-            use = float(max(pool_use(kernels.arrays(), params)))
+            pred, use = uncalibrated_split(gradient, shapes)
             wr.writerow([k, m, n, k * m * n, f"{t_free * 1e6:.1f}", f"{t_one * 1e6:.1f}",
                          f"{t_free / t_one:.2f}", int(plain), f"{use:.2f}",
                          f"{pred * 1e6:.1f}"])  # fmt: skip

@@ -119,7 +119,8 @@ _GEMM_SPLIT_TILES = 3.0
 #: ``dot``, Eigen's contraction, runs a weight gradient ``xᵀ·dy``; ``Kernels.generic_dot``): on
 #: a 2-core EPYC it splits from 65536 multiply-adds (K = 4-64, 64 x 128 to 512 x 512 layers),
 #: 131072 at K = 2, where the library's GEMM rule (``_FLOPS_PER_TASK_ELEMENT``) splits from
-#: ~600000; a split costs the pool's wake-up (7-10 us -> 17-25 us on two cores)
+#: ~600000; a split costs 10-17 us (7-10 us -> 17-25 us on two cores), the pool's hand-off
+#: rather than a library GEMM's wake-up (:func:`waking_pool_use`)
 #: (benchmarks/results/host_generic_dot_split_epyc.csv).
 _GENERIC_DOT_FLOPS_PER_TASK_ELEMENT = 3.0
 #: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).

@@ -2024,6 +2024,50 @@ def test_convolutions_from_an_odd_number_of_channels_into_24_or_32_are_fallback(
     assert not (marked(3, 32, 1) or marked(4, 32, 3) or marked(3, 48, 3) or marked(17, 32, 3))
 
 
+def test_cpu_odd_feature_convolutions_run_at_one_rate_whatever_their_window():
+    """benchmarks/results/host_conv_odd_windows_epyc.csv (one AMD EPYC): YNNPACK's slow path for
+    convolutions from 3 or 5 input features into 32 runs at one rate over 3x3 to 7x7 windows
+    (20-23 GFLOP/s from 3 features at stride 1, 16-21 at stride 2, 30-33 from 5), where a rate
+    that follows taps x features (the other convolutions') rises 2.2x from 3x3 to 5x5: priced
+    so, 5x5 and 7x7 came out at 0.4x and 0.25x of their time. ``Kernels.rate_k`` (9 taps' worth
+    of the input features) now prices the 10 overlapping-window cases within 1.5x with a spread
+    below 0.15 (log), and 5x5 against 3x3 within 15% of the measured ratio; patch embeddings
+    (a window at its own stride) and the other convolutions keep their own K."""
+    rows = [r for r in _result_rows("host_conv_odd_windows_epyc.csv")
+            if r["fallback"] == "1" and r["out_channels"] == "32"
+            and int(r["stride"]) < int(r["window"])]  # fmt: skip
+    assert len(rows) == 10
+    log_ratio, pred = [], {}
+    for r in rows:
+        cin, k, s = int(r["in_channels"]), int(r["window"]), int(r["stride"])
+        b, side = int(r["batch"]), int(r["side"])
+        fn = lambda x, w, s=s: jax.lax.conv_general_dilated(
+            x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )  # fmt: skip
+        shapes = (jax.ShapeDtypeStruct((b, side, side, cin), jnp.float32),
+                  jax.ShapeDtypeStruct((k, k, cin, 32), jnp.float32))  # fmt: skip
+        t = perfjax.predict(fn, shapes, device="host", calibration=False).time_s
+        pred[cin, k, s, b] = (t, float(r["measured_us"]) * 1e-6)
+        log_ratio.append(np.log(t / pred[cin, k, s, b][1]))
+    assert all(abs(x) < np.log(1.5) for x in log_ratio), log_ratio
+    assert float(np.std(log_ratio)) < 0.15, log_ratio
+    for cin, b in ((3, 2), (5, 2), (3, 8)):
+        (p5, m5), (p3, m3) = pred[cin, 5, 1, b], pred[cin, 3, 1, b]
+        assert abs(np.log((p5 / p3) / (m5 / m3))) < np.log(1.15), (cin, b, p5 / p3, m5 / m3)
+
+    def rate_k(cin, cout, k, s=1):
+        return float(_cpu_kernels(lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")),
+            (2, 32, 32, cin), (k, k, cin, cout)).rate_k.max())  # fmt: skip
+
+    assert rate_k(3, 32, 3) == rate_k(3, 32, 7) == rate_k(3, 24, 5, 2) == 27.0
+    assert rate_k(5, 32, 5) == 45.0
+    # the fast path (an even number of features, more outputs), Eigen's (16 outputs), a 1x1
+    # window and a patch embedding keep their own K
+    assert rate_k(4, 32, 3) == rate_k(3, 48, 3) == rate_k(3, 16, 3) == 0.0
+    assert rate_k(3, 32, 1) == rate_k(3, 32, 1, 2) == rate_k(3, 32, 8, 8) == 0.0
+
+
 def _conv_time_s(shape_x, shape_w, groups=1, params=None):
     fn = lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups

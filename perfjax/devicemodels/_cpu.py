@@ -298,6 +298,10 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     k_half = jnp.exp(params["k_half_log"])[kind]
     k_half = jnp.where((kind == CONV) & (k["gemm_b"] > 1.5), _GROUPED_K_HALF, k_half)
     k_half = jnp.where(fallback, _FALLBACK_K_HALF, k_half)
+    # YNNPACK's odd-input-features path runs at the rate of another K (Kernels.rate_k): its
+    # half-rate K scaled so that its own K reaches the efficiency of that one.
+    rate_k = k.get("rate_k", jnp.zeros_like(k_half))
+    k_half = jnp.where(rate_k > 0, k_half * k["gemm_k"] / jnp.maximum(rate_k, 1.0), k_half)
     lo_n = jnp.where(fallback, _FALLBACK_MIN_N, _MIN_TILE)
     work = tiled_gemm(k, params, kind, cores, lo=_MIN_ROWS, hi=_TILE_SCALE * tile, lo_n=lo_n,
                       k_half=k_half)  # fmt: skip

@@ -33,10 +33,12 @@ The policy follows XLA's (``instruction_fusion`` / ``gpu_fusible``), in simplifi
   features and 1-5 pixel inputs), which is much slower (split over the cores by Eigen itself):
   they are marked ``fallback``. So are those YNNPACK runs from an odd number of input features
   (3 to 15: an RGB input) into 17 to 32 output features, at 6-41 GFLOP/s where from an even
-  number they run at 48-98 (``benchmarks/host_conv_channels.py``). A convolution over a dilated
-  input (``lhs_dilation``: the input gradient of a strided convolution) always runs through
-  Eigen's generic convolution: dense, it skips the dilation's zeros and runs at about the rate
-  of the strided forward pass (its implicit GEMM counts only the taps on real elements);
+  number they run at 48-98 (``benchmarks/host_conv_channels.py``), over overlapping windows
+  at one rate whatever the window (``rate_k``; ``benchmarks/host_conv_odd_windows.py``). A
+  convolution over a dilated input (``lhs_dilation``: the input gradient of a strided
+  convolution) always runs through Eigen's generic convolution: dense, it skips the
+  dilation's zeros and runs at about the rate of the strided forward pass (its implicit GEMM
+  counts only the taps on real elements);
   depthwise, it does not, and runs 1.5-2.3x slower than the undilated one over as many
   positions (``benchmarks/host_conv_transpose.py``): marked ``dilated_input``;
 * scatter, sort, dynamic-update-slice and collectives are kernels of their own; so are FFTs,
@@ -321,6 +323,15 @@ class FusionPolicy:
     #: as FLOPs and its thread pool's split decision reads (a bf16 ``x * 1.5 + 0.5``: 3 FLOPs
     #: per element for XLA, 1 before normalisation). Empty: none.
     converted_dtypes: tuple[str, ...] = ()
+    #: Convolutions from an odd number of input features into a few more output features
+    #: (YNNPACK's slow path on XLA:CPU: ``fallback``) over overlapping windows (a stride below
+    #: the window) run at the rate of this many taps' worth of their input features, whatever
+    #: their window: on an AMD EPYC, 3 features into 32 ran at 20-23 GFLOP/s with 3x3, 5x5 and
+    #: 7x7 windows alike at stride 1 (K = 27-147; 16-21 at stride 2) over 2 and 8 images, 5
+    #: and 7 features at 3x3 at 30 and 38, where a rate that follows taps x features would
+    #: have 5x5 at 2.2x 3x3's (``benchmarks/results/host_conv_odd_windows_epyc.csv``,
+    #: ``host_conv_fallback_epyc.csv``, ``host_conv_channels_epyc.csv``). 0: their own K.
+    odd_features_taps: int = 0
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured by
@@ -376,6 +387,7 @@ POLICIES = {
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
         generic_dot_strided=(2048, 0.3),
+        odd_features_taps=9,
         scalar_sum_dtypes=("bfloat16",),
         scalar_sum_minor_weight=0.15,
         converted_dtypes=("bfloat16",),
@@ -558,6 +570,10 @@ class Kernels:
     #: 1 where XLA:CPU runs a GEMM as its generic ``dot`` (Eigen's contraction: a weight
     #: gradient), which splits over the thread pool by its own cost, not the library GEMM's.
     generic_dot: np.ndarray = _feature(default=True)
+    #: The K (taps x input features) a matrix kernel's rate follows where it is not its own
+    #: (0: its own): YNNPACK's odd-input-features convolutions run at the rate of a 3x3
+    #: window's K whatever their window (:attr:`FusionPolicy.odd_features_taps`).
+    rate_k: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -1164,8 +1180,7 @@ class _Fusion:
         )
         # An odd number of input features (3: RGB) into 17-32 output features: YNNPACK runs it,
         # 2-8x slower than from an even number (benchmarks/results/host_conv_channels_epyc.csv).
-        cin, cout = feats.get("in_features", 1), feats.get("out_features", 1)
-        odd = cin % 2 == 1 and 1 < cin < _NARROW_FEATURES < cout <= _ODD_FEATURES_MAX_OUT
+        odd = _odd_features(feats)
         fallback = (
             self.policy.serial_matrix
             and dense_conv
@@ -1173,6 +1188,22 @@ class _Fusion:
         )
         # Eigen splits its own work over the pool (1.6-1.7x on two cores, measured).
         return (UNBOUNDED if fallback else units), fallback
+
+    def _rate_k(self, g: dict[str, Any]) -> float:
+        """The K (taps x input features) whose rate convolution ``g`` runs at, where a
+        :attr:`FusionPolicy.odd_features_taps` policy runs it on YNNPACK's odd-input-features
+        path: that many taps' worth of its input features (0: its own K)."""
+        taps = self.policy.odd_features_taps
+        feats = dict(self.ops[g["anchor"]].features)
+        if not taps or g["kind"] != "conv" or not _odd_features(feats) or _wide_window(feats):
+            return 0.0
+        # Windows that overlap (a stride below the window): a patch embedding (a window at a
+        # stride of its own size) ran at 7-30 GFLOP/s from 3 features, neither flat nor as its
+        # own K would have it (benchmarks/results/host_conv_odd_windows_epyc.csv).
+        sides = zip(feats.get("kernel_spatial", ()), feats.get("strides", ()), strict=False)
+        if not all(s < k for k, s in sides):
+            return 0.0
+        return float(taps * feats.get("in_features", 1))
 
     def _scalar_sum_elements(self, g: dict[str, Any]) -> float:
         """Input elements, per run of kernel ``g``, of its sums that accumulate in one of
@@ -1365,6 +1396,7 @@ class _Fusion:
         converted = self._converted_elements(g)
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
+        rate_k = self._rate_k(g) if fallback else 0.0
         # Convolutions XLA:CPU hands to Eigen's generic convolution: over a dilated input (a
         # strided one's input gradient), or a window wider than the input (a `fallback`).
         dilated = (self.policy.serial_matrix and g["kind"] == "conv"
@@ -1387,7 +1419,7 @@ class _Fusion:
             transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
             fresh_scratch_bytes=fresh_scratch,
             strided_elements=strided, scalar_sum_elements=scalar_sums, converted_elements=converted,
-            generic_dot=float(generic),
+            generic_dot=float(generic), rate_k=rate_k,
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
@@ -1430,6 +1462,14 @@ class _Fusion:
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
+
+
+def _odd_features(feats: Mapping[str, Any]) -> bool:
+    """Whether a convolution runs from an odd number of input features below
+    ``_NARROW_FEATURES`` (3: RGB) into more than that and at most ``_ODD_FEATURES_MAX_OUT``
+    output features: YNNPACK's slow path on XLA:CPU."""
+    cin, cout = feats.get("in_features", 1), feats.get("out_features", 1)
+    return cin % 2 == 1 and 1 < cin < _NARROW_FEATURES < cout <= _ODD_FEATURES_MAX_OUT
 
 
 def _wide_window(feats: Mapping[str, Any]) -> bool:

@@ -2068,6 +2068,51 @@ def test_cpu_odd_feature_convolutions_run_at_one_rate_whatever_their_window():
     assert rate_k(3, 32, 1) == rate_k(3, 32, 1, 2) == rate_k(3, 32, 8, 8) == 0.0
 
 
+def test_cpu_pointwise_convolutions_fill_few_output_features_slowly_as_measured():
+    """benchmarks/results/host_conv_pointwise_epyc.csv (one AMD EPYC): XLA:CPU runs a 1x1
+    convolution (stride 1) from or into more than 16 features through YNNPACK's convolution,
+    at 0.35-0.8x its rate into 128 features when it writes 16, where the same product as
+    ``x @ w`` runs at up to 190 GFLOP/s and 3x3 convolutions into 16 at 0.8-0.95x their rate
+    into 64. With a
+    GEMM's register-block factor the uncalibrated model priced the 16-feature cases 0.23
+    (log) faster than the 64-feature ones, relative to their times; now within 0.15. Only
+    those convolutions are marked ``pointwise_conv``: not a narrow one (a plain dot in the
+    HLO), a 3x3 or strided one, a depthwise one, or ``x @ w``."""
+    rows = [r for r in _result_rows("host_conv_pointwise_epyc.csv") if r["form"] == "pointwise"]
+    assert len(rows) == 32
+    rate = {(r["rows"], r["in_features"], int(r["out_features"])): float(r["gflop_per_s"])
+            for r in rows}  # fmt: skip
+    low = [rate[rr, c, 16] / rate[rr, c, 128] for (rr, c, n) in rate if n == 16]
+    assert all(0.3 < x < 0.85 for x in low), low
+    by_n = {16: [], 64: []}
+    for r in rows:
+        n, cin, side = (
+            int(r["out_features"]),
+            int(r["in_features"]),
+            int(int(r["rows"]) // 4) ** 0.5,
+        )
+        if n not in by_n:
+            continue
+        t = _conv_time_s((4, int(side), int(side), cin), (1, 1, cin, n))
+        by_n[n].append(np.log(t / (float(r["measured_us"]) * 1e-6)))
+    gap = float(np.mean(by_n[16]) - np.mean(by_n[64]))
+    assert abs(gap) < 0.15, gap
+
+    def marked(x, w, stride=1, groups=1):
+        fn = lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=groups)  # fmt: skip
+        return float(_cpu_kernels(fn, x, w).pointwise_conv.max())
+
+    assert marked((4, 28, 28, 32), (1, 1, 32, 16)) == marked((4, 28, 28, 3), (1, 1, 3, 64)) == 1.0
+    assert marked((4, 28, 28, 16), (1, 1, 16, 16)) == 0.0  # narrow: a dot
+    assert (
+        marked((4, 28, 28, 32), (3, 3, 32, 16)) == marked((4, 28, 28, 32), (1, 1, 32, 16), 2) == 0.0
+    )
+    assert marked((4, 28, 28, 32), (1, 1, 1, 32), groups=32) == 0.0
+    assert float(_cpu_kernels(lambda x, w: x @ w, (3136, 32), (32, 16)).pointwise_conv.max()) == 0.0
+
+
 def _conv_time_s(shape_x, shape_w, groups=1, params=None):
     fn = lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups

@@ -64,6 +64,13 @@ _GROUPED_K_HALF = 16.0
 #: 26-111 from 16, and at half the rate into 8 features as into 16
 #: (benchmarks/results/host_conv_fallback_epyc.csv).
 _FALLBACK_K_HALF = 150.0
+#: A 1x1 convolution XLA:CPU runs through YNNPACK's convolution (Kernels.pointwise_conv) reaches
+#: half its rate at this many output features (a GEMM: at the fitted ``mn_half``, ~2): on a
+#: 2-core EPYC, over 3136 and 12544 pixels of 16-256 features, into 16 outputs at 0.35-0.8x
+#: the rate into 128 (22-65 GFLOP/s against 60-95), where ``x @ w`` over the same rows runs at
+#: up to 190 and 3x3 convolutions into 16 at 0.8-0.95x their rate into 64
+#: (benchmarks/results/host_conv_pointwise_epyc.csv).
+_POINTWISE_N_HALF = 9.0
 _FALLBACK_MIN_N = 16.0
 #: A grouped (depthwise) convolution over a dilated input (Kernels.dilated_input: a strided
 #: one's input gradient) takes this many times as long as the undilated one over as many
@@ -309,10 +316,14 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     # part empty (of the tile sizes, so the time stays monotone: M below the tile already pays
     # the padding).
     mn_half = jnp.exp(params["mn_half_log"])
+    # A library 1x1 convolution (Kernels.pointwise_conv) fills its output features' register
+    # block more slowly than a GEMM (_POINTWISE_N_HALF).
+    n_half = jnp.where(k.get("pointwise_conv", jnp.zeros_like(mn_half)) > 0.5,
+                       jnp.maximum(mn_half, _POINTWISE_N_HALF), mn_half)  # fmt: skip
     work = work._replace(
         matrix_util=work.matrix_util
         * (work.tm / (work.tm + mn_half))
-        * (work.tn / (work.tn + mn_half))
+        * (work.tn / (work.tn + n_half))
     )
     # A grouped convolution's rate factor (grouped_log) holds for groups of up to a tile of
     # output features; wider groups amortise it over their tiles.

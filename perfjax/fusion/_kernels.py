@@ -574,6 +574,10 @@ class Kernels:
     #: (0: its own): YNNPACK's odd-input-features convolutions run at the rate of a 3x3
     #: window's K whatever their window (:attr:`FusionPolicy.odd_features_taps`).
     rate_k: np.ndarray = _feature(default=True)
+    #: 1 where a 1x1 convolution at stride 1 runs as a library convolution, not a GEMM, on a
+    #: :attr:`FusionPolicy.serial_matrix` policy (XLA:CPU's YNNPACK convolution; a narrow one,
+    #: at most 16 features in and out, is a plain dot in its HLO).
+    pointwise_conv: np.ndarray = _feature(default=True)
     #: Dependent steps of a linear-algebra solver (:func:`solver_steps`; 0 elsewhere), each
     #: paying a launch or loop-iteration latency.
     serial_steps: np.ndarray = _feature(default=True)
@@ -1175,9 +1179,7 @@ class _Fusion:
         # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).
         small = _wide_window(feats)
         # A 1x1 window at stride 1 is a matrix product: XLA rewrites a narrow one as a dot.
-        pointwise = all(k == 1 for k in feats.get("kernel_spatial", ())) and all(
-            s == 1 for s in feats.get("strides", ())
-        )
+        pointwise = _pointwise(feats)
         # An odd number of input features (3: RGB) into 17-32 output features: YNNPACK runs it,
         # 2-8x slower than from an even number (benchmarks/results/host_conv_channels_epyc.csv).
         odd = _odd_features(feats)
@@ -1397,6 +1399,10 @@ class _Fusion:
         label = anchor.origin or anchor.scope.rsplit("/", 1)[-1] or _short(anchor)
         units, fallback = self._parallel_units(g, b_)
         rate_k = self._rate_k(g) if fallback else 0.0
+        pointwise_conv = (self.policy.serial_matrix and g["kind"] == "conv"
+                          and feats.get("groups", 1) == 1 and _pointwise(feats)
+                          and max(feats.get("in_features", 1), feats.get("out_features", 1))
+                          > _NARROW_FEATURES)  # fmt: skip
         # Convolutions XLA:CPU hands to Eigen's generic convolution: over a dilated input (a
         # strided one's input gradient), or a window wider than the input (a `fallback`).
         dilated = (self.policy.serial_matrix and g["kind"] == "conv"
@@ -1419,7 +1425,7 @@ class _Fusion:
             transcendental_work=trans_work, chained_transcendentals=chained, fresh_bytes=fresh, transposed_rhs_elements=transposed, copied_bytes=copied, scratch_bytes=scratch,
             fresh_scratch_bytes=fresh_scratch,
             strided_elements=strided, scalar_sum_elements=scalar_sums, converted_elements=converted,
-            generic_dot=float(generic), rate_k=rate_k,
+            generic_dot=float(generic), rate_k=rate_k, pointwise_conv=float(pointwise_conv),
             bytes_read=float(sum(reads.values())), bytes_written=written,
             gemm_b=b_, gemm_m=m_, gemm_n=n_, gemm_k=k_, out_elements=out_elems, weight_bytes=weight,
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
@@ -1462,6 +1468,13 @@ class _Fusion:
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
+
+
+def _pointwise(feats: Mapping[str, Any]) -> bool:
+    """Whether a convolution's window is 1x1 at stride 1 (a product of pixels by weights)."""
+    return all(k == 1 for k in feats.get("kernel_spatial", ())) and all(
+        s == 1 for s in feats.get("strides", ())
+    )
 
 
 def _odd_features(feats: Mapping[str, Any]) -> bool:

@@ -1174,7 +1174,7 @@ class _Fusion:
             ):
                 lead = float(feats.get("batch", 1)) if kind == "conv" else b_
                 units = max(units, lead / 2.0)
-        narrow = max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
+        narrow = _narrow(feats)
         # A window wider than the input (a 3x3 kernel over a 2x2 feature map): XLA pads the input
         # in a separate kernel and calls Eigen (measured 0.4-2.4 GFLOP/s against 11-30 at 3x3+).
         small = _wide_window(feats)
@@ -1401,8 +1401,7 @@ class _Fusion:
         rate_k = self._rate_k(g) if fallback else 0.0
         pointwise_conv = (self.policy.serial_matrix and g["kind"] == "conv"
                           and feats.get("groups", 1) == 1 and _pointwise(feats)
-                          and max(feats.get("in_features", 1), feats.get("out_features", 1))
-                          > _NARROW_FEATURES)  # fmt: skip
+                          and not _narrow(feats))  # fmt: skip
         # Convolutions XLA:CPU hands to Eigen's generic convolution: over a dilated input (a
         # strided one's input gradient), or a window wider than the input (a `fallback`).
         dilated = (self.policy.serial_matrix and g["kind"] == "conv"
@@ -1468,6 +1467,12 @@ class _Fusion:
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
+
+
+def _narrow(feats: Mapping[str, Any]) -> bool:
+    """Whether a convolution has at most ``_NARROW_FEATURES`` input and output features (XLA:CPU
+    runs a dense one on Eigen's path, a 1x1 one as a plain dot)."""
+    return max(feats.get("in_features", 1), feats.get("out_features", 1)) <= _NARROW_FEATURES
 
 
 def _pointwise(feats: Mapping[str, Any]) -> bool:

@@ -36,6 +36,7 @@ from perfjax.devicemodels._calibration import Calibration, Report
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
+    executed_flops,
     executed_matrix_flops,
     kernel_times,
     pack_numpy,
@@ -135,7 +136,12 @@ def _row_parts(
     def per_row(x):
         return jax.ops.segment_sum(x * ex, batch.row_of_kernel, num_segments=batch.n_rows)
 
-    share = wake_share(jnp.maximum(pool, 0.0), flops, family)
+    all_flops = jax.ops.segment_sum(
+        executed_flops(batch.arrays), batch.row_of_kernel, num_segments=batch.n_rows
+    )
+    share = wake_share(
+        jnp.maximum(pool, 0.0), flops, family, per_row(out.time_s - out.launch_s), all_flops
+    )
     zero = jnp.zeros_like(ex)
     inputs, outputs = (
         jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,

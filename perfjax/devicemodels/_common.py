@@ -248,16 +248,6 @@ def matrix_time(
     return MatrixTime(t_matrix, wave_util, pad_factor)
 
 
-#: Below this many elements a loop's transcendentals cost in proportion to the elements, at
-#: the rate of a loop this long (``work_occupancy``): the occupancy that prices a longer loop's
-#: fixed costs made a handful of them cost as much as thousands (an Adam step's one-float bias
-#: correction, a power: 60 us calibrated, 236 us uncalibrated). On a 2-core EPYC a power, a sine
-#: or exp(tanh(sin)) over 1-16 floats takes what a one-float multiply takes (5.9 us), over 256
-#: floats 6.4-7.1 us, over 4096 7.5-25.5 us
-#: (benchmarks/results/host_small_transcendentals_epyc.csv).
-TRANSCENDENTAL_LINEAR_ELEMENTS = 4096.0
-
-
 def vector_time(
     k: Arrays,
     params: Arrays,
@@ -265,13 +255,15 @@ def vector_time(
     vec_peak: jax.Array,
     cores: jax.Array,
     work_occupancy: bool = False,
+    trans_occupancy: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """(vector time, occupancy): vector FLOPs and weighted transcendentals over the vector peak;
     occupancy grows with the elements available per core. ``work_occupancy``: the FLOPs' rate
     has an occupancy of the FLOPs by their count instead (at least one per element), so that a
     loop's fixed cost does not grow with its arithmetic per element (a CPU loop's); the weighted
-    transcendentals keep the elements' occupancy, from :data:`TRANSCENDENTAL_LINEAR_ELEMENTS`
-    elements on, and so does the occupancy returned (for the memory traffic)."""
+    transcendentals run at ``trans_occupancy`` of the peak (a CPU's: one core's share unless the
+    loop is split over its pool), or with the elements' occupancy where it is not given; the
+    occupancy returned is the elements' (for the memory traffic)."""
     half = cores * jnp.exp(params["parallel_half_log"])
     occupancy_x = k["out_elements"] / half
     occupancy = occupancy_x / (1.0 + occupancy_x)
@@ -285,8 +277,8 @@ def vector_time(
     if work_occupancy:
         work_x = jnp.maximum(k["out_elements"], k["vector_flops"]) / half
         flops_t = safe_div(k["vector_flops"], vec_rate * work_x / (1.0 + work_x))
-        trans_x = jnp.maximum(k["out_elements"], TRANSCENDENTAL_LINEAR_ELEMENTS) / half
-        trans_t = safe_div(vec_work - k["vector_flops"], vec_rate * trans_x / (1.0 + trans_x))
+        trans_occ = occupancy if trans_occupancy is None else trans_occupancy
+        trans_t = safe_div(vec_work - k["vector_flops"], vec_rate * trans_occ)
         return flops_t + trans_t, occupancy
     return safe_div(vec_work, vec_rate * occupancy), occupancy
 

@@ -154,13 +154,38 @@ _FORK_SHARPNESS = 20.0
 _CALL_WAKE_FLOPS = 1.4e5
 #: That part: the step is 10-15 us where a split loop's wake-up (``wake_log``) is 40-50 us.
 _CALL_WAKE_SHARE = 0.3
+#: XLA:CPU runs a call whose HLO counts fewer FLOPs than this (XLA's count: transcendentals
+#: are not FLOPs) on the caller's thread, and any other on a worker of its client while the
+#: caller waits: ``x + x`` over 512 floats runs inline, over 1024 on a worker; ``exp``,
+#: ``tanh`` and their chains, of no FLOPs, inline at any size (jax.profiler: the thread each
+#: thunk ran on; benchmarks/results/host_call_wait_epyc.csv).
+_INLINE_FLOPS = 1000.0
+#: A caller waiting for a worker falls asleep once the call's kernels take longer than about
+#: the first of these (seconds), and deeper from the second: its wake-up then costs it these
+#: shares of the pool's (``wake_log``). On a 2-core EPYC a sigmoid over 4096-5120 floats
+#: (2.3-2.6 us of kernel) took 7 us a call, over 8192-24576 (4-10 us) 24 us, and from 28672
+#: (12 us) 30 us more than its kernel; GEMMs alike (48^3 26 us, 96^3 49 us), where ``exp``
+#: run inline took its kernel and 6 us (benchmarks/results/host_call_wait_epyc.csv).
+_WAIT_STEPS_S = (3e-6, 11e-6)
+_WAIT_SHARES = (0.45, 0.4)
+#: How sharply (per unit of log seconds) the caller's sleep switches on.
+_WAIT_SHARPNESS = 10.0
+#: What XLA:CPU's thunk executor costs per kernel, not calibrated (the calibration's
+#: ``launch_log`` prices the rest of a kernel's fixed cost): transformers models' calls took
+#: 0.2-0.8 us per thunk more than their thunks' profiled durations and the call's fixed costs,
+#: median 0.6 (benchmarks/results/host_thunk_costs_epyc.csv). Kept out of the fit: a
+#: calibration that prices the caller's wait (call_wait_share) has little else to tell a
+#: call's fixed costs from its kernels' (a suite of mostly one-kernel programs), and had put
+#: ~0.15 us on a loop, transformers models 0.1 (log) under.
+_THUNK_S = 0.5e-6
 #: What a jitted call costs per array it takes and per array it returns, beyond its kernels:
 #: each is checked, wrapped and handed over on every call. 0.32 us per positional input and
-#: 0.42 per input in a dict (a parameter pytree); 1.35 us per output, of which its own loop is
-#: ~0.8 (predicted), on a 2-core EPYC (benchmarks/results/host_call_buffers_epyc.csv). Model
+#: 0.42 per input in a dict (a parameter pytree); 1.35 us per output, nearly all its own loop
+#: (~1.3 predicted: its launch and the executor's _THUNK_S), on a 2-core EPYC
+#: (benchmarks/results/host_call_buffers_epyc.csv). Model
 #: parameters and a training step's results are dozens to hundreds of arrays: ~20-200 us a call.
 CALL_INPUT_S = 0.4e-6
-CALL_OUTPUT_S = 0.55e-6
+CALL_OUTPUT_S = 0.05e-6
 #: One call's dispatch beside them, the CPU prior's ``dispatch_s`` (a 16-float add's call is
 #: ~7 us here with its input and output, benchmarks/run_overhead.py): a calibration's dispatch
 #: scales CALL_INPUT_S and CALL_OUTPUT_S by its ratio to this.
@@ -330,10 +355,17 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     grouped_share = jnp.minimum(1.0, _MIN_TILE / jnp.maximum(k["gemm_n"], 1.0))
     mt = matrix_time(k, params, res, r, work, peaks, serial_share=cores / dev["num_cores"],
                      grouped_share=grouped_share)  # fmt: skip
-    t_vector, occupancy = vector_time(k, params, r, vec_peak, cores, work_occupancy=True)
+    # A loop's transcendentals run at one core's rate unless XLA:CPU splits the loop over its
+    # pool: their time grows with the elements from the first (an exp over 4096 floats run on
+    # the caller took 1.5 us of kernel, over 65536 16 us; benchmarks/results/
+    # host_call_wait_epyc.csv), where an occupancy ramp had priced a 4096-float loop's at 5x
+    # its per-element cost, the caller's wait (call_wait_share) folded into them.
+    use = pool_use(k, params)
+    one_core = (1.0 + use * (cores - 1.0)) / dev["num_cores"]
+    t_vector, occupancy = vector_time(k, params, r, vec_peak, cores, work_occupancy=True,
+                                      trans_occupancy=one_core)  # fmt: skip
     # Transcendentals chained in one loop (Kernels.chained_transcendentals) cost more
-    # each the deeper the chain: the extra, in exps, at the full rate (not through the
-    # occupancy: a small loop's low occupancy already prices its fixed costs).
+    # each the deeper the chain: the extra, in exps, at the full rate.
     chained = k.get("chained_transcendentals", jnp.zeros_like(t_vector))
     depth = jnp.maximum(chained / jnp.maximum(k["out_elements"], 1.0), 1.0)
     extra = jnp.where(kind == ELEMENTWISE, chained * (depth**_CHAIN_EXPONENT - 1.0), 0.0)
@@ -358,15 +390,15 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     )
     t_body = t_body * factor
     # Thread-pool hand-off of kernels large enough to be split into tasks (the pool's wake-up,
-    # once per call, is in program_overhead).
+    # once per call, is in program_overhead), and the thunk executor's own cost per kernel.
     # A later pass of a normalisation run as one call (Kernels.continued) pays no launch or
     # hand-off of its own.
-    use = pool_use(k, params)
     t_launch = (
         launch_time(
             k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
             callback_s=_CALLBACK_S,
         )
+        + _THUNK_S
         + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use
     ) * (1.0 - k.get("continued", jnp.zeros_like(t_body)))  # fmt: skip
     # Output buffers mapped afresh on every call, and a fused attention's scratch handed back
@@ -443,6 +475,27 @@ def call_wake_share(matrix_flops: jax.Array) -> jax.Array:
     )
 
 
+def call_wait_share(exec_s: jax.Array, flops: jax.Array) -> jax.Array:
+    """Share (0..0.85) of the pool's wake-up a call pays while it waits for a worker: by
+    ``exec_s``, the seconds its kernels take, once its ``flops`` (vector and matrix FLOPs per
+    call) make XLA:CPU run it off the caller's thread (:data:`_INLINE_FLOPS`); none for a
+    call run inline.
+
+    Example:
+      >>> [round(float(call_wait_share(jnp.float32(t), jnp.float32(1e5))), 2)
+      ...  for t in (1e-6, 6e-6, 30e-6)]
+      [0.0, 0.45, 0.85]
+      >>> float(call_wait_share(jnp.float32(30e-6), jnp.float32(0.0)))   # exp: inline
+      0.0
+    """
+    log_t = jnp.log(jnp.maximum(exec_s, 1e-12))
+    share = sum(
+        a * jax.nn.sigmoid(_WAIT_SHARPNESS * (log_t - math.log(t)))
+        for a, t in zip(_WAIT_SHARES, _WAIT_STEPS_S)
+    )
+    return jnp.where(flops >= _INLINE_FLOPS, share, 0.0)
+
+
 def program_overhead(
     params: Arrays, wake_share: jax.Array, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0
 ) -> jax.Array:
@@ -454,7 +507,7 @@ def program_overhead(
     Example (the prior, 100 parameter arrays in and out, no wake-up):
       >>> p = {"wake_log": jnp.log(50e-6), "dispatch_log": jnp.log(4e-6)}
       >>> round(float(program_overhead(p, 0.0, 100.0, 100.0)) * 1e6, 1)
-      95.0
+      45.0
     """
     per_array = jnp.exp(params["dispatch_log"]) / DISPATCH_S
     buffers = per_array * (inputs * CALL_INPUT_S + outputs * CALL_OUTPUT_S)

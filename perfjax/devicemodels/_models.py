@@ -582,14 +582,34 @@ def executed_matrix_flops(k) -> jax.Array:
     return jnp.where(k["executions"] > 0, k["matrix_flops"] * k["executions"], 0.0)
 
 
-def wake_share(pool_use_max: jax.Array, matrix_flops: jax.Array, family: str) -> jax.Array:
-    """The share (0..1) of the thread pool's wake-up a call pays: on CPUs the larger of its
-    kernels' largest :func:`waking_pool_use` (``pool_use_max``) and
+def executed_flops(k) -> jax.Array:
+    """Per kernel, its vector and matrix FLOPs per call (0 for padding)."""
+    flops = k["vector_flops"] + k["matrix_flops"]
+    return jnp.where(k["executions"] > 0, flops * k["executions"], 0.0)
+
+
+def executed_body_s(k, out: KernelTimes) -> jax.Array:
+    """Per kernel, its work's seconds per call (launches excluded; 0 for padding): what the
+    caller waits for (:func:`perfjax.devicemodels._cpu.call_wait_share`)."""
+    return jnp.where(k["executions"] > 0, (out.time_s - out.launch_s) * k["executions"], 0.0)
+
+
+def wake_share(
+    pool_use_max: jax.Array, matrix_flops: jax.Array, family: str,
+    exec_s: jax.Array = 0.0, flops: jax.Array = 0.0,
+) -> jax.Array:  # fmt: skip
+    """The share (0..1) of the thread pool's wake-up a call pays: on CPUs the largest of its
+    kernels' largest :func:`waking_pool_use` (``pool_use_max``),
     :func:`perfjax.devicemodels._cpu.call_wake_share` of its ``matrix_flops`` (the sum of
-    :func:`executed_matrix_flops`); elsewhere ``pool_use_max``."""
+    :func:`executed_matrix_flops`) and :func:`perfjax.devicemodels._cpu.call_wait_share` of
+    the seconds its kernels' work takes (``exec_s``, the sum of :func:`executed_body_s`) and
+    its ``flops`` (the sum of :func:`executed_flops`); elsewhere ``pool_use_max``."""
     if family != "cpu":
         return pool_use_max
-    return jnp.maximum(pool_use_max, _cpu.call_wake_share(matrix_flops))
+    return jnp.maximum(
+        jnp.maximum(pool_use_max, _cpu.call_wake_share(matrix_flops)),
+        _cpu.call_wait_share(exec_s, flops),
+    )
 
 
 def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Array]:
@@ -597,7 +617,10 @@ def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Ar
     wake-up: :func:`wake_share`)."""
     out = kernel_times(k, dev, params, res, family)
     used = jnp.max(waking_pool_use(k, out), initial=0.0)
-    share = wake_share(used, jnp.sum(executed_matrix_flops(k)), family)
+    exec_s = jnp.sum(executed_body_s(k, out))
+    share = wake_share(
+        used, jnp.sum(executed_matrix_flops(k)), family, exec_s, jnp.sum(executed_flops(k))
+    )
     return out, program_overhead(params, share, family, *call_arrays(k))
 
 

@@ -938,9 +938,9 @@ def test_a_call_run_off_the_callers_thread_pays_its_wait_as_measured():
     than ~1000 FLOPs (XLA's count, transcendentals not among them) on the caller's thread and
     any other on a worker, the caller waiting. Once the kernels take more than ~3 us the caller
     sleeps and its wake-up costs 14-20 us, from ~12 us of kernels 24-33 us, where ``exp`` run
-    on the caller takes its kernel and ~5.5 us at any size. perfjax's FLOPs are XLA's for every
+    on the caller takes its kernel and 6-7 us at any size. perfjax's FLOPs are XLA's for every
     case and tell the thread as XLA does; the wait share the model gives each case's profiled
-    kernel time, times one wake-up fitted to all cases (28 us; the machine's calibrations fit
+    kernel time, times one wake-up fitted to all cases (29 us; the machine's calibrations fit
     the pool's at 29), leaves 85%+ of the cases within 6 us of the measured extra, where no
     wait leaves about half."""
     from perfjax.devicemodels._cpu import _INLINE_FLOPS, call_wait_share

@@ -164,8 +164,8 @@ _INLINE_FLOPS = 1000.0
 #: the first of these (seconds), and deeper from the second: its wake-up then costs it these
 #: shares of the pool's (``wake_log``). On a 2-core EPYC a sigmoid over 4096-5120 floats
 #: (2.3-2.6 us of kernel) took 7 us a call, over 8192-24576 (4-10 us) 24 us, and from 28672
-#: (12 us) 30 us more than its kernel; GEMMs alike (48^3 26 us, 96^3 49 us), where ``exp``
-#: run inline took its kernel and 6 us (benchmarks/results/host_call_wait_epyc.csv).
+#: (12 us) 25-32 us more than its kernel; GEMMs alike (64^3 24 us, 96^3 51 us), where ``exp``
+#: run inline took its kernel and 6-7 us (benchmarks/results/host_call_wait_epyc.csv).
 _WAIT_STEPS_S = (3e-6, 11e-6)
 _WAIT_SHARES = (0.45, 0.4)
 #: How sharply (per unit of log seconds) the caller's sleep switches on.

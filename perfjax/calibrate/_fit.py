@@ -36,6 +36,7 @@ from perfjax.devicemodels._calibration import Calibration, Report
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
+    executed_body_s,
     executed_flops,
     executed_matrix_flops,
     kernel_times,
@@ -139,9 +140,10 @@ def _row_parts(
     all_flops = jax.ops.segment_sum(
         executed_flops(batch.arrays), batch.row_of_kernel, num_segments=batch.n_rows
     )
-    share = wake_share(
-        jnp.maximum(pool, 0.0), flops, family, per_row(out.time_s - out.launch_s), all_flops
+    body_s = jax.ops.segment_sum(
+        executed_body_s(batch.arrays, out), batch.row_of_kernel, num_segments=batch.n_rows
     )
+    share = wake_share(jnp.maximum(pool, 0.0), flops, family, body_s, all_flops)
     zero = jnp.zeros_like(ex)
     inputs, outputs = (
         jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,
@@ -334,10 +336,11 @@ SLOW_SCALE = 0.5
 #: 65.8% -> 66.3%, coverage 81.3% -> 80.7%; the worst file's p90 61.3% -> 59.7%; the quiet
 #: files' fits unchanged. With the model that prices the caller's wait (``_cpu.call_wait_share``;
 #: 62 files, 11880 programs) the weights no longer help: 14.3% / 39.3% -> 14.3% / 39.6%, the
-#: worst file's p90 58.7% -> 62.9%. In development refits (42 files, 7560 programs, an earlier model) half
-#: the scale read the same (14.8 / 40.9% against 14.8 / 41.0%); the spread weighed for every
-#: file alike (no gate, a fixed scale of 0.3 or 0.6) helped the noisy files as much and cost the
-#: quiet ones ~1 point of p90; a spread relative to that of points of similar time did not help.
+#: worst file's p90 58.7% -> 62.9%. In development refits (42 files, 7560 programs, an earlier
+#: model) half the scale read the same (14.8 / 40.9% against 14.8 / 41.0%); the spread
+#: weighed for every file alike (no gate, a fixed scale of 0.3 or 0.6) helped the noisy files as
+#: much and cost the quiet ones ~1 point of p90; a spread relative to that of points of similar
+#: time did not help.
 QUIET_NOISE = 0.018
 SPREAD_WEIGHT_SCALE = 0.006
 LOSSES = ("msle", "huber", "asymmetric")

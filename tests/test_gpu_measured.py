@@ -4,12 +4,12 @@ no calibration has seen), rebuilt from their seed and predicted again here."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
 import pytest
+from experiment_modules import load_experiment
 
 import perfjax
 from perfjax.devicemodels import device as get_device
@@ -23,12 +23,7 @@ MEASURED = sorted(
 
 @pytest.fixture(scope="module")
 def gm():
-    spec = importlib.util.spec_from_file_location(
-        "_exp_gpu_measured", ROOT / "experiments" / "gpu_measured.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("gpu_measured")
 
 
 def _rows(path: pathlib.Path) -> tuple[dict, list[dict]]:

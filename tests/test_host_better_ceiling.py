@@ -3,24 +3,19 @@ timing of a program (its typical time, and the best single prediction of it)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 
 import numpy as np
 import pytest
+from experiment_modules import load_experiment
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location(
-        "_exp_host_better_ceiling", ROOT / "experiments" / "host_better_ceiling.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_experiment("host_better_ceiling")
 
 
 def test_typical_is_each_programs_geometric_mean_and_median(ceiling):

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 
 import pytest
+from experiment_modules import EXPERIMENTS, load_experiment
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_exp_{name}", EXPERIMENTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_experiment
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ README's "your own model" snippet (docs/zoo/your_model.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import pathlib
@@ -13,19 +12,14 @@ import jax
 import jax.numpy as jnp
 import pandas as pd
 import pytest
+from experiment_modules import load_experiment
 
 import perfjax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"_exp_{name}", ROOT / "experiments" / f"{name}.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_experiment
 
 
 @pytest.fixture(scope="module")

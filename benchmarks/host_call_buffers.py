@@ -61,11 +61,13 @@ def slope_us(counts, times_s) -> float:
     return float(np.polyfit(np.asarray(counts, float), np.asarray(times_s) * 1e6, 1)[0])
 
 
-def main() -> None:
-    name, command = out_option(__doc__, "host_call_buffers.py", "host_call_buffers.csv")
+def timed_cases(builds, counts) -> tuple[list[tuple], list[float]]:
+    """Every ``builds[case](n)`` (a function and its arguments) for ``n`` in ``counts``, jitted
+    and run once, as ``(case, n, jitted, arguments, uncalibrated host prediction)``, and their
+    medians of :data:`ROUNDS` interleaved rounds of at least 0.05 s (seconds)."""
     cases = []
-    for case, build in CASES.items():
-        for n in COUNTS:
+    for case, build in builds.items():
+        for n in counts:
             fn, args = build(n)
             f = jax.jit(fn)
             jax.block_until_ready(f(*args))
@@ -74,6 +76,12 @@ def main() -> None:
     medians = interleaved_medians(
         [lambda c=c: time_loop(c[2], c[3], min_s=0.05) for c in cases], ROUNDS
     )
+    return cases, medians
+
+
+def main() -> None:
+    name, command = out_option(__doc__, "host_call_buffers.py", "host_call_buffers.csv")
+    cases, medians = timed_cases(CASES, COUNTS)
     what = f"arrays of 16 fp32 floats; medians of {ROUNDS} interleaved rounds"
     with result_csv(name, command, what) as wr:
         wr.writerow(["case", "arrays", "measured_us", "predicted_us", "predicted_vs_measured"])

@@ -27,6 +27,7 @@ Writes benchmarks/results/host_call_inputs_busy.csv (``--out``: another name the
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 
@@ -38,6 +39,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
+from host_call_buffers import slope_us, timed_cases  # noqa: E402
 
 import perfjax  # noqa: E402
 
@@ -84,11 +86,6 @@ def synthetic_case(kernel: str, n: int):
     return fn, (x, w, *extra)
 
 
-def slope_us(counts, times_s) -> float:
-    """Least-squares slope of time (us) in the array count."""
-    return float(np.polyfit(np.asarray(counts, float), np.asarray(times_s) * 1e6, 1)[0])
-
-
 def _hf_cases(names):
     import hf_models
 
@@ -121,17 +118,8 @@ def main() -> None:
     name, command = out_option(__doc__, "host_call_inputs_busy.py", "host_call_inputs_busy.csv")
     if known.hf != list(HF_MODELS):
         command += " --hf " + " ".join(known.hf)
-    cases = []
-    for kernel in KERNELS:
-        for n in COUNTS:
-            fn, args = synthetic_case(kernel, n)
-            f = jax.jit(fn)
-            jax.block_until_ready(f(*args))
-            prior = perfjax.predict(fn, args, device="host", calibration=False).time_s
-            cases.append((kernel, n, f, args, prior))
-    medians = interleaved_medians(
-        [lambda c=c: time_loop(c[2], c[3], min_s=0.05) for c in cases], ROUNDS
-    )
+    builds = {kernel: functools.partial(synthetic_case, kernel) for kernel in KERNELS}
+    cases, medians = timed_cases(builds, COUNTS)
     hf = _hf_cases(known.hf) if known.hf else []
     timers = []
     for _, _, (f, a), (g, b), _, _ in hf:

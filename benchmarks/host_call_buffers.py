@@ -8,6 +8,8 @@ This times programs whose kernels do almost nothing over 1 to 256 arrays of 16 f
 
 * ``inputs``: ``sum(x[0] for x in xs) + 1`` of N positional arrays (one small loop);
 * ``inputs_dict``: the same over a dict of N arrays (a parameter pytree);
+* ``unused_inputs``: ``xs[0][0] + 1`` of N positional arrays: ``jax.jit`` prunes the N - 1 it
+  does not read from the compiled program, but the call still checks and flattens them;
 * ``outputs``: ``[x[0] + i for i in range(N)]`` from one array: N scalars, each its own loop
   (XLA:CPU has no multi-output loops).
 
@@ -49,11 +51,17 @@ def _inputs_dict(n: int):
     return (lambda p: sum(x[0] for x in p.values()) + 1.0), (params,)
 
 
+def _unused_inputs(n: int):
+    xs = tuple(jnp.full((16,), float(i), jnp.float32) for i in range(n))
+    return (lambda *a: a[0][0] + 1.0), xs
+
+
 def _outputs(n: int):
     return (lambda x: [x[0] + float(i) for i in range(n)]), (jnp.ones((16,), jnp.float32),)
 
 
-CASES = {"inputs": _inputs, "inputs_dict": _inputs_dict, "outputs": _outputs}
+CASES = {"inputs": _inputs, "inputs_dict": _inputs_dict, "unused_inputs": _unused_inputs,
+         "outputs": _outputs}  # fmt: skip
 
 
 def slope_us(counts, times_s) -> float:

@@ -1727,9 +1727,10 @@ def test_kernels_count_the_arrays_a_program_takes_and_returns():
 def test_a_call_pays_per_array_it_takes_and_returns_as_measured():
     """benchmarks/results/host_call_buffers_epyc.csv (one AMD EPYC): a jitted call costs ~0.3-0.4
     us more per input array and ~1.4 us per output (its own loop included), so a model's
-    hundred parameter arrays add tens of microseconds whatever its kernels. Before, the model
-    priced no input at all (slope 0). The uncalibrated model's slope in the array count is
-    within 30% of the measured one for each case, and the times within 30% up to 256 arrays."""
+    hundred parameter arrays add tens of microseconds whatever its kernels; an argument the
+    program never reads (``jax.jit`` prunes it) still costs ~0.17 us. The uncalibrated
+    model's slope in the array count is within 30% of the measured one for each case, and the
+    times within 30% up to 256 arrays."""
     bench = _benchmark("host_call_buffers")
     rows = _result_rows("host_call_buffers_epyc.csv")
     for case, build in bench.CASES.items():
@@ -1744,6 +1745,30 @@ def test_a_call_pays_per_array_it_takes_and_returns_as_measured():
         ours, theirs = bench.slope_us(counts, model), bench.slope_us(counts, measured)
         assert abs(np.log(ours / theirs)) < np.log(1.3), (case, ours, theirs)
         assert np.all(np.abs(np.log(np.asarray(model) / measured)) < np.log(1.3)), case
+
+
+def test_arguments_jit_prunes_are_counted_apart_from_the_programs_inputs():
+    """``jax.jit`` drops arguments nothing reads from the program (``keep_unused=False``);
+    the call still flattens and checks them. The kernels count them apart (``pruned_inputs``)
+    and the host prices each at ``CALL_PRUNED_INPUT_S``, not as an input handed over."""
+    xs = tuple(jnp.ones((16,), jnp.float32) for _ in range(9))
+
+    def first(*a):
+        return a[0][0] + 1.0
+
+    k = kernels_for(program_for(first, xs, None), "cpu")
+    assert set(k.program_inputs) == {1} and set(k.pruned_inputs) == {8}
+    used = kernels_for(program_for(lambda *a: sum(x[0] for x in a), xs, None), "cpu")
+    assert set(used.pruned_inputs) == {0}
+    t9 = perfjax.predict(first, xs, device="host", calibration=False).time_s
+    t1 = perfjax.predict(first, xs[:1], device="host", calibration=False).time_s
+    from perfjax.devicemodels._cpu import CALL_PRUNED_INPUT_S
+
+    assert t9 - t1 == pytest.approx(8 * CALL_PRUNED_INPUT_S, rel=1e-3)
+    # Other devices' models have no per-argument cost: a pruned argument changes nothing.
+    g9 = perfjax.predict(first, xs, device="h100", calibration=False).time_s
+    g1 = perfjax.predict(first, xs[:1], device="h100", calibration=False).time_s
+    assert g9 == pytest.approx(g1, rel=1e-6)
 
 
 def _siblings(a, b):

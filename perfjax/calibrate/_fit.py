@@ -145,14 +145,12 @@ def _row_parts(
     )
     share = wake_share(jnp.maximum(pool, 0.0), flops, family, body_s, all_flops)
     zero = jnp.zeros_like(ex)
-    inputs, outputs = (
-        jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,
-                            num_segments=batch.n_rows)
-        for name in ("program_inputs", "program_outputs")
+    inputs, outputs, pruned = (
+        jnp.maximum(jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,
+                                        num_segments=batch.n_rows), 0.0)
+        for name in ("program_inputs", "program_outputs", "pruned_inputs")
     )  # fmt: skip
-    fixed = per_row(out.launch_s) + program_overhead(
-        params, share, family, jnp.maximum(inputs, 0.0), jnp.maximum(outputs, 0.0)
-    )
+    fixed = per_row(out.launch_s) + program_overhead(params, share, family, inputs, outputs, pruned)
     body = out.time_s - out.launch_s
     if body_log is not None:
         body = body * jnp.exp(body_log)

@@ -186,6 +186,11 @@ _THUNK_S = 0.5e-6
 #: parameters and a training step's results are dozens to hundreds of arrays: ~20-200 us a call.
 CALL_INPUT_S = 0.4e-6
 CALL_OUTPUT_S = 0.05e-6
+#: What a call costs per argument ``jax.jit`` pruned from the program (one it never reads):
+#: still checked and flattened on every call, not handed over. 0.17 us per array on a 2-core
+#: EPYC, ``xs[0][0] + 1`` over 1-256 arrays of 16 floats
+#: (benchmarks/results/host_call_buffers_epyc.csv, ``unused_inputs``).
+CALL_PRUNED_INPUT_S = 0.17e-6
 #: One call's dispatch beside them, the CPU prior's ``dispatch_s`` (a 16-float add's call is
 #: ~7 us here with its input and output, benchmarks/run_overhead.py): a calibration's dispatch
 #: scales CALL_INPUT_S and CALL_OUTPUT_S by its ratio to this.
@@ -497,12 +502,14 @@ def call_wait_share(exec_s: jax.Array, flops: jax.Array) -> jax.Array:
 
 
 def program_overhead(
-    params: Arrays, wake_share: jax.Array, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0
-) -> jax.Array:
+    params: Arrays, wake_share: jax.Array, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0,
+    pruned: jax.Array = 0.0,
+) -> jax.Array:  # fmt: skip
     """The thread pool's wake-up, once per call: ``wake_share`` (0..1) of it, the largest of
     the program's :func:`waking_pool_use` (a loop split over the pool) and its
     :func:`call_wake_share`; and the call's ``inputs`` and ``outputs`` (arrays):
-    :data:`CALL_INPUT_S` and :data:`CALL_OUTPUT_S` each, scaled as the call's dispatch.
+    :data:`CALL_INPUT_S` and :data:`CALL_OUTPUT_S` each, and its ``pruned`` arguments
+    (:data:`CALL_PRUNED_INPUT_S` each), scaled as the call's dispatch.
 
     Example (the prior, 100 parameter arrays in and out, no wake-up):
       >>> p = {"wake_log": jnp.log(50e-6), "dispatch_log": jnp.log(4e-6)}
@@ -510,5 +517,7 @@ def program_overhead(
       45.0
     """
     per_array = jnp.exp(params["dispatch_log"]) / DISPATCH_S
-    buffers = per_array * (inputs * CALL_INPUT_S + outputs * CALL_OUTPUT_S)
+    buffers = per_array * (
+        inputs * CALL_INPUT_S + outputs * CALL_OUTPUT_S + pruned * CALL_PRUNED_INPUT_S
+    )
     return jnp.exp(params["wake_log"]) * wake_share + buffers

@@ -549,24 +549,26 @@ def dispatch_time(params) -> jax.Array:
 
 
 def program_overhead(
-    params, share: jax.Array, family: str, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0
-) -> jax.Array:
+    params, share: jax.Array, family: str, inputs: jax.Array = 0.0, outputs: jax.Array = 0.0,
+    pruned: jax.Array = 0.0,
+) -> jax.Array:  # fmt: skip
     """Once-per-call cost of a program: dispatch, and on CPUs ``share`` (0..1, from
     :func:`wake_share`) of the thread pool's wake-up and the cost of handing over its
-    ``inputs`` and ``outputs`` (:func:`call_arrays`)."""
+    ``inputs`` and ``outputs`` and of checking its ``pruned`` arguments (:func:`call_arrays`)."""
     out = dispatch_time(params)
     if family == "cpu":
-        out = out + _cpu.program_overhead(params, share, inputs, outputs)
+        out = out + _cpu.program_overhead(params, share, inputs, outputs, pruned)
     return out
 
 
-def call_arrays(k) -> tuple[jax.Array, jax.Array]:
-    """The arrays a program takes and returns (its kernels' ``program_inputs`` and
-    ``program_outputs``; 0 where the features are absent)."""
+def call_arrays(k) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The arrays a program takes and returns and the arguments ``jax.jit`` pruned from it
+    (its kernels' ``program_inputs``, ``program_outputs`` and ``pruned_inputs``; 0 where the
+    features are absent)."""
     zero = jnp.zeros_like(k["executions"])
-    return (
-        jnp.max(k.get("program_inputs", zero), initial=0.0),
-        jnp.max(k.get("program_outputs", zero), initial=0.0),
+    return tuple(
+        jnp.max(k.get(name, zero), initial=0.0)
+        for name in ("program_inputs", "program_outputs", "pruned_inputs")
     )
 
 

@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from perfjax._errors import InputError
@@ -523,6 +524,10 @@ class Kernels:
     #: checks and hands over each one (``CALL_INPUT_S``, ``CALL_OUTPUT_S`` on a CPU).
     program_inputs: np.ndarray = _feature()
     program_outputs: np.ndarray = _feature()
+    #: Arguments ``jax.jit`` pruned from the program because it never reads them (the same on
+    #: every kernel of a program): the call still checks and flattens each one
+    #: (``CALL_PRUNED_INPUT_S`` on a CPU).
+    pruned_inputs: np.ndarray = _feature(default=True)
     executions: np.ndarray = _feature()
     #: Independent pieces of work the kernel can be split into across cores (1: one core,
     #: whatever the device has; see the module notes). ``UNBOUNDED`` where tiles decide.
@@ -680,10 +685,13 @@ def fusion_policy(name: str) -> FusionPolicy:
 
 
 def fuse(
-    graph: Graph, policy: str | FusionPolicy = "gpu", *, aliased_outputs: Sequence[int] = ()
-) -> Kernels:
+    graph: Graph, policy: str | FusionPolicy = "gpu", *, aliased_outputs: Sequence[int] = (),
+    pruned_inputs: int = 0,
+) -> Kernels:  # fmt: skip
     """Groups ``graph``'s ops into kernels under a family's fusion policy. ``aliased_outputs``:
-    positions of the outputs that reuse a donated input's buffer (``donate_argnums``).
+    positions of the outputs that reuse a donated input's buffer (``donate_argnums``);
+    ``pruned_inputs``: arguments of the traced function that ``jax.jit`` left out of ``graph``
+    because nothing reads them.
 
     Example:
       >>> import jax.numpy as jnp, perfjax
@@ -694,13 +702,13 @@ def fuse(
     """
     if isinstance(policy, str):
         policy = fusion_policy(policy)
-    fusion = _Fusion(graph, policy, aliased_outputs)
+    fusion = _Fusion(graph, policy, aliased_outputs, pruned_inputs)
     groups = fusion.group()
     fused = fusion.kernels(groups)
     if not policy.normalization_passes or not any(g.get("rows") for g in groups):
         return fused  # no normalisation kernel: nothing to list as passes
     unfused_policy = dataclasses.replace(policy, normalization=False)
-    fusion = _Fusion(graph, unfused_policy, aliased_outputs)
+    fusion = _Fusion(graph, unfused_policy, aliased_outputs, pruned_inputs)
     passes = fusion.kernels(fusion.group())
     if len(passes) == len(fused):
         return fused
@@ -777,8 +785,12 @@ _GROUP_KIND = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": 
 class _Fusion:
     """One graph under one policy: op classes, the values that really move, and the groups."""
 
-    def __init__(self, graph: Graph, policy: FusionPolicy, aliased_outputs: Sequence[int] = ()):
+    def __init__(
+        self, graph: Graph, policy: FusionPolicy, aliased_outputs: Sequence[int] = (),
+        pruned_inputs: int = 0,
+    ) -> None:  # fmt: skip
         self.graph, self.policy, self.ops = graph, policy, graph.ops
+        self.pruned_inputs = pruned_inputs
         n = len(self.ops)
         self.cls = [op_class(o) for o in self.ops]
         self._mark_views()
@@ -1452,7 +1464,7 @@ class _Fusion:
         unfused_bytes = float(
             sum(o.bytes * o.executions for i, o in enumerate(ops) if kernel_like[i])
         )
-        per_program = ("program_input_bytes", "program_inputs", "program_outputs")
+        per_program = ("program_input_bytes", "program_inputs", "program_outputs", "pruned_inputs")
         features = {name: arr(name) for name in Kernels.features() if name not in per_program}
         n = len(rows["names"])
         return Kernels(
@@ -1464,6 +1476,7 @@ class _Fusion:
             program_input_bytes=np.full(n, float(self.graph.input_bytes)),
             program_inputs=np.full(n, float(len(self.graph.in_types))),
             program_outputs=np.full(n, float(len(self.graph.out_types))),
+            pruned_inputs=np.full(n, float(self.pruned_inputs)),
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
@@ -1561,8 +1574,17 @@ def kernels_for(
         # Donation only matters where an output is large enough to be fresh memory.
         large = least > 0 and any(t.nbytes >= least for t in graph.out_types)
         aliased = _aliased_outputs(program, graph) if large else ()
-        table[key] = fuse(graph, policy, aliased_outputs=aliased)
+        table[key] = fuse(graph, policy, aliased_outputs=aliased,
+                          pruned_inputs=_pruned_inputs(program, graph))  # fmt: skip
     return table[key]
+
+
+def _pruned_inputs(program: Program, graph: Graph) -> int:
+    """Arguments of the traced function (its example inputs' leaves) that ``jax.jit`` left out
+    of the program because nothing reads them: 0 where the inputs are unknown (StableHLO text)."""
+    if program.example_inputs is None:
+        return 0
+    return max(0, len(jax.tree_util.tree_leaves(program.example_inputs)) - len(graph.in_types))
 
 
 def _aliased_outputs(program: Program, graph: Graph) -> tuple[int, ...]:

@@ -506,8 +506,8 @@ def program_overhead(
     pruned: jax.Array = 0.0,
 ) -> jax.Array:  # fmt: skip
     """The thread pool's wake-up, once per call: ``wake_share`` (0..1) of it, the largest of
-    the program's :func:`waking_pool_use` (a loop split over the pool) and its
-    :func:`call_wake_share`; and the call's ``inputs`` and ``outputs`` (arrays):
+    the program's :func:`waking_pool_use` (a loop split over the pool), its
+    :func:`call_wake_share` and its :func:`call_wait_share`; and the call's ``inputs`` and ``outputs`` (arrays):
     :data:`CALL_INPUT_S` and :data:`CALL_OUTPUT_S` each, and its ``pruned`` arguments
     (:data:`CALL_PRUNED_INPUT_S` each), scaled as the call's dispatch.
 

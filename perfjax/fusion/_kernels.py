@@ -685,13 +685,10 @@ def fusion_policy(name: str) -> FusionPolicy:
 
 
 def fuse(
-    graph: Graph, policy: str | FusionPolicy = "gpu", *, aliased_outputs: Sequence[int] = (),
-    pruned_inputs: int = 0,
-) -> Kernels:  # fmt: skip
+    graph: Graph, policy: str | FusionPolicy = "gpu", *, aliased_outputs: Sequence[int] = ()
+) -> Kernels:
     """Groups ``graph``'s ops into kernels under a family's fusion policy. ``aliased_outputs``:
-    positions of the outputs that reuse a donated input's buffer (``donate_argnums``);
-    ``pruned_inputs``: arguments of the traced function that ``jax.jit`` left out of ``graph``
-    because nothing reads them.
+    positions of the outputs that reuse a donated input's buffer (``donate_argnums``).
 
     Example:
       >>> import jax.numpy as jnp, perfjax
@@ -702,13 +699,13 @@ def fuse(
     """
     if isinstance(policy, str):
         policy = fusion_policy(policy)
-    fusion = _Fusion(graph, policy, aliased_outputs, pruned_inputs)
+    fusion = _Fusion(graph, policy, aliased_outputs)
     groups = fusion.group()
     fused = fusion.kernels(groups)
     if not policy.normalization_passes or not any(g.get("rows") for g in groups):
         return fused  # no normalisation kernel: nothing to list as passes
     unfused_policy = dataclasses.replace(policy, normalization=False)
-    fusion = _Fusion(graph, unfused_policy, aliased_outputs, pruned_inputs)
+    fusion = _Fusion(graph, unfused_policy, aliased_outputs)
     passes = fusion.kernels(fusion.group())
     if len(passes) == len(fused):
         return fused
@@ -785,12 +782,8 @@ _GROUP_KIND = {"loop": "elementwise", "gemm": "gemm", "conv": "conv", "reduce": 
 class _Fusion:
     """One graph under one policy: op classes, the values that really move, and the groups."""
 
-    def __init__(
-        self, graph: Graph, policy: FusionPolicy, aliased_outputs: Sequence[int] = (),
-        pruned_inputs: int = 0,
-    ) -> None:  # fmt: skip
+    def __init__(self, graph: Graph, policy: FusionPolicy, aliased_outputs: Sequence[int] = ()):
         self.graph, self.policy, self.ops = graph, policy, graph.ops
-        self.pruned_inputs = pruned_inputs
         n = len(self.ops)
         self.cls = [op_class(o) for o in self.ops]
         self._mark_views()
@@ -1476,7 +1469,7 @@ class _Fusion:
             program_input_bytes=np.full(n, float(self.graph.input_bytes)),
             program_inputs=np.full(n, float(len(self.graph.in_types))),
             program_outputs=np.full(n, float(len(self.graph.out_types))),
-            pruned_inputs=np.full(n, float(self.pruned_inputs)),
+            pruned_inputs=np.zeros(n),  # the graph has none: kernels_for counts them
             unfused_kernels=unfused_count,
             unfused_bytes=unfused_bytes,
         )
@@ -1574,17 +1567,19 @@ def kernels_for(
         # Donation only matters where an output is large enough to be fresh memory.
         large = least > 0 and any(t.nbytes >= least for t in graph.out_types)
         aliased = _aliased_outputs(program, graph) if large else ()
-        table[key] = fuse(graph, policy, aliased_outputs=aliased,
-                          pruned_inputs=_pruned_inputs(program, graph))  # fmt: skip
+        kernels = fuse(graph, policy, aliased_outputs=aliased)
+        pruned = _pruned_inputs(program, graph)
+        table[key] = dataclasses.replace(kernels, pruned_inputs=np.full(len(kernels), pruned))
     return table[key]
 
 
-def _pruned_inputs(program: Program, graph: Graph) -> int:
+def _pruned_inputs(program: Program, graph: Graph) -> float:
     """Arguments of the traced function (its example inputs' leaves) that ``jax.jit`` left out
     of the program because nothing reads them: 0 where the inputs are unknown (StableHLO text)."""
     if program.example_inputs is None:
         return 0
-    return max(0, len(jax.tree_util.tree_leaves(program.example_inputs)) - len(graph.in_types))
+    leaves = len(jax.tree_util.tree_leaves(program.example_inputs))
+    return float(max(0, leaves - len(graph.in_types)))
 
 
 def _aliased_outputs(program: Program, graph: Graph) -> tuple[int, ...]:

@@ -50,6 +50,8 @@ def machine_info() -> dict:
     return dict(
         processor=platform.processor(),
         cpu_model=_cpu_model(),
+        # the generation and caches: a VM's model name ("AMD EPYC") can hide which
+        cpu_id=cpu_info().identity,
         machine=platform.machine(),
         platform=platform.platform(),
         cpu_count=os.cpu_count(),
@@ -136,7 +138,8 @@ def uncalibrated_split(fn, shapes) -> tuple[float, float]:
 def write_header(fh, command: str, what: str) -> None:
     """The comment lines a result CSV starts with: the machine, the command, what was timed."""
     info = machine_info()
-    fh.write(f"# {info['cpu_model']}, {info['cpu_count']} cores, jax {info['jax']}\n"
+    cpu = info["cpu_model"] + (f" ({info['cpu_id']})" if info["cpu_id"] else "")
+    fh.write(f"# {cpu}, {info['cpu_count']} cores, jax {info['jax']}\n"
              f"# command: {command}\n# {what}\n")  # fmt: skip
 
 

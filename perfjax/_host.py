@@ -33,6 +33,10 @@ class CpuInfo:
     #: Hardware threads sharing the first core (2 with SMT / Hyper-Threading: two "cores" that
     #: share one core's FMA units); 0 where the OS does not say.
     threads_per_core: int = 0
+    #: The processor's generation as the OS reports it (vendor, family, model, stepping) and
+    #: its caches: a cloud VM often shows one model name ("AMD EPYC") for several generations
+    #: of processor, whose timings must not be mixed ("" where unknown).
+    identity: str = ""
 
 
 def _read(path: str | pathlib.Path) -> str:
@@ -85,6 +89,7 @@ def cpu_info() -> CpuInfo:
     """This machine's CPU (read once per process)."""
     flags: set[str] = set()
     model, mhz = platform.processor() or platform.machine() or "unknown", 0.0
+    ident: dict[str, str] = {}
     for line in _read("/proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -94,6 +99,8 @@ def cpu_info() -> CpuInfo:
             model = value.strip()
         elif key == "cpu MHz" and not mhz:
             mhz = float(value)
+        elif key in _IDENTITY_KEYS and key not in ident:
+            ident[key] = value.strip()
     caches = {}
     for index in sorted(pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         level, kind = _read(index / "level").strip(), _read(index / "type").strip()
@@ -103,5 +110,39 @@ def cpu_info() -> CpuInfo:
     memory = float(m.group(1)) * 1024 if m else 0.0
     siblings = _read("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
     return CpuInfo(
-        model, frozenset(flags), mhz, usable_cores(), caches, memory, cpu_list_size(siblings)
+        model,
+        frozenset(flags),
+        mhz,
+        usable_cores(),
+        caches,
+        memory,
+        cpu_list_size(siblings),
+        identity(ident, caches),
     )
+
+
+#: The ``/proc/cpuinfo`` fields that name a processor's generation (x86: vendor, family,
+#: model, stepping; Arm: implementer, part, variant, revision).
+_IDENTITY_KEYS = ("vendor_id", "cpu family", "model", "stepping", "CPU implementer", "CPU part",
+                  "CPU variant", "CPU revision")  # fmt: skip
+
+
+def identity(fields: dict[str, str], caches: dict[int, float]) -> str:
+    """A processor's generation and caches as one line, from ``/proc/cpuinfo`` fields and cache
+    sizes by level (bytes); "" where neither is known.
+
+    Example:
+      >>> identity({"vendor_id": "AuthenticAMD", "cpu family": "26", "model": "2",
+      ...           "stepping": "1"}, {1: 48 * 1024, 2: 1024**2, 3: 32 * 1024**2})
+      'AuthenticAMD cpu family 26 model 2 stepping 1; caches L1 48 KiB, L2 1024 KiB, L3 32768 KiB'
+    """
+    parts = [
+        f"{k} {fields[k]}" if k != "vendor_id" else fields[k] for k in _IDENTITY_KEYS if k in fields
+    ]
+    text = " ".join(parts)
+    if caches:
+        sizes = ", ".join(
+            f"L{level} {size / 1024:.0f} KiB" for level, size in sorted(caches.items())
+        )
+        text = f"{text}; caches {sizes}" if text else f"caches {sizes}"
+    return text

@@ -188,10 +188,16 @@ def test_host_calibration_is_picked_up_automatically(synthetic_fit, tmp_path, mo
     p = perfjax.predict(fn, ins, device="host")
     assert p.calibration is not None and p.interval_s is not None
     assert perfjax.predict(fn, ins, device="host", calibration=False).calibration is None
-    # A calibration from another machine is ignored.
-    other = calibrate.Calibration(**{**cal.__dict__, "metadata": {"machine": "some other CPU"}})
-    other.save(calibrate.host_calibration_path())
-    assert perfjax.predict(fn, ins, device="host").calibration is None
+    # A calibration from another machine is ignored, and one from another generation of
+    # processor with the same description (a VM's model name, cores and clock).
+    from perfjax._host import cpu_info
+    from perfjax.devicemodels import host_spec
+
+    same_description = [host_spec().description] if cpu_info().identity else []
+    for machine in ("some other CPU", *same_description):
+        other = calibrate.Calibration(**{**cal.__dict__, "metadata": {"machine": machine}})
+        other.save(calibrate.host_calibration_path())
+        assert perfjax.predict(fn, ins, device="host").calibration is None
 
 
 # ---- bad input --------------------------------------------------------------------------------
@@ -392,6 +398,7 @@ def test_earlier_timings_are_pooled_only_from_the_same_machine_software_suites_a
     from perfjax.calibrate._measurements import POOL_KEYS
 
     new = {"device": "host", "cpu": "AMD EPYC", "cores": "2", "threads_per_core": "1",
+           "cpu_id": "AuthenticAMD cpu family 26 model 2 stepping 1; caches L1 48 KiB",
            "platform": "linux x86_64", "python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2",
            "perfjax": "0.1.0", "suites": "all", "size": "default",
            "date": "2026-12-06T13:37:07+00:00", "noise_median": "0.04"}  # fmt: skip
@@ -408,6 +415,34 @@ def test_earlier_timings_are_pooled_only_from_the_same_machine_software_suites_a
     assert why_not_pool(new, {**new, "date": "2026-11-20T13:37:07"}, max_age_days=30) is None
     assert "after this run" in why_not_pool(new, {**new, "date": "2026-12-07T00:00:00+00:00"})
     assert "no date" in why_not_pool(new, {**new, "date": "yesterday"})
+    # One model name over two generations of processor (a cloud VM moved to a newer host):
+    # timings of the other generation, or of a run that did not record it, are kept out.
+    zen4 = {**new, "cpu_id": "AuthenticAMD cpu family 25 model 17 stepping 1; caches L1 32 KiB"}
+    assert "cpu family 25" in why_not_pool(new, zen4)
+    assert "(unknown)" in why_not_pool(new, {k: v for k, v in new.items() if k != "cpu_id"})
+
+
+def test_the_processors_generation_and_caches_identify_the_host():
+    from perfjax._host import cpu_info, identity
+
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "model": "2", "stepping": "1"}
+    caches = {1: 48 * 1024.0, 2: 1024.0**2, 3: 32 * 1024.0**2}
+    zen4 = {**zen5, "cpu family": "25", "model": "17"}
+    assert identity(zen5, caches) != identity(zen4, caches)
+    assert identity(zen5, caches) != identity(zen5, {**caches, 1: 32 * 1024.0})
+    assert identity(zen5, caches).startswith("AuthenticAMD cpu family 26 model 2 stepping 1;")
+    assert identity({}, {}) == "" and identity({}, caches).startswith("caches L1 48 KiB")
+    assert identity({"CPU implementer": "0x41", "CPU part": "0xd4f"}, {}) == (
+        "CPU implementer 0x41 CPU part 0xd4f"
+    )
+    # This machine's: what a calibration and a run's timings record of it.
+    if pathlib.Path("/proc/cpuinfo").exists():
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+        assert cpu_info().identity != ""
+        for key in ("cpu family", "CPU part"):
+            if key in text:
+                assert key in cpu_info().identity
+        assert cpu_info().identity in calibrate.machine_id()
 
 
 def test_pooling_two_runs_keeps_each_points_faster_timing_and_the_new_runs_metadata():

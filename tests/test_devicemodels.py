@@ -1771,6 +1771,40 @@ def test_arguments_jit_prunes_are_counted_apart_from_the_programs_inputs():
     assert g9 == pytest.approx(g1, rel=1e-6)
 
 
+def test_cpu_dynamic_update_slices_are_in_place_loops_as_xla_compiles_them():
+    """XLA:CPU compiles ``dynamic_update_slice`` into a loop fusion written in place (the update
+    and its producers fused, the buffer aliased); a scan stacking its per-step results (the zoo's
+    layer scans) runs one per stacked value. On the host they are elementwise kernels priced by
+    the update's bytes, not kernels of their own at the ``other`` kind's fixed cost; the GPU
+    model keeps its own kernel for them."""
+    buf, upd = jnp.zeros((64, 256), jnp.float32), jnp.ones((1, 256), jnp.float32)
+
+    def update(b, u, i):
+        return lax.dynamic_update_slice(b, jnp.tanh(u) * 2.0, (i, 0))
+
+    args = (buf, upd, jnp.int32(3))
+    hlo = jax.jit(update).lower(*args).compile().as_text()
+    fusions = [line for line in hlo.splitlines() if "fusion(" in line and "ENTRY" not in line]
+    assert any("kind=kLoop" in line and "dynamic-update-slice" in line for line in fusions), hlo
+    k = kernels_for(program_for(update, args, None), "cpu")
+    kinds = [KINDS[int(c)] for c in k.kind]
+    assert kinds == ["elementwise"], kinds  # the tanh and scale fused in, as XLA does
+    # Only the update moves: its 1 KiB read and written, not the 64 KiB buffer.
+    assert float(k.bytes_read[0]) + float(k.bytes_written[0]) < 4 * upd.nbytes
+    gpu = kernels_for(program_for(update, args, None), "gpu")
+    assert "other" in [KINDS[int(c)] for c in gpu.kind]
+
+    def stack(x):
+        return lax.scan(lambda c, _: (c * 1.5, jnp.sin(c)), x, None, length=8)[1]
+
+    host = perfjax.predict(stack, (upd,), device="host", calibration=False)
+    h100 = perfjax.predict(stack, (upd,), device="h100", calibration=False)
+    assert [r.kind for r in h100.kernels].count("other") == 1  # the update, on its own
+    assert "other" not in [r.kind for r in host.kernels]
+    # the update is written by the loop computing its value (``sin``), one kernel fewer
+    assert len(host.kernels) == len(h100.kernels) - 1
+
+
 def _siblings(a, b):
     return a + b, a * b
 

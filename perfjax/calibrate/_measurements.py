@@ -26,8 +26,8 @@ _COLUMNS = ("workload", "kind", "device", "time_s", "rel_spread", "repeats", "so
 
 #: The metadata :func:`perfjax.calibrate.measure` records that two runs' timings must share to
 #: be fitted together: the same machine (as far as it describes itself), software and suites.
-POOL_KEYS = ("device", "cpu", "cores", "threads_per_core", "platform", "python", "jax", "jaxlib",
-             "perfjax", "suites", "size")  # fmt: skip
+POOL_KEYS = ("device", "cpu", "cpu_id", "cores", "threads_per_core", "platform", "python", "jax",
+             "jaxlib", "perfjax", "suites", "size")  # fmt: skip
 #: Earlier timings older than this many days are not fitted with a new run's (a kernel, BIOS or
 #: cloud-host change leaves no trace in the metadata).
 POOL_MAX_AGE_DAYS = 7.0

@@ -586,6 +586,8 @@ def measure(
     metadata = {
         "device": "host",
         "cpu": cpu_info().model,
+        # the generation and caches, which one model name can hide (cloud VMs)
+        "cpu_id": cpu_info().identity,
         "cores": str(usable_cores()),
         # (2: the "cores" may be hyperthreads sharing one core's arithmetic units)
         "threads_per_core": str(cpu_info().threads_per_core),

@@ -24,6 +24,7 @@ import numpy as np
 
 from perfjax._display import pyplot, render
 from perfjax._errors import CalibrationError, InputError
+from perfjax._host import cpu_info
 from perfjax._io import atomic_write_text, cache_dir
 from perfjax.devicemodels._catalog import device as get_device
 from perfjax.devicemodels._catalog import host_spec
@@ -601,8 +602,11 @@ def host_calibration_path() -> pathlib.Path:
 
 
 def machine_id() -> str:
-    """What a host calibration records of the machine it was measured on (it is ignored elsewhere)."""
-    return host_spec().description
+    """What a host calibration records of the machine it was measured on (it is ignored elsewhere):
+    the host's description and the processor's generation and caches, which a VM's model name
+    alone ("AMD EPYC") does not tell apart."""
+    ident = cpu_info().identity
+    return host_spec().description + (f"; {ident}" if ident else "")
 
 
 #: Calibrations shipped with perfjax, used by default for every device of their family.

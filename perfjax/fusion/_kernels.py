@@ -333,6 +333,10 @@ class FusionPolicy:
     #: have 5x5 at 2.2x 3x3's (``benchmarks/results/host_conv_odd_windows_epyc.csv``,
     #: ``host_conv_fallback_epyc.csv``, ``host_conv_channels_epyc.csv``). 0: their own K.
     odd_features_taps: int = 0
+    #: A ``dynamic_update_slice`` runs as a loop over its update, written in place (XLA:CPU's
+    #: ``dynamic-update-slice`` fusions, into which the update's producers fuse), priced as an
+    #: elementwise loop and fused as one; off: its own kernel of the ``other`` kind.
+    in_place_update_loops: bool = False
 
 
 #: XLA:CPU's cost per element of each transcendental relative to ``exp``, measured by
@@ -385,6 +389,7 @@ POLICIES = {
         attention_scratch=(4096, 256, 64),
         scratch_fault_min_bytes=64 * 1024 * 1024,
         dot_operand_copies=True,
+        in_place_update_loops=True,
         strided_min_bytes=1024 * 1024,
         strided_small_dot_weight=0.5,
         generic_dot_strided=(2048, 0.3),
@@ -786,6 +791,11 @@ class _Fusion:
         self.graph, self.policy, self.ops = graph, policy, graph.ops
         n = len(self.ops)
         self.cls = [op_class(o) for o in self.ops]
+        if policy.in_place_update_loops:
+            self.cls = [
+                "loop" if c == "other" and _short(o) == "dynamic_update_slice" else c
+                for c, o in zip(self.cls, self.ops, strict=True)
+            ]
         self._mark_views()
         self._bases: dict[int, tuple[int, ...]] = {}
         # Consumers of each value, resolved through free ops to the ops that really read it.

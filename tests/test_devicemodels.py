@@ -1605,6 +1605,50 @@ def test_cpu_transposed_rhs_cost_is_the_middle_of_two_measured_cpus_and_not_fitt
     assert float(_trainable(default_params("gpu"), (), "gpu", False)["transposed_rhs_log"]) == 1
 
 
+def test_cpu_transposed_rhs_cost_follows_the_fitted_gemm_speed():
+    """Two generations of AMD EPYC (``host_attention_layout_epyc.csv``, a Zen 4, and
+    ``_zen5.csv``): over the shapes both timed (head sizes up to 64), the einsum form's extra per
+    score element differs between them by about as much as their GEMMs' speed (the form with
+    the transposes written out: a GEMM-bound program). The model's transposed-rhs time, kept
+    at its prior by the fit, therefore scales with the GEMM speed the calibration fits: twice
+    the clock scale, half that time."""
+    from perfjax.devicemodels._cpu import gemm_speed_log
+
+    a = {
+        (r["b"], r["t"], r["h"], r["d"]): r for r in _result_rows("host_attention_layout_epyc.csv")
+    }
+    b = {
+        (r["b"], r["t"], r["h"], r["d"]): r for r in _result_rows("host_attention_layout_zen5.csv")
+    }
+    common = [key for key in b if key in a and int(key[3]) <= 64]
+    assert len(common) >= 20
+    speed = np.median([float(a[c]["transposed_ms"]) / float(b[c]["transposed_ms"]) for c in common])
+    extra = np.median([float(a[c]["extra_ns_per_score"]) for c in common]) / np.median(
+        [float(b[c]["extra_ns_per_score"]) for c in common]
+    )
+    assert speed > 1.5 and abs(math.log(extra / speed)) < math.log(1.25), (extra, speed)
+
+    def einsum_attention(q, k, v):
+        s = jnp.einsum("bthd,bshd->bhts", q, k)
+        return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(s, axis=-1), v)
+
+    spec = perfjax.device("host")
+    x = jax.ShapeDtypeStruct((4, 256, 8, 32), jnp.float32)
+    k = kernels_for(program_for(einsum_attention, (x, x, x), None), "cpu")
+    assert float(k.transposed_rhs_elements.sum()) > 0
+    arrays, res = k.arrays(), resolve(k, spec).arrays()
+    none = {**arrays, "transposed_rhs_elements": np.zeros_like(arrays["transposed_rhs_elements"])}
+
+    def transposed_s(params):
+        t = lambda arr: float(total_time(arr, pack(spec), params, res, "cpu"))
+        return t(arrays) - t(none)
+
+    p0 = default_params("cpu")
+    p1 = {**p0, "clock_scale_log": p0["clock_scale_log"] + math.log(2.0)}
+    assert float(gemm_speed_log(p1) - gemm_speed_log(p0)) == pytest.approx(math.log(2.0), rel=1e-5)
+    assert transposed_s(p1) / transposed_s(p0) == pytest.approx(0.5, rel=1e-3)
+
+
 def _layernorm(x):
     m = x.mean(-1, keepdims=True)
     return (x - m) * lax.rsqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-5)

@@ -314,6 +314,20 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     return jnp.where(k["parallel_units"] < 1.5, 0.0, use)
 
 
+def gemm_speed_log(params: Arrays) -> jax.Array:
+    """Log of a CPU's GEMM speed as the parameters have it, relative to the spec's peak: the
+    clock scale times the GEMM class's efficiency."""
+    return params["clock_scale_log"] + jnp.log(jax.nn.sigmoid(params["compute_eff_logit"][GEMM]))
+
+
+def _prior_gemm_speed_log() -> float:
+    """:func:`gemm_speed_log` at the CPU priors."""
+    from perfjax.devicemodels._models import PRIORS
+
+    pr = PRIORS["cpu"]
+    return math.log(pr.get("clock_scale", 1.0) * pr["compute_eff"]["gemm"])
+
+
 def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelTimes:
     """Per-kernel time (seconds per execution) and its parts on a CPU. Pure and vectorised
     (arguments as :func:`perfjax.devicemodels._gpu.kernel_times`)."""
@@ -415,10 +429,14 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
     )
     t_fresh = fresh * jnp.exp(params["first_touch_log"]) / jnp.maximum(dev["num_cores"], 1.0)
     # A batched GEMM by a transposed, computed rhs (attention written as two einsums), split
-    # over as many cores as it has batch entries (heads).
+    # over as many cores as it has batch entries (heads). Its cost per element (kept at its
+    # prior by the fit) is the prior's at the priors' GEMM speed and scales with the fitted
+    # one: on two EPYCs the extra per score element went with their GEMM speed (0.68 and
+    # 0.36 ns over the same 30 shapes, GEMMs fitted 1.9x faster on the second;
+    # host_attention_layout_epyc.csv, host_attention_layout_zen5.csv).
     t_transposed = (
         k.get("transposed_rhs_elements", jnp.zeros_like(t_body))
-        * jnp.exp(params["transposed_rhs_log"])
+        * jnp.exp(params["transposed_rhs_log"] + _prior_gemm_speed_log() - gemm_speed_log(params))
         / jnp.clip(jnp.minimum(dev["num_cores"], k["gemm_b"]), 1.0, None)
     )
     t_body = t_body + t_transposed

@@ -170,7 +170,10 @@ PRIORS: dict[str, dict[str, Any]] = {
         # median over 46 shapes on 2 cores): 1.13 ns on an Intel Xeon, 0.43 ns on an AMD EPYC
         # (host_attention_layout_epyc.csv), i.e. 2.3 and 0.86 core-ns. The prior is their
         # geometric mean, and the fit keeps it (FROZEN): host calibrations fitted 3.2-3.4
-        # core-ns on the EPYC, 4x what it measures, and over-predicted attention there.
+        # core-ns on the EPYC, 4x what it measures, and over-predicted attention there. It
+        # holds at the priors' GEMM speed and scales with the fitted one (devicemodels._cpu):
+        # a Zen 5 EPYC, its GEMMs fitted 1.9x faster than a Zen 4's, took 1.9x less per score
+        # (host_attention_layout_zen5.csv).
         transposed_rhs_s_per_element=1.4e-9,
         # Cycles per input element of a sum XLA:CPU runs as its own scalar loop
         # (Kernels.scalar_sum_elements: bf16 accumulation, a bias gradient), on top of the

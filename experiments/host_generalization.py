@@ -3,6 +3,8 @@
     python experiments/host_generalization.py                 # 120 programs, ~6 min on 2 cores
     python experiments/host_generalization.py --n 40          # quicker
     python experiments/host_generalization.py --seed 7        # a given seed (default: drawn)
+    python experiments/host_generalization.py --repredict RUN.csv CALIBRATION.json
+                                      # a saved run predicted again by this perfjax, untimed
 
 A generator draws programs from families people write — MLPs (forward and SGD training step),
 convolution blocks (strided or not, with a normalisation), attention blocks, layer norm / RMS
@@ -276,9 +278,25 @@ def main() -> None:
     ap.add_argument("--out", type=pathlib.Path, default=OUT)
     ap.add_argument("--plot", type=pathlib.Path, metavar="CSV",
                     help="only draw the PNG of a saved run's CSV, next to it")  # fmt: skip
+    ap.add_argument("--repredict", nargs=2, action="append", metavar=("CSV", "CALIBRATION"),
+                    help="predict a saved run's programs again with this perfjax and a saved "
+                    "calibration, timing nothing (repeatable); writes host_repredicted.json "
+                    "in --out")  # fmt: skip
     args = ap.parse_args()
     if args.plot is not None:
         plot(args.plot, args.plot.with_suffix(".png"))
+        return
+    if args.repredict:
+        results = [repredict(pathlib.Path(c), pathlib.Path(k)) for c, k in args.repredict]
+        command = "python experiments/host_generalization.py" + "".join(
+            f" --repredict {_rel(c)} {_rel(k)}" for c, k in args.repredict
+        )
+        if args.out != OUT:
+            command += f" --out {_rel(args.out)}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"command": command, "runs": results}, indent=1) + "\n"
+        (args.out / "host_repredicted.json").write_text(text)
+        print(text)
         return
     seed = args.seed if args.seed is not None else int(time.time_ns() % (2**31))
     t0 = time.perf_counter()
@@ -372,6 +390,50 @@ def main() -> None:
             {k: v for k, v in summary.items() if k not in ("per_family", "failed")}, indent=1
         )
     )
+
+
+def _rel(path: pathlib.Path | str) -> str:
+    p = pathlib.Path(path).resolve()
+    root = OUT.parents[1]
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
+
+def repredict(csv_path: pathlib.Path, calibration: pathlib.Path) -> dict[str, Any]:
+    """A saved run's measurements predicted again: its programs regenerated from its seed (the
+    JSON beside the CSV), predicted with this perfjax and ``calibration`` and with the priors;
+    the run's figures as this model gives them (nothing is timed)."""
+    import csv
+
+    meta = json.loads(csv_path.with_suffix(".json").read_text())
+    rows = [r for r in csv.DictReader(csv_path.open()) if r.get("measured_s")]
+    programs: dict[str, tuple] = {}
+    for _, label, fn, inputs in generate(meta["seed"], meta["programs"]):
+        programs.setdefault(label, (fn, inputs))
+    cal = perfjax.calibrate.load(calibration)
+    cache: dict[str, tuple] = {}
+    ape, prior_ape, covered = [], [], []
+    for r in rows:
+        if r["program"] not in cache:
+            fn, inputs = programs[r["program"]]
+            p = perfjax.predict(fn, inputs, device="host", calibration=cal)
+            q = perfjax.predict(fn, inputs, device="host", calibration=False)
+            cache[r["program"]] = (p.time_s, q.time_s, p.interval_s)
+        t, tq, interval = cache[r["program"]]
+        m = float(r["measured_s"])
+        ape.append(abs(t / m - 1))
+        prior_ape.append(abs(tq / m - 1))
+        if interval:
+            covered.append(interval[0] <= m <= interval[1])
+    return {
+        "run": _rel(csv_path),
+        "seed": meta["seed"],
+        "calibration": _rel(calibration),
+        "calibrated": _stats(ape),
+        "priors": _stats(prior_ape),
+        "better_than_priors": float(np.mean(np.array(ape) < np.array(prior_ape))),
+        "interval_coverage": float(np.mean(covered)) if covered else None,
+        "recorded": {k: meta[k] for k in ("calibrated", "better_than_priors", "interval_coverage")},
+    }
 
 
 def plot(csv_path: pathlib.Path, png_path: pathlib.Path) -> None:

@@ -197,7 +197,8 @@ def test_host_calibration_is_picked_up_automatically(synthetic_fit, tmp_path, mo
     for machine in ("some other CPU", *same_description):
         other = calibrate.Calibration(**{**cal.__dict__, "metadata": {"machine": machine}})
         other.save(calibrate.host_calibration_path())
-        assert perfjax.predict(fn, ins, device="host").calibration is None
+        with pytest.warns(UserWarning, match="measured on another machine"):
+            assert perfjax.predict(fn, ins, device="host").calibration is None
 
 
 # ---- bad input --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pathlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -640,9 +641,28 @@ def auto_calibration(spec: DeviceSpec) -> Calibration | None:
         cal = load(path)
     except ValueError:
         return None  # an unreadable or older file is ignored, never half-used
-    if cal.metadata.get("machine") not in (None, machine_id()):
+    measured_on = cal.metadata.get("machine")
+    if measured_on not in (None, machine_id()):
+        _warn_other_machine(str(path), str(measured_on))
         return None
     return cal
+
+
+_WARNED_OTHER_MACHINE: set[tuple[str, str]] = set()
+
+
+def _warn_other_machine(path: str, measured_on: str) -> None:
+    """Says once per process and file that a saved host calibration is passed over."""
+    if (path, measured_on) in _WARNED_OTHER_MACHINE:
+        return
+    _WARNED_OTHER_MACHINE.add((path, measured_on))
+    warnings.warn(
+        f"perfjax: the saved host calibration {path} was measured on another machine "
+        f"({measured_on}), not this one ({machine_id()}); host predictions use the uncalibrated "
+        "priors until `perfjax calibrate` runs here.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def load_calibration(calibration: Any) -> Calibration | bool | None:

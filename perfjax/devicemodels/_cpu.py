@@ -130,6 +130,10 @@ _GEMM_SPLIT_TILES = 3.0
 #: rather than a library GEMM's wake-up (:func:`waking_pool_use`)
 #: (benchmarks/results/host_generic_dot_split_epyc.csv).
 _GENERIC_DOT_FLOPS_PER_TASK_ELEMENT = 3.0
+#: The CPU priors' GEMM efficiency and clock scale (``PRIORS["cpu"]`` takes them from here):
+#: the GEMM speed the transposed-rhs cost is stated at (:func:`gemm_speed_log`).
+PRIOR_GEMM_EFF = 0.6
+PRIOR_CLOCK_SCALE = 1.3
 #: A cache line: what a loop pays per element read across rows (Kernels.strided_elements).
 _LINE_BYTES = 64.0
 #: Cycles (of the spec's clock) per element a weight gradient's generic dot reads across rows
@@ -322,10 +326,7 @@ def gemm_speed_log(params: Arrays) -> jax.Array:
 
 def _prior_gemm_speed_log() -> float:
     """:func:`gemm_speed_log` at the CPU priors."""
-    from perfjax.devicemodels._models import PRIORS
-
-    pr = PRIORS["cpu"]
-    return math.log(pr.get("clock_scale", 1.0) * pr["compute_eff"]["gemm"])
+    return math.log(PRIOR_CLOCK_SCALE * PRIOR_GEMM_EFF)
 
 
 def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelTimes:

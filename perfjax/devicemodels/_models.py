@@ -109,7 +109,12 @@ PRIORS: dict[str, dict[str, Any]] = {
     "cpu": dict(
         # XLA:CPU GEMMs (Eigen / oneDNN) reach 60-80% of FMA peak on large problems.
         compute_eff=dict(
-            gemm=0.6, conv=0.45, elementwise=0.25, reduce=0.2, other=0.1, collective=0.1
+            gemm=_cpu.PRIOR_GEMM_EFF,
+            conv=0.45,
+            elementwise=0.25,
+            reduce=0.2,
+            other=0.1,
+            collective=0.1,
         ),
         memory_eff=dict(gemm=0.7, conv=0.7, elementwise=0.7, reduce=0.7, other=0.5, collective=0.5),
         k_half=16.0,
@@ -145,7 +150,7 @@ PRIORS: dict[str, dict[str, Any]] = {
         # (/proc/cpuinfo: 2.45 GHz here) use the base clock, while cores boost under load: a
         # 1024^3 fp32 matmul runs at ~175 GFLOP/s here, above the 157 derived from the base clock.
         # Prior: a typical all-core turbo / base ratio (Xeon Platinum 8380: 3.0 / 2.3 GHz, Intel).
-        clock_scale=1.3,
+        clock_scale=_cpu.PRIOR_CLOCK_SCALE,
         # XLA:CPU splits loops that move more than ~450 KB (fork_elements of an add, 12 bytes
         # each; perfjax.devicemodels._cpu.pool_use) into tasks for its thread pool. The first
         # such kernel of a call wakes the pool (~50 us here: a 65536-float add

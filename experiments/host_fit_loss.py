@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 sys.path.insert(0, str(ROOT))
 
 import host_generalization as hg  # noqa: E402
+from host_generalization import _rel  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -136,12 +137,6 @@ def order_statistics_bounds(cal) -> tuple[float, float]:
         return cal.residual_log_quantiles
     resid = np.log([r["measured_s"] / r["after_s"] for r in rows])
     return _fit._conformal_bounds(resid, (1.0 - cal.interval_level) / 2)
-
-
-def _rel(path) -> str:
-    """A path as the command line gives it from the repository's root."""
-    p = pathlib.Path(path).resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
 def main() -> None:

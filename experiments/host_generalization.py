@@ -36,6 +36,7 @@ host_generalization.png (predicted against measured, the rounds' range as error 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import pathlib
 import statistics
@@ -393,6 +394,7 @@ def main() -> None:
 
 
 def _rel(path: pathlib.Path | str) -> str:
+    """A path as the command line gives it from the repository's root."""
     p = pathlib.Path(path).resolve()
     root = OUT.parents[1]
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
@@ -402,8 +404,6 @@ def repredict(csv_path: pathlib.Path, calibration: pathlib.Path) -> dict[str, An
     """A saved run's measurements predicted again: its programs regenerated from its seed (the
     JSON beside the CSV), predicted with this perfjax and ``calibration`` and with the priors;
     the run's figures as this model gives them (nothing is timed)."""
-    import csv
-
     meta = json.loads(csv_path.with_suffix(".json").read_text())
     rows = [r for r in csv.DictReader(csv_path.open()) if r.get("measured_s")]
     programs: dict[str, tuple] = {}

@@ -648,6 +648,8 @@ def auto_calibration(spec: DeviceSpec) -> Calibration | None:
     return cal
 
 
+#: (file, machine) pairs already warned about: the warning filters' own once-per-location
+#: registry is reset whenever a ``warnings.catch_warnings`` block exits, as in every prediction.
 _WARNED_OTHER_MACHINE: set[tuple[str, str]] = set()
 
 

@@ -10,11 +10,14 @@ call and hands later work to awake threads: whether the model prices the wake-up
 per-kernel hand-off as the machine does shows in the intercept and the slope.
 
 Times are medians of 5 interleaved rounds of a plain ``jax.jit`` loop of at least 0.05 s.
-Writes benchmarks/results/host_gemm_chain.csv (``--out``: another name there).
+Writes benchmarks/results/host_gemm_chain.csv (``--out``: another name there); with
+``--calibration FILE`` a ``calibrated_us`` column (that calibration's prediction) beside the
+priors' ``predicted_us``.
 """
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -25,7 +28,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from _machine import interleaved_medians, out_option, result_csv, time_loop  # noqa: E402
+from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
 
 import perfjax  # noqa: E402
 
@@ -50,7 +53,16 @@ def line_us(steps, times_s) -> tuple[float, float]:
 
 
 def main() -> None:
-    name, command = out_option(__doc__, "host_gemm_chain.py", "host_gemm_chain.csv")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="host_gemm_chain.csv", help="file name in benchmarks/results/")
+    ap.add_argument("--calibration", help="a saved calibration (JSON) to predict with as well")
+    args = ap.parse_args()
+    name, cal = args.out, args.calibration
+    command = (
+        "python benchmarks/host_gemm_chain.py"
+        + (f" --out {name}" if name != "host_gemm_chain.csv" else "")
+        + (f" --calibration {cal}" if cal else "")
+    )
     rng = np.random.default_rng(0)
     cases = []
     for m, n in SHAPES:
@@ -61,21 +73,29 @@ def main() -> None:
             f = jax.jit(fn)
             jax.block_until_ready(f(x, *ws))
             prior = perfjax.predict(fn, (x, *ws), device="host", calibration=False).time_s
-            cases.append((m, n, k, f, (x, *ws), prior))
+            fitted = (
+                perfjax.predict(fn, (x, *ws), device="host", calibration=cal).time_s
+                if cal else None
+            )  # fmt: skip
+            cases.append((m, n, k, f, (x, *ws), prior, fitted))
     medians = interleaved_medians(
         [lambda c=c: time_loop(c[3], c[4], min_s=0.05) for c in cases], ROUNDS
     )
     what = f"fp32, tanh(x @ w) K times; medians of {ROUNDS} interleaved rounds"
     with result_csv(name, command, what) as wr:
-        wr.writerow(["rows", "width", "steps", "measured_us", "predicted_us"])
-        for (m, n, k, _, _, prior), t in zip(cases, medians, strict=True):
-            wr.writerow([m, n, k, f"{t * 1e6:.1f}", f"{prior * 1e6:.1f}"])
+        wr.writerow(["rows", "width", "steps", "measured_us", "predicted_us"]
+                    + (["calibrated_us"] if cal else []))  # fmt: skip
+        for (m, n, k, _, _, prior, fitted), t in zip(cases, medians, strict=True):
+            wr.writerow([m, n, k, f"{t * 1e6:.1f}", f"{prior * 1e6:.1f}"]
+                        + ([f"{fitted * 1e6:.1f}"] if cal else []))  # fmt: skip
     print(f"{'shape':>10} {'fixed us (measured / predicted)':>32} {'per step us':>20}")
     for m, n in SHAPES:
-        rows = [(c[2], t, c[5]) for c, t in zip(cases, medians, strict=True) if c[:2] == (m, n)]
-        k, t, p = zip(*rows, strict=True)
-        (ti, ts), (pi, ps) = line_us(k, t), line_us(k, p)
-        print(f"{m:>4}x{n:<5} {ti:15.1f} / {pi:<14.1f} {ts:9.1f} / {ps:<9.1f}")
+        for label, col in (("priors", 5), ("calibrated", 6)) if cal else (("priors", 5),):
+            rows = [(c[2], t, c[col]) for c, t in zip(cases, medians, strict=True)
+                    if c[:2] == (m, n)]  # fmt: skip
+            k, t, p = zip(*rows, strict=True)
+            (ti, ts), (pi, ps) = line_us(k, t), line_us(k, p)
+            print(f"{m:>4}x{n:<5} {ti:15.1f} / {pi:<14.1f} {ts:9.1f} / {ps:<9.1f} ({label})")
 
 
 if __name__ == "__main__":

@@ -1651,6 +1651,48 @@ def test_cpu_transposed_rhs_cost_follows_the_fitted_gemm_speed():
     assert transposed_s(p1) / transposed_s(p0) == pytest.approx(0.5, rel=1e-3)
 
 
+def test_cpu_thunk_cost_follows_the_fitted_clock_scale():
+    """The thunk executor's cost per kernel is code on a core: the same six small transformers
+    models (``host_thunk_costs_epyc.csv``, a Zen 4, and ``_zen5.csv``) left less time per thunk
+    outside their thunks on the Zen 5, by about the ratio of the clock scales the two
+    processors' committed calibrations fit; the model's per-kernel executor cost is that ratio
+    apart between them, and every kernel of a program pays it."""
+    from perfjax.calibrate import load
+    from perfjax.devicemodels._cpu import thunk_time
+
+    def outside(name):
+        return {
+            r["program"]: float(r["outside_us_per_thunk"]) for r in _result_rows(name)
+        }  # fmt: skip
+
+    a, b = outside("host_thunk_costs_epyc.csv"), outside("host_thunk_costs_zen5.csv")
+    hf = [p for p in a if p.startswith("hf ") and p in b]
+    assert len(hf) >= 5
+    measured = float(np.median([b[p] / a[p] for p in hf]))
+    cals = pathlib.Path(__file__).resolve().parent.parent / "docs" / "calibration"
+
+    def thunk_s(paths):
+        return np.median([float(thunk_time(load(p).jax_params("host"))) for p in paths])
+
+    zen4 = thunk_s([cals / "refit" / "host_calibration_s623083024.json",
+                    cals / "refit" / "host_calibration_s1677928701.json"])  # fmt: skip
+    zen5 = thunk_s(sorted((cals / "zen5").glob("host_calibration_*.json")))
+    assert zen4 == pytest.approx(0.5e-6, rel=0.05)
+    assert measured < 0.85 and abs(math.log((zen5 / zen4) / measured)) < math.log(1.3)
+
+    spec = perfjax.device("host")
+    x = S((64, 64), jnp.float32)
+    k = kernels_for(program_for(lambda x: jnp.tanh(x).sum() + x.max(), (x,), None), "cpu")
+    arrays, res = k.arrays(), resolve(k, spec).arrays()
+    p0 = default_params("cpu")
+    p1 = {**p0, "clock_scale_log": p0["clock_scale_log"] + math.log(2.0)}
+    t0, t1 = (float(total_time(arrays, pack(spec), p, res, "cpu")) for p in (p0, p1))
+    kernels = float(np.sum(arrays["executions"]))
+    assert kernels >= 2
+    # A core twice as fast: the executor's cost (at least) halves on every kernel.
+    assert t0 - t1 >= 0.5 * float(thunk_time(p0)) * kernels * 0.99
+
+
 def _layernorm(x):
     m = x.mean(-1, keepdims=True)
     return (x - m) * lax.rsqrt(((x - m) ** 2).mean(-1, keepdims=True) + 1e-5)

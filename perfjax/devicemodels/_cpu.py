@@ -180,8 +180,14 @@ _WAIT_SHARPNESS = 10.0
 #: median 0.6 (benchmarks/results/host_thunk_costs_epyc.csv). Kept out of the fit: a
 #: calibration that prices the caller's wait (call_wait_share) has little else to tell a
 #: call's fixed costs from its kernels' (a suite of mostly one-kernel programs), and had put
-#: ~0.15 us on a loop, transformers models 0.1 (log) under.
+#: ~0.15 us on a loop, transformers models 0.1 (log) under. It is the executor's code on a
+#: core, so it scales with the one measure of a core's speed a calibration fits, its clock
+#: scale (:func:`thunk_time`): this is its cost at :data:`_THUNK_CLOCK_SCALE`, the scale that
+#: processor's calibrations fit (1.46-1.48). A Zen 5 whose calibrations fit 2.1-2.4 ran the
+#: same models' calls 10-30% faster and the largest (t5, mbart: ~300 thunks) at 0.11-0.15 us per
+#: thunk outside the thunks against 0.21-0.40 (host_thunk_costs_zen5.csv).
 _THUNK_S = 0.5e-6
+_THUNK_CLOCK_SCALE = 1.47
 #: What a jitted call costs per array it takes and per array it returns, beyond its kernels:
 #: each is checked, wrapped and handed over on every call. 0.32 us per positional input and
 #: 0.42 per input in a dict (a parameter pytree); 1.35 us per output, nearly all its own loop
@@ -318,6 +324,21 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     return jnp.where(k["parallel_units"] < 1.5, 0.0, use)
 
 
+def thunk_time(params: Arrays) -> jax.Array:
+    """What XLA:CPU's thunk executor costs per kernel (:data:`_THUNK_S`), on a core as fast as
+    the parameters' clock scale says: inversely to it (the fit does not move the clock scale
+    for it: the scale is the kernels' work's).
+
+    Example (twice the clock scale of the processor it was measured on):
+      >>> p = {"clock_scale_log": jnp.float32(math.log(2 * _THUNK_CLOCK_SCALE))}
+      >>> round(float(thunk_time(p)) * 1e6, 2)
+      0.25
+    """
+    # The clock scale is fitted to the kernels' work; the fit does not move it for this cost.
+    clock_log = jax.lax.stop_gradient(params["clock_scale_log"])
+    return _THUNK_S * jnp.exp(math.log(_THUNK_CLOCK_SCALE) - clock_log)
+
+
 def gemm_speed_log(params: Arrays) -> jax.Array:
     """Log of a CPU's GEMM speed as the parameters have it, relative to the spec's peak: the
     clock scale times the GEMM class's efficiency."""
@@ -418,7 +439,7 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
             k, dev, params, kind, mem.bytes, t_body, step_latency_scale=_STEP_LATENCY_SCALE,
             callback_s=_CALLBACK_S,
         )
-        + _THUNK_S
+        + thunk_time(params)
         + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use
     ) * (1.0 - k.get("continued", jnp.zeros_like(t_body)))  # fmt: skip
     # Output buffers mapped afresh on every call, and a fused attention's scratch handed back

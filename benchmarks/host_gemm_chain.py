@@ -56,16 +56,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="host_gemm_chain.csv", help="file name in benchmarks/results/")
     ap.add_argument("--calibration", help="a saved calibration (JSON) to predict with as well")
+    ap.add_argument("--shapes", help="rows x width pairs, e.g. 16x256,64x512 (default: "
+                    + ",".join(f"{m}x{n}" for m, n in SHAPES) + ")")  # fmt: skip
     args = ap.parse_args()
     name, cal = args.out, args.calibration
+    shapes = SHAPES
+    if args.shapes:
+        try:
+            shapes = tuple(tuple(int(v) for v in s.split("x")) for s in args.shapes.split(","))
+        except ValueError:
+            ap.error(f"--shapes wants ROWSxWIDTH pairs separated by commas, got {args.shapes!r}")
+        if any(len(s) != 2 or min(s) < 1 for s in shapes):
+            ap.error(f"--shapes wants ROWSxWIDTH pairs of positive integers, got {args.shapes!r}")
     command = (
         "python benchmarks/host_gemm_chain.py"
         + (f" --out {name}" if name != "host_gemm_chain.csv" else "")
         + (f" --calibration {cal}" if cal else "")
+        + (f" --shapes {args.shapes}" if args.shapes else "")
     )
     rng = np.random.default_rng(0)
     cases = []
-    for m, n in SHAPES:
+    for m, n in shapes:
         x = jnp.asarray(rng.standard_normal((m, n), np.float32) * 0.1)
         ws = [jnp.asarray(rng.standard_normal((n, n), np.float32) * 0.05) for _ in range(2)]
         for k in STEPS:
@@ -89,7 +100,7 @@ def main() -> None:
             wr.writerow([m, n, k, f"{t * 1e6:.1f}", f"{prior * 1e6:.1f}"]
                         + ([f"{fitted * 1e6:.1f}"] if cal else []))  # fmt: skip
     print(f"{'shape':>10} {'fixed us (measured / predicted)':>32} {'per step us':>20}")
-    for m, n in SHAPES:
+    for m, n in shapes:
         for label, col in (("priors", 5), ("calibrated", 6)) if cal else (("priors", 5),):
             rows = [(c[2], t, c[col]) for c, t in zip(cases, medians, strict=True)
                     if c[:2] == (m, n)]  # fmt: skip

@@ -29,6 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from host_gemm_chain import line_us  # noqa: E402
 
 import perfjax  # noqa: E402
 from perfjax.calibrate import Workload  # noqa: E402
@@ -36,12 +37,6 @@ from perfjax.calibrate import Workload  # noqa: E402
 ROUNDS = 5
 SIZES = (256, 1024, 4096, 16384)
 STEPS = (1, 4, 16)
-
-
-def line_us(steps, times_s) -> tuple[float, float]:
-    """(intercept, slope) in us of a least-squares line of time against the chain length."""
-    slope, intercept = np.polyfit(np.asarray(steps, float), np.asarray(times_s) * 1e6, 1)
-    return float(intercept), float(slope)
 
 
 def main() -> None:

@@ -143,13 +143,34 @@ def write_header(fh, command: str, what: str) -> None:
              f"# command: {command}\n# {what}\n")  # fmt: skip
 
 
+def options_parser(doc: str, default: str, calibration: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's option parser: ``--out`` (its result file's name in ``benchmarks/results/``,
+    ``default`` unless given) and, with ``calibration``, ``--calibration`` (a saved calibration
+    to predict with beside the priors)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--out", default=default, help="file name in benchmarks/results/")
+    if calibration:
+        ap.add_argument("--calibration", help="a saved calibration (JSON) to predict with as well")
+    return ap
+
+
+def parse_options(ap: argparse.ArgumentParser, script: str) -> tuple[argparse.Namespace, str]:
+    """The options parsed, and the command line that writes the result: the script and every
+    option given a value other than its default, in the order the parser has them."""
+    args, defaults = ap.parse_args(), vars(ap.parse_args([]))
+    command = f"python benchmarks/{script}"
+    for name, value in vars(args).items():
+        if value != defaults[name]:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            command += f" --{name.replace('_', '-')} {shown}"
+    return args, command
+
+
 def out_option(doc: str, script: str, default: str) -> tuple[str, str]:
     """The ``--out`` option of a benchmark writing one result file: (its name in
     ``benchmarks/results/``, ``default`` unless given; the command line that writes it)."""
-    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
-    ap.add_argument("--out", default=default, help="file name in benchmarks/results/")
-    out = ap.parse_args().out
-    return out, f"python benchmarks/{script}" + (f" --out {out}" if out != default else "")
+    args, command = parse_options(options_parser(doc, default), script)
+    return args.out, command
 
 
 @contextlib.contextmanager

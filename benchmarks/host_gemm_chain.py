@@ -17,7 +17,6 @@ priors' ``predicted_us``.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -28,7 +27,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from _machine import (  # noqa: E402
+    interleaved_medians,
+    options_parser,
+    parse_options,
+    result_csv,
+    time_loop,
+)
 
 import perfjax  # noqa: E402
 
@@ -53,12 +58,10 @@ def line_us(steps, times_s) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="host_gemm_chain.csv", help="file name in benchmarks/results/")
-    ap.add_argument("--calibration", help="a saved calibration (JSON) to predict with as well")
+    ap = options_parser(__doc__, "host_gemm_chain.csv", calibration=True)
     ap.add_argument("--shapes", help="rows x width pairs, e.g. 16x256,64x512 (default: "
                     + ",".join(f"{m}x{n}" for m, n in SHAPES) + ")")  # fmt: skip
-    args = ap.parse_args()
+    args, command = parse_options(ap, "host_gemm_chain.py")
     name, cal = args.out, args.calibration
     shapes = SHAPES
     if args.shapes:
@@ -68,12 +71,6 @@ def main() -> None:
             ap.error(f"--shapes wants ROWSxWIDTH pairs separated by commas, got {args.shapes!r}")
         if any(len(s) != 2 or min(s) < 1 for s in shapes):
             ap.error(f"--shapes wants ROWSxWIDTH pairs of positive integers, got {args.shapes!r}")
-    command = (
-        "python benchmarks/host_gemm_chain.py"
-        + (f" --out {name}" if name != "host_gemm_chain.csv" else "")
-        + (f" --calibration {cal}" if cal else "")
-        + (f" --shapes {args.shapes}" if args.shapes else "")
-    )
     rng = np.random.default_rng(0)
     cases = []
     for m, n in shapes:

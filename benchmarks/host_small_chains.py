@@ -18,7 +18,6 @@ Writes benchmarks/results/host_small_chains.csv (``--out``: another name there).
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -28,7 +27,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from _machine import interleaved_medians, result_csv, time_loop  # noqa: E402
+from _machine import (  # noqa: E402
+    interleaved_medians,
+    options_parser,
+    parse_options,
+    result_csv,
+    time_loop,
+)
 from host_gemm_chain import line_us  # noqa: E402
 
 import perfjax  # noqa: E402
@@ -40,18 +45,10 @@ STEPS = (1, 4, 16)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--out", default="host_small_chains.csv", help="file name in benchmarks/results/"
+    args, command = parse_options(
+        options_parser(__doc__, "host_small_chains.csv", calibration=True), "host_small_chains.py"
     )
-    ap.add_argument("--calibration", help="a saved calibration (JSON) to predict with as well")
-    args = ap.parse_args()
     name, cal = args.out, args.calibration
-    command = (
-        "python benchmarks/host_small_chains.py"
-        + (f" --out {name}" if name != "host_small_chains.csv" else "")
-        + (f" --calibration {cal}" if cal else "")
-    )
     rng = np.random.default_rng(0)
     cases = []
     for n in SIZES:

@@ -6,6 +6,7 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -448,21 +449,32 @@ def test_kernel_chains_add_kernels_with_length():
     from perfjax.fusion import kernels_for
     from perfjax.lowering._staging import program_for
 
-    for op in ("norm", "matmul"):
+    for op, extra in (("norm", {}), ("matmul", {}), ("matmul", {"rows": 16})):
         counts = [
             len(
                 kernels_for(
-                    program_for(*Workload.of("chain", op=op, n=64, length=n).build(), None), "cpu"
+                    program_for(
+                        *Workload.of("chain", op=op, n=64, length=n, **extra).build(), None
+                    ),
+                    "cpu",
                 )
             )
             for n in (1, 4, 16)
         ]
         per_step = (counts[2] - counts[1]) / 12
-        assert per_step >= 1 and counts[1] - counts[0] == 3 * per_step, (op, counts)
+        assert per_step >= 1 and counts[1] - counts[0] == 3 * per_step, (op, extra, counts)
+    # A layer chain multiplies its rows by one square weight: the output keeps the rows.
+    fn, (x, w) = Workload.of("chain", op="matmul", n=32, length=3, rows=4).build()
+    out = fn(jnp.ones(x.shape, x.dtype), jnp.eye(32, dtype=w.dtype) * 2.0)
+    assert out.shape == (4, 32) and float(out[0, 0]) == 8.0
     with pytest.raises(ValueError, match="unknown chain op 'sort'"):
         Workload.of("chain", op="sort", n=8, length=2).build()
     with pytest.raises(ValueError, match="chain length must be a positive integer, got 0"):
         Workload.of("chain", op="norm", n=8, length=0).build()
+    with pytest.raises(ValueError, match="chain rows apply to op 'matmul' only"):
+        Workload.of("chain", op="norm", n=8, length=2, rows=4).build()
+    with pytest.raises(ValueError, match="non-negative integer"):
+        Workload.of("chain", op="matmul", n=8, length=2, rows=-1).build()
 
 
 def test_rounds_take_the_median_of_round_medians(monkeypatch):

@@ -296,12 +296,18 @@ def _conv2d_sweep(size: str) -> list[Workload]:
 
 def _kernel_chains(size: str) -> list[Workload]:
     """Chains of 1, 4 and 16 unfusable kernels: the once-per-call cost (dispatch, the thread
-    pool's wake-up) against the per-kernel cost, which single-op programs cannot tell apart."""
+    pool's wake-up) against the per-kernel cost, which single-op programs cannot tell apart;
+    from the default size also at a transformer layer's sizes (loops of a few hundred floats,
+    GEMMs of 16 rows or 64 columns), where a kernel costs less inside a call than alone."""
     lengths = _pick(size, (1, 4), (1, 4, 16), (1, 2, 4, 8, 16))
-    norms = _pick(size, (4096,), (4096, 65536, 262144), (4096, 16384, 65536, 262144, 1 << 20))
+    norms = _pick(size, (4096,), (256, 4096, 65536, 262144),
+                  (256, 1024, 4096, 16384, 65536, 262144, 1 << 20))  # fmt: skip
     mats = _pick(size, (32,), (32, 128), (32, 64, 128, 256))
+    layers = _pick(size, (), ((16, 256), (256, 64)), ((4, 256), (16, 256), (16, 512), (256, 64)))
     out = [Workload.of("chain", op="norm", n=n, length=k) for n in norms for k in lengths]
     out += [Workload.of("chain", op="matmul", n=n, length=k) for n in mats for k in lengths]
+    out += [Workload.of("chain", op="matmul", n=n, length=k, rows=m)
+            for m, n in layers for k in lengths]  # fmt: skip
     return out
 
 

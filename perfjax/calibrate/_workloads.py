@@ -258,15 +258,27 @@ def _attention(b: int, t: int, h: int, d: int, causal: bool = True, dtype: str =
 
 
 @register_builder("chain")
-def _chain(op: str, n: int, length: int, dtype: str = "float32"):
+def _chain(op: str, n: int, length: int, dtype: str = "float32", rows: int = 0):
     """``length`` kernels in a row that the compiler cannot fuse into one: ``"norm"`` divides
     ``n`` elements by one plus their maximum (a reduction, then an elementwise kernel) per step;
-    ``"matmul"`` multiplies an ``n x n`` matrix by itself ``length`` times. Against chains of one,
-    they separate what a call costs once from what every further kernel costs."""
+    ``"matmul"`` multiplies an ``n x n`` matrix by itself ``length`` times, or with ``rows`` a
+    ``rows x n`` matrix by one ``n x n`` weight ``length`` times (a layer's GEMM at a
+    transformer's sizes). Against chains of one, they separate what a call costs once from what
+    every further kernel costs.
+
+    Example:
+      >>> fn, (x, w) = _chain("matmul", n=64, length=2, rows=16)
+      >>> x.shape, w.shape
+      ((16, 64), (64, 64))
+    """
     if op not in ("norm", "matmul"):
         raise InputError(f"unknown chain op {op!r}; expected 'norm' or 'matmul'.")
     if not (isinstance(length, int) and length >= 1):
         raise InputError(f"chain length must be a positive integer, got {length!r}.")
+    if not (isinstance(rows, int) and rows >= 0):
+        raise InputError(f"chain rows must be a non-negative integer (0: square), got {rows!r}.")
+    if rows and op != "matmul":
+        raise InputError(f"chain rows apply to op 'matmul' only, got op {op!r} with rows={rows}.")
     dt = _dt(dtype)
 
     if op == "norm":
@@ -277,6 +289,15 @@ def _chain(op: str, n: int, length: int, dtype: str = "float32"):
             return x
 
         return norm, (S((n,), dt),)
+
+    if rows:
+
+        def layers(x, w):
+            for _ in range(length):
+                x = F.matmul(x, w)
+            return x
+
+        return layers, (S((rows, n), dt), S((n, n), dt))
 
     def matmuls(x):
         y = x

@@ -46,3 +46,22 @@ def test_a_saved_run_is_predicted_again_from_its_seed_without_timing(tmp_path):
     assert out["recorded"] == recorded
     assert 0.0 <= out["better_than_priors"] <= 1.0 and out["priors"]["n"] == 2
     assert out["interval_coverage"] in (0.0, 0.5, 1.0)
+
+
+def test_the_chain_ablation_drops_exactly_the_layer_sized_chains():
+    """``host_chain_ablation.py`` takes out of a calibration the nine layer-sized chains the
+    default suite times (256-float norms, rows=M GEMMs) and nothing else, and its committed
+    result has them lowering p90 in most runs, as the docs quote."""
+    import json
+
+    from perfjax.calibrate import suite
+
+    ablation = load_experiment("host_chain_ablation")
+    chains = [w for w in suite("kernel_chains") if ablation.layer_chain(w)]
+    assert len(chains) == 9
+    assert {dict(w.params).get("rows", 0) for w in chains} == {0, 16, 256}
+    assert not any(ablation.layer_chain(w) for w in suite("matmul_sweep") + suite("reductions"))
+    runs = json.loads((ablation.ZEN5 / "host_chain_ablation.json").read_text())["runs"]
+    assert len(runs) == 12 and all(r["dropped_rows"] == 9 for r in runs)
+    lower = sum(r["with_chains"]["p90"] < r["without_chains"]["p90"] for r in runs)
+    assert lower >= 10, lower

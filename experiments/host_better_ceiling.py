@@ -1,6 +1,8 @@
 """How often can any calibrated model beat the priors on programs nobody chose? A ceiling.
 
     python experiments/host_better_ceiling.py        # ~10 min on 2 cores (lowering)
+    python experiments/host_better_ceiling.py --dir docs/calibration/zen5 \
+        --calibrations docs/calibration/zen5/host_calibration_s<seed>.json ...   # the Zen 5's
 
 "Better than the priors on >= 80% of programs" compares two predictions of one measurement
 that carries the machine's noise. Where the priors are already close, which of the two lands
@@ -8,28 +10,30 @@ nearer is partly a coin toss. This measures how often a predictor that knows eac
 time as well as this machine lets anyone know it wins against the priors.
 
 Nothing is timed. The committed held-out sets (``docs/calibration/host_generalization*.csv``,
-each program timed once per set, sets timed in different hours) share many programs: the
+or those in ``--dir``; each program timed once per set, sets timed in different hours) share many programs: the
 generator draws sizes from short lists. For every program measured in three or more sets,
 the *repeat* predictor predicts each of its measurements by the geometric mean of its
 measurements in the other sets: no model, the program's own timings. The script reports, over
 those measurements, the repeat predictor's median / p90 APE and the share it predicts better
-than the priors (perfjax's uncalibrated host model, the current revision); the same for
+than the priors (perfjax's uncalibrated host model, the current revision), also per family
+(``repeat_by_family``: how far one timing of a program lies from its others); the same for
 bounds that see every timing of the program, the scored one included: *typical*, its
 timings' geometric mean (what a model that knew each program's typical time exactly would
 predict), *typical_median*, their median, and *best*, for each program the one prediction
 that beats the priors on the most of its timings (no prediction of a program's time does
 better on this metric); and the same for
-the committed calibration (``docs/calibration/host_calibration_s<seed>.json`` of the
-committed ``host_generalization.json``) and for the saved calibrations given with
-``--calibrations``.
+the committed calibration (``host_calibration_s<seed>.json`` of the committed
+``host_generalization.json``, where ``--dir`` has one) and for the saved calibrations given
+with ``--calibrations``.
 
-Writes docs/calibration/host_better_ceiling.json.
+Writes host_better_ceiling.json in ``--dir`` (docs/calibration/host_better_ceiling.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import json
 import pathlib
 import sys
@@ -78,13 +82,25 @@ def _in_sample(
     return typical, median, wins / len(keep)
 
 
+def held_out_count(directory: pathlib.Path) -> int:
+    """Programs timed in the held-out sets in ``directory`` (every set's rows with a time)."""
+    return sum(
+        sum(1 for r in csv.DictReader(open(path)) if r["measured_s"])
+        for path in sorted(directory.glob("host_generalization*.csv"))
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calibrations", nargs="*", default=[],
                     help="saved calibrations to score on the same measurements")  # fmt: skip
-    ap.add_argument("--out", type=pathlib.Path, default=CAL / "host_better_ceiling.json")
+    ap.add_argument("--dir", type=pathlib.Path, default=CAL,
+                    help="where the held-out sets are (docs/calibration/zen5: the Zen 5's)")  # fmt: skip
+    ap.add_argument("--out", type=pathlib.Path, default=None,
+                    help="default: host_better_ceiling.json in --dir")  # fmt: skip
     args = ap.parse_args()
-    items = held_out_sets()
+    out_path = args.out or args.dir / "host_better_ceiling.json"
+    items = held_out_sets(args.dir, MIN_SETS)
     spec = get_device("host")
     by_program = collections.defaultdict(list)
     for i, it in enumerate(items):
@@ -97,12 +113,18 @@ def main() -> None:
         for i in keep
     ])  # fmt: skip
     sub = [items[i] for i in keep]
+    fam = np.array([it["family"] for it in sub])
     prior = predict_all(params_for(spec, None), sub)
     prior_ape = np.abs(prior / measured - 1)
+    scored = (repeat, measured, prior_ape)
     typical, median, best = _in_sample(keep, measured, prior, [items[i]["program"] for i in keep])
-    committed = json.loads((CAL / "host_generalization.json").read_text())["seed"]
-    cals = [CAL / f"host_calibration_s{committed}.json", *map(pathlib.Path, args.calibrations)]
+    cals = [*map(pathlib.Path, args.calibrations)]
+    if (args.dir / "host_generalization.json").exists():  # the set the README quotes
+        committed = json.loads((args.dir / "host_generalization.json").read_text())["seed"]
+        cals.insert(0, args.dir / f"host_calibration_s{committed}.json")
     command = "python experiments/host_better_ceiling.py"
+    if args.dir.resolve() != CAL.resolve():
+        command += f" --dir {_rel(args.dir)}"
     if args.calibrations:
         command += " --calibrations " + " ".join(_rel(c) for c in args.calibrations)
     priors = dict(median_ape=round(float(np.median(prior_ape)), 4),
@@ -111,11 +133,15 @@ def main() -> None:
         command=command,
         measurements=len(keep),
         programs=int(sum(len(ix) >= MIN_SETS for ix in by_program.values())),
-        held_out_programs=len(items),
+        held_out_programs=held_out_count(args.dir),
         min_sets=MIN_SETS,
         priors=priors,
         priors_within_10pct=round(float(np.mean(prior_ape < 0.1)), 4),
         repeat=_scores(repeat, measured, prior_ape),
+        repeat_by_family={
+            f: dict(measurements=int(np.sum(fam == f)), **_scores(*(a[fam == f] for a in scored)))
+            for f in sorted(set(fam.tolist()))
+        },
         typical=_scores(typical, measured, prior_ape),
         typical_median=_scores(median, measured, prior_ape),
         best=dict(better_than_priors=round(float(best), 4)),
@@ -124,7 +150,7 @@ def main() -> None:
             for c in cals
         },
     )
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    out_path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
 

@@ -45,6 +45,7 @@ instead (each point twice), for comparison.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import glob
 import json
@@ -76,16 +77,23 @@ from perfjax.prediction._predict import _pad_kernels, lowering_platform  # noqa:
 CAL = ROOT / "docs" / "calibration"
 
 
-def held_out_sets() -> list[dict]:
-    """The committed held-out sets' programs, lowered and fused once: (measured, arrays)."""
+def held_out_sets(directory: pathlib.Path = CAL, min_sets: int = 1) -> list[dict]:
+    """The held-out sets' programs committed in ``directory``, lowered and fused once:
+    (measured, arrays). ``min_sets``: only programs timed in at least that many sets."""
     spec = get_device("host")
     platform, _ = lowering_platform(spec)
     out = []
-    files = sorted(glob.glob(str(CAL / "host_generalization*.csv")))
-    for path in track(files, description="lowering the held-out programs"):
+    files = sorted(glob.glob(str(directory / "host_generalization*.csv")))
+    tables = [[r for r in csv.DictReader(open(path)) if r["measured_s"]] for path in files]
+    sets_of = collections.Counter(p for rows in tables for p in {r["program"] for r in rows})
+    for path, table in track(
+        list(zip(files, tables)), description="lowering the held-out programs"
+    ):
         seed = json.loads(pathlib.Path(path[:-4] + ".json").read_text())["seed"]
-        rows = [r for r in csv.DictReader(open(path)) if r["measured_s"]]
-        progs = {p[1]: p for p in hg.generate(seed, len(rows))}
+        rows = [r for r in table if sets_of[r["program"]] >= min_sets]
+        if not rows:
+            continue
+        progs = {p[1]: p for p in hg.generate(seed, len(table))}
         for r in rows:
             if r["program"] not in progs:  # (the generator no longer draws it)
                 continue

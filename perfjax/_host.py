@@ -146,3 +146,30 @@ def identity(fields: dict[str, str], caches: dict[int, float]) -> str:
         )
         text = f"{text}; caches {sizes}" if text else f"caches {sizes}"
     return text
+
+
+def idle_policy(root: str | pathlib.Path = "/sys") -> str:
+    """How this machine's cores idle, as Linux's cpuidle reports it under ``root``: the driver
+    and governor, and for a VM's ``haltpoll`` driver how long a core polls before it halts
+    (``guest_halt_poll_ns``; 0: it halts at once, so work handed to another thread waits for a
+    halted core to be woken). "" where the OS does not say. Small calls that hand work to
+    XLA:CPU's worker threads depend on it; a calibration records it with its timings.
+
+    Example:
+      >>> isinstance(idle_policy(), str)
+      True
+      >>> idle_policy("/nonexistent")
+      ''
+    """
+    root = pathlib.Path(root)
+    idle = root / "devices" / "system" / "cpu" / "cpuidle"
+    driver = _read(idle / "current_driver").strip()
+    governor = (_read(idle / "current_governor").strip()
+                or _read(idle / "current_governor_ro").strip())  # fmt: skip
+    parts = [f"driver {driver}"] if driver else []
+    if governor:
+        parts.append(f"governor {governor}")
+    poll = _read(root / "module" / "haltpoll" / "parameters" / "guest_halt_poll_ns").strip()
+    if poll:
+        parts.append(f"guest_halt_poll_ns {poll}")
+    return ", ".join(parts)

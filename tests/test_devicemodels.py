@@ -2196,6 +2196,25 @@ def test_cpu_lists_are_counted_as_the_kernel_writes_them():
     assert 0 <= info.threads_per_core <= max(2 * info.cores, 8)
 
 
+def test_idle_policy_reads_the_cpuidle_driver_governor_and_halt_polling(tmp_path):
+    from perfjax._host import idle_policy
+
+    def write(rel, text):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    assert idle_policy(tmp_path) == ""  # nothing under the root: the OS does not say
+    write("devices/system/cpu/cpuidle/current_driver", "intel_idle\n")
+    write("devices/system/cpu/cpuidle/current_governor_ro", "menu\n")
+    assert idle_policy(tmp_path) == "driver intel_idle, governor menu"
+    # A KVM guest: cores halt at once (no polling) where guest_halt_poll_ns is 0.
+    write("devices/system/cpu/cpuidle/current_driver", "haltpoll\n")
+    write("devices/system/cpu/cpuidle/current_governor", "haltpoll\n")
+    write("module/haltpoll/parameters/guest_halt_poll_ns", "0\n")
+    assert idle_policy(tmp_path) == "driver haltpoll, governor haltpoll, guest_halt_poll_ns 0"
+
+
 def test_cpu_launch_priors_lie_within_the_profiled_thunk_costs():
     """The CPU's per-kernel fixed cost per class (prior x the host's 2 us) lies within what
     XLA:CPU's thunks of that class took in profiled programs (host_thunk_costs_epyc.csv): a

@@ -330,6 +330,7 @@ def test_measure_metadata(measured):
     ):
         assert md.get(key), key
     assert float(md["loadavg_start"]) >= 0 and float(md["wall_s"]) > 0
+    assert md["cpuidle"] == perfjax._host.idle_policy()  # (may be "": not every OS says)
     assert int(md["cores"]) == len(os.sched_getaffinity(0))
     assert md["jax"] == jax.__version__ and md["perfjax"] == perfjax.__version__
     date = datetime.datetime.fromisoformat(md["date"])

@@ -44,7 +44,7 @@ from rich.progress import (
 
 from perfjax import executor
 from perfjax._errors import InputError
-from perfjax._host import cpu_info, load_average, usable_cores
+from perfjax._host import cpu_info, idle_policy, load_average, usable_cores
 from perfjax._version import __version__
 from perfjax.calibrate._measurements import Measurements
 from perfjax.calibrate._programs import BLOCK_FAMILIES
@@ -627,6 +627,9 @@ def measure(
         # Other processes on the CPU inflate small-op times (by ~50 us per call on 2 cores).
         "loadavg_start": load_start,
         "loadavg_end": load_average(),
+        # How idle cores wait (a VM's cores may halt at once: hand-offs to a worker then wait
+        # for a halted core to wake, and small calls' times move with the host's state).
+        "cpuidle": idle_policy(),
         "platform": f"{sys.platform} {platform.machine()}",
     }
     ms = Measurements.from_rows(rows, metadata)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import json
 import pathlib
 import sys
@@ -44,7 +43,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 sys.path.insert(0, str(ROOT))
 
-from host_fit_loss import CAL, _rel, held_out_sets, predict_all  # noqa: E402
+from host_fit_loss import CAL, _rel, held_out_sets, predict_all, timed_sets  # noqa: E402
 
 from perfjax.calibrate import load  # noqa: E402
 from perfjax.devicemodels._calibration import params_for  # noqa: E402
@@ -84,10 +83,7 @@ def _in_sample(
 
 def held_out_count(directory: pathlib.Path) -> int:
     """Programs timed in the held-out sets in ``directory`` (every set's rows with a time)."""
-    return sum(
-        sum(1 for r in csv.DictReader(open(path)) if r["measured_s"])
-        for path in sorted(directory.glob("host_generalization*.csv"))
-    )
+    return sum(len(rows) for _, rows in timed_sets(directory))
 
 
 def main() -> None:

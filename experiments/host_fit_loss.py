@@ -77,18 +77,21 @@ from perfjax.prediction._predict import _pad_kernels, lowering_platform  # noqa:
 CAL = ROOT / "docs" / "calibration"
 
 
+def timed_sets(directory: pathlib.Path = CAL) -> list[tuple[str, list[dict]]]:
+    """The held-out sets committed in ``directory``: (CSV path, its rows with a time) each."""
+    files = sorted(glob.glob(str(directory / "host_generalization*.csv")))
+    return [(path, [r for r in csv.DictReader(open(path)) if r["measured_s"]]) for path in files]
+
+
 def held_out_sets(directory: pathlib.Path = CAL, min_sets: int = 1) -> list[dict]:
     """The held-out sets' programs committed in ``directory``, lowered and fused once:
     (measured, arrays). ``min_sets``: only programs timed in at least that many sets."""
     spec = get_device("host")
     platform, _ = lowering_platform(spec)
     out = []
-    files = sorted(glob.glob(str(directory / "host_generalization*.csv")))
-    tables = [[r for r in csv.DictReader(open(path)) if r["measured_s"]] for path in files]
-    sets_of = collections.Counter(p for rows in tables for p in {r["program"] for r in rows})
-    for path, table in track(
-        list(zip(files, tables)), description="lowering the held-out programs"
-    ):
+    sets = timed_sets(directory)
+    sets_of = collections.Counter(p for _, rows in sets for p in {r["program"] for r in rows})
+    for path, table in track(sets, description="lowering the held-out programs"):
         seed = json.loads(pathlib.Path(path[:-4] + ".json").read_text())["seed"]
         rows = [r for r in table if sets_of[r["program"]] >= min_sets]
         if not rows:

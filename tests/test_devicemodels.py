@@ -944,8 +944,12 @@ def test_a_call_run_off_the_callers_thread_pays_its_wait_as_measured(name):
     kernel time, times one wake-up fitted to all cases (29 us; the machine's calibrations fit
     the pool's at 29), leaves 85%+ of the cases within 6 us of the measured extra, where no
     wait leaves about half. The same steps hold on the Zen 5 the VM later ran on
-    (``host_call_wait_zen5.csv``: kernels 20-40% faster, one wake-up of 31 us, 87% within 6 us)."""
-    from perfjax.devicemodels._cpu import _INLINE_FLOPS, call_wait_share
+    (``host_call_wait_zen5.csv``: kernels 20-40% faster, one wake-up of 31 us), the first one
+    sooner, as much sooner as the clock scales its committed calibrations fit say
+    (:func:`~perfjax.devicemodels._cpu.wait_step_scale`: 0.64 of the EPYC's): 90% of the cases
+    within 6 us and 2.2 us off on average, where the EPYC's step leaves 87% and 3.2 us."""
+    from perfjax.calibrate import load
+    from perfjax.devicemodels._cpu import _INLINE_FLOPS, call_wait_share, wait_step_scale
 
     rows = _result_rows(name)
     assert len(rows) == 31
@@ -954,15 +958,28 @@ def test_a_call_run_off_the_callers_thread_pays_its_wait_as_measured(name):
         assert (r["thread"] == "worker") == (float(r["xla_flops"]) >= _INLINE_FLOPS), r
     extra = np.array([float(r["call_minus_kernel_us"]) for r in rows])
     base = float(np.median([e for e, r in zip(extra, rows) if r["thread"] == "caller"]))
-    share = np.array([
-        float(call_wait_share(jnp.float32(float(r["kernel_us"]) * 1e-6),
-                              jnp.float32(float(r["perfjax_flops"]))))
-        for r in rows
-    ])  # fmt: skip
     wait = extra - base
-    wake_us = float(share @ wait / (share @ share))
-    assert 20.0 < wake_us < 40.0, wake_us
-    assert np.mean(np.abs(wait - share * wake_us) < 6.0) >= 0.85
+    cals = pathlib.Path(__file__).resolve().parent.parent / "docs" / "calibration"
+    paths = ([cals / "refit" / "host_calibration_s623083024.json",
+              cals / "refit" / "host_calibration_s1677928701.json"] if "epyc" in name
+             else sorted((cals / "zen5").glob("host_calibration_*.json")))  # fmt: skip
+    scale = float(np.median([float(wait_step_scale(load(p).jax_params("host"))) for p in paths]))
+    assert (0.95 < scale < 1.05) if "epyc" in name else (0.55 < scale < 0.75), scale
+
+    def misses_us(step_scale):
+        share = np.array([
+            float(call_wait_share(jnp.float32(float(r["kernel_us"]) * 1e-6),
+                                  jnp.float32(float(r["perfjax_flops"])), step_scale))
+            for r in rows
+        ])  # fmt: skip
+        wake_us = float(share @ wait / (share @ share))
+        assert 20.0 < wake_us < 40.0, wake_us
+        return np.abs(wait - share * wake_us)
+
+    misses = misses_us(scale)
+    assert np.mean(misses < 6.0) >= 0.85
+    assert np.mean(misses) < 2.5
+    assert np.mean(misses) <= np.mean(misses_us(1.0)) + 1e-6
     assert np.mean(np.abs(wait) < 6.0) < 0.55
 
     # In predictions: the same sigmoid pays the wait, exp (run on the caller) does not.

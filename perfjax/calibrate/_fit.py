@@ -33,6 +33,7 @@ from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
+from perfjax.devicemodels._cpu import wait_step_scale
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
@@ -143,7 +144,9 @@ def _row_parts(
     body_s = jax.ops.segment_sum(
         executed_body_s(batch.arrays, out), batch.row_of_kernel, num_segments=batch.n_rows
     )
-    share = wake_share(jnp.maximum(pool, 0.0), flops, family, body_s, all_flops)
+    share = wake_share(
+        jnp.maximum(pool, 0.0), flops, family, body_s, all_flops, wait_step_scale(params)
+    )
     zero = jnp.zeros_like(ex)
     inputs, outputs, pruned = (
         jnp.maximum(jax.ops.segment_max(batch.arrays.get(name, zero), batch.row_of_kernel,

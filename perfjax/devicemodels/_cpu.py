@@ -169,7 +169,12 @@ _INLINE_FLOPS = 1000.0
 #: shares of the pool's (``wake_log``). On a 2-core EPYC a sigmoid over 4096-5120 floats
 #: (2.3-2.6 us of kernel) took 7 us a call, over 8192-24576 (4-10 us) 24 us, and from 28672
 #: (12 us) 25-32 us more than its kernel; GEMMs alike (64^3 24 us, 96^3 51 us), where ``exp``
-#: run inline took its kernel and 6-7 us (benchmarks/results/host_call_wait_epyc.csv).
+#: run inline took its kernel and 6-7 us (benchmarks/results/host_call_wait_epyc.csv). The
+#: first step is the caller's spinning, code on a core: it comes sooner on a faster core
+#: (:func:`wait_step_scale`). The same VM on a Zen 5 EPYC, whose calibrations fit a 1.3-1.7x
+#: higher clock scale, took 5.4 us a call at 1.6 us of kernel, 9.4 at 1.9 and 21 at 2.3
+#: (a step at ~2 us), where its second step stayed at ~9-10 us (24 -> 35 us a call from 8 to
+#: 10.5 us of kernel; host_call_wait_zen5.csv): that one is not scaled.
 _WAIT_STEPS_S = (3e-6, 11e-6)
 _WAIT_SHARES = (0.45, 0.4)
 #: How sharply (per unit of log seconds) the caller's sleep switches on.
@@ -324,19 +329,44 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
     return jnp.where(k["parallel_units"] < 1.5, 0.0, use)
 
 
+def core_time_scale(params: Arrays) -> jax.Array:
+    """How long code on a core takes against the 2-core EPYC (Zen 4) whose calibrations fit a
+    clock scale of :data:`_THUNK_CLOCK_SCALE`, where the runtime's fixed costs were measured:
+    inversely to the parameters' clock scale (the fit does not move the clock scale for
+    these: the scale is the kernels' work's).
+
+    Example:
+      >>> p = {"clock_scale_log": jnp.float32(math.log(2 * _THUNK_CLOCK_SCALE))}
+      >>> float(core_time_scale(p))
+      0.5
+    """
+    clock_log = jax.lax.stop_gradient(params["clock_scale_log"])
+    return jnp.exp(math.log(_THUNK_CLOCK_SCALE) - clock_log)
+
+
 def thunk_time(params: Arrays) -> jax.Array:
     """What XLA:CPU's thunk executor costs per kernel (:data:`_THUNK_S`), on a core as fast as
-    the parameters' clock scale says: inversely to it (the fit does not move the clock scale
-    for it: the scale is the kernels' work's).
+    the parameters' clock scale says (:func:`core_time_scale`).
 
     Example (twice the clock scale of the processor it was measured on):
       >>> p = {"clock_scale_log": jnp.float32(math.log(2 * _THUNK_CLOCK_SCALE))}
       >>> round(float(thunk_time(p)) * 1e6, 2)
       0.25
     """
-    # The clock scale is fitted to the kernels' work; the fit does not move it for this cost.
-    clock_log = jax.lax.stop_gradient(params["clock_scale_log"])
-    return _THUNK_S * jnp.exp(math.log(_THUNK_CLOCK_SCALE) - clock_log)
+    return _THUNK_S * core_time_scale(params)
+
+
+def wait_step_scale(params: Arrays) -> jax.Array:
+    """Where a waiting caller falls asleep (the first of :data:`_WAIT_STEPS_S`), against
+    where it did on the processor the steps were measured on: it spins on a core first, so a
+    faster core sleeps sooner (:func:`core_time_scale`).
+
+    Example (a core twice as fast spins half as long):
+      >>> p = {"clock_scale_log": jnp.float32(math.log(2 * _THUNK_CLOCK_SCALE))}
+      >>> float(wait_step_scale(p))
+      0.5
+    """
+    return core_time_scale(params)
 
 
 def gemm_speed_log(params: Arrays) -> jax.Array:
@@ -520,11 +550,13 @@ def call_wake_share(matrix_flops: jax.Array) -> jax.Array:
     )
 
 
-def call_wait_share(exec_s: jax.Array, flops: jax.Array) -> jax.Array:
+def call_wait_share(
+    exec_s: jax.Array, flops: jax.Array, step_scale: jax.Array | float = 1.0
+) -> jax.Array:
     """Share (0..0.85) of the pool's wake-up a call pays while it waits for a worker: by
     ``exec_s``, the seconds its kernels take, once its ``flops`` (vector and matrix FLOPs per
     call) make XLA:CPU run it off the caller's thread (:data:`_INLINE_FLOPS`); none for a
-    call run inline.
+    call run inline. ``step_scale`` (:func:`wait_step_scale`) moves the first step.
 
     Example:
       >>> [round(float(call_wait_share(jnp.float32(t), jnp.float32(1e5))), 2)
@@ -532,11 +564,15 @@ def call_wait_share(exec_s: jax.Array, flops: jax.Array) -> jax.Array:
       [0.0, 0.45, 0.85]
       >>> float(call_wait_share(jnp.float32(30e-6), jnp.float32(0.0)))   # exp: inline
       0.0
+      >>> [round(float(call_wait_share(jnp.float32(2.5e-6), jnp.float32(1e5), s)), 2)
+      ...  for s in (1.0, 0.6)]   # 2.5 us of kernels: asleep on a core 1/0.6 times as fast
+      [0.06, 0.43]
     """
     log_t = jnp.log(jnp.maximum(exec_s, 1e-12))
+    steps = (_WAIT_STEPS_S[0] * step_scale, _WAIT_STEPS_S[1])
     share = sum(
-        a * jax.nn.sigmoid(_WAIT_SHARPNESS * (log_t - math.log(t)))
-        for a, t in zip(_WAIT_SHARES, _WAIT_STEPS_S)
+        a * jax.nn.sigmoid(_WAIT_SHARPNESS * (log_t - jnp.log(t)))
+        for a, t in zip(_WAIT_SHARES, steps)
     )
     return jnp.where(flops >= _INLINE_FLOPS, share, 0.0)
 

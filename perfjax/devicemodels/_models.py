@@ -606,19 +606,20 @@ def executed_body_s(k, out: KernelTimes) -> jax.Array:
 
 def wake_share(
     pool_use_max: jax.Array, matrix_flops: jax.Array, family: str,
-    exec_s: jax.Array = 0.0, flops: jax.Array = 0.0,
+    exec_s: jax.Array = 0.0, flops: jax.Array = 0.0, step_scale: jax.Array | float = 1.0,
 ) -> jax.Array:  # fmt: skip
     """The share (0..1) of the thread pool's wake-up a call pays: on CPUs the largest of its
     kernels' largest :func:`waking_pool_use` (``pool_use_max``),
     :func:`perfjax.devicemodels._cpu.call_wake_share` of its ``matrix_flops`` (the sum of
     :func:`executed_matrix_flops`) and :func:`perfjax.devicemodels._cpu.call_wait_share` of
     the seconds its kernels' work takes (``exec_s``, the sum of :func:`executed_body_s`) and
-    its ``flops`` (the sum of :func:`executed_flops`); elsewhere ``pool_use_max``."""
+    its ``flops`` (the sum of :func:`executed_flops`), its first step moved by ``step_scale``
+    (:func:`perfjax.devicemodels._cpu.wait_step_scale`); elsewhere ``pool_use_max``."""
     if family != "cpu":
         return pool_use_max
     return jnp.maximum(
         jnp.maximum(pool_use_max, _cpu.call_wake_share(matrix_flops)),
-        _cpu.call_wait_share(exec_s, flops),
+        _cpu.call_wait_share(exec_s, flops, step_scale),
     )
 
 
@@ -629,8 +630,9 @@ def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Ar
     used = jnp.max(waking_pool_use(k, out), initial=0.0)
     exec_s = jnp.sum(executed_body_s(k, out))
     share = wake_share(
-        used, jnp.sum(executed_matrix_flops(k)), family, exec_s, jnp.sum(executed_flops(k))
-    )
+        used, jnp.sum(executed_matrix_flops(k)), family, exec_s, jnp.sum(executed_flops(k)),
+        _cpu.wait_step_scale(params),
+    )  # fmt: skip
     return out, program_overhead(params, share, family, *call_arrays(k))
 
 

@@ -71,7 +71,10 @@ def run_path(seed: int) -> pathlib.Path:
     ):
         if path.exists():
             return path
-    return CALS / "host_generalization.csv"
+    path = CALS / "host_generalization.csv"
+    if json.loads(path.with_suffix(".json").read_text())["seed"] != seed:
+        raise FileNotFoundError(f"no committed held-out run of seed {seed} in {CALS}")
+    return path
 
 
 def summarize(runs: list[dict]) -> dict:

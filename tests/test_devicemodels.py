@@ -946,10 +946,10 @@ def test_a_call_run_off_the_callers_thread_pays_its_wait_as_measured(name):
     wait leaves about half. The same steps hold on the Zen 5 the VM later ran on
     (``host_call_wait_zen5.csv``: kernels 20-40% faster, one wake-up of 31 us), the first one
     sooner, as much sooner as the clock scales its committed calibrations fit say
-    (:func:`~perfjax.devicemodels._cpu.wait_step_scale`: 0.64 of the EPYC's): 90% of the cases
+    (:func:`~perfjax.devicemodels._cpu.core_time_scale`: 0.64 of the EPYC's): 90% of the cases
     within 6 us and 2.2 us off on average, where the EPYC's step leaves 87% and 3.2 us."""
     from perfjax.calibrate import load
-    from perfjax.devicemodels._cpu import _INLINE_FLOPS, call_wait_share, wait_step_scale
+    from perfjax.devicemodels._cpu import _INLINE_FLOPS, call_wait_share, core_time_scale
 
     rows = _result_rows(name)
     assert len(rows) == 31
@@ -963,7 +963,7 @@ def test_a_call_run_off_the_callers_thread_pays_its_wait_as_measured(name):
     paths = ([cals / "refit" / "host_calibration_s623083024.json",
               cals / "refit" / "host_calibration_s1677928701.json"] if "epyc" in name
              else sorted((cals / "zen5").glob("host_calibration_*.json")))  # fmt: skip
-    scale = float(np.median([float(wait_step_scale(load(p).jax_params("host"))) for p in paths]))
+    scale = float(np.median([float(core_time_scale(load(p).jax_params("host"))) for p in paths]))
     assert (0.95 < scale < 1.05) if "epyc" in name else (0.55 < scale < 0.75), scale
 
     def misses_us(step_scale):

@@ -48,6 +48,8 @@ def test_every_sitting_names_committed_files(refit):
                 assert meta["seed"] == seed, path
                 seeds.append(seed)
     assert len(seeds) == len(set(seeds)) == 24
+    with pytest.raises(FileNotFoundError, match="seed 1"):
+        refit.run_path(1)
 
 
 def test_committed_result_is_consistent(refit):
@@ -65,6 +67,10 @@ def test_committed_result_is_consistent(refit):
             assert len(r["timings"]) == (1 if r["calibration"] == "A" else 2)
             assert 0.0 < r["median"] < r["p90"] < 1.0
             assert 0.5 < r["interval_coverage"] <= 1.0
+    # The README quotes the Zen 5's summary as the script wrote it.
+    z5 = result["machines"]["zen5"]["summary"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{z5['mean_median']:.1%} / {z5['mean_p90']:.1%} mean median / p90" in readme
 
 
 @pytest.mark.slow

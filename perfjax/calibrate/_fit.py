@@ -33,7 +33,7 @@ from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
-from perfjax.devicemodels._cpu import wait_step_scale
+from perfjax.devicemodels._cpu import core_time_scale
 from perfjax.devicemodels._models import (
     FROZEN,
     default_params,
@@ -145,7 +145,7 @@ def _row_parts(
         executed_body_s(batch.arrays, out), batch.row_of_kernel, num_segments=batch.n_rows
     )
     share = wake_share(
-        jnp.maximum(pool, 0.0), flops, family, body_s, all_flops, wait_step_scale(params)
+        jnp.maximum(pool, 0.0), flops, family, body_s, all_flops, core_time_scale(params)
     )
     zero = jnp.zeros_like(ex)
     inputs, outputs, pruned = (

@@ -171,7 +171,7 @@ _INLINE_FLOPS = 1000.0
 #: (12 us) 25-32 us more than its kernel; GEMMs alike (64^3 24 us, 96^3 51 us), where ``exp``
 #: run inline took its kernel and 6-7 us (benchmarks/results/host_call_wait_epyc.csv). The
 #: first step is the caller's spinning, code on a core: it comes sooner on a faster core
-#: (:func:`wait_step_scale`). The same VM on a Zen 5 EPYC, whose calibrations fit a 1.3-1.7x
+#: (:func:`core_time_scale`). The same VM on a Zen 5 EPYC, whose calibrations fit a 1.3-1.7x
 #: higher clock scale, took 5.4 us a call at 1.6 us of kernel, 9.4 at 1.9 and 21 at 2.3
 #: (a step at ~2 us), where its second step stayed at ~9-10 us (24 -> 35 us a call from 8 to
 #: 10.5 us of kernel; host_call_wait_zen5.csv): that one is not scaled.
@@ -331,7 +331,8 @@ def pool_use(k: Arrays, params: Arrays) -> jax.Array:
 
 def core_time_scale(params: Arrays) -> jax.Array:
     """How long code on a core takes against the 2-core EPYC (Zen 4) whose calibrations fit a
-    clock scale of :data:`_THUNK_CLOCK_SCALE`, where the runtime's fixed costs were measured:
+    clock scale of :data:`_THUNK_CLOCK_SCALE`, where the runtime's fixed costs were measured
+    (the thunk executor's cost, where a waiting caller falls asleep):
     inversely to the parameters' clock scale (the fit does not move the clock scale for
     these: the scale is the kernels' work's).
 
@@ -354,19 +355,6 @@ def thunk_time(params: Arrays) -> jax.Array:
       0.25
     """
     return _THUNK_S * core_time_scale(params)
-
-
-def wait_step_scale(params: Arrays) -> jax.Array:
-    """Where a waiting caller falls asleep (the first of :data:`_WAIT_STEPS_S`), against
-    where it did on the processor the steps were measured on: it spins on a core first, so a
-    faster core sleeps sooner (:func:`core_time_scale`).
-
-    Example (a core twice as fast spins half as long):
-      >>> p = {"clock_scale_log": jnp.float32(math.log(2 * _THUNK_CLOCK_SCALE))}
-      >>> float(wait_step_scale(p))
-      0.5
-    """
-    return core_time_scale(params)
 
 
 def gemm_speed_log(params: Arrays) -> jax.Array:
@@ -556,7 +544,8 @@ def call_wait_share(
     """Share (0..0.85) of the pool's wake-up a call pays while it waits for a worker: by
     ``exec_s``, the seconds its kernels take, once its ``flops`` (vector and matrix FLOPs per
     call) make XLA:CPU run it off the caller's thread (:data:`_INLINE_FLOPS`); none for a
-    call run inline. ``step_scale`` (:func:`wait_step_scale`) moves the first step.
+    call run inline. ``step_scale`` moves the first step: the caller spins on a core before it
+    sleeps, so a faster core sleeps sooner (:func:`core_time_scale`).
 
     Example:
       >>> [round(float(call_wait_share(jnp.float32(t), jnp.float32(1e5))), 2)

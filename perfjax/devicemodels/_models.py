@@ -614,7 +614,7 @@ def wake_share(
     :func:`executed_matrix_flops`) and :func:`perfjax.devicemodels._cpu.call_wait_share` of
     the seconds its kernels' work takes (``exec_s``, the sum of :func:`executed_body_s`) and
     its ``flops`` (the sum of :func:`executed_flops`), its first step moved by ``step_scale``
-    (:func:`perfjax.devicemodels._cpu.wait_step_scale`); elsewhere ``pool_use_max``."""
+    (:func:`perfjax.devicemodels._cpu.core_time_scale`); elsewhere ``pool_use_max``."""
     if family != "cpu":
         return pool_use_max
     return jnp.maximum(
@@ -631,7 +631,7 @@ def program_times(k, dev, params, res, family: str) -> tuple[KernelTimes, jax.Ar
     exec_s = jnp.sum(executed_body_s(k, out))
     share = wake_share(
         used, jnp.sum(executed_matrix_flops(k)), family, exec_s, jnp.sum(executed_flops(k)),
-        _cpu.wait_step_scale(params),
+        _cpu.core_time_scale(params),
     )  # fmt: skip
     return out, program_overhead(params, share, family, *call_arrays(k))
 

@@ -819,20 +819,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         measurements, pool_meta = _pooled(measurements, earlier, args.out or "")
     try:
         # The fit's choices are calibrate.fit's defaults unless a flag says otherwise.
-        cal = calibrate.fit(
-            measurements,
-            holdout=args.holdout,
-            steps=args.steps,
-            refit=args.refit,
-            interval_folds=args.interval_folds,
-            device_effects=args.device_effects,
-            harness_effects=args.harness_effects,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cal = calibrate.fit(
+                measurements,
+                holdout=args.holdout,
+                steps=args.steps,
+                refit=args.refit,
+                interval_folds=args.interval_folds,
+                device_effects=args.device_effects,
+                harness_effects=args.harness_effects,
+            )
     except ValueError as e:
         raise CLIError(_one_line(e)) from e
     print(render(cal.report.table(), width=_width()))
     for line in noise_lines(measurements.metadata, pooling=pooling):
         print(f"perfjax: {line}", file=sys.stderr)
+    for w in caught:  # the fit's (a slow hand-off kept apart): after the table, not in it
+        if issubclass(w.category, UserWarning):
+            print(f"perfjax: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     save = args.save
     if save is None:
         if cal.devices != ("host",):

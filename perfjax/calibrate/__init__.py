@@ -7,7 +7,14 @@ computed on programs the fit did not see.
 
 from perfjax._io import cache_dir
 from perfjax.calibrate import _programs  # noqa: F401  (registers the 'program' builder)
-from perfjax.calibrate._fit import QUIET_NOISE, evaluate, fit, spread_weights
+from perfjax.calibrate._fit import (
+    HANDOFF_SPELL_S,
+    QUIET_NOISE,
+    evaluate,
+    fit,
+    handoff_excess_s,
+    spread_weights,
+)
 from perfjax.calibrate._measurements import POOL_MAX_AGE_DAYS, Measurements, Row, pool, why_not_pool
 from perfjax.calibrate._public import load_deepbench, load_neusight, load_neusight_models
 from perfjax.calibrate._suites import SUITES, UNTRUSTED_CI, UNTRUSTED_SHARE, measure, suite
@@ -22,6 +29,7 @@ from perfjax.devicemodels._calibration import (
 )
 
 __all__ = [
+    "HANDOFF_SPELL_S",
     "KINDS",
     "POOL_MAX_AGE_DAYS",
     "QUIET_NOISE",
@@ -37,6 +45,7 @@ __all__ = [
     "cache_dir",
     "evaluate",
     "fit",
+    "handoff_excess_s",
     "host_calibration_path",
     "load",
     "load_deepbench",

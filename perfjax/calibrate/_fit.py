@@ -20,6 +20,7 @@ import hashlib
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ import optax
 from perfjax._dtypes import PRECISIONS
 from perfjax._errors import InputError
 from perfjax.calibrate._measurements import Measurements, Row
+from perfjax.devicemodels import _cpu
 from perfjax.devicemodels import device as get_device
 from perfjax.devicemodels._calibration import Calibration, Report
 from perfjax.devicemodels._cpu import core_time_scale
@@ -259,6 +261,59 @@ def _noise_median(measurements: Measurements) -> float:
         return float("nan")
 
 
+#: A calibration whose calls handed to a worker thread took this much longer than calls run
+#: on the caller's thread, both with under a microsecond of kernels, was timed while the
+#: machine woke its idle cores slowly (:func:`handoff_excess_s`).
+HANDOFF_SPELL_S = 3e-6
+#: Rows whose kernels' work the priors put under this are "tiny" (:func:`handoff_excess_s`).
+_TINY_BODY_S = 1e-6
+
+
+def _worker_rows(rows: Sequence[Row], batch: _Batch) -> np.ndarray:
+    """Per row: True where it was timed on this machine (device ``"host"``) and XLA:CPU runs
+    the call on a worker (its FLOPs reach :data:`perfjax.devicemodels._cpu._INLINE_FLOPS`)."""
+    flops = np.asarray(executed_flops(batch.arrays), np.float64)
+    per_row = np.bincount(batch.row_of_kernel, weights=flops, minlength=batch.n_rows)
+    host = np.array([r.device == "host" for r in rows], bool)
+    return host & (per_row >= _cpu._INLINE_FLOPS)
+
+
+def _handoff_excess(rows: Sequence[Row], batch: _Batch) -> float:
+    """:func:`handoff_excess_s` of featurized ``rows``."""
+    body, _ = _row_parts(default_params("cpu"), batch, "cpu")
+    tiny = (np.asarray(body) < _TINY_BODY_S) & np.array([r.device == "host" for r in rows], bool)
+    worker = _worker_rows(rows, batch)
+    times = np.array([r.time_s for r in rows])
+    w, i = times[tiny & worker], times[tiny & ~worker]
+    if len(w) < 3 or len(i) < 3:
+        return float("nan")
+    return float(np.median(w) - np.median(i))
+
+
+def handoff_excess_s(measurements: Measurements) -> float:
+    """How much longer, in seconds, this machine's tiny calls that XLA:CPU hands to a worker
+    thread took than its tiny calls run on the caller's thread (median against median;
+    "tiny": under a microsecond of kernels at the priors); NaN with fewer than three of
+    either. :func:`fit` checks it against :data:`HANDOFF_SPELL_S`.
+
+    On a 2-core EPYC VM the two differ by 0.4-1.4 us in most calibrations, and by 3.5-35 us in
+    the few timed while the host woke the VM's idle cores slowly: the suite's small adds and
+    triads, handed to a worker, then took 15-47 us where copies run inline took 4, and the same
+    machine did not pay it minutes later (docs/calibration/zen5/README.md).
+
+    Example:
+      >>> from perfjax.calibrate import Measurements, Workload
+      >>> rows = [dict(workload=Workload.of("memory", pattern=p, n=n), device="host", time_s=t)
+      ...         for p, t in (("copy", 4e-6), ("triad", 40e-6)) for n in (512, 1024, 2048)]
+      >>> round(handoff_excess_s(Measurements.from_rows(rows)) * 1e6, 1)
+      36.0
+    """
+    rows = [r for r in measurements if r.device == "host"]
+    if not rows:
+        return float("nan")
+    return _handoff_excess(rows, _featurize(rows, "cpu", False))
+
+
 def _check_rows(measurements: Measurements, device: str | None) -> tuple[list[Row], str, str]:
     """The rows to fit (one device's, or all) with their one family and vendor."""
     rows = [r for r in measurements if device is None or r.device == get_device(device).name]
@@ -456,9 +511,14 @@ class _Objective:
         self, rows: Sequence[Row], is_held: Sequence[bool], batch: _Batch, family: str,
         prior: Mapping[str, jax.Array], *, loss: str, huber_delta: float, prior_weight: float,
         device_effects: bool, harness_effects: bool, effect_threshold: float,
-        noise_median: float = float("nan"),
+        noise_median: float = float("nan"), handoff_s: float = 0.0,
     ):  # fmt: skip
         self.rows, self.batch, self.family, self.prior = list(rows), batch, family, prior
+        # A calibration timed while hand-offs to a worker were slow (handoff_excess_s): every
+        # call run on a worker paid a cost of that state, fitted beside the model (from
+        # ``handoff_s``) so that the kernels' launch and the pool's wake-up do not take it up.
+        self.handoff_s = float(handoff_s)
+        self.worker_row = jnp.asarray(_worker_rows(rows, batch), jnp.float32)
         self.spread_factor = spread_weights([r.rel_spread for r in rows], noise_median)
         self.loss_name, self.huber_delta, self.prior_weight = loss, huber_delta, prior_weight
         self.device_effects, self.harness_effects = device_effects, harness_effects
@@ -488,6 +548,7 @@ class _Objective:
             speed=jnp.zeros((len(self.effect_devices), len(KINDS))),
             fixed=jnp.zeros((len(self.effect_devices),)),
             kind_fixed=jnp.zeros((len(self.effect_kinds),)),
+            handoff_log=jnp.asarray(math.log(max(self.handoff_s, 1e-9)), jnp.float32),
         )
 
     def as_used(self, eff: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -495,7 +556,12 @@ class _Objective:
         factors (a held-out device has none); the harness's per-op costs where fitted (the
         held-out rows were timed by the same harness); never the device's fixed costs
         (harness-specific)."""
-        return dict(self.no_effects(), speed=eff["speed"], kind_fixed=eff["kind_fixed"])
+        return dict(
+            self.no_effects(),
+            speed=eff["speed"],
+            kind_fixed=eff["kind_fixed"],
+            handoff_log=eff["handoff_log"],
+        )
 
     def kind_weights(self, idx: np.ndarray) -> jax.Array:
         """Loss weights of rows ``idx``: each op kind weighs the same, however many rows it has
@@ -519,9 +585,11 @@ class _Objective:
     def predict_rows(
         self, params: Mapping[str, jax.Array], eff: Mapping[str, jax.Array]
     ) -> jax.Array:
-        """Row times with the effects in use (device effects where fitted, harness effects)."""
+        """Row times with the effects in use (device effects where fitted, harness effects, a
+        slow hand-off's cost)."""
+        handoff = jnp.exp(eff["handoff_log"]) * self.worker_row if self.handoff_s > 0 else 0.0
         if not (self.device_effects or self.harness_effects):
-            return _row_times(params, self.batch, self.family)
+            return _row_times(params, self.batch, self.family) + handoff
         body_log = (
             eff["speed"][self.dev_of_kernel, self.kind_of_kernel] if self.device_effects else None
         )
@@ -531,7 +599,7 @@ class _Objective:
         if self.device_effects:
             # (the device's fixed costs: its launches, and the host its harness ran on)
             fixed = fixed * jnp.exp(eff["fixed"][self.dev_of_row])
-        return body + fixed
+        return body + fixed + handoff
 
     def __call__(self, theta: Mapping[str, Any], mask: jax.Array) -> jax.Array:
         params, eff = theta["model"], theta["effects"]
@@ -750,6 +818,11 @@ def fit(
         includes them; ``params`` do not, since a compiled program does not pay them. Costs in
         seconds in ``metadata["harness_effects"]``.
 
+    Host timings whose tiny calls run on a worker took more than :data:`HANDOFF_SPELL_S` longer
+    than those run inline (:func:`handoff_excess_s`: the machine woke its idle cores slowly
+    while they were taken) are fitted with a cost of their own on every call run on a worker,
+    with a warning; it stays out of ``params`` (``metadata["handoff_spell_s"]``).
+
     Example:
       >>> from perfjax.calibrate import Measurements, Workload, fit
       >>> rows = [dict(workload=Workload.of("matmul", m=n, k=n, n=n), device="h100", time_s=3e-12 * n**3 + 6e-6)
@@ -784,11 +857,22 @@ def fit(
     prior = default_params(family, vendor)
     keep = _trainable(prior, freeze, family, harness_effects)
     noise = _noise_median(measurements)
+    excess = _handoff_excess(rows, batch) if family == "cpu" else float("nan")
+    spell = math.isfinite(excess) and excess > HANDOFF_SPELL_S
+    if spell:
+        warnings.warn(
+            f"tiny calls run on a worker thread took {excess * 1e6:.1f} us longer than those "
+            f"run on the caller's thread in these timings (over {HANDOFF_SPELL_S * 1e6:.0f} "
+            "us: the machine was waking its idle cores slowly, a state that passes); the fit "
+            "kept that cost out of the calibration's parameters. Calibrating again later "
+            "checks it (`perfjax calibrate` keeps each program's faster timing of two runs).",
+            stacklevel=2,
+        )
     objective = _Objective(
         rows, is_held, batch, family, prior, loss=loss, huber_delta=huber_delta,
         prior_weight=prior_weight, device_effects=device_effects,
         harness_effects=harness_effects, effect_threshold=effect_threshold,
-        noise_median=noise,
+        noise_median=noise, handoff_s=excess if spell else 0.0,
     )  # fmt: skip
     run = objective.optimizer(keep, steps, learning_rate)
     idx_train = np.array([i for i, h in enumerate(is_held) if not h])
@@ -847,6 +931,10 @@ def fit(
                 final_loss=float(losses[-1]), interval_source=interval_source,
                 interval_points=interval_points,
                 refit="every row" if refit else "no")  # fmt: skip
+    if math.isfinite(excess):
+        meta["handoff_excess_s"] = f"{excess:.3g}"
+    if spell:  # what every worker call paid in the fit, kept out of the parameters
+        meta["handoff_spell_s"] = f"{float(jnp.exp(effects['handoff_log'])):.3g}"
     if (scale := _spread_scale(noise)) is not None:  # a noisy machine: spread_weights' scale
         meta["spread_weight_scale"] = round(scale, 4)
     device_params = _effects_metadata(objective, effects, set(devices), meta)

@@ -863,7 +863,8 @@ def fit(
         warnings.warn(
             f"tiny calls run on a worker thread took {excess * 1e6:.1f} us longer than those "
             f"run on the caller's thread in these timings (over {HANDOFF_SPELL_S * 1e6:.0f} "
-            "us: the machine was waking its idle cores slowly, a state that passes); the fit "
+            "us: the other cores were slow to take them up, idle ones waking slowly or busy "
+            "with other work, a state that passes); the fit "
             "kept that cost out of the calibration's parameters. Calibrating again later "
             "checks it (`perfjax calibrate` keeps each program's faster timing of two runs).",
             stacklevel=2,

@@ -263,7 +263,8 @@ def _noise_median(measurements: Measurements) -> float:
 
 #: A calibration whose calls handed to a worker thread took this much longer than calls run
 #: on the caller's thread, both with under a microsecond of kernels, was timed while the
-#: machine woke its idle cores slowly (:func:`handoff_excess_s`).
+#: other cores were slow to take work up: idle ones waking slowly (a VM's halted cores) or
+#: busy with other processes (:func:`handoff_excess_s`).
 HANDOFF_SPELL_S = 3e-6
 #: Rows whose kernels' work the priors put under this are "tiny" (:func:`handoff_excess_s`).
 _TINY_BODY_S = 1e-6
@@ -296,10 +297,11 @@ def handoff_excess_s(measurements: Measurements) -> float:
     "tiny": under a microsecond of kernels at the priors); NaN with fewer than three of
     either. :func:`fit` checks it against :data:`HANDOFF_SPELL_S`.
 
-    On a 2-core EPYC VM the two differ by 0.4-1.4 us in most calibrations, and by 3.5-35 us in
-    the few timed while the host woke the VM's idle cores slowly: the suite's small adds and
-    triads, handed to a worker, then took 15-47 us where copies run inline took 4, and the same
-    machine did not pay it minutes later (docs/calibration/zen5/README.md).
+    On a 2-core EPYC VM the two differ by 0.35-1.4 us in 22 of 28 committed timing files, and
+    by 3.5-35 us in five timed while the host woke the VM's idle cores slowly: the suite's
+    small adds, triads and GEMMs, handed to a worker, then took 15-49 us where copies run
+    inline took 4, and the same machine did not pay it minutes later
+    (docs/calibration/zen5/README.md).
 
     Example:
       >>> from perfjax.calibrate import Measurements, Workload
@@ -819,8 +821,8 @@ def fit(
         seconds in ``metadata["harness_effects"]``.
 
     Host timings whose tiny calls run on a worker took more than :data:`HANDOFF_SPELL_S` longer
-    than those run inline (:func:`handoff_excess_s`: the machine woke its idle cores slowly
-    while they were taken) are fitted with a cost of their own on every call run on a worker,
+    than those run inline (:func:`handoff_excess_s`: the other cores were slow to take work
+    up while they were taken) are fitted with a cost of their own on every call run on a worker,
     with a warning; it stays out of ``params`` (``metadata["handoff_spell_s"]``).
 
     Example:

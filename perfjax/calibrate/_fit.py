@@ -279,10 +279,11 @@ def _worker_rows(rows: Sequence[Row], batch: _Batch) -> np.ndarray:
     return host & (per_row >= _cpu._INLINE_FLOPS)
 
 
-def _handoff_excess(rows: Sequence[Row], batch: _Batch) -> float:
-    """:func:`handoff_excess_s` of featurized ``rows``."""
-    body, _ = _row_parts(default_params("cpu"), batch, "cpu")
-    tiny = (np.asarray(body) < _TINY_BODY_S) & np.array([r.device == "host" for r in rows], bool)
+def _handoff_excess(rows: Sequence[Row], batch: _Batch, prior_body_s: np.ndarray) -> float:
+    """:func:`handoff_excess_s` of featurized ``rows``, whose kernels' work at the CPU priors
+    takes ``prior_body_s`` (per row)."""
+    host = np.array([r.device == "host" for r in rows], bool)
+    tiny = host & (np.asarray(prior_body_s) < _TINY_BODY_S)
     worker = _worker_rows(rows, batch)
     times = np.array([r.time_s for r in rows])
     w, i = times[tiny & worker], times[tiny & ~worker]
@@ -313,7 +314,8 @@ def handoff_excess_s(measurements: Measurements) -> float:
     rows = [r for r in measurements if r.device == "host"]
     if not rows:
         return float("nan")
-    return _handoff_excess(rows, _featurize(rows, "cpu", False))
+    batch = _featurize(rows, "cpu", False)
+    return _handoff_excess(rows, batch, _row_parts(default_params("cpu"), batch, "cpu")[0])
 
 
 def _check_rows(measurements: Measurements, device: str | None) -> tuple[list[Row], str, str]:
@@ -859,7 +861,8 @@ def fit(
     prior = default_params(family, vendor)
     keep = _trainable(prior, freeze, family, harness_effects)
     noise = _noise_median(measurements)
-    excess = _handoff_excess(rows, batch) if family == "cpu" else float("nan")
+    prior_body, prior_fixed = (np.asarray(x, np.float64) for x in _row_parts(prior, batch, family))
+    excess = _handoff_excess(rows, batch, prior_body) if family == "cpu" else float("nan")
     spell = math.isfinite(excess) and excess > HANDOFF_SPELL_S
     if spell:
         warnings.warn(
@@ -889,7 +892,7 @@ def fit(
             "the fit diverged (non-finite loss); lower learning_rate or check the measurements."
         )
     measured = np.array([r.time_s for r in rows])
-    before = np.asarray(_row_times(prior, batch, family), np.float64)
+    before = prior_body + prior_fixed
     after = np.asarray(objective.predict_rows(fitted, objective.as_used(effects)), np.float64)
 
     def refit_without(idx: np.ndarray) -> np.ndarray:

@@ -1777,6 +1777,37 @@ def test_cpu_normalisations_are_one_kernel_from_4096_rows_as_in_xla(rows):
         assert xla >= 4 and calls >= 3
 
 
+_ROW_REDUCTIONS = {
+    "softmax": lambda x: jax.nn.softmax(x, -1),
+    "rmsnorm": lambda x: x * lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + 1e-6),
+    "layernorm": _layernorm,
+    "sum of squares": lambda x: (x * x).sum(-1),
+    "max": lambda x: x.max(-1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ROW_REDUCTIONS))
+@pytest.mark.parametrize("shape", [(8, 32), (8, 64), (1, 768), (8, 256), (1, 2048), (8, 1024),
+                                   (2, 16384)])  # fmt: skip
+def test_cpu_small_row_reductions_run_as_trees_as_in_xla(name, shape):
+    """XLA:CPU runs a reduction of fewer than 4096 elements over a contiguous axis longer
+    than 32 as a tree: partial reductions over 32 elements, then over the partials, each a
+    kernel, the loop that feeds it a kernel before them (a softmax over 1 x 256 floats is six
+    kernels, over 8 x 1024 four). Where XLA builds a tree, perfjax's kernels plus their
+    ``extra_kernels`` count as many kernels as XLA's optimized HLO has; elsewhere (32 or fewer
+    elements a row, or a library reduction) none are extra."""
+    from perfjax.fusion._kernels import xla_cpu_kernel_count
+
+    fn = _ROW_REDUCTIONS[name]
+    xla = xla_cpu_kernel_count("ENTRY" + _xla_cpu_entry(fn, shape) + "\n}\n")
+    k = kernels_for(program_for(fn, (S(shape, f32),), None), "cpu")
+    calls = (k.continued == 0).sum() + k.extra_kernels.sum()
+    tree = shape[0] * shape[1] < 4096 and shape[1] > 32
+    assert (k.extra_kernels.sum() > 0) == tree
+    if tree:
+        assert calls == xla, (calls, xla)
+
+
 def test_cpu_fused_normalisations_cost_their_passes_as_measured():
     """benchmarks/results/host_fused_norm_epyc.csv (one AMD EPYC): a layer norm, RMS norm or
     softmax fused into one XLA:CPU kernel (4096 rows) takes about what the same elements take as

@@ -460,6 +460,8 @@ def kernel_times(k: Arrays, dev: Arrays, params: Arrays, res: Arrays) -> KernelT
         + thunk_time(params)
         + dev["launch_overhead_s"] * jnp.exp(params["fork_log"]) * use
     ) * (1.0 - k.get("continued", jnp.zeros_like(t_body)))  # fmt: skip
+    # A reduction run as a tree (Kernels.extra_kernels) launches each of its kernels.
+    t_launch = t_launch * (1.0 + k.get("extra_kernels", jnp.zeros_like(t_body)))
     # Output buffers mapped afresh on every call, and a fused attention's scratch handed back
     # to the system on every call (Kernels.fresh_scratch_bytes): a page fault per page where
     # first written, taken by every core writing (in the time only: neither the arithmetic

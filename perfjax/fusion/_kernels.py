@@ -56,6 +56,7 @@ other kernels' outputs, large constants) and results consumed outside or returne
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -208,6 +209,13 @@ class FusionPolicy:
     #: elements on, with its larger fixed cost; compiled HLO, jaxlib 0.10). 0: every reduction
     #: is a reduction kernel.
     library_reduce_min_elements: int = 0
+    #: ... and those of a contiguous (minor) axis longer than this run as a tree: partial
+    #: reductions over windows of this many elements, then the reduction of the partials,
+    #: each a kernel of its own, and the loop fused into the reduction a kernel before them
+    #: (XLA:CPU: a softmax over 1 x 256 floats is six kernels, where over 8 x 1024, a YNNPACK
+    #: reduction, four; compiled HLO, jaxlib 0.10). The kernel table keeps one reduction and
+    #: counts the others in ``extra_kernels``. 0: no tree.
+    tree_reduce_window: int = 0
     #: Convolutions and batched GEMMs split over cores only by blocks of weights, or by pairs of
     #: batch entries when a reduction consumes their result (XLA:CPU's YNNPACK fusions).
     serial_matrix: bool = False
@@ -379,6 +387,7 @@ POLICIES = {
         normalization_min_rows=4096,
         normalization_passes=True,
         library_reduce_min_elements=4096,
+        tree_reduce_window=32,
         multi_output_loops=False,
         serial_matrix=True,
         serial_copies=True,
@@ -549,6 +558,9 @@ class Kernels:
     #: 1 where the kernel is a later pass of a normalisation run as one call
     #: (:attr:`FusionPolicy.normalization_passes`): no launch or hand-off of its own.
     continued: np.ndarray = _feature(default=True)
+    #: Kernels the compiler runs this one as beyond the first (:attr:`FusionPolicy.tree_reduce_window`):
+    #: each pays a launch.
+    extra_kernels: np.ndarray = _feature(default=True)
     #: Per kernel: (dtype of the matrix operands or vector outputs, StableHLO precision attribute).
     requests: tuple[tuple[str, str], ...]
     #: Bytes written into program outputs that are fresh memory on every call
@@ -1361,6 +1373,21 @@ class _Fusion:
                 total += float(operand.nbytes)
         return total
 
+    def _tree_kernels(self, g: dict[str, Any], anchor: Op) -> float:
+        """Kernels a plain-loop reduction runs as beyond one (:attr:`FusionPolicy.tree_reduce_window`):
+        a reduction stage per factor of the window in its reduced length, and the loop fused
+        into it (any op of the group but the reduction) as a kernel of its own."""
+        window = self.policy.tree_reduce_window
+        feats = anchor.features
+        if not window or not feats.get("minor_reduced"):
+            return 0.0
+        length = feats.get("in_elements", 1) / max(1, feats.get("out_elements", 1))
+        if length <= window:
+            return 0.0
+        stages = math.ceil(math.log(length) / math.log(window) - 1e-9)
+        producer = any(i != g["anchor"] and self.cls[i] == "loop" for i in g["ops"])
+        return float(stages - 1 + producer)
+
     def _row(self, gi: int, g: dict[str, Any]) -> dict[str, Any]:
         """One kernel's record: name, ops, dtype request and every feature."""
         ops, members = self.ops, g["ops"]
@@ -1430,8 +1457,10 @@ class _Fusion:
             m_ *= float(feats.get("tap_share", 1.0))
         kind = g["kind"]
         small = self.policy.library_reduce_min_elements
+        extra = 0.0
         if kind == "reduce" and anchor.operands and anchor.operands[0].size < small:
             kind = "elementwise"
+            extra = self._tree_kernels(g, anchor)
         return dict(
             names=f"{label}:{_short(anchor)}" + (f"+{len(members) - 1}" if len(members) > 1 else ""),
             ops=tuple(members), requests=request, kind=_KIND_INDEX[kind],
@@ -1445,6 +1474,7 @@ class _Fusion:
             input_bytes=float(sum(v for b, v in reads.items() if self.is_input(b))),
             executions=float(g["executions"]), parallel_units=units, fallback=float(fallback),
             dilated_input=float(dilated and grouped), wide_window=float(wide), continued=0.0,
+            extra_kernels=extra,
             serial_steps=sum(solver_steps(dict(ops[i].features)) for i in members),
             host_round_trips=float(sum(ops[i].features.get("kind") == "host_callback" for i in members)),
         )  # fmt: skip

@@ -1392,6 +1392,13 @@ def test_cpu_einsum_attention_counts_its_transposed_score_operand():
     assert count(transposed_form, qkv) == 0
     assert count(einsum_form, [(b, t, h, 128)] * 3) == 0  # head size 128: no slowdown
     assert count(einsum_form, qkv, "gpu") == 0
+    # One batch of one head is a 2-D product, and XLA:CPU still multiplies by pᵀ: a t x t
+    # transpose of the scores before the YNNPACK GEMM, as in the batched form.
+    one = [(1, 256, 1, d)] * 3
+    assert count(einsum_form, one) == 256 * 256
+    text = jax.jit(einsum_form).lower(*(S(x, f32) for x in one)).compile().as_text()
+    assert re.search(r"f32\[256,256\]\{1,0\} fusion\(", text)
+    assert re.search(r"f32\[1,1,256,256\]\{2,3,1,0\} transpose\(.*dimensions=\{0,1,3,2\}", text)
     # The score operand given as an input (not computed by the program) is not counted.
     pv = lambda p, v: jnp.einsum("bhts,bshd->bthd", p, v)
     assert count(pv, [(b, h, t, t), (b, t, h, d)]) == 0

@@ -247,7 +247,8 @@ class FusionPolicy:
     fresh_output_min_bytes: int = 0
     #: Batched GEMMs contracting their rhs over its minor dimension and their lhs over another,
     #: with an rhs computed by the program (``einsum("bhqk,bkhd->bqhd", softmax(s), v)``: JAX
-    #: computes vᵀ·pᵀ, as Flax's ``dot_product_attention`` does), are slow in XLA:CPU's YNNPACK
+    #: computes vᵀ·pᵀ, as Flax's ``dot_product_attention`` does; with one batch of one head too,
+    #: a transpose of the scores before the GEMM), are slow in XLA:CPU's YNNPACK
     #: fusions when the lhs has fewer than 128 free rows (the head size): the
     #: ``transposed_rhs_elements`` feature counts their rhs elements. Attention in that form
     #: takes up to 2.8x as long as with the transposes written out: 0.2-6 ns more per score
@@ -1413,7 +1414,7 @@ class _Fusion:
             out_elems = max(out_elems, float(anchor.operands[0].size))
         transposed = 0.0
         if (
-            self.policy.transposed_rhs_product and g["kind"] == "gemm" and b_ > 1
+            self.policy.transposed_rhs_product and g["kind"] == "gemm" and b_ >= 1
             and m_ < _TRANSPOSED_RHS_MAX_M
             and feats.get("rhs_minor_contracted") and not feats.get("lhs_minor_contracted", True)
             and len(anchor.sources) > 1

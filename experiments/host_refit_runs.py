@@ -4,8 +4,8 @@
     python experiments/host_refit_runs.py --out /tmp/refit_runs.json
 
 The held-out protocol committed in ``docs/calibration/`` (one sitting on a 2-core Zen 4 EPYC,
-three runs) and ``docs/calibration/zen5/`` (the ten sittings on the Zen 5 the same VM later
-ran on whose calibrations time the layer-sized kernel chains, thirty runs): in each sitting a calibration A (the machine's first, fitted alone), a calibration B
+three runs) and ``docs/calibration/zen5/`` (the eleven sittings on the Zen 5 the same VM later
+ran on whose calibrations time the layer-sized kernel chains, thirty-three runs): in each sitting a calibration A (the machine's first, fitted alone), a calibration B
 timed minutes later (fitted with A's timings too) and programs nobody chose, drawn from a fresh
 seed and timed with a plain ``jax.jit`` loop. This fits each sitting's A and B again from their
 committed timing files, as ``perfjax calibrate --from-csv`` fits them, with the model of the
@@ -64,6 +64,9 @@ MACHINES = {
         # Timed with small reductions priced as the trees XLA:CPU runs them as.
         (ZEN5 / "host_20261208-023605.csv", ZEN5 / "host_20261208-024242.csv",
          (1407565780, 1069117622), (1325290601,)),
+        # Timed with one-head attention's transposed scores counted too.
+        (ZEN5 / "host_20261208-031502.csv", ZEN5 / "host_20261208-032104.csv",
+         (236466452, 612822483), (609778994,)),
     ),
 }  # fmt: skip
 

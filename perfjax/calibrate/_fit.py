@@ -522,7 +522,9 @@ class _Objective:
         # call run on a worker paid a cost of that state, fitted beside the model (from
         # ``handoff_s``) so that the kernels' launch and the pool's wake-up do not take it up.
         self.handoff_s = float(handoff_s)
-        self.worker_row = jnp.asarray(_worker_rows(rows, batch), jnp.float32)
+        self.worker_row = (
+            jnp.asarray(_worker_rows(rows, batch), jnp.float32) if self.handoff_s > 0 else None
+        )
         self.spread_factor = spread_weights([r.rel_spread for r in rows], noise_median)
         self.loss_name, self.huber_delta, self.prior_weight = loss, huber_delta, prior_weight
         self.device_effects, self.harness_effects = device_effects, harness_effects

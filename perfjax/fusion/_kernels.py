@@ -1414,7 +1414,7 @@ class _Fusion:
             out_elems = max(out_elems, float(anchor.operands[0].size))
         transposed = 0.0
         if (
-            self.policy.transposed_rhs_product and g["kind"] == "gemm" and b_ >= 1
+            self.policy.transposed_rhs_product and g["kind"] == "gemm"
             and m_ < _TRANSPOSED_RHS_MAX_M
             and feats.get("rhs_minor_contracted") and not feats.get("lhs_minor_contracted", True)
             and len(anchor.sources) > 1
